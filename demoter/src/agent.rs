@@ -1,0 +1,208 @@
+//! The agent: answers protocol requests, one JSON line in, one JSON line out.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use crate::cgroup::{self, BoxCgroup, RUN_PREFIX};
+use crate::error::Error;
+use crate::fsops;
+use crate::protocol::{Request, Response, RunResult, RunSpec, PROTOCOL_VERSION};
+use crate::run::{self, RunEnv};
+use crate::sys;
+
+/// Serves requests for one box.
+pub struct Agent {
+    cgroup: Box<dyn BoxCgroup>,
+    wipe: Vec<PathBuf>,
+    ncpus: u64,
+    runs: u64,
+}
+
+impl Agent {
+    /// An agent for the box cgroup in `cgroup_dir`, emptying the `wipe` directories after every
+    /// run. Run cgroups a previous agent left behind are removed.
+    pub fn new(cgroup_dir: &Path, wipe: Vec<PathBuf>) -> Result<Agent, Error> {
+        let cgroup = cgroup::detect(cgroup_dir)?;
+        cgroup::remove_stale_runs(cgroup.as_ref());
+        Ok(Agent::with_cgroup(cgroup, wipe))
+    }
+
+    pub fn with_cgroup(cgroup: Box<dyn BoxCgroup>, wipe: Vec<PathBuf>) -> Agent {
+        Agent {
+            cgroup,
+            wipe,
+            ncpus: sys::cpu_count(),
+            runs: 0,
+        }
+    }
+
+    /// Performs one run.
+    pub fn run(&mut self, spec: &RunSpec) -> Result<RunResult, Error> {
+        self.runs += 1;
+        let name = format!("{RUN_PREFIX}{}-{}", std::process::id(), self.runs);
+        run::run(
+            spec,
+            &RunEnv {
+                cgroup: self.cgroup.as_ref(),
+                name: &name,
+                wipe: &self.wipe,
+                ncpus: self.ncpus,
+            },
+        )
+    }
+
+    /// Carries out one request.
+    pub fn handle(&mut self, request: &Request) -> Response {
+        let done = match request {
+            Request::Mkdir {
+                path,
+                uid,
+                gid,
+                mode,
+            } => fsops::mkdir(path, *uid, *gid, *mode).map(|()| Response::Ok),
+            Request::Put {
+                src,
+                dst,
+                uid,
+                gid,
+                mode,
+            } => fsops::put(src, dst, *uid, *gid, *mode).map(|()| Response::Ok),
+            Request::Seal { path } => fsops::seal(path).map(|()| Response::Ok),
+            Request::Run(spec) => self.run(spec).map(Response::Ran),
+        };
+        done.unwrap_or_else(failed)
+    }
+
+    /// Parses and carries out one request line; a malformed line is answered with `Failed`.
+    pub fn handle_line(&mut self, line: &str) -> Response {
+        match serde_json::from_str::<Request>(line) {
+            Ok(request) => self.handle(&request),
+            Err(source) => failed(Error::BadRequest { source }),
+        }
+    }
+
+    /// Announces readiness, then answers every line of `input` until EOF.
+    pub fn serve(&mut self, mut input: impl BufRead, mut output: impl Write) -> Result<(), Error> {
+        respond(
+            &Response::Ready {
+                version: PROTOCOL_VERSION,
+            },
+            &mut output,
+        )?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = input
+                .read_line(&mut line)
+                .map_err(|source| Error::Input { source })?;
+            if n == 0 {
+                return Ok(());
+            }
+            let response = self.handle_line(&line);
+            respond(&response, &mut output)?;
+        }
+    }
+}
+
+fn failed(error: Error) -> Response {
+    eprintln!("demoter: {error}");
+    Response::Failed {
+        error: error.to_string(),
+    }
+}
+
+/// Writes one response line and flushes it.
+pub fn respond(response: &Response, output: &mut impl Write) -> Result<(), Error> {
+    let mut line = serde_json::to_vec(response).map_err(|e| Error::Output { source: e.into() })?;
+    line.push(b'\n');
+    output
+        .write_all(&line)
+        .and_then(|()| output.flush())
+        .map_err(|source| Error::Output { source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn agent(tmp: &Path) -> Agent {
+        fs::write(tmp.join("cgroup.controllers"), "").unwrap();
+        fs::write(tmp.join("cgroup.subtree_control"), "memory pids cpu").unwrap();
+        Agent::new(tmp, vec![]).unwrap()
+    }
+
+    #[test]
+    fn serves_one_response_per_line_and_survives_garbage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("made");
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        let input = format!(
+            "{}\nnot json\n{{\"op\":\"launch\"}}\n{}\n",
+            serde_json::to_string(&Request::Mkdir {
+                path: dir.clone(),
+                uid,
+                gid,
+                mode: 0o755
+            })
+            .unwrap(),
+            serde_json::to_string(&Request::Seal {
+                path: tmp.path().join("missing"),
+            })
+            .unwrap(),
+        );
+        let mut out = Vec::new();
+        agent(tmp.path()).serve(input.as_bytes(), &mut out).unwrap();
+        let lines: Vec<Response> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[0], Response::Ready { version: 1 });
+        assert_eq!(lines[1], Response::Ok);
+        assert!(dir.is_dir());
+        for (line, needle) in [(&lines[2], "malformed"), (&lines[3], "malformed")] {
+            match line {
+                Response::Failed { error } => assert!(error.contains(needle), "{error}"),
+                other => panic!("expected failed, got {other:?}"),
+            }
+        }
+        match &lines[4] {
+            Response::Failed { error } => assert!(error.contains("missing"), "{error}"),
+            other => panic!("expected failed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_run_as_root_is_refused_before_anything_is_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut agent = agent(tmp.path());
+        let spec = RunSpec {
+            argv: vec!["/bin/true".into()],
+            env: vec![],
+            cwd: tmp.path().join("cwd"),
+            fresh_cwd: true,
+            stdin: None,
+            stdout: tmp.path().join("out"),
+            stderr: tmp.path().join("err"),
+            uid: 0,
+            gid: 0,
+            limits: crate::protocol::Limits {
+                cpu_ms: 100,
+                wall_ms: 100,
+                memory_kb: 1024,
+                pids: 1,
+                output_bytes: 1,
+                stderr_bytes: 1,
+            },
+        };
+        match agent.handle(&Request::Run(spec)) {
+            Response::Failed { error } => assert!(error.contains("root"), "{error}"),
+            other => panic!("expected failed, got {other:?}"),
+        }
+        assert!(!tmp.path().join("cwd").exists());
+        assert!(cgroup::list_runs(tmp.path()).unwrap().is_empty());
+    }
+}

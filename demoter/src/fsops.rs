@@ -1,0 +1,360 @@
+//! File system work the agent does as root: `Mkdir`, `Put`, `Seal`, a run's fresh working
+//! directory and its clean-up. Programs may leave anything behind (symlinks to secrets, FIFOs,
+//! hard links, unreadable directories), so nothing here follows a symlink it did not expect, and
+//! a file the agent writes must be a plain file with a single link.
+
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{fchown, lchown, DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext};
+
+/// Bits a mode from the host may carry: no setuid/setgid (a root-owned setuid file would be a
+/// way out of the sandbox).
+const MODE_MASK: u32 = 0o1777;
+
+/// Creates `path` (missing parents owned by root, mode 0755) owned by `uid:gid` with `mode`.
+/// An existing directory (not a symlink) is accepted and given the owner and mode.
+pub fn mkdir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Error> {
+    create_parents(path)?;
+    match DirBuilder::new().mode(0o700).create(path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let meta = fs::symlink_metadata(path).at("stat", path)?;
+            if !meta.is_dir() {
+                return Err(Error::Refused {
+                    path: path.to_path_buf(),
+                    reason: "exists and is not a directory",
+                });
+            }
+        }
+        other => other.at("create directory", path)?,
+    }
+    lchown(path, Some(uid), Some(gid)).at("chown", path)?;
+    fs::set_permissions(path, Permissions::from_mode(mode & MODE_MASK)).at("chmod", path)
+}
+
+/// Copies `src` to `dst` as root (never through a symlink at `dst`), then gives `dst` to
+/// `uid:gid` with `mode`.
+pub fn put(src: &Path, dst: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Error> {
+    let mut from = File::open(src).at("open", src)?;
+    if !from.metadata().at("stat", src)?.is_file() {
+        return Err(Error::Refused {
+            path: src.to_path_buf(),
+            reason: "not a regular file",
+        });
+    }
+    let mut to = create_file(dst, 0o600)?;
+    io::copy(&mut from, &mut to).at("copy to", dst)?;
+    fchown(&to, Some(uid), Some(gid)).at("chown", dst)?;
+    to.set_permissions(Permissions::from_mode(mode & MODE_MASK))
+        .at("chmod", dst)
+}
+
+/// Makes `path` and everything below it owned by root, without group/other write permission and
+/// without setuid/setgid bits. Symlinks are re-owned but neither followed nor descended into.
+pub fn seal(path: &Path) -> Result<(), Error> {
+    // An explicit stack: a tree built by a program may be deeper than the call stack allows.
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = fs::symlink_metadata(&path).at("stat", &path)?;
+        lchown(&path, Some(0), Some(0)).at("chown", &path)?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        if meta.is_dir() {
+            for entry in fs::read_dir(&path).at("list", &path)? {
+                pending.push(entry.at("list", &path)?.path());
+            }
+        }
+        let mode = meta.mode() & 0o7777 & !0o022 & !0o6000;
+        fs::set_permissions(&path, Permissions::from_mode(mode)).at("chmod", &path)?;
+    }
+    Ok(())
+}
+
+/// Removes everything inside `dir` (not `dir` itself), never following symlinks.
+pub fn wipe_contents(dir: &Path) -> Result<(), Error> {
+    for entry in fs::read_dir(dir).at("list", dir)? {
+        let entry = entry.at("list", dir)?;
+        let path = entry.path();
+        // d_type / lstat: a symlink to a directory is a symlink here.
+        if entry.file_type().at("stat", &path)?.is_dir() {
+            fs::remove_dir_all(&path).at("remove", &path)?;
+        } else {
+            fs::remove_file(&path).at("remove", &path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The fresh working directory of a run: created for it, removed with everything in it after.
+#[derive(Debug)]
+pub struct FreshDir {
+    path: Option<PathBuf>,
+}
+
+impl FreshDir {
+    /// Creates `path` owned by `uid:gid`, mode 0700. It must not exist.
+    pub fn create(path: &Path, uid: u32, gid: u32) -> Result<FreshDir, Error> {
+        create_parents(path)?;
+        match DirBuilder::new().mode(0o700).create(path) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::Refused {
+                    path: path.to_path_buf(),
+                    reason: "the fresh working directory already exists",
+                })
+            }
+            other => other.at("create directory", path)?,
+        }
+        let dir = FreshDir {
+            path: Some(path.to_path_buf()),
+        };
+        lchown(path, Some(uid), Some(gid)).at("chown", path)?;
+        fs::set_permissions(path, Permissions::from_mode(0o700)).at("chmod", path)?;
+        Ok(dir)
+    }
+
+    /// Removes the directory and everything in it.
+    pub fn remove(mut self) -> Result<(), Error> {
+        match self.path.take() {
+            Some(path) => remove_tree(&path),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for FreshDir {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            if let Err(e) = remove_tree(&path) {
+                eprintln!("demoter: {e}");
+            }
+        }
+    }
+}
+
+/// `remove_dir_all` does not follow symlinks (it removes the link); a missing tree is fine.
+fn remove_tree(path: &Path) -> Result<(), Error> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other.at("remove", path),
+    }
+}
+
+/// Opens the program's stdin: a regular file (not through a symlink), or `/dev/null`.
+pub fn open_stdin(path: Option<&Path>) -> Result<File, Error> {
+    let Some(path) = path else {
+        let null = Path::new("/dev/null");
+        return File::open(null).at("open", null);
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .at("open stdin", path)?;
+    if !file.metadata().at("stat", path)?.is_file() {
+        return Err(Error::Refused {
+            path: path.to_path_buf(),
+            reason: "stdin is not a regular file",
+        });
+    }
+    clear_nonblocking(&file, path)?;
+    Ok(file)
+}
+
+/// Creates (or truncates) a file the agent writes as root: never through a symlink, never a
+/// FIFO or device (O_NONBLOCK keeps a FIFO from blocking the open), never a file with other
+/// hard links (which could be anyone's file).
+pub fn create_file(path: &Path, mode: u32) -> Result<File, Error> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .at("create", path)?;
+    let meta = file.metadata().at("stat", path)?;
+    let reason = if !meta.is_file() {
+        Some(if meta.file_type().is_fifo() {
+            "a FIFO is in the way"
+        } else {
+            "not a regular file"
+        })
+    } else if meta.nlink() > 1 {
+        Some("the file has other hard links")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        return Err(Error::Refused {
+            path: path.to_path_buf(),
+            reason,
+        });
+    }
+    file.set_len(0).at("truncate", path)?;
+    clear_nonblocking(&file, path)?;
+    Ok(file)
+}
+
+fn clear_nonblocking(file: &File, path: &Path) -> Result<(), Error> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this function borrows; F_GETFL/F_SETFL touch no memory.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags == -1 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } == -1 {
+        return Err(io::Error::last_os_error()).at("fcntl", path);
+    }
+    Ok(())
+}
+
+/// Creates the missing parents of `path`, owned by root with mode 0755.
+fn create_parents(path: &Path) -> Result<(), Error> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .at("create parents of", path),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    #[test]
+    fn put_refuses_a_symlink_or_hard_link_at_the_destination() {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = tmp.path().join("secret");
+        fs::write(&secret, "secret").unwrap();
+        let src = tmp.path().join("src");
+        fs::write(&src, "data").unwrap();
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+
+        let link = tmp.path().join("link");
+        symlink(&secret, &link).unwrap();
+        assert!(put(&src, &link, uid, gid, 0o644).is_err());
+        let hard = tmp.path().join("hard");
+        fs::hard_link(&secret, &hard).unwrap();
+        let err = put(&src, &hard, uid, gid, 0o644).unwrap_err();
+        assert!(err.to_string().contains("hard links"), "{err}");
+        assert_eq!(fs::read_to_string(&secret).unwrap(), "secret");
+
+        let dst = tmp.path().join("sub/dst");
+        put(&src, &dst, uid, gid, 0o4755).unwrap();
+        assert_eq!(fs::read_to_string(&dst).unwrap(), "data");
+        // setuid is never granted.
+        assert_eq!(fs::metadata(&dst).unwrap().mode() & 0o7777, 0o755);
+    }
+
+    #[test]
+    fn create_file_refuses_a_fifo_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        assert!(create_file(&fifo, 0o644).is_err());
+        assert!(open_stdin(Some(&fifo)).is_err());
+    }
+
+    #[test]
+    fn mkdir_sets_owner_and_mode_and_is_idempotent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b");
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        mkdir(&dir, uid, gid, 0o750).unwrap();
+        mkdir(&dir, uid, gid, 0o711).unwrap();
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o7777, 0o711);
+        let file = tmp.path().join("file");
+        fs::write(&file, "").unwrap();
+        assert!(mkdir(&file, uid, gid, 0o755).is_err());
+    }
+
+    #[test]
+    fn seal_removes_write_bits_without_following_symlinks() {
+        if !is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::write(&outside, "").unwrap();
+        fs::set_permissions(&outside, Permissions::from_mode(0o666)).unwrap();
+        lchown(&outside, Some(1234), Some(1234)).unwrap();
+
+        let tree = tmp.path().join("tree");
+        fs::create_dir_all(tree.join("sub")).unwrap();
+        fs::write(tree.join("sub/f"), "").unwrap();
+        fs::set_permissions(tree.join("sub/f"), Permissions::from_mode(0o6777)).unwrap();
+        fs::set_permissions(tree.join("sub"), Permissions::from_mode(0o777)).unwrap();
+        symlink(&outside, tree.join("link")).unwrap();
+        lchown(tree.join("sub/f"), Some(1234), Some(1234)).unwrap();
+        lchown(tree.join("link"), Some(1234), Some(1234)).unwrap();
+
+        seal(&tree).unwrap();
+        let f = fs::metadata(tree.join("sub/f")).unwrap();
+        assert_eq!((f.uid(), f.gid(), f.mode() & 0o7777), (0, 0, 0o755));
+        assert_eq!(
+            fs::metadata(tree.join("sub")).unwrap().mode() & 0o7777,
+            0o755
+        );
+        assert_eq!(fs::symlink_metadata(tree.join("link")).unwrap().uid(), 0);
+        let o = fs::metadata(&outside).unwrap();
+        assert_eq!((o.uid(), o.mode() & 0o7777), (1234, 0o666));
+    }
+
+    #[test]
+    fn wipe_removes_contents_but_not_targets_of_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let keep = tmp.path().join("keep");
+        fs::create_dir(&keep).unwrap();
+        fs::write(keep.join("file"), "x").unwrap();
+        let wiped = tmp.path().join("wiped");
+        fs::create_dir_all(wiped.join("d/e")).unwrap();
+        fs::write(wiped.join("d/e/f"), "").unwrap();
+        symlink(&keep, wiped.join("dirlink")).unwrap();
+        symlink(keep.join("file"), wiped.join("filelink")).unwrap();
+        nix::unistd::mkfifo(
+            &wiped.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        fs::set_permissions(wiped.join("d"), Permissions::from_mode(0o000)).unwrap();
+
+        let result = wipe_contents(&wiped);
+        if is_root() {
+            result.unwrap();
+            assert_eq!(fs::read_dir(&wiped).unwrap().count(), 0);
+        } else {
+            fs::set_permissions(wiped.join("d"), Permissions::from_mode(0o700)).unwrap();
+        }
+        assert!(wiped.is_dir());
+        assert_eq!(fs::read_to_string(keep.join("file")).unwrap(), "x");
+    }
+
+    #[test]
+    fn fresh_dir_must_not_exist_and_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        let cwd = tmp.path().join("box/run");
+        let fresh = FreshDir::create(&cwd, uid, gid).unwrap();
+        assert_eq!(fs::metadata(&cwd).unwrap().mode() & 0o7777, 0o700);
+        assert!(FreshDir::create(&cwd, uid, gid).is_err());
+        fs::write(cwd.join("f"), "").unwrap();
+        fresh.remove().unwrap();
+        assert!(!cwd.exists());
+        assert!(tmp.path().join("box").is_dir());
+    }
+}

@@ -1,0 +1,293 @@
+//! The commands of the `executioner` binary (SPEC §7), callable from `main` and tests.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::interface::MemoryInterface;
+use crate::judge::{Judge, JudgeConfig, Outcome};
+use crate::language::{Registry, RegistryError};
+use crate::problem::ProblemStore;
+use crate::protocol::{Body, Message, Submission};
+use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
+use crate::worker::{Worker, WorkerConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("the interface failed: {0}")]
+    Interface(#[from] crate::interface::InterfaceError),
+}
+
+/// Settings every judging command shares.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub problems: PathBuf,
+    /// Language registry file; `None` = the built-in registry.
+    pub languages: Option<PathBuf>,
+    /// The static demoter; `None` = found next to the executable (see [`find_demoter`]).
+    pub demoter: Option<PathBuf>,
+    pub cgroup_parent: String,
+    pub judge: JudgeConfig,
+}
+
+pub fn load_registry(path: Option<&Path>) -> Result<Registry, RegistryError> {
+    match path {
+        Some(path) => Registry::load(path),
+        None => Registry::builtin(),
+    }
+}
+
+/// The demoter binary: next to this executable, or where `scripts/build-demoter` puts it in a
+/// cargo target directory (`target/x86_64-unknown-linux-gnu/release/demoter`).
+pub fn find_demoter() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let candidates = [
+        dir.join("demoter"),
+        dir.join("../x86_64-unknown-linux-gnu/release/demoter"),
+        dir.join("../../x86_64-unknown-linux-gnu/release/demoter"),
+    ];
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// Connects to Docker and builds a judge from `setup`.
+pub async fn build_judge(setup: &Setup) -> Result<Arc<Judge>, CommandError> {
+    let registry = load_registry(setup.languages.as_deref())?;
+    let demoter = setup.demoter.clone().or_else(find_demoter).ok_or_else(|| {
+        CommandError::Usage(
+            "no demoter binary found: build it with scripts/build-demoter and pass --demoter or set EXECUTIONER_DEMOTER".into(),
+        )
+    })?;
+    let mut config = SandboxConfig::new(demoter);
+    config.cgroup_parent = setup.cgroup_parent.clone();
+    let sandbox = Sandbox::connect(config).await?;
+    Ok(Arc::new(Judge::new(
+        Arc::new(ProblemStore::new(&setup.problems)),
+        Arc::new(registry),
+        sandbox,
+        setup.judge.clone(),
+    )))
+}
+
+/// `executioner languages`: one line per language, the id then its aliases.
+pub fn languages(path: Option<&Path>) -> Result<ExitCode, CommandError> {
+    let registry = load_registry(path)?;
+    let mut out = std::io::stdout().lock();
+    for lang in registry.iter() {
+        let line = std::iter::once(lang.id.as_str())
+            .chain(lang.aliases.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        writeln!(out, "{line}").map_err(stdout_error)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stdout_error(source: std::io::Error) -> CommandError {
+    CommandError::Io {
+        path: PathBuf::from("<stdout>"),
+        source,
+    }
+}
+
+fn print_message(message: &Message) -> Result<(), CommandError> {
+    let mut out = std::io::stdout().lock();
+    let line = serde_json::to_string(message).map_err(|e| CommandError::Usage(e.to_string()))?;
+    writeln!(out, "{line}")
+        .and_then(|_| out.flush())
+        .map_err(stdout_error)
+}
+
+/// A human line about a message, for a terminal.
+fn progress_line(message: &Message, tests: Option<usize>) -> Option<String> {
+    let total = tests.map(|n| format!("/{n}")).unwrap_or_default();
+    match &message.body {
+        Body::Compiling => Some("compiling…".into()),
+        Body::Compiled { result, .. } => Some(format!("compiled: {result:?}")),
+        Body::Tested {
+            test_case,
+            result,
+            time,
+            memory,
+            ..
+        } => Some(format!(
+            "test {test_case}{total}: {} ({} ms, {} KB)",
+            result.as_str(),
+            time.unwrap_or(0),
+            memory.unwrap_or(0)
+        )),
+        Body::Done { score, .. } => Some(format!("done: score {}", score.unwrap_or(0.0))),
+        Body::Error { reason } | Body::Invalid { reason } => Some(format!(
+            "{}: {}",
+            message.body.state(),
+            reason.as_deref().unwrap_or("")
+        )),
+        _ => None,
+    }
+}
+
+/// `executioner judge`: judges one file with the in-memory interface, printing every message
+/// as a JSON line. Exit status 0 for `done`, 1 for `error`, 2 for `invalid`.
+pub async fn judge(
+    setup: &Setup,
+    problem: &str,
+    language: &str,
+    file: &Path,
+    id: Option<String>,
+) -> Result<ExitCode, CommandError> {
+    let source = std::fs::read(file).map_err(|source| CommandError::Io {
+        path: file.to_owned(),
+        source,
+    })?;
+    let submission = Submission {
+        id: id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        problem: problem.to_owned(),
+        language: language.to_owned(),
+        // Not UTF-8 source is judged as the compiler would see it after lossy decoding.
+        source_code: String::from_utf8_lossy(&source).into_owned(),
+    };
+    let judge = build_judge(setup).await?;
+    let interface = MemoryInterface::new();
+    let mut messages = interface.subscribe();
+    let tests = crate::problem::is_valid_id(problem)
+        .then(|| judge.problems().get(problem).ok().map(|p| p.tests.len()))
+        .flatten();
+    let show_progress = std::io::stderr().is_terminal();
+    let printer = async {
+        loop {
+            match messages.recv().await {
+                Ok(message) => {
+                    print_message(&message)?;
+                    if show_progress {
+                        if let Some(line) = progress_line(&message, tests) {
+                            eprintln!("{line}");
+                        }
+                    }
+                    if message.body.is_terminal() {
+                        return Ok::<(), CommandError>(());
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => warn!(missed = n, "printer lagged"),
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            }
+        }
+    };
+    let never = CancellationToken::new();
+    let judging = judge.judge(&submission, &interface, &never);
+    let (printed, outcome) = tokio::join!(printer, judging);
+    printed?;
+    Ok(match outcome? {
+        Outcome::Finished(Body::Done { .. }) => ExitCode::SUCCESS,
+        Outcome::Finished(Body::Invalid { .. }) => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    })
+}
+
+/// `executioner worker --interface memory`: submissions are read from stdin (one JSON object
+/// per line), messages printed to stdout as JSON lines, until `shutdown` fires.
+pub async fn memory_worker(
+    setup: &Setup,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> Result<ExitCode, CommandError> {
+    let judge = build_judge(setup).await?;
+    match judge.sandbox().remove_leftovers().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed sandboxes left by a previous worker"),
+        Err(e) => warn!(error = %e, "could not look for leftover sandboxes"),
+    }
+    let interface = Arc::new(MemoryInterface::new());
+    let mut messages = interface.subscribe();
+    let reader = tokio::spawn({
+        let interface = interface.clone();
+        async move {
+            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            let mut number = 0u64;
+            while let Ok(Some(line)) = lines.next_line().await {
+                number += 1;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Submission>(&line) {
+                    Ok(submission) => interface.push(submission),
+                    Err(e) => {
+                        warn!(line = number, error = %e, "ignoring a line that is not a submission")
+                    }
+                }
+            }
+        }
+    });
+    let printing = CancellationToken::new();
+    let printer = tokio::spawn({
+        let printing = printing.clone();
+        async move {
+            loop {
+                let message = tokio::select! {
+                    m = messages.recv() => m,
+                    _ = printing.cancelled() => break,
+                };
+                match message {
+                    Ok(message) => print_message(&message)?,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(missed = n, "printer lagged")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                }
+            }
+            // Shutting down: print what is left.
+            while let Ok(message) = messages.try_recv() {
+                print_message(&message)?;
+            }
+            Ok::<(), CommandError>(())
+        }
+    });
+    Worker::new(interface.clone(), judge, config)
+        .run(shutdown)
+        .await;
+    reader.abort();
+    printing.cancel();
+    match printer.await {
+        Ok(result) => result?,
+        Err(e) => warn!(error = %e, "printer task failed"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+pub fn shutdown_signal() -> Result<CancellationToken, CommandError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let token = CancellationToken::new();
+    let io = |source| CommandError::Io {
+        path: PathBuf::from("<signals>"),
+        source,
+    };
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(io)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(io)?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutdown requested");
+        cancel.cancel();
+    });
+    Ok(token)
+}

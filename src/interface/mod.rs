@@ -1,0 +1,38 @@
+//! Interfaces: the stores submissions come from and messages go to (SPEC §6), behind one trait.
+
+pub mod memory;
+
+use async_trait::async_trait;
+
+use crate::protocol::{Message, Submission};
+
+pub use memory::MemoryInterface;
+
+/// What became of a sent message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Recorded. For `executing`, the submission is now this worker's.
+    Recorded,
+    /// Only for `executing`: another worker already took the submission; drop it silently.
+    NotTaken,
+}
+
+/// A failure of the store itself (connection lost, rejected write). Retryable.
+#[derive(Debug, thiserror::Error)]
+#[error("interface {interface}: {reason}")]
+pub struct InterfaceError {
+    pub interface: &'static str,
+    pub reason: String,
+}
+
+/// A store of submissions and messages.
+#[async_trait]
+pub trait Interface: Send + Sync + 'static {
+    /// The next pending submission, waiting until there is one. `Ok(None)` when no submission
+    /// will ever come again. Cancel-safe: dropping the future loses no submission. A
+    /// submission returned here is not yet taken; sending `executing` takes it.
+    async fn next(&self) -> Result<Option<Submission>, InterfaceError>;
+
+    /// Records one message. Messages of one submission are sent strictly in order.
+    async fn send(&self, message: &Message) -> Result<Sent, InterfaceError>;
+}

@@ -1,0 +1,421 @@
+//! Judging one submission: the message sequence of SPEC §2, from `executing` to its end.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use demoter::protocol::{LimitHit, Limits, RunResult};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, instrument, warn};
+
+use crate::interface::{Interface, InterfaceError, Sent};
+use crate::language::{Language, Placeholders, Registry};
+use crate::problem::{is_valid_id, Problem, ProblemStore};
+use crate::protocol::{Body, CompileResult, Message, Submission};
+use crate::sandbox::{Container, Run, Sandbox, SandboxError, WorkDir, BUILD_DIR};
+use crate::score::score;
+use crate::verdict::{tokens_equal, Verdict};
+
+/// Judging settings. Defaults are in [`JudgeConfig::default`].
+#[derive(Debug, Clone)]
+pub struct JudgeConfig {
+    /// Wall time limit = CPU time limit × this, so a sleeping or blocked program ends as TLE.
+    pub wall_multiplier: f64,
+    /// Longest accepted source, bytes.
+    pub max_source_bytes: usize,
+    /// Most a program may print to stdout per test, bytes (more is `error`).
+    pub output_limit_bytes: u64,
+    /// Stderr kept per run, bytes.
+    pub stderr_limit_bytes: u64,
+    /// Limits of compiling.
+    pub compile_limits: Limits,
+    /// Longest `compileOutput`, characters.
+    pub compile_output_chars: usize,
+}
+
+impl Default for JudgeConfig {
+    /// 3× wall time, 256 KiB sources, 64 MiB of output per test; compiling gets 30 s of CPU,
+    /// 60 s of wall time, 1 GiB, 64 tasks and 64 MiB files; 8000 characters of compiler output.
+    fn default() -> Self {
+        JudgeConfig {
+            wall_multiplier: 3.0,
+            max_source_bytes: 256 * 1024,
+            output_limit_bytes: 64 * 1024 * 1024,
+            stderr_limit_bytes: 64 * 1024,
+            compile_limits: Limits {
+                cpu_ms: 30_000,
+                wall_ms: 60_000,
+                memory_kb: 1024 * 1024,
+                pids: 64,
+                output_bytes: 64 * 1024 * 1024,
+                stderr_bytes: 64 * 1024,
+            },
+            compile_output_chars: 8000,
+        }
+    }
+}
+
+/// How judging one submission ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Another worker took it; nothing was sent but the refused `executing`.
+    NotTaken,
+    /// The terminal message that was sent.
+    Finished(Body),
+}
+
+/// Why judging stopped before `done`.
+enum Failure {
+    /// The submission's own data cannot be judged: `invalid`.
+    Invalid(String),
+    /// The judge or its infrastructure failed: `error`.
+    Error(String),
+    /// The store failed: nothing more can be reported.
+    Interface(InterfaceError),
+}
+
+impl From<InterfaceError> for Failure {
+    fn from(e: InterfaceError) -> Self {
+        Failure::Interface(e)
+    }
+}
+
+impl From<SandboxError> for Failure {
+    fn from(e: SandboxError) -> Self {
+        Failure::Error(format!("sandbox failure: {e}"))
+    }
+}
+
+/// Judges submissions: problems, languages and the sandbox together.
+pub struct Judge {
+    problems: Arc<ProblemStore>,
+    languages: Arc<Registry>,
+    sandbox: Sandbox,
+    config: JudgeConfig,
+}
+
+impl Judge {
+    pub fn new(
+        problems: Arc<ProblemStore>,
+        languages: Arc<Registry>,
+        sandbox: Sandbox,
+        config: JudgeConfig,
+    ) -> Self {
+        Judge {
+            problems,
+            languages,
+            sandbox,
+            config,
+        }
+    }
+
+    pub fn languages(&self) -> &Registry {
+        &self.languages
+    }
+
+    pub fn problems(&self) -> &ProblemStore {
+        &self.problems
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// Judges `submission`, sending its messages to `interface` in order. `cancel` ends judging
+    /// early with `error` (worker shutdown past its deadline). `Err` only when the interface
+    /// itself failed, so the sequence could not be completed.
+    #[instrument(skip_all, fields(submission_id = %submission.id, problem = %submission.problem, language = %submission.language))]
+    pub async fn judge(
+        &self,
+        submission: &Submission,
+        interface: &dyn Interface,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, InterfaceError> {
+        let id = submission.id.as_str();
+        if interface.send(&Message::new(id, Body::Executing)).await? == Sent::NotTaken {
+            info!("taken by another worker");
+            return Ok(Outcome::NotTaken);
+        }
+        let end = match self.pipeline(submission, interface, cancel).await {
+            Ok(done) => done,
+            Err(Failure::Invalid(reason)) => {
+                info!(%reason, "invalid submission");
+                Body::Invalid {
+                    reason: Some(reason),
+                }
+            }
+            Err(Failure::Error(reason)) => {
+                warn!(%reason, "judging failed");
+                Body::Error {
+                    reason: Some(reason),
+                }
+            }
+            Err(Failure::Interface(e)) => return Err(e),
+        };
+        interface.send(&Message::new(id, end.clone())).await?;
+        Ok(Outcome::Finished(end))
+    }
+
+    async fn pipeline(
+        &self,
+        submission: &Submission,
+        interface: &dyn Interface,
+        cancel: &CancellationToken,
+    ) -> Result<Body, Failure> {
+        let language = self
+            .languages
+            .resolve(&submission.language)
+            .ok_or_else(|| {
+                Failure::Invalid(format!(
+                    "unknown language {:?}",
+                    truncate(&submission.language, 64)
+                ))
+            })?;
+        if !is_valid_id(&submission.problem) {
+            return Err(Failure::Invalid(format!(
+                "invalid problem id {:?}: ids are [a-z0-9-]+",
+                truncate(&submission.problem, 64)
+            )));
+        }
+        if submission.source_code.trim().is_empty() {
+            return Err(Failure::Invalid("the source code is empty".into()));
+        }
+        if submission.source_code.len() > self.config.max_source_bytes {
+            return Err(Failure::Invalid(format!(
+                "the source code is {} bytes, more than the limit of {} bytes",
+                submission.source_code.len(),
+                self.config.max_source_bytes
+            )));
+        }
+        let problem = self.load_problem(&submission.problem).await?;
+        let mut container = self.sandbox.open(&language.image).await?;
+        let result = self
+            .in_container(
+                &mut container,
+                submission,
+                language,
+                &problem,
+                interface,
+                cancel,
+            )
+            .await;
+        container.close().await;
+        result
+    }
+
+    async fn load_problem(&self, id: &str) -> Result<Arc<Problem>, Failure> {
+        // Loading reads and parses files: keep it off the async threads.
+        let (store, id) = (self.problems.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || store.get(&id))
+            .await
+            .map_err(|e| Failure::Error(format!("loading the problem failed: {e}")))?
+            .map_err(|e| Failure::Error(e.to_string()))
+    }
+
+    async fn in_container(
+        &self,
+        container: &mut Container,
+        submission: &Submission,
+        language: &Language,
+        problem: &Problem,
+        interface: &dyn Interface,
+        cancel: &CancellationToken,
+    ) -> Result<Body, Failure> {
+        let id = submission.id.as_str();
+        let send = |body: Body| async move { interface.send(&Message::new(id, body)).await };
+        let values = Placeholders {
+            build: BUILD_DIR,
+            memory_kb: problem.memory_kb,
+        };
+        container
+            .put_source(&language.source, submission.source_code.as_bytes())
+            .await?;
+        if let Some(compile) = &language.compile {
+            send(Body::Compiling).await?;
+            let run = Run {
+                argv: language.expand(compile, &values),
+                env: language.env.clone(),
+                work_dir: WorkDir::Build,
+                stdin: None,
+                limits: self.config.compile_limits,
+            };
+            let out = cancellable(cancel, container.run(run)).await??;
+            if !out.result.exited_normally() {
+                let output = self
+                    .compile_output(&out.result, &out.stdout, &out.stderr)
+                    .await;
+                info!(exit = ?out.result.exit, limit = ?out.result.limit, "compile error");
+                send(Body::Compiled {
+                    result: CompileResult::Error,
+                    compile_output: Some(output),
+                })
+                .await?;
+                return Ok(Body::Done {
+                    score: None,
+                    failed_subtasks: None,
+                });
+            }
+            send(Body::Compiled {
+                result: CompileResult::Success,
+                compile_output: None,
+            })
+            .await?;
+        }
+        container.seal_build().await?;
+
+        let limits = Limits {
+            cpu_ms: problem.time_ms,
+            wall_ms: (problem.time_ms as f64 * self.config.wall_multiplier).ceil() as u64,
+            memory_kb: problem.memory_kb + language.memory_extra_kb,
+            pids: language.run_pids,
+            output_bytes: self.config.output_limit_bytes,
+            stderr_bytes: self.config.stderr_limit_bytes,
+        };
+        let argv = language.expand(&language.run, &values);
+        let mut verdicts = Vec::with_capacity(problem.tests.len());
+        for (index, test) in problem.tests.iter().enumerate() {
+            let test_case = index as u32 + 1;
+            send(Body::Testing {
+                test_case,
+                subtask: test.subtask,
+            })
+            .await?;
+            let run = Run {
+                argv: argv.clone(),
+                env: language.env.clone(),
+                work_dir: WorkDir::Fresh,
+                stdin: Some(test.input.as_bytes()),
+                limits,
+            };
+            let out = cancellable(cancel, container.run(run)).await??;
+            let matches = if out.result.exited_normally() {
+                let actual = tokio::fs::read(&out.stdout).await.map_err(|e| {
+                    Failure::Error(format!("cannot read the program's output: {e}"))
+                })?;
+                let matches = tokens_equal(test.output.as_bytes(), &actual);
+                if !matches {
+                    info!(test_case, diff = %short_diff(&test.output, &actual), "wrong answer");
+                }
+                matches
+            } else {
+                false
+            };
+            let verdict = Verdict::of_run(&out.result, || matches);
+            info!(
+                test_case,
+                verdict = verdict.as_str(),
+                cpu_ms = out.result.cpu_ms,
+                wall_ms = out.result.wall_ms,
+                memory_kb = out.result.memory_kb,
+                "tested"
+            );
+            verdicts.push(verdict);
+            send(Body::Tested {
+                test_case,
+                subtask: test.subtask,
+                result: verdict,
+                time: Some(out.result.cpu_ms),
+                memory: Some(out.result.memory_kb),
+            })
+            .await?;
+        }
+        let score = score(problem, &verdicts);
+        info!(score = score.score, failed_subtasks = ?score.failed_subtasks, "judged");
+        Ok(Body::Done {
+            score: Some(score.score),
+            failed_subtasks: score.failed_subtasks,
+        })
+    }
+
+    /// What the compiler said (stderr, then stdout), truncated, with why it stopped if a limit
+    /// ended it.
+    async fn compile_output(&self, result: &RunResult, stdout: &Path, stderr: &Path) -> String {
+        let mut text = String::new();
+        for path in [stderr, stdout] {
+            if let Ok(bytes) = tokio::fs::read(path).await {
+                text.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+        let limits = &self.config.compile_limits;
+        let why = match result.limit {
+            Some(LimitHit::Memory) => Some(format!(
+                "compilation exceeded the memory limit of {} KB",
+                limits.memory_kb
+            )),
+            Some(LimitHit::Time) => Some(format!(
+                "compilation exceeded the time limit of {} ms",
+                limits.cpu_ms
+            )),
+            Some(LimitHit::Wall) => Some(format!(
+                "compilation exceeded the wall time limit of {} ms",
+                limits.wall_ms
+            )),
+            Some(LimitHit::Output) => Some("the compiler wrote too much output".to_owned()),
+            None => None,
+        };
+        let mut out = truncate(text.trim_end(), self.config.compile_output_chars);
+        if let Some(why) = why {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&why);
+        }
+        if out.is_empty() {
+            out = format!("the compiler failed ({:?}) without a message", result.exit);
+        }
+        out
+    }
+}
+
+/// Runs `work` unless `cancel` fires first (then: `error`, the worker is shutting down).
+async fn cancellable<T>(
+    cancel: &CancellationToken,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Failure> {
+    tokio::select! {
+        result = work => Ok(result),
+        _ = cancel.cancelled() => Err(Failure::Error("the worker shut down before judging finished".into())),
+    }
+}
+
+/// At most `max` characters of `text`, with a marker when cut.
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}… (truncated)", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// A short line diff of expected and actual output, for the logs only.
+fn short_diff(expected: &str, actual: &[u8]) -> String {
+    const HEAD: usize = 4096;
+    const LINES: usize = 12;
+    let head = |s: &str| -> String { s.chars().take(HEAD).collect() };
+    let actual = String::from_utf8_lossy(actual);
+    let (expected, actual) = (head(expected), head(&actual));
+    let diff = similar::TextDiff::from_lines(&expected, &actual);
+    let text = diff
+        .unified_diff()
+        .context_radius(1)
+        .header("expected", "actual")
+        .to_string();
+    text.lines().take(LINES).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_marks_what_it_cut() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("abcdef", 3), "abc… (truncated)");
+        assert_eq!(truncate("ééé", 2), "éé… (truncated)");
+    }
+
+    #[test]
+    fn short_diff_shows_the_difference() {
+        let d = short_diff("1\n2\n3\n", b"1\n5\n3\n");
+        assert!(d.contains("-2"), "{d}");
+        assert!(d.contains("+5"), "{d}");
+    }
+}

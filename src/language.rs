@@ -1,0 +1,258 @@
+//! The language registry: data (`languages.toml`), not code.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The registry shipped with the executioner, used unless another file is given.
+pub const BUILTIN: &str = include_str!("../languages.toml");
+
+/// One language: how to compile and run a program written in it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Language {
+    pub id: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub name: String,
+    pub image: String,
+    /// Debian packages of the image (read by `sandbox-images/build`).
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// File name the source is saved as, in the build directory.
+    pub source: String,
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// Compile command, run in the build directory; `None` for interpreted languages.
+    #[serde(default)]
+    pub compile: Option<Vec<String>>,
+    /// Run command, run in a fresh empty directory per test.
+    pub run: Vec<String>,
+    /// The whole environment of compile and run.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Processes and threads a run may have alive at once.
+    #[serde(default = "default_run_pids")]
+    pub run_pids: u64,
+    /// Added to the problem's memory limit for the runtime's own baseline, KB.
+    #[serde(default)]
+    pub memory_extra_kb: u64,
+}
+
+/// Default `run_pids`: enough for a single-threaded program and a helper or two.
+fn default_run_pids() -> u64 {
+    16
+}
+
+/// Values substituted into `compile` and `run` commands.
+#[derive(Debug, Clone)]
+pub struct Placeholders<'a> {
+    pub build: &'a str,
+    pub memory_kb: u64,
+}
+
+impl Language {
+    pub fn is_compiled(&self) -> bool {
+        self.compile.is_some()
+    }
+
+    /// Expands `{build}`, `{source}`, `{memory_kb}` and `{memory_mb}` in `args`.
+    pub fn expand(&self, args: &[String], values: &Placeholders<'_>) -> Vec<String> {
+        args.iter()
+            .map(|a| {
+                a.replace("{build}", values.build)
+                    .replace("{source}", &self.source)
+                    .replace("{memory_kb}", &values.memory_kb.to_string())
+                    .replace("{memory_mb}", &(values.memory_kb / 1024).max(1).to_string())
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read language registry {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("language registry {origin} is not valid: {source}")]
+    Malformed {
+        origin: String,
+        source: toml::de::Error,
+    },
+    #[error("language registry {origin}: {reason}")]
+    Inconsistent { origin: String, reason: String },
+}
+
+/// All languages a worker supports, with their aliases.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    languages: Vec<Language>,
+    by_name: HashMap<String, usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    language: Vec<Language>,
+}
+
+impl Registry {
+    /// The registry shipped with the executioner.
+    pub fn builtin() -> Result<Self, RegistryError> {
+        Self::parse(BUILTIN, "(built in)")
+    }
+
+    pub fn load(path: &Path) -> Result<Self, RegistryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Unreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Self, RegistryError> {
+        let file: File = toml::from_str(text).map_err(|source| RegistryError::Malformed {
+            origin: origin.to_owned(),
+            source,
+        })?;
+        let inconsistent = |reason: String| RegistryError::Inconsistent {
+            origin: origin.to_owned(),
+            reason,
+        };
+        let mut by_name = HashMap::new();
+        for (index, lang) in file.language.iter().enumerate() {
+            if lang.run.is_empty() {
+                return Err(inconsistent(format!(
+                    "{} has an empty run command",
+                    lang.id
+                )));
+            }
+            if lang.compile.as_ref().is_some_and(|c| c.is_empty()) {
+                return Err(inconsistent(format!(
+                    "{} has an empty compile command",
+                    lang.id
+                )));
+            }
+            if lang.source.is_empty() || lang.source.contains('/') {
+                return Err(inconsistent(format!(
+                    "{} has an invalid source file name {:?}",
+                    lang.id, lang.source
+                )));
+            }
+            for name in std::iter::once(&lang.id).chain(&lang.aliases) {
+                if by_name.insert(name.clone(), index).is_some() {
+                    return Err(inconsistent(format!("the name {name:?} is used twice")));
+                }
+            }
+        }
+        Ok(Registry {
+            languages: file.language,
+            by_name,
+        })
+    }
+
+    /// The language named `name` (an id or an alias).
+    pub fn resolve(&self, name: &str) -> Option<&Language> {
+        self.by_name.get(name).map(|&i| &self.languages[i])
+    }
+
+    /// The language whose `extensions` include `ext` (without the dot).
+    pub fn by_extension(&self, ext: &str) -> Option<&Language> {
+        self.languages
+            .iter()
+            .find(|l| l.extensions.iter().any(|e| e == ext))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Language> {
+        self.languages.iter()
+    }
+
+    /// Keeps only the languages `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(&Language) -> bool) {
+        self.languages.retain(keep);
+        self.by_name = self
+            .languages
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| {
+                std::iter::once(l.id.clone())
+                    .chain(l.aliases.iter().cloned())
+                    .map(move |n| (n, i))
+            })
+            .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_registry_resolves_ids_and_aliases() {
+        let r = Registry::builtin().unwrap();
+        let c = r.resolve("c").unwrap();
+        assert_eq!(c.id, "gcc-12");
+        assert!(c.is_compiled());
+        assert_eq!(r.resolve("gcc-12").unwrap().id, "gcc-12");
+        assert_eq!(r.resolve("cpp").unwrap().id, "g++-12");
+        assert!(!r.resolve("python3").unwrap().is_compiled());
+        assert!(r.resolve("cobol").is_none());
+        assert_eq!(r.by_extension("py").unwrap().id, "python-3.11");
+    }
+
+    #[test]
+    fn placeholders_are_expanded() {
+        let r = Registry::parse(
+            r#"[[language]]
+id = "j"
+name = "J"
+image = "i"
+source = "Main.java"
+run = ["java", "-Xmx{memory_mb}m", "-cp", "{build}", "{source}"]
+"#,
+            "test",
+        )
+        .unwrap();
+        let j = r.resolve("j").unwrap();
+        let args = j.expand(
+            &j.run,
+            &Placeholders {
+                build: "/box/build",
+                memory_kb: 65536,
+            },
+        );
+        assert_eq!(args, ["java", "-Xmx64m", "-cp", "/box/build", "Main.java"]);
+        assert_eq!(j.run_pids, 16);
+    }
+
+    #[test]
+    fn duplicate_names_and_unknown_fields_are_refused() {
+        let dup = r#"
+[[language]]
+id = "a"
+name = "A"
+image = "i"
+source = "a"
+run = ["a"]
+[[language]]
+id = "b"
+aliases = ["a"]
+name = "B"
+image = "i"
+source = "b"
+run = ["b"]
+"#;
+        assert!(Registry::parse(dup, "t")
+            .unwrap_err()
+            .to_string()
+            .contains("used twice"));
+        let unknown = "[[language]]\nid='a'\nname='A'\nimage='i'\nsource='a'\nrun=['a']\nrnu=1\n";
+        assert!(matches!(
+            Registry::parse(unknown, "t"),
+            Err(RegistryError::Malformed { .. })
+        ));
+    }
+}

@@ -1,0 +1,13 @@
+//! executioner: a sandboxed code judge. Takes submissions from a store, compiles and runs them
+//! in Docker containers through the demoter, and reports verdicts test by test.
+
+pub mod cli;
+pub mod interface;
+pub mod judge;
+pub mod language;
+pub mod problem;
+pub mod protocol;
+pub mod sandbox;
+pub mod score;
+pub mod verdict;
+pub mod worker;

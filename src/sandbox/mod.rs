@@ -1,0 +1,680 @@
+//! The sandbox: one Docker container per submission, with the demoter running inside it as an
+//! agent that takes run requests over the container's stdin and answers on its stdout, so a
+//! test costs no Docker API round trip.
+//!
+//! Container layout (the contract with the demoter and the images):
+//! - `/judge/demoter`: the static demoter binary (read-only bind mount);
+//! - `/judge/cgroup`: the box's cgroup subtree (v1: one directory per controller);
+//! - `/judge/io`: a host temp dir, root-only, for the source, test input and program output
+//!   (expected outputs never enter the container);
+//! - `/box`: tmpfs; `/box/build` holds the source and what compiling made, sealed read-only
+//!   before tests; each test runs in a fresh `/box/run` removed afterwards;
+//! - `/tmp`: tmpfs, emptied after every run; the root file system is read-only.
+
+mod agent;
+pub mod cgroup;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
+};
+use bollard::Docker;
+use demoter::protocol::{Limits, Request, Response, RunResult, RunSpec};
+
+use self::agent::Agent;
+use self::cgroup::{BoxCgroup, HostCgroups, Version};
+
+/// Where the box tmpfs is mounted in the container.
+pub const BOX_DIR: &str = "/box";
+/// The build directory inside the container.
+pub const BUILD_DIR: &str = "/box/build";
+/// The per-run working directory inside the container (fresh for every run).
+const RUN_DIR: &str = "/box/run";
+const IO_DIR: &str = "/judge/io";
+const CGROUP_DIR: &str = "/judge/cgroup";
+const DEMOTER_PATH: &str = "/judge/demoter";
+/// Container label that marks sandboxes, with the owning process as `host:pid`.
+const OWNER_LABEL: &str = "executioner.owner";
+
+/// A failure of the sandbox or of Docker: never a result of the judged program.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("docker: {action}: {source}")]
+    Docker {
+        action: &'static str,
+        source: bollard::errors::Error,
+    },
+    #[error("image {image:?} is not available (build it with sandbox-images/build)")]
+    ImageMissing { image: String },
+    #[error("demoter binary {path}: {reason}")]
+    Demoter { path: PathBuf, reason: String },
+    #[error("cgroup {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("sandbox agent in container {container} ended unexpectedly{}", stderr_suffix(.stderr))]
+    AgentGone { container: String, stderr: String },
+    #[error("sandbox agent in container {container} did not answer within {after:?}")]
+    AgentTimeout { container: String, after: Duration },
+    #[error("sandbox agent in container {container} answered {answer:?}")]
+    AgentProtocol { container: String, answer: String },
+    #[error("sandbox agent in container {container} failed: {error}")]
+    AgentFailed { container: String, error: String },
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
+/// Sandbox settings. Defaults are in [`SandboxConfig::new`].
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The static demoter binary, bind-mounted into every container.
+    pub demoter: PathBuf,
+    /// The host's cgroup mount root.
+    pub cgroup_root: PathBuf,
+    /// Name of the cgroup all boxes are created under.
+    pub cgroup_parent: String,
+    /// Where host temp dirs of boxes are created.
+    pub work_dir: PathBuf,
+    /// The unprivileged uid/gid programs run as (the `runner` user of the images).
+    pub uid: u32,
+    pub gid: u32,
+    /// Size of the `/box` tmpfs, MiB.
+    pub box_tmpfs_mb: u64,
+    /// Size of the `/tmp` tmpfs, MiB.
+    pub tmp_tmpfs_mb: u64,
+    /// Memory cap of the container itself (the agent; runs have their own cgroups), MiB.
+    pub container_memory_mb: u64,
+    /// Tasks alive at once in a box (all runs together) and in the container itself.
+    pub pids: u64,
+    /// How long a container may take to start and report ready.
+    pub start_timeout: Duration,
+}
+
+impl SandboxConfig {
+    /// Defaults: cgroups under `/sys/fs/cgroup/.../executioner`, uid 60000, a 512 MiB `/box`,
+    /// a 64 MiB `/tmp`, a 256 MiB container cap, 512 tasks, 30 s to start.
+    pub fn new(demoter: PathBuf) -> Self {
+        SandboxConfig {
+            demoter,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_parent: "executioner".into(),
+            work_dir: std::env::temp_dir(),
+            uid: 60000,
+            gid: 60000,
+            box_tmpfs_mb: 512,
+            tmp_tmpfs_mb: 64,
+            container_memory_mb: 256,
+            pids: 512,
+            start_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Connection to Docker and the host cgroups; opens containers.
+#[derive(Clone)]
+pub struct Sandbox {
+    docker: Docker,
+    config: Arc<SandboxConfig>,
+    cgroups: HostCgroups,
+    owner: String,
+}
+
+impl Sandbox {
+    /// Connects to the local Docker engine (negotiating its API version) and prepares cgroups.
+    pub async fn connect(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let demoter_reason = match std::fs::metadata(&config.demoter) {
+            Ok(m) if m.is_file() => None,
+            Ok(_) => Some("is not a file".to_owned()),
+            Err(e) => Some(format!(
+                "{e} (build it with scripts/build-demoter and pass --demoter or EXECUTIONER_DEMOTER)"
+            )),
+        };
+        if let Some(reason) = demoter_reason {
+            return Err(SandboxError::Demoter {
+                path: config.demoter.clone(),
+                reason,
+            });
+        }
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|source| SandboxError::Docker {
+                action: "connect",
+                source,
+            })?
+            .negotiate_version()
+            .await
+            .map_err(|source| SandboxError::Docker {
+                action: "negotiate the API version",
+                source,
+            })?;
+        let cgroups = HostCgroups::prepare(&config.cgroup_root, &config.cgroup_parent)?;
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Sandbox {
+            docker,
+            cgroups,
+            owner: format!("{host}:{}", std::process::id()),
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// Removes sandbox containers (and their cgroups) left by processes of this host that are
+    /// gone, e.g. a worker that was SIGKILLed. Returns how many containers were removed.
+    pub async fn remove_leftovers(&self) -> Result<usize, SandboxError> {
+        let host = self.owner.split(':').next().unwrap_or_default().to_owned();
+        let filters = HashMap::from([("label".to_owned(), vec![OWNER_LABEL.to_owned()])]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|source| SandboxError::Docker {
+                action: "list sandbox containers",
+                source,
+            })?;
+        let mut removed = 0;
+        for c in containers {
+            let owner = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(OWNER_LABEL))
+                .cloned()
+                .unwrap_or_default();
+            let Some((owner_host, pid)) = owner.split_once(':') else {
+                continue;
+            };
+            let alive = pid
+                .parse::<i32>()
+                .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            if owner_host != host || alive {
+                continue;
+            }
+            if let Some(id) = c.id {
+                remove_container(&self.docker, &id).await;
+                removed += 1;
+            }
+        }
+        // Box cgroups of containers that no longer exist.
+        let docker = self.docker.clone();
+        let live: Vec<String> = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|source| SandboxError::Docker {
+                action: "list containers",
+                source,
+            })?
+            .into_iter()
+            .flat_map(|c| c.names.unwrap_or_default())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .collect();
+        let cgroups = self.cgroups.clone();
+        tokio::task::spawn_blocking(move || {
+            cgroups.remove_stale(|name| {
+                name.starts_with("executioner-") && !live.iter().any(|l| l == name)
+            })
+        })
+        .await
+        .ok();
+        Ok(removed)
+    }
+
+    /// Starts a container from `image` with the demoter agent in it, ready for requests.
+    pub async fn open(&self, image: &str) -> Result<Container, SandboxError> {
+        let name = format!("executioner-{}", uuid::Uuid::new_v4().simple());
+        let io = tempfile::Builder::new()
+            .prefix("executioner-")
+            .tempdir_in(&self.config.work_dir)
+            .map_err(|source| SandboxError::Io {
+                path: self.config.work_dir.clone(),
+                source,
+            })?;
+        // The io dir is root-only: programs (uid 60000) cannot see inputs or outputs.
+        set_mode(io.path(), 0o700)?;
+        let cgroups = self.cgroups.clone();
+        let (box_name, pids) = (name.clone(), self.config.pids);
+        let cgroup = tokio::task::spawn_blocking(move || cgroups.create_box(&box_name, pids))
+            .await
+            .map_err(|e| SandboxError::Io {
+                path: PathBuf::from("/sys/fs/cgroup"),
+                source: std::io::Error::other(e),
+            })??;
+        let mut cleanup = Cleanup {
+            docker: self.docker.clone(),
+            container: None,
+            cgroup: Some(cgroup),
+            io: Some(io),
+        };
+        let body = self.container_body(image, &cleanup);
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|source| match source {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                } => SandboxError::ImageMissing {
+                    image: image.to_owned(),
+                },
+                source => SandboxError::Docker {
+                    action: "create a container",
+                    source,
+                },
+            });
+        let id = match created {
+            Ok(created) => created.id,
+            Err(e) => {
+                cleanup.run().await;
+                return Err(e);
+            }
+        };
+        cleanup.container = Some(id.clone());
+        let mut container = Container {
+            id: id.clone(),
+            agent: None,
+            io_dir: cleanup
+                .io
+                .as_ref()
+                .map(|d| d.path().to_owned())
+                .unwrap_or_default(),
+            uid: self.config.uid,
+            gid: self.config.gid,
+            cleanup: Some(cleanup),
+        };
+        let attached = self
+            .docker
+            .attach_container(
+                &id,
+                Some(AttachContainerOptions {
+                    stream: true,
+                    stdin: true,
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|source| SandboxError::Docker {
+                action: "attach to the container",
+                source,
+            })?;
+        self.docker
+            .start_container(&id, None)
+            .await
+            .map_err(|source| SandboxError::Docker {
+                action: "start the container",
+                source,
+            })?;
+        let mut agent = Agent::new(short(&id), attached.input, attached.output);
+        match agent.read(self.config.start_timeout).await? {
+            Response::Ready { .. } => {}
+            other => {
+                return Err(SandboxError::AgentProtocol {
+                    container: short(&id),
+                    answer: format!("{other:?}"),
+                })
+            }
+        }
+        container.agent = Some(agent);
+        Ok(container)
+    }
+
+    fn container_body(&self, image: &str, cleanup: &Cleanup) -> ContainerCreateBody {
+        let c = &self.config;
+        let mut binds = vec![
+            format!("{}:{DEMOTER_PATH}:ro", c.demoter.display()),
+            format!(
+                "{}:{IO_DIR}:rw",
+                cleanup
+                    .io
+                    .as_ref()
+                    .map(|d| d.path().display().to_string())
+                    .unwrap_or_default()
+            ),
+        ];
+        let cgroup = cleanup.cgroup.as_ref();
+        binds.extend(cgroup.map(|g| g.binds(CGROUP_DIR)).unwrap_or_default());
+        let tmpfs = HashMap::from([
+            (
+                BOX_DIR.to_owned(),
+                format!("rw,exec,nosuid,nodev,size={}m,mode=0755", c.box_tmpfs_mb),
+            ),
+            (
+                "/tmp".to_owned(),
+                format!("rw,exec,nosuid,nodev,size={}m,mode=1777", c.tmp_tmpfs_mb),
+            ),
+        ]);
+        let memory = (c.container_memory_mb * 1024 * 1024) as i64;
+        let host_config = HostConfig {
+            binds: Some(binds),
+            network_mode: Some("none".into()),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(tmpfs),
+            // What the demoter needs to drop to the runner user, hand it its directories,
+            // clean up after it and kill what it leaves. Programs keep none of these.
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(
+                [
+                    "CHOWN",
+                    "DAC_OVERRIDE",
+                    "FOWNER",
+                    "KILL",
+                    "SETGID",
+                    "SETUID",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            pids_limit: Some(c.pids as i64),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            // On cgroup v2 the demoter must see the host hierarchy to move runs into the box.
+            cgroupns_mode: (cgroup.map(|g| g.version()) == Some(Version::V2))
+                .then_some(HostConfigCgroupnsModeEnum::HOST),
+            ..Default::default()
+        };
+        ContainerCreateBody {
+            image: Some(image.to_owned()),
+            cmd: Some(
+                [
+                    DEMOTER_PATH,
+                    "agent",
+                    "--cgroup",
+                    CGROUP_DIR,
+                    "--wipe",
+                    "/tmp",
+                    "--wipe",
+                    "/dev/shm",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            entrypoint: Some(vec![]),
+            env: Some(vec![]),
+            user: Some("0:0".into()),
+            working_dir: Some("/".into()),
+            network_disabled: Some(true),
+            open_stdin: Some(true),
+            stdin_once: Some(true),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            labels: Some(HashMap::from([(
+                OWNER_LABEL.to_owned(),
+                self.owner.clone(),
+            )])),
+            host_config: Some(host_config),
+            ..Default::default()
+        }
+    }
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), SandboxError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        SandboxError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+async fn remove_container(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    if let Err(e) = docker.remove_container(id, Some(options)).await {
+        let gone = matches!(
+            e,
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        );
+        if !gone {
+            tracing::warn!(container = %short(id), error = %e, "could not remove a sandbox container");
+        }
+    }
+}
+
+/// What a container leaves to remove: the container, its cgroups, its host temp dir.
+struct Cleanup {
+    docker: Docker,
+    container: Option<String>,
+    cgroup: Option<BoxCgroup>,
+    io: Option<tempfile::TempDir>,
+}
+
+impl Cleanup {
+    async fn run(&mut self) {
+        if let Some(id) = self.container.take() {
+            remove_container(&self.docker, &id).await;
+        }
+        // The container's processes are gone with it; whatever is still in the cgroups is killed.
+        if let Some(cgroup) = self.cgroup.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(cgroup)).await;
+        }
+        self.io.take();
+    }
+}
+
+/// Where a run works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkDir {
+    /// The build directory (compiling).
+    Build,
+    /// A fresh empty directory, removed with everything in it after the run.
+    Fresh,
+}
+
+/// One run in a container.
+#[derive(Debug, Clone)]
+pub struct Run<'a> {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub work_dir: WorkDir,
+    /// Written to a file the program reads as stdin; `None` = `/dev/null`.
+    pub stdin: Option<&'a [u8]>,
+    pub limits: Limits,
+}
+
+/// What a run did, with its output files on the host.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub result: RunResult,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+/// A running sandbox container. Close it with [`Container::close`]; dropping it removes it in
+/// the background.
+pub struct Container {
+    id: String,
+    agent: Option<Agent>,
+    io_dir: PathBuf,
+    uid: u32,
+    gid: u32,
+    cleanup: Option<Cleanup>,
+}
+
+impl Container {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn request(
+        &mut self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, SandboxError> {
+        let agent = self.agent.as_mut().ok_or_else(|| SandboxError::AgentGone {
+            container: short(&self.id),
+            stderr: String::new(),
+        })?;
+        agent.request(request, timeout).await
+    }
+
+    async fn expect_ok(&mut self, request: &Request) -> Result<(), SandboxError> {
+        match self.request(request, Duration::from_secs(30)).await? {
+            Response::Ok => Ok(()),
+            Response::Failed { error } => Err(SandboxError::AgentFailed {
+                container: short(&self.id),
+                error,
+            }),
+            other => Err(SandboxError::AgentProtocol {
+                container: short(&self.id),
+                answer: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Saves `source` as `name` in the build directory, owned by the runner user.
+    pub async fn put_source(&mut self, name: &str, source: &[u8]) -> Result<(), SandboxError> {
+        let host = self.io_dir.join("source");
+        tokio::fs::write(&host, source)
+            .await
+            .map_err(|e| SandboxError::Io {
+                path: host,
+                source: e,
+            })?;
+        let (uid, gid) = (self.uid, self.gid);
+        self.expect_ok(&Request::Mkdir {
+            path: BUILD_DIR.into(),
+            uid,
+            gid,
+            mode: 0o755,
+        })
+        .await?;
+        self.expect_ok(&Request::Put {
+            src: format!("{IO_DIR}/source").into(),
+            dst: Path::new(BUILD_DIR).join(name),
+            uid,
+            gid,
+            mode: 0o644,
+        })
+        .await
+    }
+
+    /// Makes the build directory read-only for programs, so no test can change what the next runs.
+    pub async fn seal_build(&mut self) -> Result<(), SandboxError> {
+        self.expect_ok(&Request::Seal {
+            path: BUILD_DIR.into(),
+        })
+        .await
+    }
+
+    /// Runs one program through the demoter.
+    pub async fn run(&mut self, run: Run<'_>) -> Result<RunOutput, SandboxError> {
+        let stdin = match run.stdin {
+            Some(bytes) => {
+                let host = self.io_dir.join("stdin");
+                tokio::fs::write(&host, bytes)
+                    .await
+                    .map_err(|e| SandboxError::Io {
+                        path: host,
+                        source: e,
+                    })?;
+                Some(PathBuf::from(format!("{IO_DIR}/stdin")))
+            }
+            None => None,
+        };
+        let (cwd, fresh_cwd) = match run.work_dir {
+            WorkDir::Build => (BUILD_DIR, false),
+            WorkDir::Fresh => (RUN_DIR, true),
+        };
+        let spec = RunSpec {
+            argv: run.argv,
+            env: run.env,
+            cwd: cwd.into(),
+            fresh_cwd,
+            stdin,
+            stdout: format!("{IO_DIR}/stdout").into(),
+            stderr: format!("{IO_DIR}/stderr").into(),
+            uid: self.uid,
+            gid: self.gid,
+            limits: run.limits,
+        };
+        // The demoter enforces the wall limit; this only catches an agent that stopped answering.
+        let timeout = Duration::from_millis(run.limits.wall_ms) + Duration::from_secs(20);
+        match self.request(&Request::Run(spec), timeout).await? {
+            Response::Ran(result) => Ok(RunOutput {
+                result,
+                stdout: self.io_dir.join("stdout"),
+                stderr: self.io_dir.join("stderr"),
+            }),
+            Response::Failed { error } => Err(SandboxError::AgentFailed {
+                container: short(&self.id),
+                error,
+            }),
+            other => Err(SandboxError::AgentProtocol {
+                container: short(&self.id),
+                answer: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Stops and removes the container, its cgroups and its temp dir.
+    pub async fn close(mut self) {
+        self.agent.take();
+        if let Some(mut cleanup) = self.cleanup.take() {
+            cleanup.run().await;
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if let Some(mut cleanup) = self.cleanup.take() {
+            self.agent.take();
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn(async move { cleanup.run().await });
+                }
+                Err(_) => tracing::warn!(
+                    container = %short(&self.id),
+                    "sandbox dropped outside a runtime; it is removed at the next start"
+                ),
+            }
+        }
+    }
+}

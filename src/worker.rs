@@ -1,0 +1,119 @@
+//! The worker: takes submissions from an interface and judges up to N at once, until shut down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::interface::Interface;
+use crate::judge::Judge;
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Submissions judged at once.
+    pub concurrency: usize,
+    /// After shutdown is asked for, how long submissions in flight may take to finish before
+    /// they are ended with `error`.
+    pub drain_timeout: Duration,
+}
+
+impl Default for WorkerConfig {
+    /// One submission per core; 60 s to drain.
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            drain_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct Worker {
+    interface: Arc<dyn Interface>,
+    judge: Arc<Judge>,
+    config: WorkerConfig,
+}
+
+/// First and longest pause after the interface failed to deliver a submission.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(30));
+
+impl Worker {
+    pub fn new(interface: Arc<dyn Interface>, judge: Arc<Judge>, config: WorkerConfig) -> Self {
+        Worker {
+            interface,
+            judge,
+            config,
+        }
+    }
+
+    /// Judges submissions until `shutdown` fires (or the interface has no more), then stops
+    /// taking new ones and waits for those in flight, ending stragglers with `error` once the
+    /// drain deadline has passed.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let abort = CancellationToken::new();
+        let mut backoff = BACKOFF.0;
+        info!(concurrency = self.config.concurrency, "worker started");
+        loop {
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                _ = shutdown.cancelled() => break,
+            };
+            let next = tokio::select! {
+                next = self.interface.next() => next,
+                _ = shutdown.cancelled() => break,
+            };
+            match next {
+                Ok(Some(submission)) => {
+                    backoff = BACKOFF.0;
+                    let (interface, judge, abort) =
+                        (self.interface.clone(), self.judge.clone(), abort.clone());
+                    tracker.spawn(async move {
+                        let _permit = permit;
+                        if let Err(e) = judge.judge(&submission, &*interface, &abort).await {
+                            error!(submission_id = %submission.id, error = %e, "could not report to the interface");
+                        }
+                    });
+                }
+                Ok(None) => {
+                    info!("no more submissions");
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?backoff, "could not take a submission");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF.1);
+                }
+            }
+        }
+        tracker.close();
+        if !tracker.is_empty() {
+            info!(in_flight = tracker.len(), "finishing submissions in flight");
+        }
+        if !shutdown.is_cancelled() {
+            // The interface has no more submissions: let the last ones finish.
+            tracker.wait().await;
+        } else if tokio::time::timeout(self.config.drain_timeout, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                in_flight = tracker.len(),
+                "drain deadline passed; ending the rest with error"
+            );
+            abort.cancel();
+            tracker.wait().await;
+        }
+        info!("worker stopped");
+    }
+}
