@@ -163,7 +163,17 @@ pub async fn judge(
         // Not UTF-8 source is judged as the compiler would see it after lossy decoding.
         source_code: String::from_utf8_lossy(&source).into_owned(),
     };
-    let judge = build_judge(setup).await?;
+    let judge = match build_judge(setup).await {
+        Ok(judge) => judge,
+        // No sandbox (no Docker engine, no demoter): still the contract's sequence, ending in error.
+        Err(e @ CommandError::Sandbox(_)) => {
+            print_message(&Message::new(&submission.id, Body::Executing))?;
+            let reason = Some(format!("the sandbox is not available: {e}"));
+            print_message(&Message::new(&submission.id, Body::Error { reason }))?;
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e),
+    };
     let interface = MemoryInterface::new();
     let mut messages = interface.subscribe();
     let tests = crate::problem::is_valid_id(problem)
