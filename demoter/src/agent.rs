@@ -3,7 +3,7 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cgroup::{self, BoxCgroup, RUN_PREFIX};
+use crate::cgroup::{self, BoxCgroup};
 use crate::error::Error;
 use crate::fsops;
 use crate::protocol::{Request, Response, RunResult, RunSpec, PROTOCOL_VERSION};
@@ -36,10 +36,11 @@ impl Agent {
         }
     }
 
-    /// Performs one run.
+    /// Performs one run. Reaps every ended child of the process afterwards (orphans of the run
+    /// re-parent to the demoter), so this belongs in the demoter process only.
     pub fn run(&mut self, spec: &RunSpec) -> Result<RunResult, Error> {
         self.runs += 1;
-        let name = format!("{RUN_PREFIX}{}-{}", std::process::id(), self.runs);
+        let name = cgroup::run_name(self.runs);
         run::run(
             spec,
             &RunEnv {

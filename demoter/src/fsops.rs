@@ -252,7 +252,7 @@ mod tests {
         assert!(err.to_string().contains("hard links"), "{err}");
         assert_eq!(fs::read_to_string(&secret).unwrap(), "secret");
 
-        let dst = tmp.path().join("sub/dst");
+        let dst = tmp.path().join("dst");
         put(&src, &dst, uid, gid, 0o4755).unwrap();
         assert_eq!(fs::read_to_string(&dst).unwrap(), "data");
         // setuid is never granted.

@@ -50,8 +50,10 @@ pub struct RunSpec {
     /// before the run and removes it with everything in it afterwards.
     pub fresh_cwd: bool,
     /// File opened (by the agent, as root) as the program's stdin; `None` = `/dev/null`.
+    /// It must be a regular file and is not opened through a symlink.
     pub stdin: Option<PathBuf>,
     /// File the agent creates (as root, truncating) and fills with the program's stdout.
+    /// A symlink, FIFO or file with other hard links at this path is refused (`Failed`).
     pub stdout: PathBuf,
     /// File the agent creates (as root, truncating) and fills with the program's stderr
     /// (at most `limits.stderr_bytes`; the rest is read and dropped).

@@ -121,6 +121,16 @@ fn execute(
     let (stderr_r, stderr_w) = sys::pipe()?;
     sys::set_nonblocking(stdout_r.as_fd())?;
     sys::set_nonblocking(stderr_r.as_fd())?;
+    // The program may reopen its output as /dev/stdout or /dev/stderr (/proc/self/fd/N), which
+    // checks the pipe's owner.
+    for pipe in [&stdout_w, &stderr_w] {
+        std::os::unix::fs::fchown(pipe, Some(spec.uid), Some(spec.gid)).map_err(|source| {
+            Error::Sys {
+                op: "chown the output pipe",
+                source,
+            }
+        })?;
+    }
     let cgroup_procs = cg
         .procs_files()
         .iter()
@@ -272,14 +282,14 @@ impl Watch<'_> {
         let wall_deadline = self.start + Duration::from_millis(self.limits.wall_ms);
         let mut next_check = self.start + self.check_delay(cpu_limit_ns, 0);
         let mut killed: Option<(LimitHit, Instant)> = None;
-        let mut main: Option<(Reaped, u64)> = None;
+        let mut ended: Option<(Reaped, u64)> = None;
         let mut drain_until = None;
         let mut output_exceeded = false;
         let mut buf = vec![0u8; CHUNK];
 
-        loop {
+        let (main, wall_ms) = loop {
             let now = Instant::now();
-            let mut timeout = match (main, killed) {
+            let mut timeout = match (ended, killed) {
                 (None, Some((_, at))) => {
                     // Killed: the pidfd wakes us when the main process is gone.
                     let waited = now - at;
@@ -309,19 +319,19 @@ impl Watch<'_> {
                     }
                     next_check.min(wall_deadline) - now
                 }
-                (Some(_), _) => {
+                (Some(done), _) => {
                     if !self.stdout.open && !self.stderr.open {
-                        break;
+                        break done;
                     }
                     let until = *drain_until.get_or_insert(now + DRAIN_DEADLINE);
                     if now >= until {
                         eprintln!("demoter: output pipes still open after the run; closing them");
-                        break;
+                        break done;
                     }
                     until - now
                 }
             };
-            if self.pidfd.is_none() && main.is_none() {
+            if self.pidfd.is_none() && ended.is_none() {
                 timeout = timeout.min(NO_PIDFD_TICK);
             }
 
@@ -330,13 +340,13 @@ impl Watch<'_> {
                 // A closed pump stays in the array (fd -1 is ignored by poll) to keep indices.
                 fds.push(pollfd(pump.open.then(|| pump.fd.as_raw_fd())));
             }
-            let watch_main = main.is_none().then(|| self.pidfd.as_ref()).flatten();
+            let watch_main = ended.is_none().then_some(self.pidfd.as_ref()).flatten();
             fds.push(pollfd(watch_main.map(|fd| fd.as_raw_fd())));
             sys::poll(&mut fds, timeout)?;
 
             if fds[0].revents != 0 && self.stdout.pump(&mut buf)? && !output_exceeded {
                 output_exceeded = true;
-                if main.is_none() && killed.is_none() {
+                if ended.is_none() && killed.is_none() {
                     killed = Some((LimitHit::Output, Instant::now()));
                     cgroup::kill_all(self.cg, KILL_DEADLINE)?;
                 }
@@ -345,19 +355,16 @@ impl Watch<'_> {
                 // Beyond `stderr_bytes` stderr is read and dropped, which is no limit.
                 self.stderr.pump(&mut buf)?;
             }
-            if main.is_none() && (self.pidfd.is_none() || fds[2].revents != 0) {
+            if ended.is_none() && (self.pidfd.is_none() || fds[2].revents != 0) {
                 if let Some(reaped) = sys::try_reap(self.pid)? {
                     let wall_ms = self.start.elapsed().as_millis() as u64;
-                    main = Some((reaped, wall_ms));
+                    ended = Some((reaped, wall_ms));
                     // Whatever the main process left behind (daemons, children) ends with it.
                     cgroup::kill_all(self.cg, KILL_DEADLINE)?;
                 }
             }
-        }
-
-        let Some((main, wall_ms)) = main else {
-            unreachable!("the watch loop only ends after the main process was reaped")
         };
+
         Ok(Watched {
             main,
             wall_ms,

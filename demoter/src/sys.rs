@@ -24,6 +24,12 @@ pub fn prepare_process() -> Result<(), Error> {
     }
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0o022) };
+    // An inherited SIGCHLD = SIG_IGN would make the kernel reap children before wait4 sees
+    // their status.
+    // SAFETY: installs the default disposition; no handler function is involved.
+    if unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) } == libc::SIG_ERR {
+        return Err(Error::last_os("signal(SIGCHLD, SIG_DFL)"));
+    }
     // SAFETY: getpid cannot fail.
     if unsafe { libc::getpid() } != 1 {
         // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag, no pointers.

@@ -36,7 +36,7 @@ pub struct RunLimits {
 }
 
 /// The box's cgroup, in which per-run cgroups are created.
-pub trait BoxCgroup {
+pub trait BoxCgroup: std::fmt::Debug {
     /// Human-readable description for diagnostics.
     fn describe(&self) -> String;
     /// Handle to the run cgroup `name`, whether or not it exists.
@@ -48,7 +48,7 @@ pub trait BoxCgroup {
 }
 
 /// The cgroup of one run.
-pub trait RunCgroup {
+pub trait RunCgroup: std::fmt::Debug {
     /// Where the run cgroup lives, for error messages.
     fn path(&self) -> &Path;
     /// `cgroup.procs` files a process writes "0" to in order to join the run.
@@ -162,11 +162,34 @@ impl Drop for RunGuard {
     }
 }
 
-/// Removes run cgroups left behind by an earlier agent (best effort, logged).
+/// The name of a run cgroup: `run-<pid of the demoter>-<n>`.
+pub fn run_name(n: u64) -> String {
+    format!("{RUN_PREFIX}{}-{n}", std::process::id())
+}
+
+/// The demoter that created run cgroup `name`, if the name says.
+fn run_owner(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix(RUN_PREFIX)?;
+    let (pid, n) = rest.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok().filter(|&pid: &i32| pid > 0)
+}
+
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; pid > 0.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Removes run cgroups left behind by a demoter that is gone (best effort, logged). Those of a
+/// demoter still running (another `demoter run` on the same box) are left alone.
 pub fn remove_stale_runs(cg: &dyn BoxCgroup) {
     match cg.run_names() {
         Ok(names) => {
             for name in names {
+                if run_owner(&name).is_some_and(process_exists) {
+                    continue;
+                }
                 let run = cg.open_run(&name);
                 eprintln!("demoter: removing stale cgroup {}", run.path().display());
                 if let Err(e) = destroy(run.as_ref()) {
@@ -354,6 +377,35 @@ mod tests {
             .unwrap()
             .describe()
             .starts_with("cgroup v1"));
+    }
+
+    #[test]
+    fn run_names_carry_their_owner() {
+        let name = run_name(7);
+        assert_eq!(run_owner(&name), Some(std::process::id() as i32));
+        assert!(name.ends_with("-7"));
+        assert_eq!(run_owner("run-12-3"), Some(12));
+        assert_eq!(run_owner("run-x-3"), None);
+        assert_eq!(run_owner("run-12"), None);
+        assert_eq!(run_owner("other"), None);
+    }
+
+    #[test]
+    fn only_runs_of_dead_demoters_are_stale() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("cgroup.controllers"), "").unwrap();
+        fs::write(tmp.path().join("cgroup.subtree_control"), "memory pids cpu").unwrap();
+        let boxed = detect(tmp.path()).unwrap();
+        let mine = run_name(1);
+        // Pid 0x7ffffff0 is above any pid_max: that demoter is gone.
+        let dead = "run-2147483632-1";
+        fs::create_dir(tmp.path().join(&mine)).unwrap();
+        fs::create_dir(tmp.path().join(dead)).unwrap();
+        remove_stale_runs(boxed.as_ref());
+        // Destroying starts by stopping forks (which in a plain directory leaves a file behind
+        // and so keeps rmdir from succeeding).
+        assert!(tmp.path().join(dead).join("pids.max").exists());
+        assert!(!tmp.path().join(&mine).join("pids.max").exists());
     }
 
     #[test]

@@ -30,6 +30,7 @@ impl V2Box {
     /// Enables the controllers runs need in `dir/cgroup.subtree_control` where it can; a
     /// controller that cannot be enabled shows later as a missing limit file with its path.
     pub fn new(dir: &Path) -> V2Box {
+        vacate(dir);
         let control = dir.join("cgroup.subtree_control");
         let enabled = read_file(&control).unwrap_or_default();
         for controller in CONTROLLERS {
@@ -42,6 +43,32 @@ impl V2Box {
         V2Box {
             dir: dir.to_path_buf(),
             swap: dir.join("memory.swap.max").exists(),
+        }
+    }
+}
+
+/// Leaf of the box cgroup that processes found in the box itself are moved to.
+pub const AGENT_LEAF: &str = "agent";
+
+/// A v2 cgroup can only give controllers to its children while it has no processes itself.
+/// When the box has some (the agent was started inside it, e.g. as the root of a private
+/// cgroup namespace), they are moved to the leaf `DIR/agent`. Best effort, logged.
+fn vacate(dir: &Path) {
+    let pids = match read_pids(&dir.join("cgroup.procs")) {
+        Ok(pids) if !pids.is_empty() => pids,
+        _ => return,
+    };
+    let leaf = dir.join(AGENT_LEAF);
+    if let Err(e) = std::fs::create_dir(&leaf) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            eprintln!("demoter: cannot create {}: {e}", leaf.display());
+            return;
+        }
+    }
+    for pid in pids {
+        // Each write moves one process; one that exited meanwhile does not matter.
+        if let Err(e) = write_file(&leaf.join("cgroup.procs"), &pid.to_string()) {
+            eprintln!("demoter: cannot move process {pid} out of the box cgroup: {e}");
         }
     }
 }
@@ -205,6 +232,19 @@ mod tests {
             fs::read_to_string(tmp.path().join("cgroup.subtree_control")).unwrap(),
             "cpu memory pids\n"
         );
+    }
+
+    #[test]
+    fn processes_in_the_box_move_to_a_leaf() {
+        let tmp = fake_box("cpu memory pids\n", true);
+        fs::write(tmp.path().join("cgroup.procs"), "4242\n").unwrap();
+        V2Box::new(tmp.path());
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("agent/cgroup.procs")).unwrap(),
+            "4242"
+        );
+        // The leaf is not a run.
+        assert!(V2Box::new(tmp.path()).run_names().unwrap().is_empty());
     }
 
     #[test]
