@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::interface::MemoryInterface;
+use crate::interface::{MemoryInterface, PostgresConfig, PostgresInterface};
 use crate::judge::{Judge, JudgeConfig, Outcome};
 use crate::language::{Registry, RegistryError};
 use crate::problem::ProblemStore;
@@ -33,6 +33,8 @@ pub enum CommandError {
     Usage(String),
     #[error("the interface failed: {0}")]
     Interface(#[from] crate::interface::InterfaceError),
+    #[error(transparent)]
+    Workflow(Box<crate::workflow::command::CommandError>),
 }
 
 /// Settings every judging command shares.
@@ -210,6 +212,33 @@ pub async fn judge(
     })
 }
 
+/// Removes the sandboxes of workers on this host that died without cleaning up.
+async fn remove_leftover_sandboxes(judge: &Judge) {
+    match judge.sandbox().remove_leftovers().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed sandboxes left by a previous worker"),
+        Err(e) => warn!(error = %e, "could not look for leftover sandboxes"),
+    }
+}
+
+/// `executioner worker --interface postgres`: submissions from a shared database, judged until
+/// `shutdown` fires; any number of workers may share the database.
+pub async fn postgres_worker(
+    setup: &Setup,
+    config: WorkerConfig,
+    database: PostgresConfig,
+    shutdown: CancellationToken,
+) -> Result<ExitCode, CommandError> {
+    let judge = build_judge(setup).await?;
+    remove_leftover_sandboxes(&judge).await;
+    let interface = Arc::new(PostgresInterface::connect(database).await?);
+    Worker::new(interface.clone(), judge, config)
+        .run(shutdown)
+        .await;
+    interface.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `executioner worker --interface memory`: submissions are read from stdin (one JSON object
 /// per line), messages printed to stdout as JSON lines, until `shutdown` fires.
 pub async fn memory_worker(
@@ -218,11 +247,7 @@ pub async fn memory_worker(
     shutdown: CancellationToken,
 ) -> Result<ExitCode, CommandError> {
     let judge = build_judge(setup).await?;
-    match judge.sandbox().remove_leftovers().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, "removed sandboxes left by a previous worker"),
-        Err(e) => warn!(error = %e, "could not look for leftover sandboxes"),
-    }
+    remove_leftover_sandboxes(&judge).await;
     let interface = Arc::new(MemoryInterface::new());
     let mut messages = interface.subscribe();
     let reader = tokio::spawn({

@@ -11,3 +11,4 @@ pub mod sandbox;
 pub mod score;
 pub mod verdict;
 pub mod worker;
+pub mod workflow;

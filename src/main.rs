@@ -62,7 +62,152 @@ enum Command {
         /// Seconds submissions in flight may take to finish after a shutdown signal.
         #[arg(long, env = "EXECUTIONER_DRAIN_TIMEOUT", default_value_t = 60)]
         drain_timeout: u64,
+        #[command(flatten)]
+        postgres: PostgresArgs,
     },
+    /// Long jobs made of steps: problem validation, rejudge.
+    Workflow {
+        #[command(subcommand)]
+        command: WorkflowCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkflowCommand {
+    /// Judge a problem's solutions, each filed under the outcome it must get
+    /// (DIR/accepted, wrong_answer, time_limit_exceeded, run_time_error, partially_accepted);
+    /// exit 0 only when every one got it.
+    Validate {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        workflow: WorkflowArgs,
+        /// Problem id (a folder under --problems).
+        #[arg(long)]
+        problem: String,
+        /// Folder of the solutions, one sub-folder per expected outcome.
+        #[arg(long)]
+        solutions: PathBuf,
+    },
+    /// Judge submissions again (all of a problem, or the ids given), printing their new
+    /// messages as JSON lines.
+    Rejudge {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        workflow: WorkflowArgs,
+        /// JSON-lines file of submissions (the memory interface's store).
+        #[arg(long)]
+        submissions: PathBuf,
+        /// Rejudge every submission of this problem.
+        #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+        problem: Option<String>,
+        /// Rejudge the submission with this id (repeatable).
+        #[arg(long)]
+        id: Vec<String>,
+        /// http:// URL told the summary when the rejudge is over.
+        #[arg(long, env = "EXECUTIONER_WEBHOOK")]
+        webhook: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct WorkflowArgs {
+    /// Attempts per judging when the infrastructure fails (backoff 1 s, doubling).
+    #[arg(long, default_value_t = 3)]
+    attempts: u32,
+    /// Judgings at once (default: the number of cores).
+    #[arg(long, env = "EXECUTIONER_CONCURRENCY")]
+    concurrency: Option<usize>,
+}
+
+impl WorkflowArgs {
+    fn common(&self) -> executioner::workflow::command::Common {
+        executioner::workflow::command::Common {
+            attempts: self.attempts.max(1),
+            concurrency: self
+                .concurrency
+                .unwrap_or(WorkerConfig::default().concurrency)
+                .max(1),
+        }
+    }
+}
+
+async fn workflow(command: WorkflowCommand) -> Result<ExitCode, cli::CommandError> {
+    use executioner::workflow::{command, rejudge::Selection};
+    let shutdown = cli::shutdown_signal()?;
+    match command {
+        WorkflowCommand::Validate {
+            common,
+            workflow,
+            problem,
+            solutions,
+        } => {
+            let setup = common.setup().map_err(cli::CommandError::Usage)?;
+            Ok(
+                command::validate(&setup, &workflow.common(), &problem, &solutions, shutdown)
+                    .await?,
+            )
+        }
+        WorkflowCommand::Rejudge {
+            common,
+            workflow,
+            submissions,
+            problem,
+            id,
+            webhook,
+        } => {
+            let setup = common.setup().map_err(cli::CommandError::Usage)?;
+            let selection = match problem {
+                Some(problem) => Selection::Problem(problem),
+                None => Selection::Ids(id),
+            };
+            let common = workflow.common();
+            Ok(command::rejudge(
+                &setup,
+                &common,
+                &submissions,
+                &selection,
+                webhook.as_deref(),
+                shutdown,
+            )
+            .await?)
+        }
+    }
+}
+
+/// Settings of `--interface postgres` (defaults: `PostgresConfig::new`).
+#[derive(Args)]
+struct PostgresArgs {
+    /// postgres://user:password@host:port/database (`--interface postgres`).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Seconds a claim lasts without a heartbeat; a dead worker's submissions return to the
+    /// queue after this long (default: 30).
+    #[arg(long, env = "EXECUTIONER_LEASE_SECONDS")]
+    lease_seconds: Option<u64>,
+    /// Times a submission that ended in `error` is tried again (default: 3).
+    #[arg(long, env = "EXECUTIONER_RETRIES")]
+    retries: Option<u32>,
+}
+
+impl PostgresArgs {
+    fn config(self) -> Result<executioner::interface::PostgresConfig, String> {
+        let url = self
+            .database_url
+            .ok_or("--interface postgres needs --database-url or DATABASE_URL")?;
+        let mut config = executioner::interface::PostgresConfig::new(url);
+        if let Some(seconds) = self.lease_seconds {
+            if seconds == 0 {
+                return Err("--lease-seconds must be at least 1".into());
+            }
+            config.lease = Duration::from_secs(seconds);
+        }
+        if let Some(retries) = self.retries {
+            config.retries = retries;
+        }
+        Ok(config)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,6 +290,7 @@ async fn main() -> ExitCode {
             interface,
             concurrency,
             drain_timeout,
+            postgres,
         } => {
             let config = WorkerConfig {
                 concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
@@ -156,15 +302,21 @@ async fn main() -> ExitCode {
                     Ok(shutdown) => cli::memory_worker(&setup, config, shutdown).await,
                     Err(e) => Err(e),
                 },
-                (Ok(_), other) => Err(cli::CommandError::Usage(format!(
-                    "the {} interface is not available in this build",
-                    match other {
-                        InterfaceKind::Postgres => "postgres",
-                        _ => "firestore",
+                (Ok(setup), InterfaceKind::Postgres) => {
+                    match (postgres.config(), cli::shutdown_signal()) {
+                        (Err(e), _) => Err(cli::CommandError::Usage(e)),
+                        (_, Err(e)) => Err(e),
+                        (Ok(database), Ok(shutdown)) => {
+                            cli::postgres_worker(&setup, config, database, shutdown).await
+                        }
                     }
-                ))),
+                }
+                (Ok(_), _) => Err(cli::CommandError::Usage(
+                    "the firestore interface is not available in this build".into(),
+                )),
             }
         }
+        Command::Workflow { command } => workflow(command).await,
     };
     match result {
         Ok(code) => code,

@@ -364,7 +364,8 @@ impl Problem {
             .filter(|s| !failed.contains(s))
             .map(|s| self.subtask_scores[s as usize - 1])
             .sum();
-        (round4(total), Some(failed))
+        // An empty f64 sum is -0.0; the score of nothing passed is 0, never "-0.0".
+        (round4(total) + 0.0, Some(failed))
     }
 }
 

@@ -1,0 +1,844 @@
+//! The Postgres interface (SPEC §6): submissions and their judge results in two tables, shared
+//! by any number of workers.
+//!
+//! How a submission moves through it:
+//! - A front end (or [`PostgresInterface::enqueue`]) inserts it as `queued`; a trigger NOTIFYs
+//!   `executioner_queued`, which wakes every worker's [`Interface::next`] at once. A periodic
+//!   sweep finds anything a lost notification would have hidden (e.g. across a reconnect).
+//! - `next()` only reads: it offers the oldest claimable submission. The claim (`executing`) is
+//!   one atomic `UPDATE ... RETURNING` that succeeds for exactly one worker; it gives the
+//!   attempt a fresh `claim_token` and a lease, and removes the results of any earlier attempt.
+//! - While this instance holds submissions, a heartbeat renews their leases. A worker that dies
+//!   stops renewing; once the lease has passed, another worker claims the submission again.
+//! - Every later write of the attempt is fenced on its token (a worker that lost its claim
+//!   changes nothing) and idempotent (results are keyed by the message's index in the attempt),
+//!   so a write whose answer was lost with the connection is simply sent again, with backoff,
+//!   for a bounded time.
+//! - A submission that ends in `error` is claimable again after a backoff, until its retries
+//!   are used up.
+
+mod sql;
+mod state;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::Row;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, instrument, warn};
+use uuid::Uuid;
+
+use super::{Interface, InterfaceError, Sent};
+use crate::protocol::{Body, CompileResult, Message, Submission};
+use crate::verdict::Verdict;
+
+pub use state::{SubmissionState, UnknownState};
+
+/// The embedded schema (`migrations/`), applied by [`PostgresInterface::connect`].
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The channel the `submissions` trigger notifies when a submission is (re-)queued.
+const QUEUED_CHANNEL: &str = "executioner_queued";
+/// The channel notified with a submission's id whenever its state changes.
+pub const STATE_CHANNEL: &str = "executioner_state";
+
+/// How long a submission offered by `next()` is not offered again by this instance while the
+/// worker gets around to claiming it.
+const OFFER_TTL: Duration = Duration::from_secs(5);
+/// First and longest pause between tries of a failed statement (and of the LISTEN connection).
+const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+
+/// Settings of the Postgres interface. Defaults are in [`PostgresConfig::new`].
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// How long a claim lasts without a heartbeat. The heartbeat renews it every third of this.
+    pub lease: Duration,
+    /// How often a submission that ended in `error` (or whose worker vanished) is tried again.
+    pub retries: u32,
+    /// Pause before the first retry after `error`; doubles with each further attempt.
+    pub retry_backoff: Duration,
+    /// Longest pause before a retry.
+    pub retry_backoff_max: Duration,
+    /// How often `next()` looks for submissions without being notified.
+    pub sweep_interval: Duration,
+    /// How long a failed write is tried again before `send` gives up with an error.
+    pub write_deadline: Duration,
+    /// Most connections in the pool (the LISTEN connection comes on top).
+    pub max_connections: u32,
+    /// Stored in `claimed_by`, for people reading the table.
+    pub worker_name: String,
+}
+
+impl PostgresConfig {
+    /// A 30 s lease, 3 retries after 10 s (doubling, at most 10 min apart), a sweep every 5 s,
+    /// 60 s to get a write through, 4 connections; named `host:pid`.
+    pub fn new(url: impl Into<String>) -> Self {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "unknown".into());
+        PostgresConfig {
+            url: url.into(),
+            lease: Duration::from_secs(30),
+            retries: 3,
+            retry_backoff: Duration::from_secs(10),
+            retry_backoff_max: Duration::from_secs(600),
+            sweep_interval: Duration::from_secs(5),
+            write_deadline: Duration::from_secs(60),
+            max_connections: 4,
+            worker_name: format!("{host}:{}", std::process::id()),
+        }
+    }
+
+    /// The pause before the retry that follows attempt `attempt` (1-based), or `None` when the
+    /// retries are used up.
+    fn retry_after(&self, attempt: i32) -> Option<Duration> {
+        let attempt = u32::try_from(attempt).ok()?;
+        if attempt > self.retries {
+            return None;
+        }
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        Some(
+            self.retry_backoff
+                .saturating_mul(factor)
+                .min(self.retry_backoff_max),
+        )
+    }
+}
+
+/// A submission as the store holds it: its state, its end and its judge results in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSubmission {
+    pub state: SubmissionState,
+    pub score: Option<f64>,
+    pub failed_subtasks: Option<Vec<u32>>,
+    /// Why it ended as `error` or `invalidData`.
+    pub reason: Option<String>,
+    /// Claims so far.
+    pub attempts: u32,
+    /// The `testing` and `tested` messages of its last attempt, in order.
+    pub results: Vec<Message>,
+}
+
+/// A claim this instance holds.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    token: Uuid,
+    attempt: i32,
+    /// Index of the next message in the attempt (`executing` was 0).
+    seq: i32,
+}
+
+/// What the instance and its background tasks share.
+struct Shared {
+    pool: PgPool,
+    config: PostgresConfig,
+    /// Claims held, by submission id: their leases are renewed.
+    held: Mutex<HashMap<String, Held>>,
+    /// Submissions offered by `next()` and not claimed yet, with when.
+    offered: Mutex<HashMap<String, Instant>>,
+    /// Bumped on every notification (and reconnect of the listener): `next()` looks again.
+    wake: watch::Sender<u64>,
+}
+
+/// Submissions from, and messages to, a PostgreSQL database.
+pub struct PostgresInterface {
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+fn failure(reason: impl Into<String>) -> InterfaceError {
+    InterfaceError {
+        interface: "postgres",
+        reason: reason.into(),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Failures worth another try: the connection or the server went away, or the server asks to
+/// try again. Anything else (a constraint, a bug in a statement) would fail again.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 53: insufficient resources; 57P: shutdown/restart;
+            // 40001/40P01: serialization failure/deadlock.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || code == "40001"
+                || code == "40P01"
+        }),
+        _ => false,
+    }
+}
+
+impl Shared {
+    /// Runs `op` until it succeeds, fails for good, or `write_deadline` has passed.
+    async fn retrying<T, F, Fut>(
+        &self,
+        what: &str,
+        id: &str,
+        mut op: F,
+    ) -> Result<T, InterfaceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let deadline = Instant::now() + self.config.write_deadline;
+        let mut pause = RETRY_PAUSE.0;
+        loop {
+            match op().await {
+                Ok(value) => return Ok(value),
+                Err(e) if is_transient(&e) && Instant::now() + pause < deadline => {
+                    warn!(submission_id = %id, error = %e, retry_in = ?pause, "{what} failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_PAUSE.1);
+                }
+                Err(e) => return Err(failure(format!("{what} of submission {id}: {e}"))),
+            }
+        }
+    }
+
+    fn retries(&self) -> i32 {
+        i32::try_from(self.config.retries).unwrap_or(i32::MAX)
+    }
+
+    /// The oldest claimable submission not offered lately, or how long until one may be due.
+    async fn look(&self) -> Result<Look, sqlx::Error> {
+        let skip: Vec<String> = {
+            let mut offered = lock(&self.offered);
+            offered.retain(|_, at| at.elapsed() < OFFER_TTL);
+            offered.keys().cloned().collect()
+        };
+        let row = sqlx::query(sql::CANDIDATE)
+            .bind(self.retries())
+            .bind(&skip)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = row {
+            let submission = Submission {
+                id: row.try_get("id")?,
+                problem: row.try_get("problem")?,
+                language: row.try_get("language")?,
+                source_code: row.try_get("source_code")?,
+            };
+            lock(&self.offered).insert(submission.id.clone(), Instant::now());
+            return Ok(Look::Found(submission));
+        }
+        let due: Option<f64> = sqlx::query_scalar(sql::NEXT_DUE)
+            .bind(self.retries())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Look::Wait(due.map(|s| Duration::from_secs_f64(s.max(0.0)))))
+    }
+
+    #[instrument(skip_all, fields(submission_id = %id))]
+    async fn claim(&self, id: &str) -> Result<Sent, InterfaceError> {
+        lock(&self.offered).remove(id);
+        if lock(&self.held).contains_key(id) {
+            // Already being judged here (offered twice): the first claim stands.
+            return Ok(Sent::NotTaken);
+        }
+        let token = Uuid::new_v4();
+        let lease = millis(self.config.lease);
+        let attempt: Option<i32> = self
+            .retrying("claiming", id, || {
+                sqlx::query_scalar(sql::CLAIM)
+                    .bind(self.retries())
+                    .bind(id)
+                    .bind(token)
+                    .bind(&self.config.worker_name)
+                    .bind(lease)
+                    .fetch_optional(&self.pool)
+            })
+            .await?;
+        match attempt {
+            Some(attempt) => {
+                debug!(attempt, "claimed");
+                lock(&self.held).insert(
+                    id.to_owned(),
+                    Held {
+                        token,
+                        attempt,
+                        seq: 1,
+                    },
+                );
+                Ok(Sent::Recorded)
+            }
+            None => Ok(Sent::NotTaken),
+        }
+    }
+
+    /// Records a message after `executing` for the claim `held`.
+    async fn record(&self, id: &str, held: Held, body: &Body) -> Result<(), InterfaceError> {
+        let what = body.state();
+        let holds = match body {
+            Body::Executing => return Err(failure(format!("submission {id}: claimed twice"))),
+            Body::Testing { test_case, subtask } => {
+                self.result(id, held, body, *test_case, *subtask, None, None, None)
+                    .await?
+            }
+            Body::Tested {
+                test_case,
+                subtask,
+                result,
+                time,
+                memory,
+            } => {
+                self.result(
+                    id,
+                    held,
+                    body,
+                    *test_case,
+                    *subtask,
+                    Some(*result),
+                    *time,
+                    *memory,
+                )
+                .await?
+            }
+            Body::Compiling => {
+                self.step(id, held, what, SubmissionState::Compiling, None, None)
+                    .await?
+            }
+            Body::Compiled {
+                result: CompileResult::Success,
+                compile_output,
+            } => {
+                self.step(
+                    id,
+                    held,
+                    what,
+                    SubmissionState::Compiled,
+                    compile_output.as_deref(),
+                    None,
+                )
+                .await?
+            }
+            Body::Compiled {
+                result: CompileResult::Error,
+                compile_output,
+            } => {
+                let output = compile_output.as_deref();
+                self.step(
+                    id,
+                    held,
+                    what,
+                    SubmissionState::CompileError,
+                    output,
+                    Some(0.0),
+                )
+                .await?
+            }
+            Body::Done {
+                score,
+                failed_subtasks,
+            } => {
+                let failed = failed_subtasks.as_ref().map(|f| {
+                    f.iter()
+                        .map(|&n| i32::try_from(n).unwrap_or(i32::MAX))
+                        .collect::<Vec<_>>()
+                });
+                // After a compile error `done` has no score: the score stays 0.
+                let end = End {
+                    state: SubmissionState::Judged,
+                    score: Some(score.unwrap_or(0.0)),
+                    failed_subtasks: failed,
+                    reason: None,
+                    retry_after: None,
+                };
+                self.finish(id, held, what, end).await?
+            }
+            Body::Error { reason } => {
+                let retry_after = self.config.retry_after(held.attempt);
+                match retry_after {
+                    Some(after) => {
+                        info!(submission_id = %id, attempt = held.attempt, retry_in = ?after, "error; will be tried again")
+                    }
+                    None => {
+                        info!(submission_id = %id, attempt = held.attempt, "error; no retries left")
+                    }
+                }
+                let end = End {
+                    state: SubmissionState::Error,
+                    score: None,
+                    failed_subtasks: None,
+                    reason: reason.clone(),
+                    retry_after,
+                };
+                self.finish(id, held, what, end).await?
+            }
+            Body::Invalid { reason } => {
+                let end = End {
+                    state: SubmissionState::InvalidData,
+                    score: None,
+                    failed_subtasks: None,
+                    reason: reason.clone(),
+                    retry_after: None,
+                };
+                self.finish(id, held, what, end).await?
+            }
+        };
+        if holds {
+            Ok(())
+        } else {
+            Err(failure(format!(
+                "recording {what} of submission {id}: the claim was lost (its lease expired and another worker took it)"
+            )))
+        }
+    }
+
+    async fn step(
+        &self,
+        id: &str,
+        held: Held,
+        what: &str,
+        state: SubmissionState,
+        compile_output: Option<&str>,
+        score: Option<f64>,
+    ) -> Result<bool, InterfaceError> {
+        let lease = millis(self.config.lease);
+        let done = self
+            .retrying(what, id, || {
+                sqlx::query(sql::STEP)
+                    .bind(id)
+                    .bind(held.token)
+                    .bind(state.as_str())
+                    .bind(compile_output)
+                    .bind(score)
+                    .bind(lease)
+                    .execute(&self.pool)
+            })
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        held: Held,
+        what: &str,
+        end: End,
+    ) -> Result<bool, InterfaceError> {
+        let retry_after = end.retry_after.map(millis);
+        let done = self
+            .retrying(what, id, || {
+                sqlx::query(sql::FINISH)
+                    .bind(id)
+                    .bind(held.token)
+                    .bind(end.state.as_str())
+                    .bind(end.score)
+                    .bind(end.failed_subtasks.as_deref())
+                    .bind(end.reason.as_deref())
+                    .bind(retry_after)
+                    .execute(&self.pool)
+            })
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn result(
+        &self,
+        id: &str,
+        held: Held,
+        body: &Body,
+        test_case: u32,
+        subtask: Option<u32>,
+        verdict: Option<Verdict>,
+        time: Option<u64>,
+        memory: Option<u64>,
+    ) -> Result<bool, InterfaceError> {
+        let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let holders: i64 = self
+            .retrying(body.state(), id, || {
+                sqlx::query_scalar(sql::RESULT)
+                    .bind(id)
+                    .bind(held.token)
+                    .bind(held.seq)
+                    .bind(body.state())
+                    .bind(int(test_case))
+                    .bind(subtask.map(int))
+                    .bind(verdict.map(Verdict::as_str))
+                    .bind(time.map(big))
+                    .bind(memory.map(big))
+                    .fetch_one(&self.pool)
+            })
+            .await?;
+        Ok(holders == 1)
+    }
+
+    /// Renews the leases of the claims held here and ends abandoned submissions.
+    async fn heartbeat(&self) {
+        let (ids, tokens): (Vec<String>, Vec<Uuid>) = lock(&self.held)
+            .iter()
+            .map(|(id, held)| (id.clone(), held.token))
+            .unzip();
+        if !ids.is_empty() {
+            let renewed: Result<Vec<String>, _> = sqlx::query_scalar(sql::RENEW)
+                .bind(&ids)
+                .bind(&tokens)
+                .bind(millis(self.config.lease))
+                .fetch_all(&self.pool)
+                .await;
+            match renewed {
+                Ok(renewed) if renewed.len() < ids.len() => {
+                    let lost: Vec<&String> =
+                        ids.iter().filter(|id| !renewed.contains(id)).collect();
+                    // Their next write will fail: the worker drops them then.
+                    warn!(
+                        ?lost,
+                        "claims lost: their leases expired and other workers took them"
+                    );
+                }
+                Ok(_) => debug!(held = ids.len(), "leases renewed"),
+                Err(e) => warn!(error = %e, "could not renew leases"),
+            }
+        }
+        match sqlx::query_scalar::<_, String>(sql::ABANDON)
+            .bind(self.retries())
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(ids) if !ids.is_empty() => {
+                warn!(
+                    ?ids,
+                    "submissions abandoned: their workers vanished too often"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => debug!(error = %e, "could not look for abandoned submissions"),
+        }
+    }
+}
+
+/// What `next()` found.
+enum Look {
+    Found(Submission),
+    /// Nothing claimable; something may become due in this long.
+    Wait(Option<Duration>),
+}
+
+/// How an attempt ends.
+struct End {
+    state: SubmissionState,
+    score: Option<f64>,
+    failed_subtasks: Option<Vec<i32>>,
+    reason: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+impl PostgresInterface {
+    /// Connects, applies the migrations and starts the listener and the heartbeat.
+    pub async fn connect(config: PostgresConfig) -> Result<Self, InterfaceError> {
+        let options: PgConnectOptions = config
+            .url
+            .parse()
+            .map_err(|e| failure(format!("invalid database URL: {e}")))?;
+        let options = options.application_name("executioner");
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| failure(format!("connecting to the database: {e}")))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| failure(format!("applying the migrations: {e}")))?;
+        let heartbeat = (config.lease / 3).max(Duration::from_millis(100));
+        let shared = Arc::new(Shared {
+            pool,
+            config,
+            held: Mutex::new(HashMap::new()),
+            offered: Mutex::new(HashMap::new()),
+            wake: watch::Sender::new(0),
+        });
+        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+        tasks.spawn(listen(shared.clone(), stop.clone()));
+        tasks.spawn({
+            let (shared, stop) = (shared.clone(), stop.clone());
+            async move {
+                let mut ticks = tokio::time::interval(heartbeat);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    // Cancellable mid-beat: a heartbeat waiting for a lost server must not hold
+                    // up shutdown.
+                    tokio::select! {
+                        _ = async {
+                            ticks.tick().await;
+                            shared.heartbeat().await;
+                        } => {}
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            }
+        });
+        tasks.close();
+        Ok(PostgresInterface {
+            shared,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The pool, for callers that read the tables themselves.
+    pub fn pool(&self) -> &PgPool {
+        &self.shared.pool
+    }
+
+    /// Queues submissions (state `queued`). Returns how many were new: an id that exists is
+    /// left as it is.
+    pub async fn enqueue(&self, submissions: &[Submission]) -> Result<u64, InterfaceError> {
+        let column = |f: fn(&Submission) -> &String| -> Vec<&str> {
+            submissions.iter().map(|s| f(s).as_str()).collect()
+        };
+        let (ids, problems) = (column(|s| &s.id), column(|s| &s.problem));
+        let (languages, sources) = (column(|s| &s.language), column(|s| &s.source_code));
+        let first = submissions.first().map_or("", |s| s.id.as_str());
+        let inserted = self
+            .shared
+            .retrying("queueing", first, || {
+                sqlx::query(sql::ENQUEUE)
+                    .bind(&ids)
+                    .bind(&problems)
+                    .bind(&languages)
+                    .bind(&sources)
+                    .execute(&self.shared.pool)
+            })
+            .await?;
+        Ok(inserted.rows_affected())
+    }
+
+    /// The stored state and judge results of one submission, `None` if there is no such id.
+    pub async fn status(&self, id: &str) -> Result<Option<StoredSubmission>, InterfaceError> {
+        let read = |e: sqlx::Error| failure(format!("reading submission {id}: {e}"));
+        let Some(row) = sqlx::query(sql::STATUS)
+            .bind(id)
+            .fetch_optional(&self.shared.pool)
+            .await
+            .map_err(read)?
+        else {
+            return Ok(None);
+        };
+        let state: String = row.try_get("state").map_err(read)?;
+        let failed: Option<Vec<i32>> = row.try_get("failed_subtasks").map_err(read)?;
+        let attempts: i32 = row.try_get("attempts").map_err(read)?;
+        let rows = sqlx::query(sql::RESULTS)
+            .bind(id)
+            .fetch_all(&self.shared.pool)
+            .await
+            .map_err(read)?;
+        let results = rows
+            .iter()
+            .map(|row| result_message(id, row))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| failure(format!("reading the results of submission {id}: {e}")))?;
+        Ok(Some(StoredSubmission {
+            state: state
+                .parse()
+                .map_err(|e: UnknownState| failure(format!("submission {id}: {e}")))?,
+            score: row.try_get("score").map_err(read)?,
+            failed_subtasks: failed.map(|f| {
+                f.into_iter()
+                    .map(|n| u32::try_from(n).unwrap_or(0))
+                    .collect()
+            }),
+            reason: row.try_get("reason").map_err(read)?,
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            results,
+        }))
+    }
+
+    /// Stops the listener and the heartbeat and closes the pool. Claims still held are not
+    /// renewed any more: their leases run out and other workers take them.
+    pub async fn close(&self) {
+        self.stop.cancel();
+        self.tasks.wait().await;
+        self.shared.pool.close().await;
+    }
+}
+
+impl Drop for PostgresInterface {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A `judge_results` row as the message it records.
+fn result_message(id: &str, row: &sqlx::postgres::PgRow) -> Result<Message, String> {
+    let get_u32 = |column: &str| -> Result<Option<u32>, String> {
+        let n: Option<i32> = row.try_get(column).map_err(|e| e.to_string())?;
+        Ok(n.map(|n| u32::try_from(n).unwrap_or(0)))
+    };
+    let get_u64 = |column: &str| -> Result<Option<u64>, String> {
+        let n: Option<i64> = row.try_get(column).map_err(|e| e.to_string())?;
+        Ok(n.map(|n| u64::try_from(n).unwrap_or(0)))
+    };
+    let state: String = row.try_get("state").map_err(|e| e.to_string())?;
+    let test_case = get_u32("test_case")?.unwrap_or(0);
+    let subtask = get_u32("subtask")?;
+    let body = match state.as_str() {
+        "testing" => Body::Testing { test_case, subtask },
+        "tested" => {
+            let result: Option<String> = row.try_get("result").map_err(|e| e.to_string())?;
+            let result = result.ok_or("a tested row without result")?;
+            Body::Tested {
+                test_case,
+                subtask,
+                result: serde_json::from_value(serde_json::Value::String(result))
+                    .map_err(|e| e.to_string())?,
+                time: get_u64("time")?,
+                memory: get_u64("memory")?,
+            }
+        }
+        other => return Err(format!("unknown result state {other:?}")),
+    };
+    Ok(Message::new(id, body))
+}
+
+/// Keeps a LISTEN connection open, reconnecting when it is lost; every notification, and every
+/// (re)connect (notifications may have been missed meanwhile), wakes `next()`.
+async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut pause = RETRY_PAUSE.0;
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect_with(&shared.pool).await?;
+            listener.listen(QUEUED_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let connected = tokio::select! {
+            connected = connected => connected,
+            _ = stop.cancelled() => return,
+        };
+        match connected {
+            Ok(mut listener) => {
+                debug!("listening for new submissions");
+                pause = RETRY_PAUSE.0;
+                shared.wake.send_modify(|n| *n = n.wrapping_add(1));
+                loop {
+                    let received = tokio::select! {
+                        received = listener.try_recv() => received,
+                        _ = stop.cancelled() => return,
+                    };
+                    match received {
+                        Ok(Some(_)) => {}
+                        // Lost and reconnected on the next call: look again.
+                        Ok(None) => info!("the LISTEN connection was lost; reconnecting"),
+                        Err(e) => {
+                            warn!(error = %e, "the LISTEN connection failed; reconnecting");
+                            break;
+                        }
+                    }
+                    shared.wake.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in = ?pause, "cannot LISTEN for new submissions");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.cancelled() => return,
+                }
+                pause = (pause * 2).min(RETRY_PAUSE.1);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Interface for PostgresInterface {
+    async fn next(&self) -> Result<Option<Submission>, InterfaceError> {
+        let shared = &self.shared;
+        loop {
+            // Subscribed before looking, so a notification while looking is not missed.
+            let mut wake = shared.wake.subscribe();
+            let wait = match shared.look().await {
+                Ok(Look::Found(submission)) => return Ok(Some(submission)),
+                Ok(Look::Wait(due)) => due.map_or(shared.config.sweep_interval, |due| {
+                    due.clamp(Duration::from_millis(10), shared.config.sweep_interval)
+                }),
+                Err(e) => return Err(failure(format!("looking for submissions: {e}"))),
+            };
+            tokio::select! {
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stop.cancelled() => return Ok(None),
+            }
+        }
+    }
+
+    async fn send(&self, message: &Message) -> Result<Sent, InterfaceError> {
+        let id = message.id.as_str();
+        if message.body == Body::Executing {
+            return self.shared.claim(id).await;
+        }
+        let held = lock(&self.shared.held).get(id).copied();
+        let Some(held) = held else {
+            return Err(failure(format!(
+                "recording {} of submission {id}: this worker does not hold it",
+                message.body.state()
+            )));
+        };
+        let recorded = self.shared.record(id, held, &message.body).await;
+        let mut holding = lock(&self.shared.held);
+        match (&recorded, holding.get_mut(id)) {
+            (Ok(()), Some(entry)) if !message.body.is_terminal() && entry.token == held.token => {
+                entry.seq += 1;
+            }
+            // Ended, or failed for good: stop renewing the lease, so that another worker takes
+            // over a submission this one cannot finish.
+            _ => {
+                holding.remove(id);
+            }
+        }
+        recorded.map(|()| Sent::Recorded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_until_used_up() {
+        let config = PostgresConfig::new("postgres://x@localhost/db");
+        assert_eq!(config.retry_after(1), Some(Duration::from_secs(10)));
+        assert_eq!(config.retry_after(2), Some(Duration::from_secs(20)));
+        assert_eq!(config.retry_after(3), Some(Duration::from_secs(40)));
+        assert_eq!(config.retry_after(4), None);
+        let mut config = config;
+        config.retries = 40;
+        assert_eq!(config.retry_after(30), Some(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn only_connection_failures_are_retried() {
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(is_transient(&sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        ))));
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
+        assert!(!is_transient(&sqlx::Error::PoolClosed));
+    }
+}
