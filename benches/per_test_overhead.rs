@@ -59,7 +59,10 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     let compiled = container.run(compile).await?;
-    anyhow::ensure!(compiled.result.exited_normally(), "compile failed: {compiled:?}");
+    anyhow::ensure!(
+        compiled.result.exited_normally(),
+        "compile failed: {compiled:?}"
+    );
     container.seal_build().await?;
     let limits = Limits {
         cpu_ms: 1000,
@@ -112,9 +115,21 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let (s, b) = (median(sandboxed), median(bare));
-    println!("container start + agent ready: {:.1} ms (once per submission)", ms(start_cost));
-    println!("median per test, sandboxed (demoter agent, fresh cgroup + dir): {:.2} ms", ms(s));
-    println!("median per test, bare fork+exec on the host:                   {:.2} ms", ms(b));
-    println!("median per-test overhead: {:.2} ms over {RUNS} tests", ms(s.saturating_sub(b)));
+    println!(
+        "container start + agent ready: {:.1} ms (once per submission)",
+        ms(start_cost)
+    );
+    println!(
+        "median per test, sandboxed (demoter agent, fresh cgroup + dir): {:.2} ms",
+        ms(s)
+    );
+    println!(
+        "median per test, bare fork+exec on the host:                   {:.2} ms",
+        ms(b)
+    );
+    println!(
+        "median per-test overhead: {:.2} ms over {RUNS} tests",
+        ms(s.saturating_sub(b))
+    );
     Ok(())
 }

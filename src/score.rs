@@ -14,7 +14,8 @@ pub struct Score {
 
 /// Rounds to 4 decimals, the precision of `done.score`.
 pub fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
+    // `+ 0.0` turns -0.0 into 0.0: a score is never negative, not even in its sign bit.
+    (x * 10_000.0).round() / 10_000.0 + 0.0
 }
 
 /// Scores `verdicts` (one per test of `problem`, in test order).
@@ -53,7 +54,7 @@ pub fn score(problem: &Problem, verdicts: &[Verdict]) -> Score {
         .zip(&failed)
         .filter(|(_, failed)| !**failed)
         .map(|(subtask, _)| subtask.score)
-        .sum();
+        .fold(0.0, |sum, score| sum + score);
     Score {
         score: round4(total).clamp(0.0, 1.0),
         failed_subtasks: Some(
@@ -122,6 +123,9 @@ mod tests {
         assert_eq!((s.score, s.failed_subtasks), (0.3, Some(vec![1, 3])));
         let s = score(&p, &[Error, Error, Error, Error, Error]);
         assert_eq!((s.score, s.failed_subtasks), (0.0, Some(vec![1, 2, 3])));
+        // Serialised as 0.0, never -0.0 (an empty f64 sum is -0.0).
+        assert!(s.score.is_sign_positive());
+        assert_eq!(serde_json::to_string(&s.score).unwrap(), "0.0");
     }
 
     #[test]

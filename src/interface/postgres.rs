@@ -210,7 +210,7 @@ impl Shared {
             match op().await {
                 Ok(value) => return Ok(value),
                 Err(e) if is_transient(&e) && Instant::now() + pause < deadline => {
-                    warn!(submission_id = %id, error = %e, retry_in = ?pause, "{what} failed; trying again");
+                    warn!(submission_id = %id, step = what, error = %e, retry_in = ?pause, "statement failed; trying again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(RETRY_PAUSE.1);
                 }
@@ -249,7 +249,9 @@ impl Shared {
             .bind(self.retries())
             .fetch_one(&self.pool)
             .await?;
-        Ok(Look::Wait(due.map(|s| Duration::from_secs_f64(s.max(0.0)))))
+        // An infinite or absurd due time (a hand-set 'infinity') is no due time at all.
+        let due = due.and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok());
+        Ok(Look::Wait(due))
     }
 
     #[instrument(skip_all, fields(submission_id = %id))]
@@ -294,29 +296,7 @@ impl Shared {
         let what = body.state();
         let holds = match body {
             Body::Executing => return Err(failure(format!("submission {id}: claimed twice"))),
-            Body::Testing { test_case, subtask } => {
-                self.result(id, held, body, *test_case, *subtask, None, None, None)
-                    .await?
-            }
-            Body::Tested {
-                test_case,
-                subtask,
-                result,
-                time,
-                memory,
-            } => {
-                self.result(
-                    id,
-                    held,
-                    body,
-                    *test_case,
-                    *subtask,
-                    Some(*result),
-                    *time,
-                    *memory,
-                )
-                .await?
-            }
+            Body::Testing { .. } | Body::Tested { .. } => self.result(id, held, body).await?,
             Body::Compiling => {
                 self.step(id, held, what, SubmissionState::Compiling, None, None)
                     .await?
@@ -457,18 +437,24 @@ impl Shared {
         Ok(done.rows_affected() == 1)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn result(
-        &self,
-        id: &str,
-        held: Held,
-        body: &Body,
-        test_case: u32,
-        subtask: Option<u32>,
-        verdict: Option<Verdict>,
-        time: Option<u64>,
-        memory: Option<u64>,
-    ) -> Result<bool, InterfaceError> {
+    /// A `testing` or `tested` message as a `judge_results` row.
+    async fn result(&self, id: &str, held: Held, body: &Body) -> Result<bool, InterfaceError> {
+        let (test_case, subtask, verdict, time, memory) = match *body {
+            Body::Testing { test_case, subtask } => (test_case, subtask, None, None, None),
+            Body::Tested {
+                test_case,
+                subtask,
+                result,
+                time,
+                memory,
+            } => (test_case, subtask, Some(result), time, memory),
+            _ => {
+                return Err(failure(format!(
+                    "submission {id}: {} is not a test result",
+                    body.state()
+                )))
+            }
+        };
         let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
         let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let holders: i64 = self
