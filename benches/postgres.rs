@@ -9,6 +9,7 @@
 #[path = "../tests/pg/mod.rs"]
 mod pg;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,32 +45,51 @@ fn sequence() -> Vec<Body> {
     bodies
 }
 
+/// Durations by what was measured: a whole submission, or one call.
+type Times = BTreeMap<&'static str, Vec<Duration>>;
+
 /// One worker: takes submissions until `total` have been judged by all workers together.
-/// Returns the time from `next()` to `done` of each submission it judged.
+/// Times each submission from `next()` to `done`, and each call.
 async fn work(
     worker: Arc<PostgresInterface>,
     judged: Arc<std::sync::atomic::AtomicUsize>,
     total: usize,
-) -> anyhow::Result<Vec<Duration>> {
+) -> anyhow::Result<Times> {
     use std::sync::atomic::Ordering;
-    let mut times = Vec::new();
+    let mut times = Times::new();
     let bodies = sequence();
     while judged.load(Ordering::SeqCst) < total {
         let started = Instant::now();
         let next = tokio::time::timeout(Duration::from_millis(500), worker.next()).await;
         let Ok(next) = next else { continue }; // the others took the last ones
         let Some(submission) = next? else { break };
+        times.entry("next()").or_default().push(started.elapsed());
         let id = submission.id;
-        if worker.send(&Message::new(&id, Body::Executing)).await? != Sent::Recorded {
+        let claiming = Instant::now();
+        let claimed = worker.send(&Message::new(&id, Body::Executing)).await?;
+        times.entry("claim").or_default().push(claiming.elapsed());
+        if claimed != Sent::Recorded {
             continue;
         }
         for body in &bodies {
+            let sending = Instant::now();
             worker.send(&Message::new(&id, body.clone())).await?;
+            times
+                .entry(body.state())
+                .or_default()
+                .push(sending.elapsed());
         }
-        times.push(started.elapsed());
+        times
+            .entry("submission")
+            .or_default()
+            .push(started.elapsed());
         judged.fetch_add(1, Ordering::SeqCst);
     }
     Ok(times)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 async fn run(workers: usize, submissions: usize) -> anyhow::Result<()> {
@@ -98,25 +118,33 @@ async fn run(workers: usize, submissions: usize) -> anyhow::Result<()> {
         .iter()
         .map(|w| tokio::spawn(work(w.clone(), judged.clone(), submissions)))
         .collect();
-    let mut times = Vec::new();
+    let mut times = Times::new();
     for task in tasks {
-        times.extend(task.await??);
+        for (what, durations) in task.await?? {
+            times.entry(what).or_default().extend(durations);
+        }
     }
     let elapsed = started.elapsed();
     for interface in &interfaces {
         interface.close().await;
     }
-    times.sort();
-    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    let judged = times.get("submission").map_or(0, Vec::len);
     println!(
-        "postgres interface, {workers} worker(s), {n} submissions × 11 statements (claim + 10 messages): \
-         {rate:.0} submissions/s; per submission median {median:.2} ms, p95 {p95:.2} ms, max {max:.2} ms",
-        n = times.len(),
-        rate = times.len() as f64 / elapsed.as_secs_f64(),
-        median = at(0.5).as_secs_f64() * 1e3,
-        p95 = at(0.95).as_secs_f64() * 1e3,
-        max = at(1.0).as_secs_f64() * 1e3,
+        "postgres interface, {workers} worker(s): {judged} submissions in {:.1} s = {:.0} submissions/s",
+        elapsed.as_secs_f64(),
+        judged as f64 / elapsed.as_secs_f64()
     );
+    for (what, durations) in &mut times {
+        durations.sort();
+        let at = |q: f64| durations[((durations.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "  {what:<12} median {:>6.2} ms  p95 {:>6.2} ms  max {:>7.2} ms  (n = {})",
+            ms(at(0.5)),
+            ms(at(0.95)),
+            ms(at(1.0)),
+            durations.len()
+        );
+    }
     Ok(())
 }
 

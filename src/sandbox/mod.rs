@@ -303,6 +303,7 @@ impl Sandbox {
         cleanup.container = Some(id.clone());
         let mut container = Container {
             id: id.clone(),
+            name: name.clone(),
             agent: None,
             io_dir: cleanup
                 .io
@@ -530,6 +531,7 @@ pub struct RunOutput {
 /// the background.
 pub struct Container {
     id: String,
+    name: String,
     agent: Option<Agent>,
     io_dir: PathBuf,
     uid: u32,
@@ -540,6 +542,11 @@ pub struct Container {
 impl Container {
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The container's name, also the name of its box cgroup.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     async fn request(
