@@ -326,3 +326,45 @@ pub fn shutdown_signal() -> Result<CancellationToken, CommandError> {
     });
     Ok(token)
 }
+
+/// `executioner serve`: the HTTP operations API on `listen`, with a local worker judging what
+/// it accepts (in-memory interface), until `shutdown` fires.
+pub async fn serve(
+    setup: &Setup,
+    config: WorkerConfig,
+    listen: &str,
+    shutdown: CancellationToken,
+) -> Result<ExitCode, CommandError> {
+    let judge = build_judge(setup).await?;
+    remove_leftover_sandboxes(&judge).await;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| CommandError::Io {
+            path: PathBuf::from(listen),
+            source,
+        })?;
+    let api_config = crate::api::ApiConfig {
+        // Its own cache: the judge's store is not shared, and reading a problem twice is cheap.
+        problems: Some(Arc::new(ProblemStore::new(&setup.problems))),
+        languages: Some(Arc::new(load_registry(setup.languages.as_deref())?)),
+        ..crate::api::ApiConfig::default()
+    };
+    let state = crate::api::AppState::new(
+        Arc::new(MemoryInterface::new()),
+        api_config,
+        shutdown.clone(),
+    );
+    let follower = state.follow();
+    let worker = Worker::new(state.worker_interface(), judge, config);
+    tracing::info!(listen = %listener.local_addr().map_or_else(|_| listen.to_owned(), |a| a.to_string()), "serving the HTTP API");
+    let (served, ()) = tokio::join!(
+        crate::api::serve(listener, state, shutdown.clone()),
+        worker.run(shutdown)
+    );
+    follower.abort();
+    served.map_err(|source| CommandError::Io {
+        path: PathBuf::from(listen),
+        source,
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

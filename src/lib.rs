@@ -1,6 +1,7 @@
 //! executioner: a sandboxed code judge. Takes submissions from a store, compiles and runs them
 //! in Docker containers through the demoter, and reports verdicts test by test.
 
+pub mod api;
 pub mod cli;
 pub mod interface;
 pub mod judge;

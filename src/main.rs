@@ -65,6 +65,17 @@ enum Command {
         #[command(flatten)]
         postgres: PostgresArgs,
     },
+    /// Serve the HTTP operations API, judging accepted submissions with local workers.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long, env = "EXECUTIONER_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Submissions judged at once (default: the number of cores).
+        #[arg(long, env = "EXECUTIONER_CONCURRENCY")]
+        concurrency: Option<usize>,
+    },
     /// Long jobs made of steps: problem validation, rejudge.
     Workflow {
         #[command(subcommand)]
@@ -327,6 +338,21 @@ async fn run(command: Command) -> ExitCode {
                 (Ok(_), _) => Err(cli::CommandError::Usage(
                     "the firestore interface is not available in this build".into(),
                 )),
+            }
+        }
+        Command::Serve {
+            common,
+            listen,
+            concurrency,
+        } => {
+            let config = WorkerConfig {
+                concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
+                ..WorkerConfig::default()
+            };
+            match (common.setup(), cli::shutdown_signal()) {
+                (Err(e), _) => Err(cli::CommandError::Usage(e)),
+                (_, Err(e)) => Err(e),
+                (Ok(setup), Ok(shutdown)) => cli::serve(&setup, config, &listen, shutdown).await,
             }
         }
         Command::Workflow { command } => workflow(command).await,
