@@ -217,6 +217,23 @@ impl Sandbox {
                 remove_container(&self.docker, &id).await;
                 removed += 1;
             }
+            // Its host io dir: only one of ours (under the work dir, named by us) is removed.
+            let io = c.mounts.unwrap_or_default().into_iter().find_map(|m| {
+                (m.destination.as_deref() == Some(IO_DIR))
+                    .then_some(m.source)
+                    .flatten()
+            });
+            if let Some(io) = io.map(PathBuf::from) {
+                let ours = io.parent() == Some(self.config.work_dir.as_path())
+                    && io
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("executioner-"));
+                if ours {
+                    if let Err(e) = tokio::fs::remove_dir_all(&io).await {
+                        tracing::warn!(path = %io.display(), error = %e, "could not remove a leftover io dir");
+                    }
+                }
+            }
         }
         // Box cgroups of containers that no longer exist.
         let docker = self.docker.clone();
