@@ -481,16 +481,23 @@ async fn remove_container(docker: &Docker, id: &str) {
         v: true,
         ..Default::default()
     };
-    if let Err(e) = docker.remove_container(id, Some(options)).await {
-        let gone = matches!(
-            e,
-            bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                ..
+    // Docker 20.10 can fail a forced removal that races the container's own exit ("cannot
+    // remove - container is not running") and leave it "removal in progress"; asking again works.
+    let mut pause = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        match docker.remove_container(id, Some(options.clone())).await {
+            Ok(()) => return,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return,
+            Err(e) if attempt == 5 => {
+                tracing::warn!(container = %short(id), error = %e, "could not remove a sandbox container");
             }
-        );
-        if !gone {
-            tracing::warn!(container = %short(id), error = %e, "could not remove a sandbox container");
+            Err(e) => {
+                tracing::debug!(container = %short(id), error = %e, attempt, "removing a sandbox container again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
         }
     }
 }
@@ -679,20 +686,26 @@ impl Container {
 
     /// Stops and removes the container, its cgroups and its temp dir.
     pub async fn close(mut self) {
-        self.agent.take();
+        // The agent stays attached until the container is gone: closing its stdin first would
+        // make the container exit while it is being removed, a race Docker handles badly.
+        let agent = self.agent.take();
         if let Some(mut cleanup) = self.cleanup.take() {
             cleanup.run().await;
         }
+        drop(agent);
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
         if let Some(mut cleanup) = self.cleanup.take() {
-            self.agent.take();
+            let agent = self.agent.take();
             match tokio::runtime::Handle::try_current() {
                 Ok(handle) => {
-                    handle.spawn(async move { cleanup.run().await });
+                    handle.spawn(async move {
+                        cleanup.run().await;
+                        drop(agent);
+                    });
                 }
                 Err(_) => tracing::warn!(
                     container = %short(&self.id),
