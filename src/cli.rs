@@ -10,7 +10,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::interface::{MemoryInterface, PostgresConfig, PostgresInterface};
+use crate::interface::{
+    FirestoreConfig, FirestoreInterface, MemoryInterface, PostgresConfig, PostgresInterface,
+};
 use crate::judge::{Judge, JudgeConfig, Outcome};
 use crate::language::{Registry, RegistryError};
 use crate::problem::ProblemStore;
@@ -232,6 +234,24 @@ pub async fn postgres_worker(
     let judge = build_judge(setup).await?;
     remove_leftover_sandboxes(&judge).await;
     let interface = Arc::new(PostgresInterface::connect(database).await?);
+    Worker::new(interface.clone(), judge, config)
+        .run(shutdown)
+        .await;
+    interface.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `executioner worker --interface firestore`: submissions from a Firestore database (the STAOJ
+/// layout), judged until `shutdown` fires; counted in `info/info.judgeCount` while it runs.
+pub async fn firestore_worker(
+    setup: &Setup,
+    config: WorkerConfig,
+    database: FirestoreConfig,
+    shutdown: CancellationToken,
+) -> Result<ExitCode, CommandError> {
+    let judge = build_judge(setup).await?;
+    remove_leftover_sandboxes(&judge).await;
+    let interface = Arc::new(FirestoreInterface::connect(database).await?);
     Worker::new(interface.clone(), judge, config)
         .run(shutdown)
         .await;

@@ -64,6 +64,8 @@ enum Command {
         drain_timeout: u64,
         #[command(flatten)]
         postgres: PostgresArgs,
+        #[command(flatten)]
+        firestore: FirestoreArgs,
     },
     /// Serve the HTTP operations API, judging accepted submissions with local workers.
     Serve {
@@ -221,6 +223,44 @@ impl PostgresArgs {
     }
 }
 
+/// Settings of `--interface firestore` (defaults: `FirestoreConfig::new`). Credentials come
+/// from `GOOGLE_APPLICATION_CREDENTIALS` (or the other usual places); `FIRESTORE_EMULATOR_HOST`
+/// selects an emulator instead.
+#[derive(Args)]
+struct FirestoreArgs {
+    /// The Google Cloud project of the Firestore database (`--interface firestore`).
+    #[arg(long, env = "GOOGLE_CLOUD_PROJECT")]
+    project_id: Option<String>,
+    /// The Firestore database (default: `(default)`).
+    #[arg(long, env = "EXECUTIONER_FIRESTORE_DATABASE")]
+    firestore_database: Option<String>,
+}
+
+impl FirestoreArgs {
+    fn config(
+        self,
+        postgres: &PostgresArgs,
+    ) -> Result<executioner::interface::FirestoreConfig, String> {
+        let project = self
+            .project_id
+            .ok_or("--interface firestore needs --project-id or GOOGLE_CLOUD_PROJECT")?;
+        let mut config = executioner::interface::FirestoreConfig::new(project);
+        if let Some(database) = self.firestore_database {
+            config.database_id = database;
+        }
+        if let Some(seconds) = postgres.lease_seconds {
+            if seconds == 0 {
+                return Err("--lease-seconds must be at least 1".into());
+            }
+            config.lease = Duration::from_secs(seconds);
+        }
+        if let Some(retries) = postgres.retries {
+            config.retries = retries;
+        }
+        Ok(config)
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum InterfaceKind {
     Memory,
@@ -315,6 +355,7 @@ async fn run(command: Command) -> ExitCode {
             concurrency,
             drain_timeout,
             postgres,
+            firestore,
         } => {
             let config = WorkerConfig {
                 concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
@@ -335,9 +376,15 @@ async fn run(command: Command) -> ExitCode {
                         }
                     }
                 }
-                (Ok(_), _) => Err(cli::CommandError::Usage(
-                    "the firestore interface is not available in this build".into(),
-                )),
+                (Ok(setup), InterfaceKind::Firestore) => {
+                    match (firestore.config(&postgres), cli::shutdown_signal()) {
+                        (Err(e), _) => Err(cli::CommandError::Usage(e)),
+                        (_, Err(e)) => Err(e),
+                        (Ok(database), Ok(shutdown)) => {
+                            cli::firestore_worker(&setup, config, database, shutdown).await
+                        }
+                    }
+                }
             }
         }
         Command::Serve {

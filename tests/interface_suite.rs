@@ -1,10 +1,11 @@
 //! The one interface suite: the same cases, written once against the `Interface` trait, run
-//! against every store (memory, Postgres; Firestore to come). A store joins by implementing
+//! against every store (memory, Postgres, Firestore). A store joins by implementing
 //! [`Store`] and adding one `suite!` line at the bottom.
 //!
 //! A store is seen from two sides: the workers' (`Interface`: `next`, `send`) and the front
 //! end's ([`Store::enqueue`], [`Store::stored`]: what a reader of the store finds, SPEC §6).
 
+mod firestore_emulator;
 mod pg;
 
 use std::collections::{HashMap, HashSet};
@@ -14,7 +15,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use executioner::interface::postgres::SubmissionState;
-use executioner::interface::{Interface, MemoryInterface, PostgresInterface, Sent};
+use executioner::interface::{
+    FirestoreInterface, Interface, MemoryInterface, PostgresInterface, Sent,
+};
 use executioner::protocol::{Body, CompileResult, Message, Submission};
 use executioner::verdict::Verdict;
 use tokio_util::sync::CancellationToken;
@@ -137,6 +140,61 @@ impl PgStore {
 impl Store for PgStore {
     async fn worker(&self) -> Arc<dyn Interface> {
         let worker = Arc::new(self.db.interface().await);
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(worker.clone());
+        worker
+    }
+
+    async fn enqueue(&self, submissions: &[Submission]) {
+        self.front.enqueue(submissions).await.expect("enqueue");
+    }
+
+    async fn stored(&self, id: &str) -> Stored {
+        let s = self
+            .front
+            .status(id)
+            .await
+            .expect("status")
+            .unwrap_or_else(|| panic!("submission {id} is not stored"));
+        Stored {
+            state: s.state,
+            score: s.score,
+            failed_subtasks: s.failed_subtasks,
+            results: s.results,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Firestore: a project of its own per test on the emulator; every worker is a new interface
+// instance (counted in info/info.judgeCount, as a worker process would be).
+
+struct FirestoreStore {
+    project: String,
+    front: FirestoreInterface,
+    workers: Mutex<Vec<Arc<FirestoreInterface>>>,
+}
+
+impl FirestoreStore {
+    async fn new() -> Self {
+        let project = firestore_emulator::new_project();
+        FirestoreStore {
+            front: firestore_emulator::front(&project).await,
+            project,
+            workers: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FirestoreStore {
+    async fn worker(&self) -> Arc<dyn Interface> {
+        let worker = FirestoreInterface::connect(firestore_emulator::config(&self.project))
+            .await
+            .expect("connect a worker");
+        let worker = Arc::new(worker);
         self.workers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -500,3 +558,4 @@ macro_rules! suite {
 
 suite!(memory, MemoryStore::new());
 suite!(postgres, PgStore::new().await);
+suite!(firestore, FirestoreStore::new().await);
