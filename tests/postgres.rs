@@ -7,10 +7,10 @@
 //! holds it shared, so no test sees the restart of another one.
 
 mod pg;
+mod worker_process;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,10 @@ use executioner::interface::postgres::{StoredSubmission, SubmissionState};
 use executioner::interface::{Interface, PostgresInterface, Sent};
 use executioner::protocol::{Body, Message, Submission};
 use executioner::verdict::Verdict;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use pg::{wait_for, TestDatabase};
 use tokio::sync::RwLock;
+use worker_process::WorkerProcess;
 
 static SERVER: RwLock<()> = RwLock::const_new(());
 
@@ -356,70 +356,14 @@ async fn an_attempt_survives_a_server_restart() {
 // ---------------------------------------------------------------------------------------------
 // End to end: `executioner worker --interface postgres` processes judging in Docker.
 
-/// A worker process, killed (by its handle) if the test ends before it does.
-struct WorkerProcess {
-    child: Child,
-    log: tempfile::NamedTempFile,
-}
-
-impl WorkerProcess {
-    fn start(db: &TestDatabase, lease_seconds: u64, concurrency: usize) -> WorkerProcess {
-        let log = tempfile::NamedTempFile::new().expect("a log file");
-        let problems = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/problems");
-        let child = Command::new(env!("CARGO_BIN_EXE_executioner"))
-            .args(["worker", "--interface", "postgres", "--problems"])
-            .arg(problems)
-            .args(["--concurrency", &concurrency.to_string()])
-            .args(["--lease-seconds", &lease_seconds.to_string()])
-            .env("DATABASE_URL", &db.url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log.reopen().expect("the log file"))
-            .spawn()
-            .expect("start executioner worker");
-        WorkerProcess { child, log }
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        kill(pid, signal).expect("signal the worker");
-    }
-
-    fn log_all(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = self.log_all();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// SIGTERM, then the exit status within `deadline`.
-    fn stop(mut self, deadline: Duration) -> std::process::ExitStatus {
-        self.signal(Signal::SIGTERM);
-        let until = Instant::now() + deadline;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the worker") {
-                return status;
-            }
-            assert!(
-                Instant::now() < until,
-                "the worker did not stop within {deadline:?}:\n{}",
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
+/// `executioner worker --interface postgres` on the database of `db`.
+fn start_worker(db: &TestDatabase, lease_seconds: u64, concurrency: usize) -> WorkerProcess {
+    WorkerProcess::start(
+        &["--interface", "postgres"],
+        &[("DATABASE_URL", &db.url)],
+        lease_seconds,
+        concurrency,
+    )
 }
 
 /// States a submission ends in (an `error` with a retry to come is not an end).
@@ -437,13 +381,6 @@ async fn count_final(db: &TestDatabase) -> Option<i64> {
 
 /// Waits until `n` submissions have ended, telling the workers' logs if not in time.
 async fn wait_final(db: &TestDatabase, n: i64, deadline: Duration, workers: &[&WorkerProcess]) {
-    let logs = || {
-        workers
-            .iter()
-            .map(|w| w.log_tail())
-            .collect::<Vec<_>>()
-            .join("\n----\n")
-    };
     let waited = wait_for(
         db,
         "the submissions to end",
@@ -453,7 +390,7 @@ async fn wait_final(db: &TestDatabase, n: i64, deadline: Duration, workers: &[&W
     )
     .await;
     if let Err(e) = waited {
-        panic!("{e}; workers:\n{}", logs());
+        panic!("{e}; workers:\n{}", worker_process::logs(workers));
     }
 }
 
@@ -517,7 +454,7 @@ async fn three_workers_judge_300_submissions_exactly_once() {
     let submissions: Vec<Submission> = all.iter().map(|(s, _)| s.clone()).collect();
     front.enqueue(&submissions).await.unwrap();
     let started = Instant::now();
-    let workers: Vec<WorkerProcess> = (0..3).map(|_| WorkerProcess::start(&db, 30, 2)).collect();
+    let workers: Vec<WorkerProcess> = (0..3).map(|_| start_worker(&db, 30, 2)).collect();
     let refs: Vec<&WorkerProcess> = workers.iter().collect();
     wait_final(&db, SUBMISSIONS as i64, Duration::from_secs(1200), &refs).await;
     let took = started.elapsed();
@@ -561,7 +498,7 @@ async fn a_killed_workers_submission_is_finished_by_another() {
         .enqueue(&[submission("k", SLOW_A_PLUS_B)])
         .await
         .unwrap();
-    let doomed = WorkerProcess::start(&db, 3, 1);
+    let doomed = start_worker(&db, 3, 1);
     wait_for(
         &db,
         "the first worker to start testing",
@@ -578,7 +515,7 @@ async fn a_killed_workers_submission_is_finished_by_another() {
     let during = status(&front, "k").await;
     assert!(during.results.len() < 6, "killed too late: {during:?}");
     drop(doomed);
-    let heir = WorkerProcess::start(&db, 3, 1);
+    let heir = start_worker(&db, 3, 1);
     wait_final(&db, 1, Duration::from_secs(120), &[&heir]).await;
     let stored = status(&front, "k").await;
     assert_eq!(stored.attempts, 2);
@@ -602,7 +539,7 @@ async fn workers_ride_out_a_server_restart() {
         .collect();
     front.enqueue(&all).await.unwrap();
     // A lease longer than the restart takes.
-    let workers: Vec<WorkerProcess> = (0..3).map(|_| WorkerProcess::start(&db, 15, 2)).collect();
+    let workers: Vec<WorkerProcess> = (0..3).map(|_| start_worker(&db, 15, 2)).collect();
     let refs: Vec<&WorkerProcess> = workers.iter().collect();
     wait_final(&db, 4, Duration::from_secs(300), &refs).await;
     restart_server();

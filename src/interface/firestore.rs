@@ -39,7 +39,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use firestore::gcloud_sdk::google::firestore::v1::{
-    batch_get_documents_response, document_transform::field_transform, document_transform,
+    batch_get_documents_response, document_transform, document_transform::field_transform,
     firestore_client::FirestoreClient, listen_request, precondition, run_query_request,
     structured_query, target, write, BatchGetDocumentsRequest, CommitRequest, Document,
     DocumentMask, ListenRequest, Precondition, RunQueryRequest, StructuredQuery, Target, Value,
@@ -362,8 +362,7 @@ impl Shared {
             .into_inner();
         let mut found = HashMap::new();
         while let Some(response) = stream.next().await {
-            if let Some(batch_get_documents_response::Result::Found(document)) = response?.result
-            {
+            if let Some(batch_get_documents_response::Result::Found(document)) = response?.result {
                 found.insert(document.name.clone(), document);
             }
         }
@@ -440,7 +439,10 @@ impl Shared {
     /// The latest claim of submission `id`, if any.
     async fn latest_claim(&self, id: &str) -> Result<Option<Document>, Status> {
         let claims = self
-            .query(None, equal_query(CLAIMS, "submission", value::string(id), None))
+            .query(
+                None,
+                equal_query(CLAIMS, "submission", value::string(id), None),
+            )
             .await?;
         Ok(claims
             .into_iter()
@@ -545,10 +547,14 @@ impl Shared {
         // Takeovers in a row count from the attempt that took it from the queue.
         let first = match state {
             Some(SubmissionState::Queued) => attempt,
-            Some(SubmissionState::Judging | SubmissionState::Compiling | SubmissionState::Compiled)
-                if previous > 0 =>
-            {
-                if !self.expired(id, previous, latest.as_ref()).await.map_err(fail)? {
+            Some(
+                SubmissionState::Judging | SubmissionState::Compiling | SubmissionState::Compiled,
+            ) if previous > 0 => {
+                if !self
+                    .expired(id, previous, latest.as_ref())
+                    .await
+                    .map_err(fail)?
+                {
                     return Ok(Sent::NotTaken);
                 }
                 latest
@@ -618,7 +624,9 @@ impl Shared {
                 // Then the writes after the lock may be missing (the emulator does not commit
                 // atomically): send them again.
                 let mine = self
-                    .retrying("claiming", id, || self.get_one(self.claim_path(id, attempt)))
+                    .retrying("claiming", id, || {
+                        self.get_one(self.claim_path(id, attempt))
+                    })
                     .await
                     .map_err(fail)?
                     .is_some_and(|c| Fields::of(&c).string("token") == Some(token.as_str()));
@@ -717,7 +725,10 @@ impl Shared {
                 let update = self.update(
                     submission,
                     fields([
-                        ("state", value::string(SubmissionState::CompileError.as_str())),
+                        (
+                            "state",
+                            value::string(SubmissionState::CompileError.as_str()),
+                        ),
                         ("score", value::double(0.0)),
                     ]),
                 );
@@ -747,7 +758,10 @@ impl Shared {
                     None => fields([("score", value::double(0.0))]),
                 };
                 if let Some(failed) = failed_subtasks {
-                    end.insert("failedSubtasks".into(), value::integers(failed.iter().copied()));
+                    end.insert(
+                        "failedSubtasks".into(),
+                        value::integers(failed.iter().copied()),
+                    );
                 }
                 (vec![self.update(submission, end)], true)
             }
@@ -795,7 +809,12 @@ impl Shared {
     }
 
     /// The judge-results document of a `testing` or `tested` message, and its `judgeTime`.
-    fn result(&self, id: &str, held: Held, body: &Body) -> Result<(Write, SystemTime), InterfaceError> {
+    fn result(
+        &self,
+        id: &str,
+        held: Held,
+        body: &Body,
+    ) -> Result<(Write, SystemTime), InterfaceError> {
         let time = SystemTime::now().max(held.last_time + Duration::from_micros(1));
         let mut document = fields([
             ("state", value::string(body.state())),
@@ -860,7 +879,8 @@ impl Shared {
         }
     }
 
-    /// Adds `delta` to `info/info.judgeCount`, creating it if need be.
+    /// Adds `delta` to `info/info.judgeCount`: an increment creates the document if need be; a
+    /// decrement never does (a count that was lost stays lost rather than going negative).
     async fn count_worker(&self, delta: i64) -> Result<(), Status> {
         let write = Write {
             update_mask: mask(&[]),
@@ -870,14 +890,16 @@ impl Shared {
                     delta,
                 ))),
             }],
-            current_document: None,
+            current_document: if delta < 0 { exists(true) } else { None },
             operation: Some(write::Operation::Update(Document {
                 name: self.path(INFO, "info"),
                 ..Default::default()
             })),
         };
-        self.retrying("counting workers", "info", || self.commit(vec![write.clone()]))
-            .await
+        self.retrying("counting workers", "info", || {
+            self.commit(vec![write.clone()])
+        })
+        .await
     }
 }
 
@@ -1021,7 +1043,10 @@ impl FirestoreInterface {
             .map_err(|e| failure(format!("submission {id}: {e}")))?;
         let claims = self
             .shared
-            .query(None, equal_query(CLAIMS, "submission", value::string(id), None))
+            .query(
+                None,
+                equal_query(CLAIMS, "submission", value::string(id), None),
+            )
             .await
             .map_err(|e| failure(format!("reading the claims of submission {id}: {e}")))?;
         let last = claims
@@ -1054,8 +1079,14 @@ impl FirestoreInterface {
         self.stop.cancel();
         self.tasks.wait().await;
         if self.registered.swap(false, Ordering::SeqCst) {
-            if let Err(e) = self.shared.count_worker(-1).await {
-                warn!(error = %e, "could not take this worker out of info/info.judgeCount");
+            match self.shared.count_worker(-1).await {
+                Ok(()) => {}
+                Err(e) if e.code() == Code::NotFound => {
+                    warn!("info/info is gone (the database was reset?): nothing to count down")
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not take this worker out of info/info.judgeCount")
+                }
             }
         }
     }

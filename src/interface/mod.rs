@@ -1,15 +1,15 @@
 //! Interfaces: the stores submissions come from and messages go to (SPEC §6), behind one trait.
 
-pub mod memory;
 pub mod firestore;
+pub mod memory;
 pub mod postgres;
 
 use async_trait::async_trait;
 
 use crate::protocol::{Message, Submission};
 
-pub use memory::MemoryInterface;
 pub use firestore::{FirestoreConfig, FirestoreInterface};
+pub use memory::MemoryInterface;
 pub use postgres::{PostgresConfig, PostgresInterface};
 
 /// What became of a sent message.

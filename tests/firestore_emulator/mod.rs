@@ -53,7 +53,9 @@ impl Emulator {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start node (scripts/firestore-up installs it): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start node (scripts/firestore-up installs it): {e}")
+            });
         let stdin = child.stdin.take().expect("the emulator's stdin");
         let stdout = child.stdout.take().expect("the emulator's stdout");
         let mut line = String::new();
