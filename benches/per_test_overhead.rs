@@ -49,14 +49,7 @@ async fn main() -> anyhow::Result<()> {
         env: c.env.clone(),
         work_dir: WorkDir::Build,
         stdin: None,
-        limits: Limits {
-            cpu_ms: 30_000,
-            wall_ms: 60_000,
-            memory_kb: 1 << 20,
-            pids: 64,
-            output_bytes: 64 << 20,
-            stderr_bytes: 65536,
-        },
+        limits: executioner::judge::JudgeConfig::default().compile_limits,
     };
     let compiled = container.run(compile).await?;
     anyhow::ensure!(
