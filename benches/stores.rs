@@ -1,11 +1,16 @@
-//! What the Postgres interface costs per submission, without any judging: `next()`, the claim,
-//! and the messages of a typical compiled submission on a 3-test problem (executing, compiling,
-//! compiled, 3 × testing/tested, done: 10 statements), against a real PostgreSQL.
+//! What a shared store costs per submission, without any judging: `next()`, the claim, and the
+//! messages of a typical compiled submission on a 3-test problem (executing, compiling,
+//! compiled, 3 × testing/tested, done: 10 writes), against a real PostgreSQL and the Firestore
+//! emulator.
 //!
-//! `cargo bench --bench postgres` with `EXECUTIONER_TEST_DATABASE_URL` set (scripts/postgres-up
-//! prints it). `BENCH_SUBMISSIONS` (default 2000) submissions per run; one run with 1 worker,
-//! one with 4 workers sharing the database (each its own interface, as separate processes would).
+//! `cargo bench --bench stores` with `EXECUTIONER_TEST_DATABASE_URL` set (scripts/postgres-up
+//! prints it) and the emulator installed (scripts/firestore-up). `BENCH_SUBMISSIONS` (default
+//! 2000) submissions per run; `BENCH_STORES` (default `postgres,firestore`) picks the stores.
+//! For each store, one run with 1 worker, one with 4 workers sharing it (each its own
+//! interface, as separate processes would).
 
+#[path = "../tests/firestore_emulator/mod.rs"]
+mod firestore_emulator;
 #[path = "../tests/pg/mod.rs"]
 mod pg;
 
@@ -13,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use executioner::interface::{Interface, PostgresInterface, Sent};
+use executioner::interface::{FirestoreInterface, Interface, PostgresInterface, Sent};
 use executioner::protocol::{Body, CompileResult, Message, Submission};
 use executioner::verdict::Verdict;
 
@@ -51,7 +56,7 @@ type Times = BTreeMap<&'static str, Vec<Duration>>;
 /// One worker: takes submissions until `total` have been judged by all workers together.
 /// Times each submission from `next()` to `done`, and each call.
 async fn work(
-    worker: Arc<PostgresInterface>,
+    worker: Arc<dyn Interface>,
     judged: Arc<std::sync::atomic::AtomicUsize>,
     total: usize,
 ) -> anyhow::Result<Times> {
@@ -92,27 +97,61 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn run(workers: usize, submissions: usize) -> anyhow::Result<()> {
-    let db = pg::TestDatabase::create().await;
-    let front = db.interface().await;
-    let all: Vec<Submission> = (0..submissions)
+fn submissions(n: usize) -> Vec<Submission> {
+    (0..n)
         .map(|i| Submission {
             id: format!("b-{i:06}"),
             problem: "test-base".into(),
             language: "gcc-12".into(),
             source_code: "#include <stdio.h>\nint main(){long long a,b;scanf(\"%lld %lld\",&a,&b);printf(\"%lld\\n\",a+b);}\n".into(),
         })
-        .collect();
-    for chunk in all.chunks(1000) {
+        .collect()
+}
+
+async fn postgres(workers: usize, n: usize) -> anyhow::Result<()> {
+    let db = pg::TestDatabase::create().await;
+    let front = db.interface().await;
+    for chunk in submissions(n).chunks(1000) {
         front.enqueue(chunk).await?;
     }
     let mut config = db.config();
     config.max_connections = 2;
-    let judged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut interfaces = Vec::new();
     for _ in 0..workers {
         interfaces.push(Arc::new(PostgresInterface::connect(config.clone()).await?));
     }
+    let dyns = interfaces.iter().map(|i| i.clone() as Arc<dyn Interface>);
+    run("postgres", dyns.collect(), n).await?;
+    for interface in &interfaces {
+        interface.close().await;
+    }
+    Ok(())
+}
+
+async fn firestore(workers: usize, n: usize) -> anyhow::Result<()> {
+    let project = firestore_emulator::new_project();
+    let front = firestore_emulator::front(&project).await;
+    front.enqueue(&submissions(n)).await?;
+    let mut interfaces = Vec::new();
+    for _ in 0..workers {
+        let config = executioner::interface::FirestoreConfig::new(&project);
+        interfaces.push(Arc::new(FirestoreInterface::connect(config).await?));
+    }
+    let dyns = interfaces.iter().map(|i| i.clone() as Arc<dyn Interface>);
+    run("firestore (emulator)", dyns.collect(), n).await?;
+    for interface in &interfaces {
+        interface.close().await;
+    }
+    Ok(())
+}
+
+async fn run(
+    store: &str,
+    interfaces: Vec<Arc<dyn Interface>>,
+    submissions: usize,
+) -> anyhow::Result<()> {
+    let workers = interfaces.len();
+    let judged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = interfaces
         .iter()
@@ -125,12 +164,9 @@ async fn run(workers: usize, submissions: usize) -> anyhow::Result<()> {
         }
     }
     let elapsed = started.elapsed();
-    for interface in &interfaces {
-        interface.close().await;
-    }
     let judged = times.get("submission").map_or(0, Vec::len);
     println!(
-        "postgres interface, {workers} worker(s): {judged} submissions in {:.1} s = {:.0} submissions/s",
+        "{store} interface, {workers} worker(s): {judged} submissions in {:.1} s = {:.0} submissions/s",
         elapsed.as_secs_f64(),
         judged as f64 / elapsed.as_secs_f64()
     );
@@ -158,8 +194,15 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(2000);
-    for workers in [1, 4] {
-        run(workers, submissions).await?;
+    let stores = std::env::var("BENCH_STORES").unwrap_or_else(|_| "postgres,firestore".into());
+    for store in stores.split(',') {
+        for workers in [1, 4] {
+            match store {
+                "postgres" => postgres(workers, submissions).await?,
+                "firestore" => firestore(workers, submissions).await?,
+                other => anyhow::bail!("unknown store {other:?} in BENCH_STORES"),
+            }
+        }
     }
     Ok(())
 }
