@@ -299,7 +299,7 @@ impl Judge {
             } else {
                 false
             };
-            let verdict = Verdict::of_run(&out.result, || matches);
+            let verdict = Verdict::of_run(&out.result, language.oom_exit_code, || matches);
             info!(
                 test_case,
                 verdict = verdict.as_str(),

@@ -38,6 +38,13 @@ pub struct Language {
     /// Added to the problem's memory limit for the runtime's own baseline, KB.
     #[serde(default)]
     pub memory_extra_kb: u64,
+    /// Exit status with which the runtime reports that the program outgrew the heap cap its run
+    /// command set (the JVM's `-XX:+ExitOnOutOfMemoryError` exits 3). Such a run is `MLE`, as if
+    /// the kernel had killed it at the cgroup limit: a capped runtime fails before the cgroup
+    /// limit is reached. A program can exit with this status on purpose; that only changes which
+    /// failing verdict it gets (`MLE` instead of `error`).
+    #[serde(default)]
+    pub oom_exit_code: Option<i32>,
 }
 
 /// Default `run_pids`: enough for a single-threaded program and a helper or two.
@@ -136,6 +143,12 @@ impl Registry {
                     lang.id
                 )));
             }
+            if lang.oom_exit_code == Some(0) {
+                return Err(inconsistent(format!(
+                    "{} has oom_exit_code 0, the status of a normal exit",
+                    lang.id
+                )));
+            }
             if lang.source.is_empty() || lang.source.contains('/') {
                 return Err(inconsistent(format!(
                     "{} has an invalid source file name {:?}",
@@ -201,6 +214,20 @@ mod tests {
         assert!(!r.resolve("python3").unwrap().is_compiled());
         assert!(r.resolve("cobol").is_none());
         assert_eq!(r.by_extension("py").unwrap().id, "python-3.11");
+        let java = r.resolve("java").unwrap();
+        assert_eq!(java.id, "java-17");
+        assert_eq!(java.oom_exit_code, Some(3));
+        assert_eq!(r.resolve("c").unwrap().oom_exit_code, None);
+    }
+
+    #[test]
+    fn oom_exit_code_zero_is_refused() {
+        let zero =
+            "[[language]]\nid='a'\nname='A'\nimage='i'\nsource='a'\nrun=['a']\noom_exit_code=0\n";
+        assert!(Registry::parse(zero, "t")
+            .unwrap_err()
+            .to_string()
+            .contains("oom_exit_code 0"));
     }
 
     #[test]

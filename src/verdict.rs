@@ -1,6 +1,6 @@
 //! The verdict of one test (SPEC §3) and token comparison of outputs.
 
-use demoter::protocol::{LimitHit, RunResult};
+use demoter::protocol::{Exit, LimitHit, RunResult};
 use serde::{Deserialize, Serialize};
 
 /// The result of one test, with the exact wire names of SPEC §2.
@@ -21,7 +21,15 @@ pub enum Verdict {
 impl Verdict {
     /// The verdict of a run, in the order of SPEC §3. `output_matches` is only asked when the
     /// program exited normally, so the output is not read for a crashed program.
-    pub fn of_run(run: &RunResult, output_matches: impl FnOnce() -> bool) -> Verdict {
+    ///
+    /// `oom_exit_code` is the language's exit status for "the runtime's heap cap was exceeded"
+    /// (see `Language::oom_exit_code`): a run that ends with it exceeded the memory limit, as
+    /// much as one the kernel killed at the cgroup limit.
+    pub fn of_run(
+        run: &RunResult,
+        oom_exit_code: Option<i32>,
+        output_matches: impl FnOnce() -> bool,
+    ) -> Verdict {
         if run.exited_normally() {
             return if output_matches() {
                 Verdict::Accepted
@@ -29,8 +37,13 @@ impl Verdict {
                 Verdict::Wrong
             };
         }
+        let runtime_oom = matches!(
+            (run.exit, oom_exit_code),
+            (Exit::Exited { code }, Some(oom)) if code == oom
+        );
         match run.limit {
             Some(LimitHit::Memory) => Verdict::MemoryLimitExceeded,
+            _ if runtime_oom => Verdict::MemoryLimitExceeded,
             Some(LimitHit::Time | LimitHit::Wall) => Verdict::TimeLimitExceeded,
             Some(LimitHit::Output) | None => Verdict::Error,
         }
@@ -65,7 +78,6 @@ pub fn tokens_equal(expected: &[u8], actual: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use demoter::protocol::Exit;
 
     fn run(exit: Exit, limit: Option<LimitHit>) -> RunResult {
         RunResult {
@@ -94,40 +106,86 @@ mod tests {
     #[test]
     fn verdicts_follow_the_spec_order() {
         let ok = run(Exit::Exited { code: 0 }, None);
-        assert_eq!(Verdict::of_run(&ok, || true), Verdict::Accepted);
-        assert_eq!(Verdict::of_run(&ok, || false), Verdict::Wrong);
+        assert_eq!(Verdict::of_run(&ok, None, || true), Verdict::Accepted);
+        assert_eq!(Verdict::of_run(&ok, None, || false), Verdict::Wrong);
 
         let killed = Exit::Signaled { signal: 9 };
         let never = || -> bool { panic!("output read for a failed run") };
         assert_eq!(
-            Verdict::of_run(&run(killed, Some(LimitHit::Memory)), never),
+            Verdict::of_run(&run(killed, Some(LimitHit::Memory)), None, never),
             Verdict::MemoryLimitExceeded
         );
         assert_eq!(
-            Verdict::of_run(&run(killed, Some(LimitHit::Time)), never),
+            Verdict::of_run(&run(killed, Some(LimitHit::Time)), None, never),
             Verdict::TimeLimitExceeded
         );
         assert_eq!(
-            Verdict::of_run(&run(killed, Some(LimitHit::Wall)), never),
+            Verdict::of_run(&run(killed, Some(LimitHit::Wall)), None, never),
             Verdict::TimeLimitExceeded
         );
         assert_eq!(
-            Verdict::of_run(&run(killed, Some(LimitHit::Output)), never),
+            Verdict::of_run(&run(killed, Some(LimitHit::Output)), None, never),
             Verdict::Error
         );
         assert_eq!(
-            Verdict::of_run(&run(Exit::Exited { code: 1 }, None), never),
+            Verdict::of_run(&run(Exit::Exited { code: 1 }, None), None, never),
             Verdict::Error
         );
         assert_eq!(
-            Verdict::of_run(&run(Exit::Signaled { signal: 11 }, None), never),
+            Verdict::of_run(&run(Exit::Signaled { signal: 11 }, None), None, never),
             Verdict::Error
         );
         // Exit 0 but over the CPU limit is not a normal exit: TLE, not accepted.
         assert_eq!(
-            Verdict::of_run(&run(Exit::Exited { code: 0 }, Some(LimitHit::Time)), never),
+            Verdict::of_run(
+                &run(Exit::Exited { code: 0 }, Some(LimitHit::Time)),
+                None,
+                never
+            ),
             Verdict::TimeLimitExceeded
         );
+    }
+
+    #[test]
+    fn a_runtime_heap_overflow_exit_status_is_mle() {
+        let never = || -> bool { panic!("output read for a failed run") };
+        // The JVM with -XX:+ExitOnOutOfMemoryError: exit 3 when its heap cap is exceeded.
+        let jvm_oom = run(Exit::Exited { code: 3 }, None);
+        assert_eq!(
+            Verdict::of_run(&jvm_oom, Some(3), never),
+            Verdict::MemoryLimitExceeded
+        );
+        // Only for the language that declares it; other statuses stay errors.
+        assert_eq!(Verdict::of_run(&jvm_oom, None, never), Verdict::Error);
+        assert_eq!(
+            Verdict::of_run(&run(Exit::Exited { code: 1 }, None), Some(3), never),
+            Verdict::Error
+        );
+        assert_eq!(
+            Verdict::of_run(&run(Exit::Signaled { signal: 3 }, None), Some(3), never),
+            Verdict::Error
+        );
+        // Memory comes before time (SPEC §3): exit 3 after going over the CPU limit is MLE.
+        assert_eq!(
+            Verdict::of_run(
+                &run(Exit::Exited { code: 3 }, Some(LimitHit::Time)),
+                Some(3),
+                never
+            ),
+            Verdict::MemoryLimitExceeded
+        );
+        // A kill for time is not an exit status: still TLE.
+        assert_eq!(
+            Verdict::of_run(
+                &run(Exit::Signaled { signal: 9 }, Some(LimitHit::Time)),
+                Some(3),
+                never
+            ),
+            Verdict::TimeLimitExceeded
+        );
+        // A normal exit is judged on its output whatever the rule says.
+        let ok = run(Exit::Exited { code: 0 }, None);
+        assert_eq!(Verdict::of_run(&ok, Some(3), || true), Verdict::Accepted);
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! fixture problem, through `executioner judge`, checked message by message against SPEC §2-4.
 //! One test per problem; each runs its cases in parallel (bounded, see `common::run_cases`) and
 //! reports every mismatching case by name before failing.
+//! `EXECUTIONER_TEST_LANGUAGES=java-17,gcc-12` (ids, not aliases) restricts the matrix to those
+//! languages.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::process::Stdio;
 
-use common::{languages, run_cases, Case, Kind, Language, Problem, Verdict};
+use common::{languages, run_cases, tested_languages, Case, Kind, Language, Problem, Verdict};
 
 /// The main problems: every kind of program.
 fn every_kind(language: &Language) -> Vec<Kind> {
@@ -37,7 +39,7 @@ fn output_kinds(language: &Language) -> Vec<Kind> {
 
 fn conformance(problem_id: &str, kinds: fn(&Language) -> Vec<Kind>) {
     let problem = Problem::load(problem_id);
-    let cases = languages()
+    let cases = tested_languages()
         .iter()
         .flat_map(|language| {
             kinds(language)

@@ -106,6 +106,30 @@ pub fn languages() -> Vec<Language> {
         .collect()
 }
 
+/// The languages the conformance tests judge: the whole registry, or only the ids listed
+/// (comma-separated) in `EXECUTIONER_TEST_LANGUAGES`, to check one language without the whole
+/// matrix. An id that is not in the registry fails the test rather than testing nothing.
+pub fn tested_languages() -> Vec<Language> {
+    let all = languages();
+    let Ok(only) = std::env::var("EXECUTIONER_TEST_LANGUAGES") else {
+        return all;
+    };
+    let ids: Vec<&str> = only
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .collect();
+    for id in &ids {
+        assert!(
+            all.iter().any(|l| l.id == *id),
+            "EXECUTIONER_TEST_LANGUAGES names {id:?}, which is not in languages.toml"
+        );
+    }
+    all.into_iter()
+        .filter(|l| ids.contains(&l.id.as_str()))
+        .collect()
+}
+
 pub fn language(id: &str) -> Language {
     languages()
         .into_iter()
