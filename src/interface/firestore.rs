@@ -164,6 +164,8 @@ pub struct FirestoreInterface {
     shared: Arc<Shared>,
     /// Whether this instance counts in `info/info.judgeCount`.
     registered: AtomicBool,
+    /// Whether the listener runs: from the first `next()` on (a front end's view needs none).
+    listening: AtomicBool,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -934,7 +936,6 @@ impl FirestoreInterface {
             wake: watch::Sender::new(0),
         });
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
-        tasks.spawn(listen(shared.clone(), stop.clone()));
         tasks.spawn({
             let (shared, stop) = (shared.clone(), stop.clone());
             async move {
@@ -955,6 +956,7 @@ impl FirestoreInterface {
         Ok(FirestoreInterface {
             shared,
             registered: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
             stop,
             tasks,
         })
@@ -1137,7 +1139,11 @@ async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
                 target_type: Some(target::TargetType::Query(target::QueryTarget {
                     parent: shared.documents.clone(),
                     query_type: Some(target::query_target::QueryType::StructuredQuery(
-                        queued_query(None),
+                        // One document is enough to wake on: the emulator resends the whole
+                        // result on every write anywhere, and real Firestore sends a change
+                        // whenever the queue goes from empty to not (a busy queue is looked at
+                        // by every worker that finishes, and swept).
+                        queued_query(Some(1)),
                     )),
                 })),
                 ..Default::default()
@@ -1200,6 +1206,9 @@ async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
 impl Interface for FirestoreInterface {
     async fn next(&self) -> Result<Option<Submission>, InterfaceError> {
         let shared = &self.shared;
+        if !self.listening.swap(true, Ordering::SeqCst) {
+            self.tasks.spawn(listen(shared.clone(), self.stop.clone()));
+        }
         let mut pause = RETRY_PAUSE.0;
         loop {
             let mut wake = shared.wake.subscribe();
