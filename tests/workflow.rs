@@ -122,7 +122,7 @@ fn quick_options(max_running: usize) -> rejudge::Options {
         retry: RetryPolicy::attempts(2)
             .with_backoff(Duration::from_millis(200), Duration::from_secs(1)),
         max_running,
-        webhook: None,
+        ..rejudge::Options::default()
     }
 }
 
@@ -207,6 +207,7 @@ async fn the_fixture_problem_validates_with_no_mismatch() {
     let options = validate::Options {
         retry: RetryPolicy::attempts(2),
         max_running: concurrency(),
+        ..validate::Options::default()
     };
     let wf = validate::workflow("test-base", 3000, &solutions, judge().await, &options).unwrap();
     wf.start(&Selector::all(), false).unwrap();
@@ -234,6 +235,7 @@ async fn a_partial_score_validates_as_partially_accepted() {
     let options = validate::Options {
         retry: RetryPolicy::attempts(2),
         max_running: concurrency(),
+        ..validate::Options::default()
     };
     let wf = validate::workflow(
         "test-subtasks-mixed",

@@ -2,6 +2,7 @@
 
 pub mod memory;
 pub mod postgres;
+pub mod state;
 
 use async_trait::async_trait;
 
@@ -9,6 +10,7 @@ use crate::protocol::{Message, Submission};
 
 pub use memory::MemoryInterface;
 pub use postgres::{PostgresConfig, PostgresInterface};
+pub use state::SubmissionState;
 
 /// What became of a sent message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,8 +17,8 @@
 //! - A submission that ends in `error` is claimable again after a backoff, until its retries
 //!   are used up.
 
+mod records;
 mod sql;
-mod state;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,7 +38,8 @@ use super::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, CompileResult, Message, Submission};
 use crate::verdict::Verdict;
 
-pub use state::{SubmissionState, UnknownState};
+pub use super::state::{SubmissionState, UnknownState};
+pub use records::{Cancelled, SubmissionRecord};
 
 /// The embedded schema (`migrations/`), applied by [`PostgresInterface::connect`].
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

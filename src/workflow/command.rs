@@ -83,6 +83,7 @@ pub async fn validate(
     let options = validate::Options {
         retry: common.retry(),
         max_running: common.concurrency,
+        ..validate::Options::default()
     };
     let workflow = validate::workflow(problem, limits.time_ms, &solutions, judge, &options)?;
     run_with_progress(&workflow, shutdown, |wf, step| {
@@ -122,6 +123,7 @@ pub async fn rejudge(
         retry: common.retry(),
         max_running: common.concurrency,
         webhook,
+        store: None,
     };
     let name = match selection {
         Selection::Problem(problem) => format!("rejudge-{problem}"),
