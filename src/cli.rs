@@ -213,7 +213,7 @@ pub async fn judge(
 }
 
 /// Removes the sandboxes of workers on this host that died without cleaning up.
-async fn remove_leftover_sandboxes(judge: &Judge) {
+pub async fn remove_leftover_sandboxes(judge: &Judge) {
     match judge.sandbox().remove_leftovers().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(removed = n, "removed sandboxes left by a previous worker"),

@@ -107,9 +107,18 @@ enum WorkflowCommand {
         common: Common,
         #[command(flatten)]
         workflow: WorkflowArgs,
-        /// JSON-lines file of submissions (the memory interface's store).
-        #[arg(long)]
-        submissions: PathBuf,
+        /// JSON-lines file of submissions (the memory interface's store); new messages are
+        /// printed as JSON lines. Without it, --database-url.
+        #[arg(long, required_unless_present = "database_url")]
+        submissions: Option<PathBuf>,
+        /// Rejudge the submissions of this Postgres store instead: their new results replace
+        /// the stored ones, and the workflow's state is kept there, so the same command run
+        /// again after an interruption continues it.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// Name of the rejudge in the database (default: rejudge-<problem>, or from the ids).
+        #[arg(long, requires = "database_url")]
+        name: Option<String>,
         /// Rejudge every submission of this problem.
         #[arg(long, conflicts_with = "id", required_unless_present = "id")]
         problem: Option<String>,
@@ -164,6 +173,8 @@ async fn workflow(command: WorkflowCommand) -> Result<ExitCode, cli::CommandErro
             common,
             workflow,
             submissions,
+            database_url,
+            name,
             problem,
             id,
             webhook,
@@ -174,10 +185,23 @@ async fn workflow(command: WorkflowCommand) -> Result<ExitCode, cli::CommandErro
                 None => Selection::Ids(id),
             };
             let common = workflow.common();
+            // A file given explicitly wins over a DATABASE_URL in the environment.
+            let source = match (submissions, database_url) {
+                (Some(path), _) => command::Source::File(path),
+                (None, Some(url)) => command::Source::Postgres {
+                    config: executioner::interface::PostgresConfig::new(url),
+                    name,
+                },
+                (None, None) => {
+                    return Err(cli::CommandError::Usage(
+                        "give --submissions FILE or --database-url URL".into(),
+                    ))
+                }
+            };
             Ok(command::rejudge(
                 &setup,
                 &common,
-                &submissions,
+                source,
                 &selection,
                 webhook.as_deref(),
                 shutdown,

@@ -93,11 +93,9 @@ impl View {
             created_ms: times.0,
             last_action_ms: times.1,
             outcome,
-            percent_complete: if total == 0 {
-                0
-            } else {
-                u32::try_from(done * 100 / total).unwrap_or(100)
-            },
+            percent_complete: (done * 100)
+                .checked_div(total)
+                .map_or(0, |p| u32::try_from(p).unwrap_or(100)),
             live,
         }
     }
