@@ -65,10 +65,13 @@ enum Command {
         #[command(flatten)]
         postgres: PostgresArgs,
     },
-    /// Serve the HTTP operations API, judging accepted submissions with local workers.
+    /// Serve the HTTP operations API, judging accepted submissions with local workers; the
+    /// submissions are kept in memory, or in the Postgres store with --database-url.
     Serve {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        postgres: PostgresArgs,
         /// Address to listen on, e.g. 127.0.0.1:8080.
         #[arg(long, env = "EXECUTIONER_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
@@ -228,9 +231,15 @@ struct PostgresArgs {
 
 impl PostgresArgs {
     fn config(self) -> Result<executioner::interface::PostgresConfig, String> {
-        let url = self
-            .database_url
-            .ok_or("--interface postgres needs --database-url or DATABASE_URL")?;
+        self.optional_config()?
+            .ok_or_else(|| "--interface postgres needs --database-url or DATABASE_URL".into())
+    }
+
+    /// `None` without a database URL.
+    fn optional_config(self) -> Result<Option<executioner::interface::PostgresConfig>, String> {
+        let Some(url) = self.database_url else {
+            return Ok(None);
+        };
         let mut config = executioner::interface::PostgresConfig::new(url);
         if let Some(seconds) = self.lease_seconds {
             if seconds == 0 {
@@ -241,7 +250,7 @@ impl PostgresArgs {
         if let Some(retries) = self.retries {
             config.retries = retries;
         }
-        Ok(config)
+        Ok(Some(config))
     }
 }
 
@@ -366,6 +375,7 @@ async fn run(command: Command) -> ExitCode {
         }
         Command::Serve {
             common,
+            postgres,
             listen,
             concurrency,
         } => {
@@ -373,10 +383,16 @@ async fn run(command: Command) -> ExitCode {
                 concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
                 ..WorkerConfig::default()
             };
-            match (common.setup(), cli::shutdown_signal()) {
-                (Err(e), _) => Err(cli::CommandError::Usage(e)),
-                (_, Err(e)) => Err(e),
-                (Ok(setup), Ok(shutdown)) => cli::serve(&setup, config, &listen, shutdown).await,
+            match (
+                common.setup(),
+                postgres.optional_config(),
+                cli::shutdown_signal(),
+            ) {
+                (Err(e), _, _) | (_, Err(e), _) => Err(cli::CommandError::Usage(e)),
+                (_, _, Err(e)) => Err(e),
+                (Ok(setup), Ok(database), Ok(shutdown)) => {
+                    cli::serve(&setup, config, &listen, database, shutdown).await
+                }
             }
         }
         Command::Workflow { command } => workflow(command).await,
