@@ -3,23 +3,22 @@
 //! rejudge replaces the stored results of the submissions it judges, and a rejudge whose
 //! process is killed mid-way is continued from the database by the next process.
 
+mod judging;
 mod pg;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use executioner::cli::{build_judge, Setup};
 use executioner::interface::postgres::SubmissionState;
 use executioner::interface::{Interface, PostgresInterface, Sent};
-use executioner::judge::JudgeConfig;
-use executioner::protocol::{Body, Message, Submission};
+use executioner::protocol::{Body, Message};
 use executioner::verdict::Verdict;
 use executioner::workflow::rejudge::{self, Progress, Selection};
 use executioner::workflow::runner::Outcome;
 use executioner::workflow::store::postgres::{PostgresSubmissions, PostgresWorkflowStore};
 use executioner::workflow::{Definition, Env, Runner, Settings, WorkflowStore};
+use judging::{problems, submission};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use pg::{wait_for, TestDatabase};
@@ -31,46 +30,6 @@ use tokio_util::sync::CancellationToken;
 const DEADLINE: Duration = Duration::from_secs(600);
 /// How often a wait on something that sends no notification (a workflow snapshot) looks again.
 const RECHECK: Duration = Duration::from_millis(200);
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn problems() -> PathBuf {
-    repo().join("fixtures").join("problems")
-}
-
-fn setup() -> Setup {
-    Setup {
-        problems: problems(),
-        languages: std::env::var_os("EXECUTIONER_LANGUAGES").map(PathBuf::from),
-        demoter: std::env::var_os("EXECUTIONER_DEMOTER").map(PathBuf::from),
-        cgroup_parent: std::env::var("EXECUTIONER_CGROUP_PARENT")
-            .unwrap_or_else(|_| "executioner".to_owned()),
-        judge: JudgeConfig::default(),
-    }
-}
-
-fn program(language: &str, kind: &str) -> String {
-    let extension = match language {
-        "gcc-12" => "c",
-        _ => "py",
-    };
-    let path = repo()
-        .join("fixtures/submissions")
-        .join(language)
-        .join(format!("test_{kind}.{extension}"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn submission(id: &str, language: &str, kind: &str) -> Submission {
-    Submission {
-        id: id.to_owned(),
-        problem: "test-base".to_owned(),
-        language: language.to_owned(),
-        source_code: program(language, kind),
-    }
-}
 
 async fn send(interface: &dyn Interface, id: &str, body: Body) -> Sent {
     interface
@@ -138,11 +97,8 @@ async fn a_rejudge_over_postgres_replaces_the_stored_results() {
 
     let results = Arc::new(PostgresSubmissions::new(interface.clone()));
     let store = Arc::new(PostgresWorkflowStore::new(&interface));
-    let judge = build_judge(&setup())
-        .await
-        .unwrap_or_else(|e| panic!("the sandbox is not available (EXECUTIONER_DEMOTER?): {e}"));
     let env = Env {
-        judge,
+        judge: judging::judge().await,
         submissions: results.clone(),
         results: results.clone(),
         store: store.clone(),
