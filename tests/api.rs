@@ -21,10 +21,11 @@ use executioner::protocol::{Body, Message, Submission};
 use executioner::verdict::Verdict;
 use executioner::workflow::{Env, Runner, SubmissionJudge};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::ServiceExt;
+
+mod client;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -275,6 +276,20 @@ impl Api {
             .expect("send");
     }
 
+    /// The states of submission `id`'s judge results, in order.
+    async fn result_states(&self, id: &str) -> Vec<String> {
+        let results = self
+            .get(&format!("/v1.0/submissions/{id}/judge-results"))
+            .await
+            .body;
+        results["value"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|m| m["state"].as_str().expect("a state").to_owned())
+            .collect()
+    }
+
     async fn finish(&self, id: &str, score: f64) {
         self.send(&Message::new(
             id,
@@ -447,20 +462,14 @@ async fn polling_follows_the_messages_to_the_result() {
     assert_eq!(submission["state"], "judged");
     assert_eq!(submission["score"], 0.0);
 
+    assert_eq!(
+        api.result_states(&id).await,
+        ["executing", "testing", "tested", "tested", "tested", "done"]
+    );
     let results = api
         .get(&format!("/v1.0/submissions/{id}/judge-results"))
         .await
         .body;
-    let states: Vec<&str> = results["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        states,
-        ["executing", "testing", "tested", "tested", "tested", "done"]
-    );
     assert_eq!(results["value"][4]["result"], "wrong");
     assert!(results["value"][0]["judgeTime"].is_string());
 }
@@ -633,31 +642,6 @@ async fn unknown_things_are_404_and_the_openapi_document_is_served() {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; the status, the head and the body.
-async fn http(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, String, Value) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut response))
-        .await
-        .expect("response in time")
-        .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let json = serde_json::from_str(body).unwrap_or(Value::Null);
-    (status, head.to_ascii_lowercase(), json)
-}
-
 #[tokio::test]
 async fn a_real_server_accepts_polls_and_streams_events() {
     let api = Api::default();
@@ -669,9 +653,10 @@ async fn a_real_server_accepts_polls_and_streams_events() {
         api.shutdown.clone(),
     ));
 
-    let (status, head, body) = http(addr, "POST", "/v1.0/submissions", Some(&a_plus_b())).await;
-    assert_eq!(status, 202);
-    let id = body["id"].as_str().unwrap().to_owned();
+    let reply = client::request(addr, "POST", "/v1.0/submissions", Some(&a_plus_b())).await;
+    assert_eq!(reply.status, 202);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    let head = reply.head;
     assert!(
         head.contains(&format!("operation-location: /v1.0/operations/{id}")),
         "{head}"
@@ -680,33 +665,28 @@ async fn a_real_server_accepts_polls_and_streams_events() {
 
     // Executing is recorded before the stream opens: it must come first, then the live ones.
     assert_eq!(api.judge_next(&[]).await, id);
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET /v1.0/submissions/{id}/events HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut lines = BufReader::new(stream).lines();
+    let mut stream = client::Events::open(addr, &format!("/v1.0/submissions/{id}/events")).await;
     let mut events = Vec::new();
     let reading = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(event) = line.strip_prefix("event: ") {
-                events.push(event.to_owned());
-                if event == "executing" {
-                    // The stream is open: play the rest of the worker now.
-                    for n in 1..=3 {
-                        api.send(&Message::new(
-                            &id,
-                            Body::Testing {
-                                test_case: n,
-                                subtask: None,
-                            },
-                        ))
-                        .await;
-                        api.send(&tested(&id, n, Verdict::Accepted)).await;
-                    }
-                    api.finish(&id, 1.0).await;
+        while let Some(event) = stream.next().await {
+            events.push(event.clone());
+            if event == "executing" {
+                // The stream is open: play the rest of the worker now.
+                for n in 1..=3 {
+                    api.send(&Message::new(
+                        &id,
+                        Body::Testing {
+                            test_case: n,
+                            subtask: None,
+                        },
+                    ))
+                    .await;
+                    api.send(&tested(&id, n, Verdict::Accepted)).await;
                 }
-                if event == "done" {
-                    break;
-                }
+                api.finish(&id, 1.0).await;
+            }
+            if event == "done" {
+                break;
             }
         }
     };
@@ -727,11 +707,14 @@ async fn a_real_server_accepts_polls_and_streams_events() {
         ]
     );
 
-    let (status, head, op) = http(addr, "GET", &format!("/v1.0/operations/{id}"), None).await;
-    assert_eq!((status, op["status"].as_str()), (200, Some("succeeded")));
-    assert!(!head.contains("retry-after"));
-    let location = op["resourceLocation"].as_str().unwrap().to_owned();
-    let (_, _, submission) = http(addr, "GET", &location, None).await;
+    let op = client::request(addr, "GET", &format!("/v1.0/operations/{id}"), None).await;
+    assert_eq!(
+        (op.status, op.body["status"].as_str()),
+        (200, Some("succeeded"))
+    );
+    assert!(!op.head.contains("retry-after"));
+    let location = op.body["resourceLocation"].as_str().unwrap().to_owned();
+    let submission = client::request(addr, "GET", &location, None).await.body;
     assert_eq!(submission["score"], 1.0);
     assert_eq!(submission["state"], "judged");
 
@@ -893,19 +876,9 @@ async fn a_worker_that_stops_heartbeating_has_its_operation_requeued_and_finishe
     }
     let op = api.wait_for_operation(&id, "succeeded").await;
     assert_eq!(op["percentComplete"], 100);
-    let results = api
-        .get(&format!("/v1.0/submissions/{id}/judge-results"))
-        .await
-        .body;
-    let states: Vec<&str> = results["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["state"].as_str().unwrap())
-        .collect();
     // Only the second worker's attempt.
     assert_eq!(
-        states,
+        api.result_states(&id).await,
         [
             "executing",
             "testing",

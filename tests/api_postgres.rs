@@ -4,6 +4,7 @@
 //! store; and a restarted service reads the operations from the store and continues the rejudge
 //! the previous one was running.
 
+mod client;
 mod judging;
 mod pg;
 
@@ -20,8 +21,7 @@ use executioner::workflow::{Env, Runner};
 use judging::{problems, submission};
 use pg::TestDatabase;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -111,23 +111,10 @@ impl Service {
         self.interface.close().await;
     }
 
-    /// One HTTP/1.1 request with `Connection: close`: the status and the JSON body.
+    /// One request: the status and the JSON body.
     async fn http(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut stream = TcpStream::connect(self.addr).await.unwrap();
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        tokio::time::timeout(DEADLINE, stream.read_to_string(&mut response))
-            .await
-            .expect("a response in time")
-            .unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        let reply = client::request(self.addr, method, path, body.as_ref()).await;
+        (reply.status, reply.body)
     }
 
     /// Polls operation `id` whenever the store or a workflow changed, until it is `status`.
@@ -188,19 +175,14 @@ async fn a_submission_is_queued_in_postgres_judged_and_streamed() {
     assert_eq!(status, 202);
     let id = accepted["id"].as_str().unwrap().to_owned();
     // The stream, opened at once, shows every message in order, live.
-    let mut stream = TcpStream::connect(service.addr).await.unwrap();
-    let request =
-        format!("GET /v1.0/submissions/{id}/events HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut lines = BufReader::new(stream).lines();
+    let mut stream =
+        client::Events::open(service.addr, &format!("/v1.0/submissions/{id}/events")).await;
     let mut events = Vec::new();
     let reading = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(event) = line.strip_prefix("event: ") {
-                events.push(event.to_owned());
-                if event == "done" || event == "error" {
-                    break;
-                }
+        while let Some(event) = stream.next().await {
+            events.push(event.clone());
+            if event == "done" || event == "error" {
+                break;
             }
         }
     };

@@ -181,6 +181,44 @@ impl Ending {
     }
 }
 
+/// A `testing` or `tested` message as the columns of its `judge_results` row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct ResultRow {
+    pub state: &'static str,
+    pub test_case: i32,
+    pub subtask: Option<i32>,
+    pub result: Option<&'static str>,
+    pub time: Option<i64>,
+    pub memory: Option<i64>,
+}
+
+impl ResultRow {
+    /// `None` for a message that is not a test result.
+    pub fn of(body: &Body) -> Option<ResultRow> {
+        let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let (test_case, subtask, result, time, memory) = match *body {
+            Body::Testing { test_case, subtask } => (test_case, subtask, None, None, None),
+            Body::Tested {
+                test_case,
+                subtask,
+                result,
+                time,
+                memory,
+            } => (test_case, subtask, Some(result), time, memory),
+            _ => return None,
+        };
+        Some(ResultRow {
+            state: body.state(),
+            test_case: int(test_case),
+            subtask: subtask.map(int),
+            result: result.map(Verdict::as_str),
+            time: time.map(big),
+            memory: memory.map(big),
+        })
+    }
+}
+
 /// The `testing`/`tested` messages of `messages` as `judge_results` columns, each at its index.
 #[derive(Default)]
 struct ResultColumns {
@@ -195,28 +233,18 @@ struct ResultColumns {
 
 impl ResultColumns {
     fn of(messages: &[Message]) -> Self {
-        let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let mut columns = ResultColumns::default();
         for (i, message) in messages.iter().enumerate() {
-            let (test_case, subtask, result, time, memory) = match message.body {
-                Body::Testing { test_case, subtask } => (test_case, subtask, None, None, None),
-                Body::Tested {
-                    test_case,
-                    subtask,
-                    result,
-                    time,
-                    memory,
-                } => (test_case, subtask, Some(result), time, memory),
-                _ => continue,
+            let Some(row) = ResultRow::of(&message.body) else {
+                continue;
             };
             columns.seq.push(i32::try_from(i).unwrap_or(i32::MAX));
-            columns.state.push(message.body.state());
-            columns.test_case.push(int(test_case));
-            columns.subtask.push(subtask.map(int));
-            columns.result.push(result.map(Verdict::as_str));
-            columns.time.push(time.map(big));
-            columns.memory.push(memory.map(big));
+            columns.state.push(row.state);
+            columns.test_case.push(row.test_case);
+            columns.subtask.push(row.subtask);
+            columns.result.push(row.result);
+            columns.time.push(row.time);
+            columns.memory.push(row.memory);
         }
         columns
     }
