@@ -79,6 +79,15 @@ impl SubmissionJudge for ScriptedJudge {
     }
 }
 
+/// `testing` then `tested` of one test.
+fn test(id: &str, test_case: u32, result: Verdict) -> [Message; 2] {
+    let testing = Body::Testing {
+        test_case,
+        subtask: None,
+    };
+    [Message::new(id, testing), tested(id, test_case, result)]
+}
+
 fn tested(id: &str, test_case: u32, result: Verdict) -> Message {
     Message::new(
         id,
@@ -222,24 +231,11 @@ impl Api {
     /// Waits (with a deadline) until operation `id` is `status`, polling the API whenever
     /// something changed.
     async fn wait_for_operation(&self, id: &str, status: &str) -> Value {
-        let runner = self.state.workflows().expect("workflows").clone();
-        let waiting = async {
-            loop {
-                let mut submissions = self.backend.subscribe();
-                let mut workflows = runner.subscribe();
-                let op = self.get(&format!("/v1.0/operations/{id}")).await.body;
-                if op["status"] == status {
-                    return op;
-                }
-                tokio::select! {
-                    _ = submissions.recv() => {}
-                    _ = workflows.recv() => {}
-                }
-            }
-        };
-        tokio::time::timeout(DEADLINE, waiting)
-            .await
-            .unwrap_or_else(|_| panic!("operation {id} did not become {status} in time"))
+        let uri = format!("/v1.0/operations/{id}");
+        client::until_operation(&self.state, id, status, DEADLINE, || async {
+            self.get(&uri).await.body
+        })
+        .await
     }
 
     /// Plays a local worker: takes the next submission and sends `executing` and one
@@ -254,16 +250,9 @@ impl Api {
         let id = submission.id;
         self.send(&Message::new(&id, Body::Executing)).await;
         for (i, result) in results.iter().enumerate() {
-            let n = i as u32 + 1;
-            self.send(&Message::new(
-                &id,
-                Body::Testing {
-                    test_case: n,
-                    subtask: None,
-                },
-            ))
-            .await;
-            self.send(&tested(&id, n, *result)).await;
+            for message in test(&id, i as u32 + 1, *result) {
+                self.send(&message).await;
+            }
         }
         id
     }
@@ -673,15 +662,9 @@ async fn a_real_server_accepts_polls_and_streams_events() {
             if event == "executing" {
                 // The stream is open: play the rest of the worker now.
                 for n in 1..=3 {
-                    api.send(&Message::new(
-                        &id,
-                        Body::Testing {
-                            test_case: n,
-                            subtask: None,
-                        },
-                    ))
-                    .await;
-                    api.send(&tested(&id, n, Verdict::Accepted)).await;
+                    for message in test(&id, n, Verdict::Accepted) {
+                        api.send(&message).await;
+                    }
                 }
                 api.finish(&id, 1.0).await;
             }
@@ -852,14 +835,7 @@ async fn a_worker_that_stops_heartbeating_has_its_operation_requeued_and_finishe
     assert_eq!(late.body["error"]["code"], "notHeld");
     let mut sequence = vec![Message::new(&id, Body::Executing)];
     for n in 1..=3 {
-        sequence.push(Message::new(
-            &id,
-            Body::Testing {
-                test_case: n,
-                subtask: None,
-            },
-        ));
-        sequence.push(tested(&id, n, Verdict::Accepted));
+        sequence.extend(test(&id, n, Verdict::Accepted));
     }
     sequence.push(Message::new(
         &id,

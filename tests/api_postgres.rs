@@ -119,25 +119,11 @@ impl Service {
 
     /// Polls operation `id` whenever the store or a workflow changed, until it is `status`.
     async fn wait_for_operation(&self, id: &str, status: &str) -> Value {
-        let waiting = async {
-            loop {
-                let mut submissions = self.state.backend().subscribe();
-                let mut workflows = self.runner.subscribe();
-                let (_, op) = self
-                    .http("GET", &format!("/v1.0/operations/{id}"), None)
-                    .await;
-                if op["status"] == status {
-                    return op;
-                }
-                tokio::select! {
-                    _ = submissions.recv() => {}
-                    _ = workflows.recv() => {}
-                }
-            }
-        };
-        tokio::time::timeout(DEADLINE, waiting)
-            .await
-            .unwrap_or_else(|_| panic!("operation {id} did not become {status} in time"))
+        let uri = format!("/v1.0/operations/{id}");
+        client::until_operation(&self.state, id, status, DEADLINE, || async {
+            self.http("GET", &uri, None).await.1
+        })
+        .await
     }
 }
 

@@ -74,3 +74,36 @@ impl Events {
         None
     }
 }
+
+/// Polls an operation (with `poll`) whenever a submission or a workflow of `state` changed,
+/// until its status is `status`; its JSON then.
+pub async fn until_operation<F, Fut>(
+    state: &executioner::api::AppState,
+    id: &str,
+    status: &str,
+    deadline: Duration,
+    poll: F,
+) -> Value
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let runner = state.workflows().expect("a service with workflows").clone();
+    let waiting = async {
+        loop {
+            let mut submissions = state.backend().subscribe();
+            let mut workflows = runner.subscribe();
+            let op = poll().await;
+            if op["status"] == status {
+                return op;
+            }
+            tokio::select! {
+                _ = submissions.recv() => {}
+                _ = workflows.recv() => {}
+            }
+        }
+    };
+    tokio::time::timeout(deadline, waiting)
+        .await
+        .unwrap_or_else(|_| panic!("operation {id} did not become {status} in time"))
+}
