@@ -221,11 +221,13 @@ async fn validation(
     let limits = match problems.get(&problem) {
         Ok(limits) => limits,
         Err(ProblemError::Missing { .. }) => return Err(ApiError::not_found("problem", &problem)),
+        // A deployment fault: its details (paths) stay in the log.
         Err(e) => {
+            tracing::warn!(problem = %problem, error = %e, "cannot validate a broken problem");
             return Err(ApiError::conflict(
                 "brokenProblem",
-                format!("problem {problem} cannot be loaded: {e}"),
-            ))
+                format!("problem {problem} cannot be loaded; the service's log says why"),
+            ));
         }
     };
     let definition = Definition::Validation {
