@@ -215,7 +215,7 @@ pub async fn judge(
 }
 
 /// Removes the sandboxes of workers on this host that died without cleaning up.
-async fn remove_leftover_sandboxes(judge: &Judge) {
+pub async fn remove_leftover_sandboxes(judge: &Judge) {
     match judge.sandbox().remove_leftovers().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(removed = n, "removed sandboxes left by a previous worker"),
@@ -347,14 +347,18 @@ pub fn shutdown_signal() -> Result<CancellationToken, CommandError> {
     Ok(token)
 }
 
-/// `executioner serve`: the HTTP operations API on `listen`, with a local worker judging what
-/// it accepts (in-memory interface), until `shutdown` fires.
+/// `executioner serve`: the HTTP operations API on `listen` until `shutdown` fires, with a
+/// local worker judging what it accepts, and rejudges and validations run in this process.
+/// Submissions are kept in memory, or with `database` in the Postgres store (shared with any
+/// `executioner worker --interface postgres`; workflows a restart interrupted are continued).
 pub async fn serve(
     setup: &Setup,
     config: WorkerConfig,
     listen: &str,
+    database: Option<PostgresConfig>,
     shutdown: CancellationToken,
 ) -> Result<ExitCode, CommandError> {
+    use crate::api::backend::{memory::MemoryBackend, postgres::PostgresBackend, Backend};
     let judge = build_judge(setup).await?;
     remove_leftover_sandboxes(&judge).await;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -363,25 +367,56 @@ pub async fn serve(
             path: PathBuf::from(listen),
             source,
         })?;
+    // Their own caches: the judge's are not shared, and reading a problem twice is cheap.
+    let problems = Arc::new(ProblemStore::new(&setup.problems));
+    let languages = Arc::new(load_registry(setup.languages.as_deref())?);
     let api_config = crate::api::ApiConfig {
-        // Its own cache: the judge's store is not shared, and reading a problem twice is cheap.
-        problems: Some(Arc::new(ProblemStore::new(&setup.problems))),
-        languages: Some(Arc::new(load_registry(setup.languages.as_deref())?)),
+        problems: Some(problems.clone()),
+        languages: Some(languages.clone()),
         ..crate::api::ApiConfig::default()
     };
-    let state = crate::api::AppState::new(
-        Arc::new(MemoryInterface::new()),
-        api_config,
+    let (backend, follower, postgres): (Arc<dyn Backend>, _, _) = match database {
+        None => {
+            let backend = MemoryBackend::new(Arc::new(MemoryInterface::new()));
+            let follower = backend.follow(shutdown.clone());
+            (backend as Arc<dyn Backend>, follower, None)
+        }
+        Some(database) => {
+            let interface = Arc::new(PostgresInterface::connect(database).await?);
+            let backend = PostgresBackend::new(interface.clone(), Some(problems), Some(languages));
+            let follower = backend.follow(shutdown.clone());
+            (backend as Arc<dyn Backend>, follower, Some(interface))
+        }
+    };
+    let stores = backend.clone().workflow_stores();
+    let runner = crate::workflow::Runner::new(
+        crate::workflow::Env {
+            judge: judge.clone(),
+            submissions: stores.submissions,
+            results: stores.results,
+            store: stores.workflows,
+        },
         shutdown.clone(),
     );
-    let follower = state.follow();
+    match runner.resume_all().await {
+        Ok(names) if !names.is_empty() => tracing::info!(?names, "workflows continued"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "could not look for workflows to continue"),
+    }
+    let state = crate::api::AppState::new(backend, api_config, shutdown.clone())
+        .with_workflows(runner.clone());
+    let sweeper = state.start();
     let worker = Worker::new(state.worker_interface(), judge, config);
     tracing::info!(listen = %listener.local_addr().map_or_else(|_| listen.to_owned(), |a| a.to_string()), "serving the HTTP API");
     let (served, ()) = tokio::join!(
         crate::api::serve(listener, state, shutdown.clone()),
         worker.run(shutdown)
     );
-    follower.abort();
+    runner.wait().await;
+    let _ = tokio::join!(follower, sweeper);
+    if let Some(interface) = postgres {
+        interface.close().await;
+    }
     served.map_err(|source| CommandError::Io {
         path: PathBuf::from(listen),
         source,

@@ -67,10 +67,13 @@ enum Command {
         #[command(flatten)]
         firestore: FirestoreArgs,
     },
-    /// Serve the HTTP operations API, judging accepted submissions with local workers.
+    /// Serve the HTTP operations API, judging accepted submissions with local workers; the
+    /// submissions are kept in memory, or in the Postgres store with --database-url.
     Serve {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        postgres: PostgresArgs,
         /// Address to listen on, e.g. 127.0.0.1:8080.
         #[arg(long, env = "EXECUTIONER_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
@@ -109,9 +112,18 @@ enum WorkflowCommand {
         common: Common,
         #[command(flatten)]
         workflow: WorkflowArgs,
-        /// JSON-lines file of submissions (the memory interface's store).
-        #[arg(long)]
-        submissions: PathBuf,
+        /// JSON-lines file of submissions (the memory interface's store); new messages are
+        /// printed as JSON lines. Without it, --database-url.
+        #[arg(long, required_unless_present = "database_url")]
+        submissions: Option<PathBuf>,
+        /// Rejudge the submissions of this Postgres store instead: their new results replace
+        /// the stored ones, and the workflow's state is kept there, so the same command run
+        /// again after an interruption continues it.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// Name of the rejudge in the database (default: rejudge-<problem>, or from the ids).
+        #[arg(long, requires = "database_url")]
+        name: Option<String>,
         /// Rejudge every submission of this problem.
         #[arg(long, conflicts_with = "id", required_unless_present = "id")]
         problem: Option<String>,
@@ -166,6 +178,8 @@ async fn workflow(command: WorkflowCommand) -> Result<ExitCode, cli::CommandErro
             common,
             workflow,
             submissions,
+            database_url,
+            name,
             problem,
             id,
             webhook,
@@ -176,10 +190,23 @@ async fn workflow(command: WorkflowCommand) -> Result<ExitCode, cli::CommandErro
                 None => Selection::Ids(id),
             };
             let common = workflow.common();
+            // A file given explicitly wins over a DATABASE_URL in the environment.
+            let source = match (submissions, database_url) {
+                (Some(path), _) => command::Source::File(path),
+                (None, Some(url)) => command::Source::Postgres {
+                    config: executioner::interface::PostgresConfig::new(url),
+                    name,
+                },
+                (None, None) => {
+                    return Err(cli::CommandError::Usage(
+                        "give --submissions FILE or --database-url URL".into(),
+                    ))
+                }
+            };
             Ok(command::rejudge(
                 &setup,
                 &common,
-                &submissions,
+                source,
                 &selection,
                 webhook.as_deref(),
                 shutdown,
@@ -206,9 +233,15 @@ struct PostgresArgs {
 
 impl PostgresArgs {
     fn config(self) -> Result<executioner::interface::PostgresConfig, String> {
-        let url = self
-            .database_url
-            .ok_or("--interface postgres needs --database-url or DATABASE_URL")?;
+        self.optional_config()?
+            .ok_or_else(|| "--interface postgres needs --database-url or DATABASE_URL".into())
+    }
+
+    /// `None` without a database URL.
+    fn optional_config(self) -> Result<Option<executioner::interface::PostgresConfig>, String> {
+        let Some(url) = self.database_url else {
+            return Ok(None);
+        };
         let mut config = executioner::interface::PostgresConfig::new(url);
         if let Some(seconds) = self.lease_seconds {
             if seconds == 0 {
@@ -219,7 +252,7 @@ impl PostgresArgs {
         if let Some(retries) = self.retries {
             config.retries = retries;
         }
-        Ok(config)
+        Ok(Some(config))
     }
 }
 
@@ -389,6 +422,7 @@ async fn run(command: Command) -> ExitCode {
         }
         Command::Serve {
             common,
+            postgres,
             listen,
             concurrency,
         } => {
@@ -396,10 +430,16 @@ async fn run(command: Command) -> ExitCode {
                 concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
                 ..WorkerConfig::default()
             };
-            match (common.setup(), cli::shutdown_signal()) {
-                (Err(e), _) => Err(cli::CommandError::Usage(e)),
-                (_, Err(e)) => Err(e),
-                (Ok(setup), Ok(shutdown)) => cli::serve(&setup, config, &listen, shutdown).await,
+            match (
+                common.setup(),
+                postgres.optional_config(),
+                cli::shutdown_signal(),
+            ) {
+                (Err(e), _, _) | (_, Err(e), _) => Err(cli::CommandError::Usage(e)),
+                (_, _, Err(e)) => Err(e),
+                (Ok(setup), Ok(database), Ok(shutdown)) => {
+                    cli::serve(&setup, config, &listen, database, shutdown).await
+                }
             }
         }
         Command::Workflow { command } => workflow(command).await,

@@ -1,23 +1,31 @@
-//! The HTTP operations API, in process (`oneshot`) and over a real socket. The test plays the
-//! worker through the shared memory interface, so no Docker is needed.
+//! The HTTP operations API over the in-memory store, in process (`oneshot`) and over a real
+//! socket. The tests play the workers (through the API's worker interface, or over HTTP as
+//! remote workers) and, for rejudges and validations, the judge (a scripted one), so no Docker
+//! is needed; `tests/api_postgres.rs` runs the real judge over the Postgres store.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use axum::body::Body as HttpBody;
-use axum::http::{header, Method, Request, Response, StatusCode};
-use executioner::api::{self, ApiConfig, AppState, Operations, Status};
-use executioner::interface::{Interface, MemoryInterface};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use executioner::api::backend::memory::MemoryBackend;
+use executioner::api::backend::SubmissionView;
+use executioner::api::{self, ApiConfig, AppState, Backend, Status};
+use executioner::interface::{Interface, InterfaceError, MemoryInterface};
+use executioner::judge::Outcome;
 use executioner::language::Registry;
 use executioner::problem::ProblemStore;
-use executioner::protocol::{Body, Message};
+use executioner::protocol::{Body, Message, Submission};
 use executioner::verdict::Verdict;
+use executioner::workflow::{Env, Runner, SubmissionJudge};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpListener;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::ServiceExt;
+
+mod client;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -25,78 +33,59 @@ fn problems_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/problems")
 }
 
-/// An API over a fresh memory interface, checking problems (fixtures) and languages (built-in).
-fn app(config: ApiConfig) -> (AppState, CancellationToken) {
-    let shutdown = CancellationToken::new();
-    let config = ApiConfig {
-        problems: Some(Arc::new(ProblemStore::new(problems_root()))),
-        languages: Some(Arc::new(Registry::builtin().expect("built-in registry"))),
-        ..config
-    };
-    let state = AppState::new(Arc::new(MemoryInterface::new()), config, shutdown.clone());
-    state.follow();
-    (state, shutdown)
-}
+/// A judge playing from the source code: each line of a program is the verdict of one test
+/// (`accepted`, `wrong`, `TLE`, ...); a program `hold` runs until its step is cancelled.
+struct ScriptedJudge;
 
-async fn call(
-    state: &AppState,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-) -> Response<HttpBody> {
-    let mut request = Request::builder().method(method).uri(uri);
-    let body = match body {
-        Some(body) => {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-            HttpBody::from(body.to_string())
+#[async_trait]
+impl SubmissionJudge for ScriptedJudge {
+    async fn judge(
+        &self,
+        submission: &Submission,
+        interface: &dyn Interface,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, InterfaceError> {
+        let id = &submission.id;
+        interface.send(&Message::new(id, Body::Executing)).await?;
+        if submission.source_code.trim() == "hold" {
+            cancel.cancelled().await;
+            let error = Body::Error {
+                reason: Some("interrupted".into()),
+            };
+            interface.send(&Message::new(id, error.clone())).await?;
+            return Ok(Outcome::Finished(error));
         }
-        None => HttpBody::empty(),
-    };
-    api::router(state.clone())
-        .oneshot(request.body(body).expect("request"))
-        .await
-        .expect("infallible")
-}
-
-async fn json_of(response: Response<HttpBody>) -> Value {
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    serde_json::from_slice(&bytes).expect("JSON body")
-}
-
-fn a_plus_b() -> Value {
-    json!({"problem": "test-base", "language": "python", "sourceCode": "print(sum(map(int, input().split())))"})
-}
-
-/// Submits and returns the operation id.
-async fn submit(state: &AppState) -> String {
-    let response = call(state, Method::POST, "/v1.0/submissions", Some(a_plus_b())).await;
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    json_of(response).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned()
-}
-
-/// Waits (with a deadline) until operation `id` satisfies `done`.
-async fn wait_for(
-    operations: &Operations,
-    id: &str,
-    done: impl Fn(&executioner::api::operations::Operation) -> bool,
-) {
-    let waiting = async {
-        loop {
-            let mut changes = operations.subscribe();
-            if operations.get(id).is_some_and(|op| done(&op)) {
-                return;
-            }
-            let _ = changes.recv().await;
+        let verdicts: Vec<Verdict> = submission
+            .source_code
+            .lines()
+            .map(|l| serde_json::from_value(json!(l.trim())).expect("a verdict per line"))
+            .collect();
+        for (i, &result) in verdicts.iter().enumerate() {
+            let test_case = i as u32 + 1;
+            let testing = Body::Testing {
+                test_case,
+                subtask: None,
+            };
+            interface.send(&Message::new(id, testing)).await?;
+            interface.send(&tested(id, test_case, result)).await?;
         }
+        let all = verdicts.iter().all(|v| *v == Verdict::Accepted);
+        let done = Body::Done {
+            score: Some(if all { 1.0 } else { 0.0 }),
+            failed_subtasks: None,
+        };
+        interface.send(&Message::new(id, done.clone())).await?;
+        Ok(Outcome::Finished(done))
+    }
+}
+
+/// `testing` then `tested` of one test.
+fn test(id: &str, test_case: u32, result: Verdict) -> [Message; 2] {
+    let testing = Body::Testing {
+        test_case,
+        subtask: None,
     };
-    tokio::time::timeout(DEADLINE, waiting)
-        .await
-        .expect("operation did not reach the expected state in time");
+    [Message::new(id, testing), tested(id, test_case, result)]
 }
 
 fn tested(id: &str, test_case: u32, result: Verdict) -> Message {
@@ -112,86 +101,242 @@ fn tested(id: &str, test_case: u32, result: Verdict) -> Message {
     )
 }
 
-/// Plays the worker: takes the next submission through the API's gate and judges it fake.
-async fn judge_next(state: &AppState, results: &[Verdict]) -> String {
-    let gate = state.worker_interface();
-    let submission = tokio::time::timeout(DEADLINE, gate.next())
-        .await
-        .expect("a submission in time")
-        .expect("interface")
-        .expect("not closed");
-    let id = submission.id;
-    gate.send(&Message::new(&id, Body::Executing))
-        .await
-        .expect("send");
-    for (i, result) in results.iter().enumerate() {
-        let n = i as u32 + 1;
-        let testing = Message::new(
-            &id,
-            Body::Testing {
-                test_case: n,
-                subtask: None,
-            },
-        );
-        gate.send(&testing).await.expect("send");
-        gate.send(&tested(&id, n, *result)).await.expect("send");
-    }
-    id
+/// A response: status, headers, JSON body (`Null` when there is none).
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
 }
 
-async fn finish(state: &AppState, id: &str, score: f64) {
-    let done = Message::new(
-        id,
-        Body::Done {
-            score: Some(score),
-            failed_subtasks: None,
-        },
-    );
-    state.interface().send(&done).await.expect("send");
+impl Reply {
+    fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn error_message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or_default()
+    }
+}
+
+/// An API over a fresh in-memory store checking problems (the fixtures) and languages (the
+/// built-in registry), with rejudges and validations judged by [`ScriptedJudge`]. Its
+/// background tasks stop when it is dropped.
+struct Api {
+    state: AppState,
+    backend: Arc<MemoryBackend>,
+    shutdown: CancellationToken,
+    _stop: DropGuard,
+}
+
+impl Api {
+    fn new(config: ApiConfig) -> Api {
+        let shutdown = CancellationToken::new();
+        let config = ApiConfig {
+            problems: Some(Arc::new(ProblemStore::new(problems_root()))),
+            languages: Some(Arc::new(Registry::builtin().expect("built-in registry"))),
+            ..config
+        };
+        let backend = MemoryBackend::new(Arc::new(MemoryInterface::new()));
+        backend.follow(shutdown.clone());
+        let stores = backend.clone().workflow_stores();
+        let runner = Runner::new(
+            Env {
+                judge: Arc::new(ScriptedJudge),
+                submissions: stores.submissions,
+                results: stores.results,
+                store: stores.workflows,
+            },
+            shutdown.clone(),
+        );
+        let state = AppState::new(backend.clone(), config, shutdown.clone()).with_workflows(runner);
+        state.start();
+        Api {
+            state,
+            backend,
+            _stop: shutdown.clone().drop_guard(),
+            shutdown,
+        }
+    }
+
+    fn default() -> Api {
+        Api::new(ApiConfig::default())
+    }
+
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri);
+        let body = match body {
+            Some(body) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                HttpBody::from(body.to_string())
+            }
+            None => HttpBody::empty(),
+        };
+        let response = api::router(self.state.clone())
+            .oneshot(request.body(body).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("a JSON body")
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.call(Method::GET, uri, None).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.call(Method::POST, uri, Some(body)).await
+    }
+
+    async fn delete(&self, uri: &str) -> Reply {
+        self.call(Method::DELETE, uri, None).await
+    }
+
+    /// Submits a+b and returns the operation id.
+    async fn submit(&self) -> String {
+        let reply = self.post("/v1.0/submissions", a_plus_b()).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+        reply.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Waits (with a deadline) until submission `id` satisfies `done`.
+    async fn wait_for(&self, id: &str, done: impl Fn(&SubmissionView) -> bool) {
+        let waiting = async {
+            loop {
+                let mut changes = self.backend.subscribe();
+                let view = self.backend.get(id).await.expect("memory store");
+                if view.as_ref().is_some_and(&done) {
+                    return;
+                }
+                let _ = changes.recv().await;
+            }
+        };
+        tokio::time::timeout(DEADLINE, waiting)
+            .await
+            .expect("the submission did not reach the expected state in time");
+    }
+
+    /// Waits (with a deadline) until operation `id` is `status`, polling the API whenever
+    /// something changed.
+    async fn wait_for_operation(&self, id: &str, status: &str) -> Value {
+        let uri = format!("/v1.0/operations/{id}");
+        client::until_operation(&self.state, id, status, DEADLINE, || async {
+            self.get(&uri).await.body
+        })
+        .await
+    }
+
+    /// Plays a local worker: takes the next submission and sends `executing` and one
+    /// `testing`/`tested` pair per verdict.
+    async fn judge_next(&self, results: &[Verdict]) -> String {
+        let gate = self.state.worker_interface();
+        let submission = tokio::time::timeout(DEADLINE, gate.next())
+            .await
+            .expect("a submission in time")
+            .expect("interface")
+            .expect("not closed");
+        let id = submission.id;
+        self.send(&Message::new(&id, Body::Executing)).await;
+        for (i, result) in results.iter().enumerate() {
+            for message in test(&id, i as u32 + 1, *result) {
+                self.send(&message).await;
+            }
+        }
+        id
+    }
+
+    async fn send(&self, message: &Message) {
+        self.state
+            .worker_interface()
+            .send(message)
+            .await
+            .expect("send");
+    }
+
+    /// The states of submission `id`'s judge results, in order.
+    async fn result_states(&self, id: &str) -> Vec<String> {
+        let results = self
+            .get(&format!("/v1.0/submissions/{id}/judge-results"))
+            .await
+            .body;
+        results["value"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|m| m["state"].as_str().expect("a state").to_owned())
+            .collect()
+    }
+
+    async fn finish(&self, id: &str, score: f64) {
+        self.send(&Message::new(
+            id,
+            Body::Done {
+                score: Some(score),
+                failed_subtasks: None,
+            },
+        ))
+        .await;
+    }
+}
+
+fn a_plus_b() -> Value {
+    json!({"problem": "test-base", "language": "python", "sourceCode": "print(sum(map(int, input().split())))"})
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
 async fn a_submission_is_accepted_as_an_operation() {
-    let (state, _shutdown) = app(ApiConfig::default());
-    let response = call(&state, Method::POST, "/v1.0/submissions", Some(a_plus_b())).await;
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let location = response.headers()["operation-location"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-    let body = json_of(response).await;
-    let id = body["id"].as_str().unwrap();
+    let api = Api::default();
+    let reply = api.post("/v1.0/submissions", a_plus_b()).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let location = reply.header("operation-location").unwrap().to_owned();
+    assert_eq!(reply.header(header::RETRY_AFTER), Some("1"));
+    let id = reply.body["id"].as_str().unwrap();
     assert_eq!(location, format!("/v1.0/operations/{id}"));
-    assert_eq!(body["status"], "notstarted");
-    assert_eq!(body["percentComplete"], 0);
-    assert!(body.get("resourceLocation").is_none());
+    assert_eq!(reply.body["status"], "notstarted");
+    assert_eq!(reply.body["kind"], "submission");
+    assert_eq!(reply.body["percentComplete"], 0);
+    assert!(reply.body.get("resourceLocation").is_none());
 
-    let polled = call(&state, Method::GET, &location, None).await;
-    assert_eq!(polled.status(), StatusCode::OK);
-    assert_eq!(polled.headers()[header::RETRY_AFTER], "1");
-    let polled = json_of(polled).await;
-    assert_eq!(polled["status"], "notstarted");
-    assert_eq!(polled["createdDateTime"], body["createdDateTime"]);
+    let polled = api.get(&location).await;
+    assert_eq!(polled.status, StatusCode::OK);
+    assert_eq!(polled.header(header::RETRY_AFTER), Some("1"));
+    assert_eq!(polled.body["status"], "notstarted");
+    assert_eq!(
+        polled.body["createdDateTime"],
+        reply.body["createdDateTime"]
+    );
 
-    let submission = json_of(
-        call(
-            &state,
-            Method::GET,
-            &format!("/v1.0/submissions/{id}"),
-            None,
-        )
-        .await,
-    )
-    .await;
+    let submission = api.get(&format!("/v1.0/submissions/{id}")).await.body;
     assert_eq!(submission["state"], "queued");
     // The worker sees it.
-    assert_eq!(state.interface().next().await.unwrap().unwrap().id, id);
+    let next = api.state.worker_interface().next().await.unwrap().unwrap();
+    assert_eq!(next.id, id);
 }
 
 #[tokio::test]
 async fn bad_submissions_get_json_errors() {
-    let (state, _shutdown) = app(ApiConfig {
+    let api = Api::new(ApiConfig {
         max_body_bytes: 4096,
         max_source_bytes: 100,
         ..ApiConfig::default()
@@ -237,225 +382,149 @@ async fn bad_submissions_get_json_errors() {
             StatusCode::BAD_REQUEST,
             "missing field",
         ),
-        (
-            json!([1, 2]),
-            StatusCode::BAD_REQUEST,
-            "not a valid submission",
-        ),
+        (json!([1, 2]), StatusCode::BAD_REQUEST, "not valid"),
     ];
     for (body, status, message) in cases {
-        let response = call(
-            &state,
-            Method::POST,
-            "/v1.0/submissions",
-            Some(body.clone()),
-        )
-        .await;
-        assert_eq!(response.status(), status, "{body}");
-        let error = json_of(response).await;
-        let text = error["error"]["message"].as_str().unwrap();
-        assert!(text.contains(message), "{body}: {text}");
-        assert!(error["error"]["code"].is_string());
+        let reply = api.post("/v1.0/submissions", body.clone()).await;
+        assert_eq!(reply.status, status, "{body}");
+        assert!(
+            reply.error_message().contains(message),
+            "{body}: {}",
+            reply.body
+        );
+        assert!(reply.body["error"]["code"].is_string());
     }
     // Not JSON at all.
     let request = Request::post("/v1.0/submissions")
         .header(header::CONTENT_TYPE, "application/json")
         .body(HttpBody::from("{not json"))
         .unwrap();
-    let response = api::router(state.clone()).oneshot(request).await.unwrap();
+    let response = api::router(api.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert!(json_of(response).await["error"]["message"].is_string());
-    assert!(state.operations().all().is_empty());
+    assert!(api.backend.list().await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after() {
-    let (state, _shutdown) = app(ApiConfig {
+    let api = Api::new(ApiConfig {
         max_queued: 2,
         retry_after_secs: 7,
         ..ApiConfig::default()
     });
-    submit(&state).await;
-    submit(&state).await;
-    let response = call(&state, Method::POST, "/v1.0/submissions", Some(a_plus_b())).await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(response.headers()[header::RETRY_AFTER], "7");
-    assert_eq!(json_of(response).await["error"]["code"], "queueFull");
+    api.submit().await;
+    api.submit().await;
+    let reply = api.post("/v1.0/submissions", a_plus_b()).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.header(header::RETRY_AFTER), Some("7"));
+    assert_eq!(reply.body["error"]["code"], "queueFull");
     // Once one starts, there is room again.
-    judge_next(&state, &[]).await;
-    submit(&state).await;
+    api.judge_next(&[]).await;
+    api.submit().await;
 }
 
 #[tokio::test]
 async fn polling_follows_the_messages_to_the_result() {
-    let (state, _shutdown) = app(ApiConfig::default());
-    let id = submit(&state).await;
-    assert_eq!(judge_next(&state, &[Verdict::Accepted]).await, id);
-    wait_for(state.operations(), &id, |op| op.log.len() == 3).await;
-    let op =
-        json_of(call(&state, Method::GET, &format!("/v1.0/operations/{id}"), None).await).await;
+    let api = Api::default();
+    let id = api.submit().await;
+    assert_eq!(api.judge_next(&[Verdict::Accepted]).await, id);
+    api.wait_for(&id, |v| v.tests_done == 1).await;
+    let op = api.get(&format!("/v1.0/operations/{id}")).await.body;
     assert_eq!(op["status"], "running");
     assert_eq!(op["percentComplete"], 33, "1 of the 3 tests of test-base");
 
-    let more = [
-        tested(&id, 2, Verdict::Accepted),
-        tested(&id, 3, Verdict::Wrong),
-    ];
-    for m in &more {
-        state.interface().send(m).await.unwrap();
-    }
-    finish(&state, &id, 0.0).await;
-    wait_for(state.operations(), &id, |op| op.status == Status::Succeeded).await;
-    let response = call(&state, Method::GET, &format!("/v1.0/operations/{id}"), None).await;
-    assert!(response.headers().get(header::RETRY_AFTER).is_none());
-    let op = json_of(response).await;
-    assert_eq!(op["percentComplete"], 100);
-    assert_eq!(op["resourceLocation"], format!("/v1.0/submissions/{id}"));
+    api.send(&tested(&id, 2, Verdict::Accepted)).await;
+    api.send(&tested(&id, 3, Verdict::Wrong)).await;
+    api.finish(&id, 0.0).await;
+    api.wait_for(&id, |v| v.status == Status::Succeeded).await;
+    let reply = api.get(&format!("/v1.0/operations/{id}")).await;
+    assert!(reply.header(header::RETRY_AFTER).is_none());
+    assert_eq!(reply.body["percentComplete"], 100);
+    assert_eq!(
+        reply.body["resourceLocation"],
+        format!("/v1.0/submissions/{id}")
+    );
 
-    let submission = json_of(
-        call(
-            &state,
-            Method::GET,
-            &format!("/v1.0/submissions/{id}"),
-            None,
-        )
-        .await,
-    )
-    .await;
+    let submission = api.get(&format!("/v1.0/submissions/{id}")).await.body;
     assert_eq!(submission["state"], "judged");
     assert_eq!(submission["score"], 0.0);
 
-    let results = json_of(
-        call(
-            &state,
-            Method::GET,
-            &format!("/v1.0/submissions/{id}/judge-results"),
-            None,
-        )
-        .await,
-    )
-    .await;
-    let states: Vec<&str> = results["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["state"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        states,
+        api.result_states(&id).await,
         ["executing", "testing", "tested", "tested", "tested", "done"]
     );
+    let results = api
+        .get(&format!("/v1.0/submissions/{id}/judge-results"))
+        .await
+        .body;
     assert_eq!(results["value"][4]["result"], "wrong");
     assert!(results["value"][0]["judgeTime"].is_string());
 }
 
 #[tokio::test]
 async fn failed_judgings_fail_the_operation() {
-    let (state, _shutdown) = app(ApiConfig::default());
-    let id = submit(&state).await;
-    judge_next(&state, &[]).await;
-    let invalid = Message::new(
+    let api = Api::default();
+    let id = api.submit().await;
+    api.judge_next(&[]).await;
+    api.send(&Message::new(
         &id,
         Body::Invalid {
             reason: Some("unknown language".into()),
         },
-    );
-    state.interface().send(&invalid).await.unwrap();
-    wait_for(state.operations(), &id, |op| op.status.is_terminal()).await;
-    let op =
-        json_of(call(&state, Method::GET, &format!("/v1.0/operations/{id}"), None).await).await;
-    assert_eq!(op["status"], "failed");
-    let submission = json_of(
-        call(
-            &state,
-            Method::GET,
-            &format!("/v1.0/submissions/{id}"),
-            None,
-        )
-        .await,
-    )
+    ))
     .await;
+    api.wait_for(&id, |v| v.status.is_terminal()).await;
+    let op = api.get(&format!("/v1.0/operations/{id}")).await.body;
+    assert_eq!(op["status"], "failed");
+    let submission = api.get(&format!("/v1.0/submissions/{id}")).await.body;
     assert_eq!(submission["state"], "invalidData");
     assert_eq!(submission["reason"], "unknown language");
 }
 
 #[tokio::test]
 async fn delete_cancels_only_a_not_started_operation() {
-    let (state, _shutdown) = app(ApiConfig::default());
-    let first = submit(&state).await;
-    let second = submit(&state).await;
+    let api = Api::default();
+    let first = api.submit().await;
+    let second = api.submit().await;
     let uri = format!("/v1.0/operations/{first}");
     for _ in 0..2 {
-        let response = call(&state, Method::DELETE, &uri, None).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(json_of(response).await["status"], "cancelled");
+        let reply = api.delete(&uri).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body["status"], "cancelled");
     }
     // The worker skips the cancelled one.
-    assert_eq!(judge_next(&state, &[]).await, second);
-    wait_for(state.operations(), &second, |op| {
-        op.status == Status::Running
-    })
-    .await;
-    let response = call(
-        &state,
-        Method::DELETE,
-        &format!("/v1.0/operations/{second}"),
-        None,
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert!(json_of(response).await["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("running"));
-    let response = call(&state, Method::DELETE, "/v1.0/operations/nope", None).await;
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let submission = json_of(
-        call(
-            &state,
-            Method::GET,
-            &format!("/v1.0/submissions/{first}"),
-            None,
-        )
-        .await,
-    )
-    .await;
+    assert_eq!(api.judge_next(&[]).await, second);
+    let reply = api.delete(&format!("/v1.0/operations/{second}")).await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(reply.header(header::ALLOW), Some("GET"));
+    assert!(reply.error_message().contains("running"), "{}", reply.body);
+    assert_eq!(
+        api.delete("/v1.0/operations/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let submission = api.get(&format!("/v1.0/submissions/{first}")).await.body;
     assert_eq!(submission["state"], "cancelled");
-}
-
-fn ids(page: &Value) -> Vec<String> {
-    page["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|op| op["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test]
 async fn operations_are_listed_sorted_paged_and_filtered() {
-    let (state, _shutdown) = app(ApiConfig::default());
+    let api = Api::default();
     let mut created = Vec::new();
     for _ in 0..5 {
-        created.push(submit(&state).await);
+        created.push(api.submit().await);
     }
     // created[0] runs, created[1] finishes, created[2] is cancelled; 3 and 4 wait.
-    judge_next(&state, &[]).await;
-    judge_next(&state, &[]).await;
-    finish(&state, &created[1], 1.0).await;
-    wait_for(state.operations(), &created[1], |op| {
-        op.status == Status::Succeeded
-    })
-    .await;
-    call(
-        &state,
-        Method::DELETE,
-        &format!("/v1.0/operations/{}", created[2]),
-        None,
-    )
-    .await;
+    api.judge_next(&[]).await;
+    api.judge_next(&[]).await;
+    api.finish(&created[1], 1.0).await;
+    api.wait_for(&created[1], |v| v.status == Status::Succeeded)
+        .await;
+    api.delete(&format!("/v1.0/operations/{}", created[2]))
+        .await;
 
-    let all = json_of(call(&state, Method::GET, "/v1.0/operations", None).await).await;
+    let all = api.get("/v1.0/operations").await.body;
     let expected: Vec<String> = [3, 4, 0, 1, 2]
         .iter()
         .map(|&i| created[i].clone())
@@ -463,13 +532,12 @@ async fn operations_are_listed_sorted_paged_and_filtered() {
     assert_eq!(ids(&all), expected);
     assert!(all.get("nextLink").is_none());
 
-    let page = json_of(call(&state, Method::GET, "/v1.0/operations?$top=2", None).await).await;
+    let page = api.get("/v1.0/operations?$top=2").await.body;
     assert_eq!(ids(&page), expected[..2]);
     let next = page["nextLink"].as_str().unwrap().to_owned();
-    let page = json_of(call(&state, Method::GET, &next, None).await).await;
+    let page = api.get(&next).await.body;
     assert_eq!(ids(&page), expected[2..4]);
-    let page =
-        json_of(call(&state, Method::GET, "/v1.0/operations?top=2&skip=4", None).await).await;
+    let page = api.get("/v1.0/operations?top=2&skip=4").await.body;
     assert_eq!(ids(&page), expected[4..]);
     assert!(page.get("nextLink").is_none());
 
@@ -479,76 +547,71 @@ async fn operations_are_listed_sorted_paged_and_filtered() {
             f.replace(' ', "%20").replace('\'', "%27")
         )
     };
-    let page =
-        json_of(call(&state, Method::GET, &filter("status eq 'notstarted'"), None).await).await;
+    let page = api.get(&filter("status eq 'notstarted'")).await.body;
     assert_eq!(ids(&page), expected[..2]);
-    let page = json_of(
-        call(
-            &state,
-            Method::GET,
-            &filter(
-                "not (status eq 'notstarted' or status eq 'running') and problem eq 'test-base'",
-            ),
-            None,
-        )
-        .await,
-    )
-    .await;
+    let page = api
+        .get(&filter(
+            "not (status eq 'notstarted' or status eq 'running') and problem eq 'test-base'",
+        ))
+        .await
+        .body;
     assert_eq!(ids(&page), expected[3..]);
-    let page = json_of(
-        call(
-            &state,
-            Method::GET,
-            &filter("createdDateTime gt 2000-01-01T00:00:00Z and percentComplete ge 100"),
-            None,
-        )
-        .await,
-    )
-    .await;
+    let page = api
+        .get(&filter(
+            "createdDateTime gt 2000-01-01T00:00:00Z and percentComplete ge 100",
+        ))
+        .await
+        .body;
     assert_eq!(ids(&page), [created[1].clone()]);
+    // `and` binds tighter than `or`.
+    let page = api
+        .get(&filter(
+            "status eq 'cancelled' or status eq 'running' and kind eq 'rejudge'",
+        ))
+        .await
+        .body;
+    assert_eq!(ids(&page), [created[2].clone()]);
 
     // A filter's nextLink keeps the filter.
     let url = format!("{}&$top=1", filter("status ne 'running'"));
-    let page = json_of(call(&state, Method::GET, &url, None).await).await;
+    let page = api.get(&url).await.body;
     let next = page["nextLink"].as_str().unwrap().to_owned();
-    let page = json_of(call(&state, Method::GET, &next, None).await).await;
+    let page = api.get(&next).await.body;
     assert_eq!(ids(&page), expected[1..2]);
 
-    let response = call(&state, Method::GET, &filter("status eq"), None).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let message = json_of(response).await["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(message.contains("at position 9"), "{message}");
+    let reply = api.get(&filter("status eq")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.error_message().contains("at position 9"),
+        "{}",
+        reply.body
+    );
     for bad in [
         "/v1.0/operations?$top=0",
         "/v1.0/operations?$top=x",
         "/v1.0/operations?$skip=-1",
     ] {
-        assert_eq!(
-            call(&state, Method::GET, bad, None).await.status(),
-            StatusCode::BAD_REQUEST,
-            "{bad}"
-        );
+        assert_eq!(api.get(bad).await.status, StatusCode::BAD_REQUEST, "{bad}");
     }
 }
 
 #[tokio::test]
 async fn unknown_things_are_404_and_the_openapi_document_is_served() {
-    let (state, _shutdown) = app(ApiConfig::default());
+    let api = Api::default();
     for uri in [
         "/v1.0/operations/x",
         "/v1.0/submissions/x",
         "/v1.0/submissions/x/judge-results",
         "/v1.0/submissions/x/events",
+        "/v1.0/workflows/x",
+        "/v1.0/workflows/x/steps",
         "/nope",
     ] {
-        let response = call(&state, Method::GET, uri, None).await;
-        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{uri}");
-        assert!(json_of(response).await["error"]["message"].is_string());
+        let reply = api.get(uri).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}");
+        assert!(reply.body["error"]["message"].is_string());
     }
-    let doc = json_of(call(&state, Method::GET, "/v1.0/openapi.json", None).await).await;
+    let doc = api.get("/v1.0/openapi.json").await.body;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
         "/v1.0/submissions",
@@ -556,46 +619,33 @@ async fn unknown_things_are_404_and_the_openapi_document_is_served() {
         "/v1.0/operations/{id}",
         "/v1.0/submissions/{id}/events",
         "/v1.0/workers",
+        "/v1.0/workers/{id}/take",
+        "/v1.0/workers/{id}/messages",
+        "/v1.0/rejudges",
+        "/v1.0/problems/{problem}/validations",
+        "/v1.0/workflows/{name}",
+        "/v1.0/workflows/{name}/steps",
+        "/v1.0/workflows/{name}/steps/{action}",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path}");
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; the status and the body.
-async fn http(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, String, Value) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut response))
-        .await
-        .expect("response in time")
-        .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let json = serde_json::from_str(body).unwrap_or(Value::Null);
-    (status, head.to_ascii_lowercase(), json)
-}
-
 #[tokio::test]
 async fn a_real_server_accepts_polls_and_streams_events() {
-    let (state, shutdown) = app(ApiConfig::default());
+    let api = Api::default();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(api::serve(listener, state.clone(), shutdown.clone()));
+    let server = tokio::spawn(api::serve(
+        listener,
+        api.state.clone(),
+        api.shutdown.clone(),
+    ));
 
-    let (status, head, body) = http(addr, "POST", "/v1.0/submissions", Some(&a_plus_b())).await;
-    assert_eq!(status, 202);
-    let id = body["id"].as_str().unwrap().to_owned();
+    let reply = client::request(addr, "POST", "/v1.0/submissions", Some(&a_plus_b())).await;
+    assert_eq!(reply.status, 202);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    let head = reply.head;
     assert!(
         head.contains(&format!("operation-location: /v1.0/operations/{id}")),
         "{head}"
@@ -603,36 +653,23 @@ async fn a_real_server_accepts_polls_and_streams_events() {
     assert!(head.contains("retry-after: 1"), "{head}");
 
     // Executing is recorded before the stream opens: it must come first, then the live ones.
-    assert_eq!(judge_next(&state, &[]).await, id);
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET /v1.0/submissions/{id}/events HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut lines = BufReader::new(stream).lines();
+    assert_eq!(api.judge_next(&[]).await, id);
+    let mut stream = client::Events::open(addr, &format!("/v1.0/submissions/{id}/events")).await;
     let mut events = Vec::new();
     let reading = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(event) = line.strip_prefix("event: ") {
-                events.push(event.to_owned());
-                if event == "executing" {
-                    // The stream is open: play the rest of the worker now.
-                    let gate = state.worker_interface();
-                    for n in 1..=3 {
-                        gate.send(&Message::new(
-                            &id,
-                            Body::Testing {
-                                test_case: n,
-                                subtask: None,
-                            },
-                        ))
-                        .await
-                        .unwrap();
-                        gate.send(&tested(&id, n, Verdict::Accepted)).await.unwrap();
+        while let Some(event) = stream.next().await {
+            events.push(event.clone());
+            if event == "executing" {
+                // The stream is open: play the rest of the worker now.
+                for n in 1..=3 {
+                    for message in test(&id, n, Verdict::Accepted) {
+                        api.send(&message).await;
                     }
-                    finish(&state, &id, 1.0).await;
                 }
-                if event == "done" {
-                    break;
-                }
+                api.finish(&id, 1.0).await;
+            }
+            if event == "done" {
+                break;
             }
         }
     };
@@ -653,15 +690,18 @@ async fn a_real_server_accepts_polls_and_streams_events() {
         ]
     );
 
-    let (status, head, op) = http(addr, "GET", &format!("/v1.0/operations/{id}"), None).await;
-    assert_eq!((status, op["status"].as_str()), (200, Some("succeeded")));
-    assert!(!head.contains("retry-after"));
-    let location = op["resourceLocation"].as_str().unwrap().to_owned();
-    let (_, _, submission) = http(addr, "GET", &location, None).await;
+    let op = client::request(addr, "GET", &format!("/v1.0/operations/{id}"), None).await;
+    assert_eq!(
+        (op.status, op.body["status"].as_str()),
+        (200, Some("succeeded"))
+    );
+    assert!(!op.head.contains("retry-after"));
+    let location = op.body["resourceLocation"].as_str().unwrap().to_owned();
+    let submission = client::request(addr, "GET", &location, None).await.body;
     assert_eq!(submission["score"], 1.0);
     assert_eq!(submission["state"], "judged");
 
-    shutdown.cancel();
+    api.shutdown.cancel();
     tokio::time::timeout(DEADLINE, server)
         .await
         .expect("the server stops on shutdown")
@@ -670,38 +710,455 @@ async fn a_real_server_accepts_polls_and_streams_events() {
 }
 
 #[tokio::test]
-async fn workers_register_and_send_heartbeats() {
-    let (state, _shutdown) = app(ApiConfig::default());
-    let response = call(
-        &state,
-        Method::POST,
-        "/v1.0/workers",
-        Some(json!({"name": "box-1", "concurrency": 4})),
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let worker = json_of(response).await;
-    let id = worker["id"].as_str().unwrap().to_owned();
-    assert_eq!(worker["status"], "active");
-    let beat = call(
-        &state,
-        Method::POST,
-        &format!("/v1.0/workers/{id}/heartbeat"),
-        None,
-    )
-    .await;
-    assert_eq!(beat.status(), StatusCode::OK);
-    let listed = json_of(call(&state, Method::GET, "/v1.0/workers", None).await).await;
+async fn workers_register_and_report_their_status_and_errors() {
+    let api = Api::default();
+    let reply = api
+        .post("/v1.0/workers", json!({"name": "box-1", "concurrency": 4}))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        reply.header(header::LOCATION),
+        Some(&*format!("/v1.0/workers/{id}"))
+    );
+    assert_eq!(reply.body["status"], "active");
+    let beat = api
+        .post(
+            &format!("/v1.0/workers/{id}/heartbeat"),
+            json!({"status": "idle", "error": "docker is slow"}),
+        )
+        .await;
+    assert_eq!(beat.status, StatusCode::OK);
+    assert_eq!(beat.body["reportedStatus"], "idle");
+    assert_eq!(beat.body["lastError"]["message"], "docker is slow");
+    // A heartbeat without a body is one too.
+    let beat = api
+        .call(Method::POST, &format!("/v1.0/workers/{id}/heartbeat"), None)
+        .await;
+    assert_eq!(beat.status, StatusCode::OK);
+    let listed = api.get("/v1.0/workers").await.body;
     assert_eq!(listed["value"][0]["id"], id.as_str());
     assert_eq!(listed["value"][0]["concurrency"], 4);
-    let unknown = call(&state, Method::POST, "/v1.0/workers/nope/heartbeat", None).await;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    let bad = call(
-        &state,
-        Method::POST,
-        "/v1.0/workers",
-        Some(json!({"name": " "})),
+    assert_eq!(listed["value"][0]["runningOperations"], json!([]));
+    let unknown = api.post("/v1.0/workers/nope/heartbeat", json!({})).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let bad = api.post("/v1.0/workers", json!({"name": " "})).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    // Nothing to take: 204.
+    let none = api
+        .post(&format!("/v1.0/workers/{id}/take"), json!({}))
+        .await;
+    assert_eq!(none.status, StatusCode::NO_CONTENT);
+}
+
+/// A remote worker takes a submission and reports part of it, then falls silent: once it has
+/// missed its heartbeats it is unresponsive, the submission is queued again (its partial
+/// results gone), taken and finished by another worker; what the silent one reports
+/// afterwards is refused.
+#[tokio::test]
+async fn a_worker_that_stops_heartbeating_has_its_operation_requeued_and_finished_by_another() {
+    let api = Api::new(ApiConfig {
+        // Long enough that the workers that do answer never look silent, even on a busy machine.
+        heartbeat_interval: Duration::from_millis(1000),
+        missed_heartbeats: 2,
+        ..ApiConfig::default()
+    });
+    let id = api.submit().await;
+    let register = |name: &'static str| {
+        let api = &api;
+        async move {
+            let reply = api.post("/v1.0/workers", json!({ "name": name })).await;
+            reply.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let report = |worker: String, message: Message| {
+        let api = &api;
+        async move {
+            api.post(
+                &format!("/v1.0/workers/{worker}/messages"),
+                serde_json::to_value(message).unwrap(),
+            )
+            .await
+        }
+    };
+
+    let silent = register("silent").await;
+    let taken = api
+        .post(&format!("/v1.0/workers/{silent}/take"), json!({}))
+        .await;
+    assert_eq!(taken.status, StatusCode::OK);
+    assert_eq!(taken.body["id"], id.as_str());
+    assert_eq!(taken.body["sourceCode"], a_plus_b()["sourceCode"]);
+    let testing = Message::new(
+        &id,
+        Body::Testing {
+            test_case: 1,
+            subtask: None,
+        },
+    );
+    for message in [
+        Message::new(&id, Body::Executing),
+        testing.clone(),
+        tested(&id, 1, Verdict::Accepted),
+    ] {
+        assert_eq!(
+            report(silent.clone(), message).await.status,
+            StatusCode::NO_CONTENT
+        );
+    }
+    api.wait_for(&id, |v| v.tests_done == 1).await;
+    let op = api.get(&format!("/v1.0/operations/{id}")).await.body;
+    assert_eq!(
+        (op["status"].as_str(), op["percentComplete"].as_i64()),
+        (Some("running"), Some(33))
+    );
+    let listed = api.get("/v1.0/workers").await.body;
+    assert_eq!(listed["value"][0]["runningOperations"], json!([id]));
+
+    // The worker falls silent: the sweep finds it and queues its submission again.
+    api.wait_for(&id, |v| v.status == Status::NotStarted).await;
+    let listed = api.get("/v1.0/workers").await.body;
+    assert_eq!(listed["value"][0]["status"], "unresponsive");
+    assert_eq!(listed["value"][0]["runningOperations"], json!([]));
+    let op = api.get(&format!("/v1.0/operations/{id}")).await.body;
+    assert_eq!(
+        (op["status"].as_str(), op["percentComplete"].as_i64()),
+        (Some("notstarted"), Some(0))
+    );
+
+    let other = register("other").await;
+    let taken = api
+        .post(&format!("/v1.0/workers/{other}/take?wait=5"), json!({}))
+        .await;
+    assert_eq!(taken.body["id"], id.as_str());
+    let late = report(silent.clone(), tested(&id, 2, Verdict::Wrong)).await;
+    assert_eq!(late.status, StatusCode::CONFLICT);
+    assert_eq!(late.body["error"]["code"], "notHeld");
+    let mut sequence = vec![Message::new(&id, Body::Executing)];
+    for n in 1..=3 {
+        sequence.extend(test(&id, n, Verdict::Accepted));
+    }
+    sequence.push(Message::new(
+        &id,
+        Body::Done {
+            score: Some(1.0),
+            failed_subtasks: None,
+        },
+    ));
+    for message in sequence {
+        assert_eq!(
+            report(other.clone(), message).await.status,
+            StatusCode::NO_CONTENT
+        );
+    }
+    let op = api.wait_for_operation(&id, "succeeded").await;
+    assert_eq!(op["percentComplete"], 100);
+    // Only the second worker's attempt.
+    assert_eq!(
+        api.result_states(&id).await,
+        [
+            "executing",
+            "testing",
+            "tested",
+            "testing",
+            "tested",
+            "testing",
+            "tested",
+            "done"
+        ]
+    );
+    let submission = api.get(&format!("/v1.0/submissions/{id}")).await.body;
+    assert_eq!(
+        (submission["state"].as_str(), submission["score"].as_f64()),
+        (Some("judged"), Some(1.0))
+    );
+    // The finished submission is no longer the other worker's.
+    let listed = api.get("/v1.0/workers").await.body;
+    assert!(listed["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["runningOperations"] == json!([])));
+}
+
+/// Submits a program (scripted verdict lines) and has a local worker judge it as scripted.
+async fn judged(api: &Api, verdicts: &[Verdict], score: f64) -> String {
+    let id = api.submit().await;
+    assert_eq!(api.judge_next(verdicts).await, id);
+    api.finish(&id, score).await;
+    api.wait_for(&id, |v| v.status == Status::Succeeded).await;
+    id
+}
+
+/// Submits `source` (scripted verdicts, one per line) without judging it.
+async fn submit_source(api: &Api, source: &str) -> String {
+    let mut body = a_plus_b();
+    body["sourceCode"] = json!(source);
+    let reply = api.post("/v1.0/submissions", body).await;
+    reply.body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_rejudge_is_an_operation_whose_results_replace_the_old_ones() {
+    let api = Api::default();
+    let id = judged(&api, &[Verdict::Wrong], 0.0).await;
+    // Its program, run again by the (scripted) judge, passes all three tests.
+    let again = submit_source(&api, "accepted\naccepted\naccepted").await;
+
+    for (body, message) in [
+        (json!({}), "either problem"),
+        (json!({"problem": "../x"}), "either problem"),
+        (json!({"submissions": ["nope"]}), "nope"),
+        (
+            json!({"problem": "test-base", "webhook": "ftp://x"}),
+            "http://",
+        ),
+    ] {
+        let reply = api.post("/v1.0/rejudges", body.clone()).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(reply.error_message().contains(message), "{}", reply.body);
+    }
+
+    let reply = api
+        .post(
+            "/v1.0/rejudges",
+            json!({"submissions": [again], "maxRunning": 1}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    assert_eq!(reply.body["kind"], "rejudge");
+    let location = reply.header("operation-location").unwrap().to_owned();
+    let name = reply.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/v1.0/operations/{name}"));
+
+    let op = api.wait_for_operation(&name, "succeeded").await;
+    assert_eq!(op["percentComplete"], 100);
+    assert_eq!(op["resourceLocation"], format!("/v1.0/workflows/{name}"));
+    let submission = api.get(&format!("/v1.0/submissions/{again}")).await.body;
+    assert_eq!(
+        (submission["state"].as_str(), submission["score"].as_f64()),
+        (Some("judged"), Some(1.0))
+    );
+    // Untouched: not selected.
+    let untouched = api.get(&format!("/v1.0/submissions/{id}")).await.body;
+    assert_eq!(untouched["score"], 0.0);
+
+    let workflow = api.get(&format!("/v1.0/workflows/{name}")).await.body;
+    assert_eq!(workflow["status"], "succeeded");
+    assert_eq!(
+        workflow["result"]["judged"][0]["submission"],
+        again.as_str()
+    );
+    assert_eq!(
+        workflow["counts"]["succeeded"], 2,
+        "the judging and the summary"
+    );
+
+    // The rejudge is listed with the submissions, and filtered by kind.
+    let page = api
+        .get("/v1.0/operations?$filter=kind%20eq%20%27rejudge%27")
+        .await
+        .body;
+    assert_eq!(ids(&page), [name.as_str()]);
+    // Finished: it cannot be cancelled any more.
+    assert_eq!(
+        api.delete(&location).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}
+
+#[tokio::test]
+async fn a_validation_is_an_operation_reporting_mismatches() {
+    let api = Api::default();
+    let solution = |name: &str, expected: &str, source: &str| json!({"name": name, "expected": expected, "language": "python-3.11", "sourceCode": source});
+    let reply = api
+        .post(
+            "/v1.0/problems/test-base/validations",
+            json!({"solutions": [
+                solution("accepted/ok.py", "accepted", "accepted\naccepted\naccepted"),
+                solution("wrong_answer/wa.py", "wrong_answer", "accepted\nwrong\naccepted"),
+                solution("time_limit_exceeded/slow.py", "time_limit_exceeded", "accepted\naccepted\naccepted"),
+            ]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    assert_eq!(reply.body["kind"], "validation");
+    let name = reply.body["id"].as_str().unwrap().to_owned();
+    api.wait_for_operation(&name, "succeeded").await;
+    let workflow = api.get(&format!("/v1.0/workflows/{name}")).await.body;
+    let report = &workflow["result"];
+    assert_eq!(report["problem"], "test-base");
+    let matches: Vec<(&str, bool)> = report["solutions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["solution"].as_str().unwrap(),
+                s["matches"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        matches,
+        [
+            ("accepted/ok.py", true),
+            ("wrong_answer/wa.py", true),
+            ("time_limit_exceeded/slow.py", false)
+        ]
+    );
+    assert_eq!(report["slowest_accepted"]["limit"], 3000);
+
+    for (uri, body, status) in [
+        (
+            "/v1.0/problems/test-base/validations",
+            json!({"solutions": []}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1.0/problems/no-such-problem/validations",
+            json!({"solutions": [solution("accepted/a.py", "accepted", "accepted")]}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1.0/problems/test-base/validations",
+            json!({"solutions": [{"name": "x", "expected": "accepted", "language": "cobol", "sourceCode": "x"}]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1.0/problems/test-base/validations",
+            json!({"solutions": [{"name": "x", "expected": "great", "language": "python", "sourceCode": "x"}]}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        assert_eq!(
+            api.post(uri, body.clone()).await.status,
+            status,
+            "{uri} {body}"
+        );
+    }
+}
+
+/// The control API over HTTP: steps selected by tags, dry runs, refusals with their reason,
+/// step status, and cancelling (shutting down) a running rejudge, idempotently.
+#[tokio::test]
+async fn workflow_steps_are_controlled_by_tags_with_dry_runs() {
+    let api = Api::default();
+    // Judged one at a time: the held one runs until interrupted, the others wait behind it.
+    let held = submit_source(&api, "hold").await;
+    let others = [
+        submit_source(&api, "accepted").await,
+        submit_source(&api, "wrong").await,
+    ];
+    let reply = api
+        .post(
+            "/v1.0/rejudges",
+            json!({"problem": "test-base", "maxRunning": 1, "attempts": 1}),
+        )
+        .await;
+    let name = reply.body["id"].as_str().unwrap().to_owned();
+    let steps = format!("/v1.0/workflows/{name}/steps");
+    let runner = api.state.workflows().unwrap().clone();
+    let (workflow, _) = runner.get(&name).unwrap();
+    tokio::time::timeout(
+        DEADLINE,
+        workflow.wait_until(|wf| {
+            wf.status(
+                &executioner::workflow::Selector::tag("submission", held.as_str()),
+                &[],
+            )[0]
+            .state
+                == executioner::workflow::StepState::Running
+        }),
     )
-    .await;
-    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    .await
+    .expect("the held judging runs");
+
+    let listed = api
+        .get(&format!("{steps}?tag=kind=judge&fields=id,state"))
+        .await
+        .body;
+    let states: Vec<(&str, &str)> = listed["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    let judge = |id: &str| format!("judge-{id}");
+    assert_eq!(
+        states,
+        [
+            (&*judge(&held), "running"),
+            (&*judge(&others[0]), "waiting"),
+            (&*judge(&others[1]), "waiting")
+        ]
+    );
+    let running = api.get(&format!("{steps}?state=running")).await.body;
+    assert_eq!(running["value"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        api.get(&format!("{steps}?state=sleeping")).await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    // Pause the waiting ones: a dry run first changes nothing.
+    let pause = format!("{steps}/pause");
+    let dry = api
+        .post(&pause, json!({"tags": {"kind": "judge"}, "dryRun": true}))
+        .await
+        .body;
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["applied"].as_array().unwrap().len(), 2, "{dry}");
+    assert_eq!(dry["refused"][0]["step"], judge(&held).as_str());
+    assert!(
+        dry["refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("only a ready or waiting step can be paused"),
+        "{dry}"
+    );
+    let still = api
+        .get(&format!("{steps}?state=waiting&tag=kind=judge"))
+        .await
+        .body;
+    assert_eq!(still["value"].as_array().unwrap().len(), 2);
+    let paused = api
+        .post(
+            &pause,
+            json!({"tags": {"kind": "judge", "submission": others[0]}}),
+        )
+        .await
+        .body;
+    assert_eq!(paused["applied"][0]["to"], "marked_to_pause");
+    // Skip the other; it cannot be unskipped once skipped.
+    let skipped = api
+        .post(
+            &format!("{steps}/skip"),
+            json!({"tags": {"submission": others[1]}}),
+        )
+        .await
+        .body;
+    assert_eq!(skipped["applied"][0]["to"], "marked_to_skip");
+    assert_eq!(
+        api.post(&format!("{steps}/teleport"), json!({}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // DELETE on the rejudge's operation shuts it down: the held judging is interrupted.
+    let uri = format!("/v1.0/operations/{name}");
+    let cancelled = api.delete(&uri).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    let op = api.wait_for_operation(&name, "cancelled").await;
+    assert!(op.get("resourceLocation").is_none());
+    assert_eq!(api.delete(&uri).await.body["status"], "cancelled");
+    let refused = api.post(&format!("{steps}/resume"), json!({})).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(
+        refused.error_message().contains("shut down"),
+        "{}",
+        refused.body
+    );
+    let workflow = api.get(&format!("/v1.0/workflows/{name}")).await.body;
+    assert_eq!(workflow["status"], "cancelled");
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use executioner::interface::firestore::{StoredSubmission, JUDGE_RESULTS, SUBMISSIONS};
-use executioner::interface::postgres::SubmissionState;
+use executioner::interface::SubmissionState;
 use executioner::interface::{FirestoreInterface, Interface, Sent};
 use executioner::protocol::{Body, Message, Submission};
 use firestore::gcloud_sdk::google::firestore::v1::{value::ValueType, Document};

@@ -8,8 +8,8 @@ mod worker_process;
 
 use std::time::Duration;
 
-use executioner::interface::postgres::SubmissionState;
 use executioner::interface::FirestoreInterface;
+use executioner::interface::SubmissionState;
 use executioner::protocol::Submission;
 use firestore_emulator::Emulator;
 use worker_process::WorkerProcess;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use executioner::interface::postgres::SubmissionState;
+use executioner::interface::SubmissionState;
 use executioner::interface::{
     FirestoreInterface, Interface, MemoryInterface, PostgresInterface, Sent,
 };

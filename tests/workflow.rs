@@ -7,8 +7,10 @@
 //! of `EXECUTIONER_DEMOTER` (and the registry of `EXECUTIONER_LANGUAGES`, if set). Nothing here sleeps: tests wait for the state they need, or for the
 //! workflow's end state, with a deadline.
 
+mod judging;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -21,9 +23,11 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use executioner::cli::{build_judge, load_registry, Setup};
+use judging::{judge, problems, repo, setup, submission};
+
+use executioner::cli::load_registry;
 use executioner::interface::{Interface, InterfaceError};
-use executioner::judge::{Judge, JudgeConfig, Outcome};
+use executioner::judge::{Judge, Outcome};
 use executioner::protocol::{Body, Message, Submission};
 use executioner::workflow::judging::End;
 use executioner::workflow::rejudge::{self, Progress};
@@ -37,56 +41,8 @@ use executioner::workflow::{
 /// For a whole workflow: compiling and running a few programs per core, TLEs included.
 const DEADLINE: Duration = Duration::from_secs(900);
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn problems() -> PathBuf {
-    repo().join("fixtures").join("problems")
-}
-
-fn setup() -> Setup {
-    Setup {
-        problems: problems(),
-        languages: std::env::var_os("EXECUTIONER_LANGUAGES").map(PathBuf::from),
-        demoter: std::env::var_os("EXECUTIONER_DEMOTER").map(PathBuf::from),
-        cgroup_parent: std::env::var("EXECUTIONER_CGROUP_PARENT")
-            .unwrap_or_else(|_| "executioner".to_owned()),
-        judge: JudgeConfig::default(),
-    }
-}
-
-async fn judge() -> Arc<Judge> {
-    match build_judge(&setup()).await {
-        Ok(judge) => judge,
-        Err(e) => panic!("the sandbox is not available (set EXECUTIONER_DEMOTER?): {e}"),
-    }
-}
-
 fn concurrency() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
-}
-
-fn program(language: &str, kind: &str) -> String {
-    let extension = match language {
-        "gcc-12" => "c",
-        "g++-12" => "cpp",
-        _ => "py",
-    };
-    let path = repo()
-        .join("fixtures/submissions")
-        .join(language)
-        .join(format!("test_{kind}.{extension}"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn submission(id: &str, language: &str, kind: &str) -> Submission {
-    Submission {
-        id: id.to_owned(),
-        problem: "test-base".to_owned(),
-        language: language.to_owned(),
-        source_code: program(language, kind),
-    }
 }
 
 async fn run_to_end(wf: &Workflow) -> EndState {
@@ -122,7 +78,7 @@ fn quick_options(max_running: usize) -> rejudge::Options {
         retry: RetryPolicy::attempts(2)
             .with_backoff(Duration::from_millis(200), Duration::from_secs(1)),
         max_running,
-        webhook: None,
+        ..rejudge::Options::default()
     }
 }
 
@@ -207,6 +163,7 @@ async fn the_fixture_problem_validates_with_no_mismatch() {
     let options = validate::Options {
         retry: RetryPolicy::attempts(2),
         max_running: concurrency(),
+        ..validate::Options::default()
     };
     let wf = validate::workflow("test-base", 3000, &solutions, judge().await, &options).unwrap();
     wf.start(&Selector::all(), false).unwrap();
@@ -234,6 +191,7 @@ async fn a_partial_score_validates_as_partially_accepted() {
     let options = validate::Options {
         retry: RetryPolicy::attempts(2),
         max_running: concurrency(),
+        ..validate::Options::default()
     };
     let wf = validate::workflow(
         "test-subtasks-mixed",

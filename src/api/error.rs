@@ -36,6 +36,35 @@ impl ApiError {
             format!("no {what} with id {id:?}"),
         )
     }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// The store (or another part of the service) failed: logged here with what failed, the
+    /// client only told to try again.
+    pub fn unavailable(what: &str, error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%error, what, "a request failed inside the service");
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the service cannot answer now; try again later",
+        );
+        e.retry_after = Some(5);
+        e
+    }
+}
+
+impl From<super::backend::BackendError> for ApiError {
+    fn from(e: super::backend::BackendError) -> Self {
+        ApiError::unavailable("the submission store", &e)
+    }
+}
+
+impl From<crate::workflow::store::StoreError> for ApiError {
+    fn from(e: crate::workflow::store::StoreError) -> Self {
+        ApiError::unavailable("the workflow store", &e)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -66,7 +95,7 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
                 "the request body must be JSON (Content-Type: application/json)",
             ),
             _ => Self::bad_request(format!(
-                "the request body is not a valid submission: {}",
+                "the request body is not valid: {}",
                 rejection.body_text()
             )),
         }

@@ -1,32 +1,39 @@
-//! The HTTP operations API (`executioner serve`): submissions are accepted as long-running
-//! operations (`202 Accepted` + `Operation-Location`), polled, cancelled while not started,
-//! listed with OData `$filter`, and their messages read or streamed as Server-Sent Events.
+//! The HTTP operations API (`executioner serve`): submissions, rejudges and problem
+//! validations are accepted as long-running operations (`202 Accepted` +
+//! `Operation-Location`), polled, cancelled while not started, listed with OData `$filter`;
+//! a submission's messages are read or streamed as Server-Sent Events; workflows are
+//! controlled step by step; remote workers register, take submissions and report.
 //!
-//! The API feeds an in-memory interface; a local worker takes submissions from it through
-//! [`AppState::worker_interface`], and the operations table follows the interface's messages.
+//! Submissions live in a [`Backend`]: in memory (the default), or in the Postgres store shared
+//! with `executioner worker --interface postgres` processes. Local workers take submissions
+//! from [`AppState::worker_interface`].
 
+pub mod backend;
 mod error;
 pub mod filter;
 pub mod operations;
+mod respond;
 mod routes;
 pub mod time;
 pub mod workers;
+mod workflows;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
+pub use backend::{Backend, Status};
 pub use error::ApiError;
-pub use operations::{Operations, Status};
 
-use crate::interface::{Interface, MemoryInterface};
+use crate::interface::Interface;
 use crate::language::Registry;
 use crate::problem::ProblemStore;
+use crate::workflow::Runner;
+use workers::Workers;
 
 /// API settings; defaults in [`ApiConfig::default`].
 #[derive(Debug, Clone)]
@@ -35,7 +42,7 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Largest `sourceCode` accepted (413 beyond).
     pub max_source_bytes: usize,
-    /// Operations not started yet beyond which new submissions get 503.
+    /// Submissions waiting for a worker beyond which new ones get 503.
     pub max_queued: usize,
     /// Seconds a client is told to wait before polling (`Retry-After`).
     pub retry_after_secs: u64,
@@ -46,16 +53,24 @@ pub struct ApiConfig {
     pub problems: Option<Arc<ProblemStore>>,
     /// When set, submissions in languages it does not know are refused.
     pub languages: Option<Arc<Registry>>,
-    /// Seconds between the heartbeats registered workers are expected to send.
-    pub heartbeat_interval_secs: u64,
-    /// Heartbeats a worker may miss before it is listed as unresponsive.
+    /// How often registered workers are expected to send a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Heartbeats a worker may miss before it is unresponsive and its submissions are queued
+    /// again.
     pub missed_heartbeats: u32,
+    /// Longest wait a worker may ask for when it takes a submission.
+    pub max_take_wait: Duration,
+    /// Attempts per judging of a rejudge or validation when the request does not say.
+    pub workflow_attempts: u32,
+    /// Judgings at once of one rejudge or validation when the request does not say.
+    pub workflow_concurrency: usize,
 }
 
 impl Default for ApiConfig {
-    /// 1 MiB bodies, 256 KiB sources, 1000 queued operations, poll after 1 s, pages of 50
+    /// 1 MiB bodies, 256 KiB sources, 1000 queued submissions, poll after 1 s, pages of 50
     /// (at most 1000), no problem or language checks, heartbeats every 10 s, unresponsive after
-    /// 3 missed.
+    /// 3 missed, workers wait at most 30 s for a submission, workflows judge 2 at once with 3
+    /// attempts each.
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 1 << 20,
@@ -65,8 +80,11 @@ impl Default for ApiConfig {
             page_size: (50, 1000),
             problems: None,
             languages: None,
-            heartbeat_interval_secs: 10,
+            heartbeat_interval: Duration::from_secs(10),
             missed_heartbeats: 3,
+            max_take_wait: Duration::from_secs(30),
+            workflow_attempts: 3,
+            workflow_concurrency: 2,
         }
     }
 }
@@ -74,74 +92,59 @@ impl Default for ApiConfig {
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    interface: Arc<MemoryInterface>,
-    operations: Arc<Operations>,
+    backend: Arc<dyn Backend>,
     config: Arc<ApiConfig>,
-    workers: Arc<workers::Workers>,
+    workers: Arc<Workers>,
+    /// Rejudges and validations; `None`: the service has no judge of its own for them (their
+    /// endpoints answer 503).
+    workflows: Option<Arc<Runner>>,
     shutdown: CancellationToken,
 }
 
 impl AppState {
-    /// `shutdown` ends the message follower and open event streams.
-    pub fn new(
-        interface: Arc<MemoryInterface>,
-        config: ApiConfig,
-        shutdown: CancellationToken,
-    ) -> Self {
+    /// `shutdown` ends the background tasks and open event streams.
+    pub fn new(backend: Arc<dyn Backend>, config: ApiConfig, shutdown: CancellationToken) -> Self {
         AppState {
-            interface,
-            operations: Arc::new(Operations::default()),
-            workers: Arc::new(workers::Workers::new(
-                i64::try_from(config.heartbeat_interval_secs.saturating_mul(1000))
-                    .unwrap_or(i64::MAX),
-                i64::from(config.missed_heartbeats),
+            workers: Arc::new(Workers::new(
+                backend.clone(),
+                config.heartbeat_interval,
+                config.missed_heartbeats,
             )),
+            backend,
             config: Arc::new(config),
+            workflows: None,
             shutdown,
         }
     }
 
-    pub fn operations(&self) -> &Arc<Operations> {
-        &self.operations
+    /// Serves rejudges and validations with `runner` (built on this backend's
+    /// [`Backend::workflow_stores`]).
+    pub fn with_workflows(mut self, runner: Arc<Runner>) -> Self {
+        self.workflows = Some(runner);
+        self
     }
 
-    pub fn interface(&self) -> &Arc<MemoryInterface> {
-        &self.interface
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
-    /// The interface a local worker must use: it skips cancelled operations.
+    pub fn workers(&self) -> &Arc<Workers> {
+        &self.workers
+    }
+
+    pub fn workflows(&self) -> Option<&Arc<Runner>> {
+        self.workflows.as_ref()
+    }
+
+    /// The interface a local worker uses.
     pub fn worker_interface(&self) -> Arc<dyn Interface> {
-        Arc::new(operations::Gate {
-            inner: self.interface.clone(),
-            operations: self.operations.clone(),
-        })
+        self.backend.clone().worker_interface()
     }
 
-    /// Starts applying the interface's messages to the operations table, until shutdown.
-    /// Subscribes before returning, so no message sent after this call is missed.
-    pub fn follow(&self) -> JoinHandle<()> {
-        let mut messages = self.interface.subscribe();
-        let (interface, operations, shutdown) = (
-            self.interface.clone(),
-            self.operations.clone(),
-            self.shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            loop {
-                let received = tokio::select! {
-                    m = messages.recv() => m,
-                    _ = shutdown.cancelled() => return,
-                };
-                match received {
-                    Ok(message) => operations.apply(&message),
-                    Err(RecvError::Lagged(missed)) => {
-                        warn!(missed, "operations table lagged; reading the log again");
-                        operations.resync(&interface);
-                    }
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        })
+    /// Starts the registry's sweep (unresponsive workers' submissions are queued again), until
+    /// shutdown.
+    pub fn start(&self) -> JoinHandle<()> {
+        self.workers.watch(self.shutdown.clone())
     }
 }
 

@@ -1,45 +1,42 @@
-//! The handlers of the API.
+//! The handlers of submissions, operations and workers; workflows are in `workflows.rs`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::backend::{Cancel, Recorded, SubmissionView};
 use super::error::ApiError;
-use super::filter::{self, Value as FilterValue};
-use super::operations::{Cancel, Operation, Recorded, Status};
+use super::filter;
+use super::operations::{location, Operation, FILTER_FIELDS};
+use super::respond::{accepted, created, list, optional_body, polled};
 use super::time::{format_rfc3339, now_ms};
-use super::workers::RegisteredWorker;
-use super::AppState;
+use super::workers::{DispatchError, RegisteredWorker, Report};
+use super::{workflows, AppState};
 use crate::problem::{is_valid_id, ProblemError};
-use crate::protocol::{Body, Submission};
+use crate::protocol::{Message, Submission};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
-/// Fields `$filter` may name.
-const FILTER_FIELDS: &[&str] = &[
-    "id",
-    "status",
-    "problem",
-    "language",
-    "createdDateTime",
-    "lastActionDateTime",
-    "percentComplete",
-];
+/// How often an event stream reads the store again without being told of a change (a
+/// notification may be lost while the store reconnects).
+const EVENTS_RECHECK: Duration = Duration::from_secs(2);
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     Router::new()
-        .route("/v1.0/submissions", axum::routing::post(submit))
+        .route("/v1.0/submissions", post(submit))
         .route("/v1.0/submissions/{id}", get(submission))
         .route("/v1.0/submissions/{id}/judge-results", get(judge_results))
         .route("/v1.0/submissions/{id}/events", get(events))
@@ -49,38 +46,14 @@ pub fn router(state: AppState) -> Router {
             get(operation).delete(cancel_operation),
         )
         .route("/v1.0/workers", get(list_workers).post(register_worker))
-        .route(
-            "/v1.0/workers/{id}/heartbeat",
-            axum::routing::post(heartbeat),
-        )
+        .route("/v1.0/workers/{id}/heartbeat", post(heartbeat))
+        .route("/v1.0/workers/{id}/take", post(take))
+        .route("/v1.0/workers/{id}/messages", post(report))
+        .merge(workflows::routes())
         .route("/v1.0/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
-}
-
-fn operation_location(id: &str) -> String {
-    format!("/v1.0/operations/{id}")
-}
-
-fn operation_json(op: &Operation) -> Value {
-    let mut body = json!({
-        "id": op.id,
-        "status": op.status,
-        "createdDateTime": format_rfc3339(op.created_ms),
-        "lastActionDateTime": format_rfc3339(op.last_action_ms),
-        "percentComplete": op.percent_complete(),
-    });
-    if op.status.is_terminal() && op.status != Status::Cancelled {
-        body["resourceLocation"] = json!(format!("/v1.0/submissions/{}", op.id));
-    }
-    body
-}
-
-fn header_value(text: &str) -> HeaderValue {
-    // Ids are UUIDs or ids given by clients in URLs, so they are valid header text; fall back
-    // to nothing rather than fail.
-    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static(""))
 }
 
 #[derive(Deserialize)]
@@ -91,11 +64,10 @@ struct SubmitRequest {
     source_code: String,
 }
 
-async fn submit(
-    State(state): State<AppState>,
-    body: Result<Json<SubmitRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(request) = body?;
+/// Refuses what can never be judged: oversized or empty source, a problem id that is not one,
+/// an unknown language or problem (when the service knows them). Returns the problem's test
+/// count when known.
+fn check_submission(state: &AppState, request: &SubmitRequest) -> Result<Option<usize>, ApiError> {
     let config = &state.config;
     if request.source_code.len() > config.max_source_bytes {
         return Err(ApiError::new(
@@ -124,24 +96,31 @@ async fn submit(
             )));
         }
     }
-    let total_tests = match &config.problems {
-        None => None,
-        Some(problems) => match problems.get(&request.problem) {
-            Ok(problem) => Some(problem.tests.len()),
-            Err(ProblemError::Missing { .. }) => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown problem {:?}",
-                    request.problem
-                )))
-            }
-            // A broken problem is a deployment fault: the judge reports it as `error`.
-            Err(e) => {
-                tracing::warn!(problem = %request.problem, error = %e, "accepting a submission for a broken problem");
-                None
-            }
-        },
+    let Some(problems) = &config.problems else {
+        return Ok(None);
     };
-    if state.operations.not_started() >= config.max_queued {
+    match problems.get(&request.problem) {
+        Ok(problem) => Ok(Some(problem.tests.len())),
+        Err(ProblemError::Missing { .. }) => Err(ApiError::bad_request(format!(
+            "unknown problem {:?}",
+            request.problem
+        ))),
+        // A broken problem is a deployment fault: the judge reports it as `error`.
+        Err(e) => {
+            tracing::warn!(problem = %request.problem, error = %e, "accepting a submission for a broken problem");
+            Ok(None)
+        }
+    }
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    body: Result<Json<SubmitRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let total_tests = check_submission(&state, &request)?;
+    let config = &state.config;
+    if state.backend.queued().await? >= config.max_queued {
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "queueFull",
@@ -156,72 +135,82 @@ async fn submit(
         language: request.language,
         source_code: request.source_code,
     };
-    let op = state.operations.create(&submission, total_tests);
-    state.interface.push(submission);
-    tracing::info!(submission_id = %op.id, "submission accepted");
-    let location = header_value(&operation_location(&op.id));
-    let mut response = (StatusCode::ACCEPTED, Json(operation_json(&op))).into_response();
-    let headers = response.headers_mut();
-    headers.insert("operation-location", location.clone());
-    headers.insert(header::LOCATION, location);
-    headers.insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(config.retry_after_secs),
-    );
-    Ok(response)
+    let view = state.backend.submit(submission, total_tests).await?;
+    tracing::info!(submission_id = %view.id, "submission accepted");
+    Ok(accepted(
+        &Operation::of_submission(&view),
+        config.retry_after_secs,
+    ))
 }
 
-fn find(state: &AppState, id: &str) -> Result<Operation, ApiError> {
+async fn find_submission(state: &AppState, id: &str) -> Result<SubmissionView, ApiError> {
     state
-        .operations
+        .backend
         .get(id)
-        .ok_or_else(|| ApiError::not_found("operation", id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("submission", id))
+}
+
+/// The operation `id`: a workflow's, or a submission's.
+async fn find_operation(state: &AppState, id: &str) -> Result<Operation, ApiError> {
+    if let Some(runner) = &state.workflows {
+        if let Some(view) = runner.view(id).await? {
+            return Ok(Operation::of_workflow(&view));
+        }
+    }
+    match state.backend.get(id).await? {
+        Some(view) => Ok(Operation::of_submission(&view)),
+        None => Err(ApiError::not_found("operation", id)),
+    }
 }
 
 async fn operation(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let op = find(&state, &id)?;
-    let mut response = Json(operation_json(&op)).into_response();
-    if !op.status.is_terminal() {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(state.config.retry_after_secs),
-        );
-    }
-    Ok(response)
+    let op = find_operation(&state, &id).await?;
+    Ok(polled(&op, state.config.retry_after_secs))
 }
 
+pub(super) fn not_cancellable(status: super::Status) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "notCancellable",
+        format!(
+            "the operation is {}; only a not started submission, or a running rejudge or validation, can be cancelled",
+            status.as_str()
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET"));
+    response
+}
+
+/// Cancels a submission that no worker has taken, or shuts a running workflow down; idempotent.
 async fn cancel_operation(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match state.operations.cancel(&id) {
-        Cancel::Cancelled => Ok(Json(operation_json(&find(&state, &id)?)).into_response()),
-        Cancel::NotFound => Err(ApiError::not_found("operation", &id)),
-        Cancel::TooLate(status) => {
-            let mut response = ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "notCancellable",
-                format!(
-                    "the operation is {}; only a not started operation can be cancelled",
-                    status.as_str()
-                ),
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET"));
-            Ok(response)
+    let op = find_operation(&state, &id).await?;
+    if op.kind != super::operations::Kind::Submission {
+        return workflows::cancel(&state, op).await;
+    }
+    match state.backend.cancel(&id).await? {
+        Cancel::Cancelled => {
+            let op = find_operation(&state, &id).await?;
+            Ok(Json(op.to_json()).into_response())
         }
+        Cancel::NotFound => Err(ApiError::not_found("operation", &id)),
+        Cancel::TooLate(status) => Ok(not_cancellable(status)),
     }
 }
 
 fn recorded_json(r: &Recorded) -> Value {
     let mut value = serde_json::to_value(&r.message).unwrap_or_else(|_| json!({}));
-    if let Value::Object(map) = &mut value {
-        map.insert("judgeTime".into(), json!(format_rfc3339(r.judge_time_ms)));
+    if let (Value::Object(map), Some(at)) = (&mut value, r.judge_time_ms) {
+        map.insert("judgeTime".into(), json!(format_rfc3339(at)));
     }
     value
 }
@@ -230,40 +219,26 @@ async fn submission(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let op = state
-        .operations
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("submission", &id))?;
+    let view = find_submission(&state, &id).await?;
     let mut body = Map::new();
-    body.insert("id".into(), json!(op.id));
-    body.insert("problem".into(), json!(op.problem));
-    body.insert("language".into(), json!(op.language));
-    body.insert("state".into(), json!(op.submission_state()));
+    body.insert("id".into(), json!(view.id));
+    body.insert("problem".into(), json!(view.problem));
+    body.insert("language".into(), json!(view.language));
+    body.insert("state".into(), json!(view.state));
     body.insert(
         "submissionTime".into(),
-        json!(format_rfc3339(op.created_ms)),
+        json!(format_rfc3339(view.created_ms)),
     );
-    match op.end().map(|m| &m.body) {
-        Some(Body::Done {
-            score,
-            failed_subtasks,
-        }) => {
-            body.insert("score".into(), json!(score.unwrap_or(0.0)));
-            if let Some(failed) = failed_subtasks {
-                body.insert("failedSubtasks".into(), json!(failed));
-            }
-        }
-        Some(Body::Invalid {
-            reason: Some(reason),
-        }) => {
-            body.insert("reason".into(), json!(reason));
-        }
-        _ => {}
+    if let Some(score) = view.score {
+        body.insert("score".into(), json!(score));
     }
-    body.insert(
-        "operationLocation".into(),
-        json!(operation_location(&op.id)),
-    );
+    if let Some(failed) = &view.failed_subtasks {
+        body.insert("failedSubtasks".into(), json!(failed));
+    }
+    if let Some(reason) = &view.reason {
+        body.insert("reason".into(), json!(reason));
+    }
+    body.insert("operationLocation".into(), json!(location(&view.id)));
     Ok(Json(Value::Object(body)))
 }
 
@@ -271,47 +246,52 @@ async fn judge_results(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let op = state
-        .operations
-        .get(&id)
+    let messages = state
+        .backend
+        .messages(&id)
+        .await?
         .ok_or_else(|| ApiError::not_found("submission", &id))?;
-    let value: Vec<Value> = op.log.iter().map(recorded_json).collect();
-    Ok(Json(json!({ "value": value })))
+    Ok(list(messages.iter().map(recorded_json).collect()))
 }
 
 /// The submission's messages as events (`event:` the message state, `id:` its index, `data:`
 /// the message JSON): those recorded so far, then new ones, ending after the terminal one (or
-/// at once for a cancelled operation). `Last-Event-ID` resumes after that index.
+/// at once for a cancelled submission). `Last-Event-ID` resumes after that index.
 async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    find(&state, &id).map_err(|_| ApiError::not_found("submission", &id))?;
+    find_submission(&state, &id).await?;
     let start = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok())
         .map_or(0, |last| last + 1);
     // Subscribed before the first read: a message recorded after it is announced.
-    let changes = state.operations.subscribe();
+    let changes = state.backend.subscribe();
     let stream = futures_util::stream::unfold(
-        (state, id, start, changes, false),
-        |(state, id, index, mut changes, finished)| async move {
+        (state, id, start, changes, Vec::<Recorded>::new(), false),
+        |(state, id, index, mut changes, mut seen, finished)| async move {
             if finished {
                 return None;
             }
             loop {
-                let (recorded, status) = state.operations.message_at(&id, index)?;
-                if let Some(r) = recorded {
+                if let Some(r) = seen.get(index).cloned() {
                     let event = Event::default()
                         .id(index.to_string())
                         .event(r.message.body.state())
                         .data(recorded_json(&r).to_string());
                     let last = r.message.body.is_terminal();
-                    return Some((Ok(event), (state, id, index + 1, changes, last)));
+                    return Some((Ok(event), (state, id, index + 1, changes, seen, last)));
                 }
-                if status.is_terminal() {
+                // A failing store ends the stream; the client reconnects with Last-Event-ID.
+                let view = state.backend.get(&id).await.ok()??;
+                seen = state.backend.messages(&id).await.ok()??;
+                if index < seen.len() {
+                    continue;
+                }
+                if view.status.is_terminal() {
                     return None;
                 }
                 tokio::select! {
@@ -320,6 +300,7 @@ async fn events(
                             return None;
                         }
                     }
+                    _ = tokio::time::sleep(EVENTS_RECHECK) => {}
                     _ = state.shutdown.cancelled() => return None,
                 }
             }
@@ -351,17 +332,19 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-fn filter_value(op: &Operation, field: &str) -> FilterValue {
-    match field {
-        "id" => FilterValue::Str(op.id.clone()),
-        "status" => FilterValue::Str(op.status.as_str().into()),
-        "problem" => FilterValue::Str(op.problem.clone()),
-        "language" => FilterValue::Str(op.language.clone()),
-        "createdDateTime" => FilterValue::Time(op.created_ms),
-        "lastActionDateTime" => FilterValue::Time(op.last_action_ms),
-        "percentComplete" => FilterValue::Num(f64::from(op.percent_complete())),
-        _ => FilterValue::Null,
+/// Every operation: submissions and workflows.
+async fn all_operations(state: &AppState) -> Result<Vec<Operation>, ApiError> {
+    let mut ops: Vec<Operation> = state
+        .backend
+        .list()
+        .await?
+        .iter()
+        .map(Operation::of_submission)
+        .collect();
+    if let Some(runner) = &state.workflows {
+        ops.extend(runner.views().await?.iter().map(Operation::of_workflow));
     }
+    Ok(ops)
 }
 
 /// Operations: not started, running, then completed, each oldest first; `$filter`, `$top`,
@@ -384,25 +367,24 @@ async fn list_operations(
         .map(|text| filter::parse(text, FILTER_FIELDS))
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("invalid $filter {e}")))?;
-    let mut ops: Vec<Operation> = state
-        .operations
-        .all()
+    let mut ops: Vec<Operation> = all_operations(&state)
+        .await?
         .into_iter()
         .filter(|op| {
             filter
                 .as_ref()
-                .is_none_or(|f| f.matches(&|field| filter_value(op, field)))
+                .is_none_or(|f| f.matches(&|field| op.field(field)))
         })
         .collect();
-    ops.sort_by_key(|op| (op.status.sort_group(), op.created_ms, op.seq));
+    ops.sort_by_cached_key(Operation::sort_key);
     let more = ops.len() > skip.saturating_add(top);
     let page: Vec<Value> = ops
         .iter()
         .skip(skip)
         .take(top)
-        .map(operation_json)
+        .map(Operation::to_json)
         .collect();
-    let mut body = json!({ "value": page });
+    let Json(mut body) = list(page);
     if more {
         let mut link = format!("/v1.0/operations?$top={top}&$skip={}", skip + top);
         if let Some(text) = filter_text {
@@ -421,15 +403,23 @@ struct RegisterRequest {
 }
 
 fn worker_json(state: &AppState, worker: &RegisteredWorker, now: i64) -> Value {
-    json!({
+    let mut body = json!({
         "id": worker.id,
         "name": worker.name,
         "concurrency": worker.concurrency,
         "registeredDateTime": format_rfc3339(worker.registered_ms),
         "lastHeartbeatDateTime": format_rfc3339(worker.last_heartbeat_ms),
         "status": state.workers.status_at(worker, now),
-        "heartbeatIntervalSeconds": state.config.heartbeat_interval_secs,
-    })
+        "heartbeatIntervalSeconds": state.config.heartbeat_interval.as_secs_f64(),
+        "runningOperations": worker.running,
+    });
+    if let Some(status) = &worker.reported_status {
+        body["reportedStatus"] = json!(status);
+    }
+    if let Some((error, at)) = &worker.last_error {
+        body["lastError"] = json!({"message": error, "dateTime": format_rfc3339(*at)});
+    }
+    body
 }
 
 async fn register_worker(
@@ -444,38 +434,100 @@ async fn register_worker(
         ));
     }
     let worker = state.workers.register(name.to_owned(), request.concurrency);
-    let mut response = (
-        StatusCode::CREATED,
-        Json(worker_json(&state, &worker, now_ms())),
-    )
-        .into_response();
-    response.headers_mut().insert(
-        header::LOCATION,
-        header_value(&format!("/v1.0/workers/{}", worker.id)),
-    );
-    Ok(response)
+    Ok(created(
+        &format!("/v1.0/workers/{}", worker.id),
+        worker_json(&state, &worker, now_ms()),
+    ))
 }
 
+#[derive(Deserialize, Default)]
+struct HeartbeatRequest {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// A heartbeat; its body (optional) reports the worker's status and its last error.
 async fn heartbeat(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let request: HeartbeatRequest = optional_body(&body)?;
+    let report = Report {
+        status: request.status,
+        error: request.error,
+    };
     let worker = state
         .workers
-        .heartbeat(&id)
+        .heartbeat(&id, report)
         .ok_or_else(|| ApiError::not_found("worker", &id))?;
     Ok(Json(worker_json(&state, &worker, now_ms())))
 }
 
 async fn list_workers(State(state): State<AppState>) -> Json<Value> {
     let now = now_ms();
-    let value: Vec<Value> = state
-        .workers
-        .all()
-        .iter()
-        .map(|w| worker_json(&state, w, now))
-        .collect();
-    Json(json!({ "value": value }))
+    list(
+        state
+            .workers
+            .all()
+            .iter()
+            .map(|w| worker_json(&state, w, now))
+            .collect(),
+    )
+}
+
+impl From<DispatchError> for ApiError {
+    fn from(e: DispatchError) -> Self {
+        match e {
+            DispatchError::UnknownWorker(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknownWorker", e.to_string())
+            }
+            DispatchError::NotHeld { .. } => ApiError::conflict("notHeld", e.to_string()),
+            DispatchError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A worker takes the next submission (`?wait=SECONDS` for one to come): 200 with it, already
+/// claimed for the worker, or 204 when none came.
+async fn take(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let wait = match query.get("wait") {
+        None => Duration::ZERO,
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| ApiError::bad_request("wait must be a number of seconds"))?,
+    };
+    let wait = wait.min(state.config.max_take_wait);
+    let taken = tokio::select! {
+        taken = state.workers.take(&id, wait) => taken?,
+        _ = state.shutdown.cancelled() => None,
+    };
+    Ok(match taken {
+        Some(submission) => Json(json!(submission)).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+/// A worker reports one message (SPEC §2) about a submission it took: 204, or 409 when the
+/// submission is no longer its own.
+async fn report(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<Message>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(message) = body?;
+    state.workers.report(&id, &message).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn openapi() -> Response {

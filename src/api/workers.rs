@@ -1,12 +1,26 @@
-//! The worker registry: workers register, then send heartbeats; one that missed too many is
-//! listed as unresponsive (the seed's "zombie" state).
+//! The worker registry (seed 004's central/edge reporting): remote workers register, send
+//! heartbeats (with their status and last error), take submissions from the service and
+//! report each message back. A worker that missed too many heartbeats is unresponsive (the
+//! seed's "zombie"): the submissions it holds are queued again for another worker, and what it
+//! reports later about them is refused.
+//!
+//! The service holds the claims of the submissions it hands out (through the backend's worker
+//! interface, like a local worker), so the store's own recovery (e.g. Postgres leases) keeps
+//! working while the service lives; the registry decides when a remote worker is gone.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
+use super::backend::{Backend, BackendError};
 use super::time::now_ms;
+use crate::interface::{Interface, Sent};
+use crate::protocol::{Body, Message, Submission};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,27 +36,67 @@ pub struct RegisteredWorker {
     pub concurrency: Option<u32>,
     pub registered_ms: i64,
     pub last_heartbeat_ms: i64,
+    /// What the worker last said of itself (free text, e.g. "idle", "judging 2").
+    pub reported_status: Option<String>,
+    /// The last error it reported, and when.
+    pub last_error: Option<(String, i64)>,
+    /// Submissions it holds.
+    pub running: BTreeSet<String>,
+    /// Declared unresponsive by the sweep (its submissions were queued again).
+    pub lost: bool,
 }
 
-/// Registered workers; a worker is unresponsive once `interval_ms * missed` passed without a
-/// heartbeat.
+/// What a worker says with a heartbeat.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub status: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("no worker with id {0:?}: register first")]
+    UnknownWorker(String),
+    #[error("worker {worker} does not hold submission {submission} (it was queued again after the worker stopped answering, or never given to it)")]
+    NotHeld { worker: String, submission: String },
+    #[error(transparent)]
+    Store(#[from] BackendError),
+}
+
+#[derive(Default)]
+struct Registry {
+    workers: HashMap<String, RegisteredWorker>,
+    /// Submission id -> the worker that holds it.
+    holders: HashMap<String, String>,
+}
+
+/// Registered workers and what they hold. A worker is unresponsive once `interval * missed`
+/// passed without a heartbeat (or a report).
 pub struct Workers {
-    workers: Mutex<HashMap<String, RegisteredWorker>>,
-    interval_ms: i64,
-    missed: i64,
+    registry: Mutex<Registry>,
+    interval: Duration,
+    missed: u32,
+    backend: Arc<dyn Backend>,
+    interface: Arc<dyn Interface>,
 }
 
 impl Workers {
-    pub fn new(interval_ms: i64, missed: i64) -> Self {
+    pub fn new(backend: Arc<dyn Backend>, interval: Duration, missed: u32) -> Self {
         Workers {
-            workers: Mutex::new(HashMap::new()),
-            interval_ms,
+            registry: Mutex::new(Registry::default()),
+            interval,
             missed,
+            interface: backend.clone().worker_interface(),
+            backend,
         }
     }
 
-    fn workers(&self) -> MutexGuard<'_, HashMap<String, RegisteredWorker>> {
-        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
     }
 
     pub fn register(&self, name: String, concurrency: Option<u32>) -> RegisteredWorker {
@@ -53,49 +107,262 @@ impl Workers {
             concurrency,
             registered_ms: now,
             last_heartbeat_ms: now,
+            reported_status: None,
+            last_error: None,
+            running: BTreeSet::new(),
+            lost: false,
         };
-        self.workers().insert(worker.id.clone(), worker.clone());
+        self.registry()
+            .workers
+            .insert(worker.id.clone(), worker.clone());
+        info!(worker_id = %worker.id, name = %worker.name, "worker registered");
         worker
     }
 
-    /// Records a heartbeat; `None` for an unknown worker (it must register again).
-    pub fn heartbeat(&self, id: &str) -> Option<RegisteredWorker> {
-        let mut workers = self.workers();
-        let worker = workers.get_mut(id)?;
-        worker.last_heartbeat_ms = now_ms();
+    /// Records a heartbeat (and what it reports); `None` for an unknown worker.
+    pub fn heartbeat(&self, id: &str, report: Report) -> Option<RegisteredWorker> {
+        let now = now_ms();
+        let mut registry = self.registry();
+        let worker = registry.workers.get_mut(id)?;
+        worker.last_heartbeat_ms = now;
+        if worker.lost {
+            info!(worker_id = %id, "an unresponsive worker answers again");
+            worker.lost = false;
+        }
+        if let Some(status) = report.status {
+            worker.reported_status = Some(status);
+        }
+        if let Some(error) = report.error {
+            warn!(worker_id = %id, error = %error, "a worker reports an error");
+            worker.last_error = Some((error, now));
+        }
         Some(worker.clone())
     }
 
     /// Every worker, oldest registration first.
     pub fn all(&self) -> Vec<RegisteredWorker> {
-        let mut all: Vec<_> = self.workers().values().cloned().collect();
+        let mut all: Vec<_> = self.registry().workers.values().cloned().collect();
         all.sort_by_key(|w| (w.registered_ms, w.id.clone()));
         all
     }
 
+    fn silent_too_long(&self, worker: &RegisteredWorker, now_ms: i64) -> bool {
+        let allowed = self.interval.saturating_mul(self.missed);
+        let allowed = i64::try_from(allowed.as_millis()).unwrap_or(i64::MAX);
+        now_ms - worker.last_heartbeat_ms > allowed
+    }
+
     pub fn status_at(&self, worker: &RegisteredWorker, now_ms: i64) -> WorkerStatus {
-        if now_ms - worker.last_heartbeat_ms > self.interval_ms.saturating_mul(self.missed) {
+        if worker.lost || self.silent_too_long(worker, now_ms) {
             WorkerStatus::Unresponsive
         } else {
             WorkerStatus::Active
         }
+    }
+
+    /// Gives worker `id` the next submission, waiting up to `wait` for one; `None` if none
+    /// came. The submission is claimed (`executing`) on the worker's behalf.
+    pub async fn take(
+        &self,
+        id: &str,
+        wait: Duration,
+    ) -> Result<Option<Submission>, DispatchError> {
+        self.heartbeat(id, Report::default())
+            .ok_or_else(|| DispatchError::UnknownWorker(id.to_owned()))?;
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            // Only the wait is bounded: a claim under way is not cut short.
+            let next = match tokio::time::timeout_at(until, self.interface.next()).await {
+                Ok(next) => next.map_err(BackendError::from)?,
+                Err(_) => return Ok(None),
+            };
+            let Some(submission) = next else {
+                return Ok(None);
+            };
+            let claim = Message::new(&submission.id, Body::Executing);
+            match self
+                .interface
+                .send(&claim)
+                .await
+                .map_err(BackendError::from)?
+            {
+                Sent::NotTaken => continue,
+                Sent::Recorded => {}
+            }
+            let mut registry = self.registry();
+            registry
+                .holders
+                .insert(submission.id.clone(), id.to_owned());
+            if let Some(worker) = registry.workers.get_mut(id) {
+                worker.running.insert(submission.id.clone());
+            }
+            info!(worker_id = %id, submission_id = %submission.id, "submission given to a worker");
+            return Ok(Some(submission));
+        }
+    }
+
+    /// Records a message worker `id` sends about a submission it holds. `executing` was sent
+    /// when the worker took it: sent again, it changes nothing.
+    pub async fn report(&self, id: &str, message: &Message) -> Result<(), DispatchError> {
+        {
+            let mut registry = self.registry();
+            let Some(worker) = registry.workers.get_mut(id) else {
+                return Err(DispatchError::UnknownWorker(id.to_owned()));
+            };
+            worker.last_heartbeat_ms = now_ms();
+            if registry.holders.get(&message.id).map(String::as_str) != Some(id) {
+                return Err(DispatchError::NotHeld {
+                    worker: id.to_owned(),
+                    submission: message.id.clone(),
+                });
+            }
+        }
+        if message.body == Body::Executing {
+            return Ok(());
+        }
+        let sent = self.interface.send(message).await;
+        if message.body.is_terminal() || sent.is_err() {
+            self.release(&message.id);
+        }
+        sent.map_err(BackendError::from)?;
+        Ok(())
+    }
+
+    /// Forgets who holds `submission`.
+    fn release(&self, submission: &str) -> Option<String> {
+        let mut registry = self.registry();
+        let worker = registry.holders.remove(submission)?;
+        if let Some(w) = registry.workers.get_mut(&worker) {
+            w.running.remove(submission);
+        }
+        Some(worker)
+    }
+
+    /// Declares unresponsive the workers silent for too long at `now_ms`, and queues again the
+    /// submissions they hold. Returns the ids of the submissions queued again.
+    pub async fn sweep(&self, now_ms: i64) -> Vec<String> {
+        let orphans: Vec<(String, String)> = {
+            let mut registry = self.registry();
+            let lost: Vec<String> = registry
+                .workers
+                .values()
+                .filter(|w| !w.lost && self.silent_too_long(w, now_ms))
+                .map(|w| w.id.clone())
+                .collect();
+            let mut orphans = Vec::new();
+            for id in lost {
+                if let Some(worker) = registry.workers.get_mut(&id) {
+                    worker.lost = true;
+                    warn!(worker_id = %id, name = %worker.name, running = worker.running.len(), "worker unresponsive: it missed its heartbeats");
+                    orphans.extend(
+                        std::mem::take(&mut worker.running)
+                            .into_iter()
+                            .map(|s| (s, id.clone())),
+                    );
+                }
+            }
+            for (submission, _) in &orphans {
+                registry.holders.remove(submission);
+            }
+            orphans
+        };
+        let mut requeued = Vec::new();
+        for (submission, worker) in orphans {
+            match self.backend.requeue(&submission).await {
+                Ok(true) => {
+                    info!(submission_id = %submission, worker_id = %worker, "queued again: its worker is unresponsive");
+                    requeued.push(submission);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(submission_id = %submission, error = %e, "could not queue again the submission of an unresponsive worker; the store's own recovery takes it")
+                }
+            }
+        }
+        requeued
+    }
+
+    /// Sweeps every half heartbeat interval until `shutdown`.
+    pub fn watch(self: &Arc<Self>, shutdown: CancellationToken) -> JoinHandle<()> {
+        let workers = self.clone();
+        let every = (self.interval / 2).max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {
+                        workers.sweep(now_ms()).await;
+                    }
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::backend::memory::MemoryBackend;
+    use crate::interface::{MemoryInterface, SubmissionState};
 
-    #[test]
-    fn a_worker_is_unresponsive_after_missed_heartbeats() {
-        let workers = Workers::new(1000, 3);
-        let w = workers.register("w1".into(), Some(2));
-        let t = w.last_heartbeat_ms;
-        assert_eq!(workers.status_at(&w, t + 3000), WorkerStatus::Active);
-        assert_eq!(workers.status_at(&w, t + 3001), WorkerStatus::Unresponsive);
-        let beat = workers.heartbeat(&w.id).unwrap();
-        assert!(beat.last_heartbeat_ms >= t);
-        assert!(workers.heartbeat("unknown").is_none());
-        assert_eq!(workers.all().len(), 1);
+    fn submission(id: &str) -> Submission {
+        Submission {
+            id: id.into(),
+            problem: "p".into(),
+            language: "c".into(),
+            source_code: "x".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_worker_is_unresponsive_and_its_submission_goes_to_another() {
+        let backend = MemoryBackend::new(Arc::new(MemoryInterface::new()));
+        let _follow = backend.follow(CancellationToken::new());
+        let workers = Workers::new(backend.clone(), Duration::from_secs(1), 3);
+        backend.submit(submission("s"), Some(2)).await.unwrap();
+        let a = workers.register("a".into(), Some(1));
+        let t = a.last_heartbeat_ms;
+        assert_eq!(workers.status_at(&a, t + 3000), WorkerStatus::Active);
+        assert_eq!(workers.status_at(&a, t + 3001), WorkerStatus::Unresponsive);
+
+        let taken = workers.take(&a.id, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(taken.id, "s");
+        let testing = Message::new(
+            "s",
+            Body::Testing {
+                test_case: 1,
+                subtask: None,
+            },
+        );
+        workers.report(&a.id, &testing).await.unwrap();
+        assert_eq!(workers.sweep(t + 3000).await, Vec::<String>::new());
+        assert_eq!(workers.sweep(t + 10_000).await, ["s"]);
+        let view = backend.get("s").await.unwrap().unwrap();
+        assert_eq!(view.state, SubmissionState::Queued);
+        assert!(matches!(
+            workers.report(&a.id, &testing).await,
+            Err(DispatchError::NotHeld { .. })
+        ));
+
+        let b = workers.register("b".into(), None);
+        assert_eq!(
+            workers
+                .take(&b.id, Duration::ZERO)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            "s"
+        );
+        assert!(workers
+            .all()
+            .iter()
+            .all(|w| w.running.len() == usize::from(w.id == b.id)));
+        assert!(matches!(
+            workers.take("nobody", Duration::ZERO).await,
+            Err(DispatchError::UnknownWorker(_))
+        ));
     }
 }

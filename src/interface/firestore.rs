@@ -55,7 +55,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
-use super::postgres::SubmissionState;
+use super::SubmissionState;
 use super::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, CompileResult, Message, Submission};
 use value::Fields;

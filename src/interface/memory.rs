@@ -52,6 +52,18 @@ impl MemoryInterface {
         self.arrived.notify_one();
     }
 
+    /// Queues again a submission taken earlier (its worker is gone), ahead of the others: it
+    /// may be claimed once more, and its next `executing` starts a new attempt in the log.
+    pub fn requeue(&self, submission: Submission) {
+        {
+            let mut state = self.state();
+            state.taken.remove(&submission.id);
+            state.queue.push_front(submission);
+        }
+        self.arrived.notify_waiters();
+        self.arrived.notify_one();
+    }
+
     /// No more submissions will be pushed: `next` answers `None` once the queue is empty.
     pub fn close(&self) {
         self.state().closed = true;
@@ -163,6 +175,13 @@ mod tests {
         );
         iface.send(&done).await.unwrap();
         assert_eq!(rx.recv().await.unwrap(), done);
-        assert_eq!(iface.messages_of("a"), vec![exec, done]);
+        assert_eq!(iface.messages_of("a"), vec![exec.clone(), done.clone()]);
+
+        // Requeued, it is offered again, first, and may be claimed once more.
+        iface.push(submission("b"));
+        iface.requeue(submission("a"));
+        assert_eq!(iface.next().await.unwrap().unwrap().id, "a");
+        assert_eq!(iface.send(&exec).await.unwrap(), Sent::Recorded);
+        assert_eq!(iface.messages_of("a"), vec![exec.clone(), done, exec]);
     }
 }

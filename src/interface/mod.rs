@@ -3,6 +3,7 @@
 pub mod firestore;
 pub mod memory;
 pub mod postgres;
+pub mod state;
 
 use async_trait::async_trait;
 
@@ -11,6 +12,7 @@ use crate::protocol::{Message, Submission};
 pub use firestore::{FirestoreConfig, FirestoreInterface};
 pub use memory::MemoryInterface;
 pub use postgres::{PostgresConfig, PostgresInterface};
+pub use state::SubmissionState;
 
 /// What became of a sent message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,8 +17,8 @@
 //! - A submission that ends in `error` is claimable again after a backoff, until its retries
 //!   are used up.
 
+mod records;
 mod sql;
-mod state;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,9 +36,9 @@ use uuid::Uuid;
 
 use super::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, CompileResult, Message, Submission};
-use crate::verdict::Verdict;
 
-pub use state::{SubmissionState, UnknownState};
+pub use super::state::{SubmissionState, UnknownState};
+pub use records::{Cancelled, SubmissionRecord};
 
 /// The embedded schema (`migrations/`), applied by [`PostgresInterface::connect`].
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -439,36 +439,24 @@ impl Shared {
 
     /// A `testing` or `tested` message as a `judge_results` row.
     async fn result(&self, id: &str, held: Held, body: &Body) -> Result<bool, InterfaceError> {
-        let (test_case, subtask, verdict, time, memory) = match *body {
-            Body::Testing { test_case, subtask } => (test_case, subtask, None, None, None),
-            Body::Tested {
-                test_case,
-                subtask,
-                result,
-                time,
-                memory,
-            } => (test_case, subtask, Some(result), time, memory),
-            _ => {
-                return Err(failure(format!(
-                    "submission {id}: {} is not a test result",
-                    body.state()
-                )))
-            }
+        let Some(row) = records::ResultRow::of(body) else {
+            return Err(failure(format!(
+                "submission {id}: {} is not a test result",
+                body.state()
+            )));
         };
-        let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let holders: i64 = self
             .retrying(body.state(), id, || {
                 sqlx::query_scalar(sql::RESULT)
                     .bind(id)
                     .bind(held.token)
                     .bind(held.seq)
-                    .bind(body.state())
-                    .bind(int(test_case))
-                    .bind(subtask.map(int))
-                    .bind(verdict.map(Verdict::as_str))
-                    .bind(time.map(big))
-                    .bind(memory.map(big))
+                    .bind(row.state)
+                    .bind(row.test_case)
+                    .bind(row.subtask)
+                    .bind(row.result)
+                    .bind(row.time)
+                    .bind(row.memory)
                     .fetch_one(&self.pool)
             })
             .await?;

@@ -9,14 +9,18 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::control::Selector;
+use super::definition::{Definition, DefinitionError, Env, Settings};
 use super::engine::{Event, Workflow};
 use super::rejudge::{self, RejudgeError, Selection};
+use super::runner::{Runner, RunnerError};
 use super::state::StepState;
 use super::step::RetryPolicy;
-use super::store::MemoryResultStore;
+use super::store::postgres::{PostgresSubmissions, PostgresWorkflowStore};
+use super::store::{MemoryResultStore, WorkflowStore};
 use super::validate::{self, ValidateError};
 use super::webhook::{Webhook, WebhookError};
 use crate::cli::{self, Setup};
+use crate::interface::{PostgresConfig, PostgresInterface};
 use crate::problem::ProblemError;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,12 @@ pub enum CommandError {
     Rejudge(#[from] RejudgeError),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    #[error("the database: {0}")]
+    Database(#[from] crate::interface::InterfaceError),
     #[error("{what}: {source}")]
     Output {
         what: &'static str,
@@ -59,6 +69,39 @@ impl Common {
     fn retry(&self) -> RetryPolicy {
         RetryPolicy::attempts(self.attempts)
     }
+
+    fn settings(&self) -> Settings {
+        Settings::new(self.attempts, self.concurrency)
+    }
+}
+
+/// Where a rejudge takes its submissions from and puts their new results.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A JSON-lines file of submissions; new results printed as JSON lines.
+    File(std::path::PathBuf),
+    /// The Postgres store: results replace the stored ones, and the workflow's state is kept
+    /// in the database under `name` (default: from the selection), so the same command run
+    /// again after an interruption continues it.
+    Postgres {
+        config: PostgresConfig,
+        name: Option<String>,
+    },
+}
+
+/// The stored name of a rejudge of `selection`.
+pub fn rejudge_name(selection: &Selection) -> String {
+    match selection {
+        Selection::Problem(problem) => format!("rejudge-{problem}"),
+        Selection::Ids(ids) => {
+            let joined = ids.join(",");
+            if joined.len() <= 200 {
+                format!("rejudge-ids-{joined}")
+            } else {
+                format!("rejudge-ids-{}-and-{}-more", ids[0], ids.len() - 1)
+            }
+        }
+    }
 }
 
 /// `executioner workflow validate`: exit 0 only when every solution got its expected outcome.
@@ -83,8 +126,10 @@ pub async fn validate(
     let options = validate::Options {
         retry: common.retry(),
         max_running: common.concurrency,
+        ..validate::Options::default()
     };
     let workflow = validate::workflow(problem, limits.time_ms, &solutions, judge, &options)?;
+    let _ = workflow.start(&Selector::all(), false);
     run_with_progress(&workflow, shutdown, |wf, step| {
         let status = wf.status(&Selector::id(step), &[]).into_iter().next()?;
         let name = status.tags.get("solution")?;
@@ -104,9 +149,35 @@ pub async fn validate(
     })
 }
 
-/// `executioner workflow rejudge`: submissions from a JSON-lines file; every rejudged
-/// submission's new messages printed as JSON lines. Exit 0 when every submission was judged.
+/// `executioner workflow rejudge`. Exit 0 when every submission was judged.
 pub async fn rejudge(
+    setup: &Setup,
+    common: &Common,
+    source: Source,
+    selection: &Selection,
+    webhook: Option<&str>,
+    shutdown: CancellationToken,
+) -> Result<ExitCode, CommandError> {
+    match source {
+        Source::File(path) => {
+            rejudge_file(setup, common, &path, selection, webhook, shutdown).await
+        }
+        Source::Postgres { config, name } => {
+            let interface = Arc::new(PostgresInterface::connect(config).await?);
+            let name = name.unwrap_or_else(|| rejudge_name(selection));
+            let rejudged = rejudge_postgres(
+                setup, common, &interface, &name, selection, webhook, shutdown,
+            )
+            .await;
+            interface.close().await;
+            rejudged
+        }
+    }
+}
+
+/// A rejudge of a JSON-lines file of submissions: every rejudged submission's new messages
+/// printed as JSON lines.
+async fn rejudge_file(
     setup: &Setup,
     common: &Common,
     submissions: &std::path::Path,
@@ -122,18 +193,15 @@ pub async fn rejudge(
         retry: common.retry(),
         max_running: common.concurrency,
         webhook,
+        store: None,
     };
     let name = match selection {
         Selection::Problem(problem) => format!("rejudge-{problem}"),
         Selection::Ids(_) => "rejudge".to_owned(),
     };
     let workflow = rejudge::workflow(&name, &chosen, judge, results.clone(), &options)?;
-    run_with_progress(&workflow, shutdown, |wf, step| {
-        let status = wf.status(&Selector::id(step), &[]).into_iter().next()?;
-        status.tags.get("submission")?;
-        Some(rejudge::Progress::of(wf).to_string())
-    })
-    .await?;
+    let _ = workflow.start(&Selector::all(), false);
+    run_with_progress(&workflow, shutdown, rejudge_progress).await?;
     let summary = rejudge::summary_of(&workflow).ok_or(CommandError::ShutDown)?;
     let mut out = std::io::stdout().lock();
     let output = |source| CommandError::Output {
@@ -147,21 +215,97 @@ pub async fn rejudge(
         }
     }
     out.flush().map_err(output)?;
+    Ok(report_not_judged(&summary))
+}
+
+fn rejudge_progress(wf: &Workflow, step: &str) -> Option<String> {
+    let status = wf.status(&Selector::id(step), &[]).into_iter().next()?;
+    status.tags.get("submission")?;
+    Some(rejudge::Progress::of(wf).to_string())
+}
+
+fn report_not_judged(summary: &rejudge::Summary) -> ExitCode {
     for (id, state, error) in &summary.not_judged {
         eprintln!(
             "not judged: {id} ({state}): {}",
             error.as_deref().unwrap_or("")
         );
     }
-    Ok(if summary.not_judged.is_empty() {
+    if summary.not_judged.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
-/// Starts every step and runs the workflow to its end, printing `line(step)` to stderr (when
-/// it is a terminal) each time a step finishes.
+/// A rejudge of the submissions of the Postgres store, whose results replace theirs there;
+/// every rejudged submission's stored state printed as a JSON line. The workflow is kept in the
+/// database as `name`: if a rejudge of that name was interrupted, this continues it (whatever
+/// `selection` says).
+async fn rejudge_postgres(
+    setup: &Setup,
+    common: &Common,
+    interface: &Arc<PostgresInterface>,
+    name: &str,
+    selection: &Selection,
+    webhook: Option<&str>,
+    shutdown: CancellationToken,
+) -> Result<ExitCode, CommandError> {
+    let submissions = Arc::new(PostgresSubmissions::new(interface.clone()));
+    let store = Arc::new(PostgresWorkflowStore::new(interface));
+    let judge = cli::build_judge(setup).await?;
+    // A rejudge killed before this one may have left its sandboxes behind.
+    cli::remove_leftover_sandboxes(&judge).await;
+    let env = Env {
+        judge,
+        submissions: submissions.clone(),
+        results: submissions.clone(),
+        store: store.clone(),
+    };
+    let definition = Definition::rejudge(
+        &*submissions,
+        selection.clone(),
+        common.settings(),
+        webhook.map(str::to_owned),
+    )
+    .await?;
+    let runner = Runner::new(env, shutdown.clone());
+    let (workflow, resumed) = runner.prepare(name, definition, true).await?;
+    if resumed {
+        tracing::info!(
+            workflow = name,
+            "continuing the interrupted rejudge of that name"
+        );
+    }
+    let ran = run_with_progress(&workflow, shutdown, rejudge_progress).await;
+    if let Err(e) = store.disown(name).await {
+        tracing::warn!(workflow = name, error = %e, "could not give up the workflow");
+    }
+    ran?;
+    let summary = rejudge::summary_of(&workflow).ok_or(CommandError::ShutDown)?;
+    let mut out = std::io::stdout().lock();
+    let output = |source| CommandError::Output {
+        what: "stdout",
+        source,
+    };
+    for judgement in &summary.judged {
+        let Some(record) = interface.record(&judgement.submission).await? else {
+            continue;
+        };
+        let line = serde_json::json!({
+            "id": record.id,
+            "state": record.state,
+            "score": record.score,
+            "failedSubtasks": record.failed_subtasks,
+        });
+        writeln!(out, "{line}").map_err(output)?;
+    }
+    out.flush().map_err(output)?;
+    Ok(report_not_judged(&summary))
+}
+
+/// Runs the (started) workflow to its end, printing `line(step)` to stderr (when it is a
+/// terminal) each time a step finishes.
 async fn run_with_progress(
     workflow: &Workflow,
     shutdown: CancellationToken,
@@ -191,9 +335,6 @@ async fn run_with_progress(
             }
         }
     });
-    workflow
-        .start(&Selector::all(), false)
-        .map_err(|_| CommandError::ShutDown)?;
     let end = workflow.run(&shutdown).await;
     printer.abort();
     tracing::info!(end = %end, "workflow ended");

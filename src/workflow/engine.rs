@@ -81,6 +81,9 @@ struct Shared {
 struct Table {
     records: Vec<Record>,
     shut_down: bool,
+    /// Shut down by the process stopping (the `run`/`serve` token), not by an operator: what
+    /// is saved is where the steps stood, for the next process to continue.
+    stopped: bool,
     /// Bumped on every change worth saving.
     version: u64,
 }
@@ -99,6 +102,9 @@ struct Record {
     /// The run whose task is still alive (perhaps interrupted): the step is not run again
     /// before it has ended.
     in_flight: Option<u64>,
+    /// Interrupted because the process stopped, not by an operator: saved as running, so the
+    /// next process runs it again.
+    stopped_running: bool,
     cancel: CancellationToken,
     inbox: mpsc::UnboundedSender<Value>,
     outbox: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>>,
@@ -117,6 +123,7 @@ impl Record {
             retry_at: None,
             generation: 0,
             in_flight: None,
+            stopped_running: false,
             cancel: CancellationToken::new(),
             inbox,
             outbox: Arc::new(tokio::sync::Mutex::new(outbox)),
@@ -173,6 +180,7 @@ impl Workflow {
                 table: Mutex::new(Table {
                     records,
                     shut_down: false,
+                    stopped: false,
                     version: 0,
                 }),
                 changed: Notify::new(),
@@ -240,7 +248,7 @@ impl Workflow {
             tokio::pin!(changed);
             changed.as_mut().enable();
             if shutdown.is_cancelled() && !self.table().shut_down {
-                let _ = self.shutdown(false);
+                self.stop();
             }
             let next_retry = self.evaluate(&mut tasks);
             self.persist(&mut saved).await;
@@ -275,6 +283,24 @@ impl Workflow {
         let end = self.end_state_of(&table);
         info!(workflow = %self.shared.name, complete = end.is_complete(), blocked = end.blocked.len(), "no step can move");
         (end, table.version)
+    }
+
+    /// Every step has finished, or can never run because of how others finished: nothing is
+    /// running, waiting, or held for an operator.
+    pub fn is_finished(&self) -> bool {
+        let table = self.table();
+        self.shared.order.iter().all(|&i| {
+            table.records[i].state.is_final()
+                || matches!(
+                    self.block_reason(&table, i),
+                    Some(BlockReason::Unreachable { .. })
+                )
+        })
+    }
+
+    /// Whether the workflow was shut down (it takes no more control calls).
+    pub fn is_shut_down(&self) -> bool {
+        self.table().shut_down
     }
 
     /// Where every step stands now, and why each unfinished one cannot move.
@@ -368,6 +394,7 @@ impl Workflow {
         record.attempts += 1;
         record.generation += 1;
         record.in_flight = Some(record.generation);
+        record.stopped_running = false;
         record.cancel = CancellationToken::new();
         record.progress = None;
         let ctx = StepContext {
@@ -607,6 +634,20 @@ impl Workflow {
         Ok(report)
     }
 
+    /// The process stops: running steps are interrupted and the engine stops, but what is
+    /// saved says they were running, and the workflow is not shut down for the next process.
+    fn stop(&self) {
+        let mut table = self.table();
+        for record in table.records.iter_mut() {
+            if record.state == StepState::Running {
+                record.stopped_running = true;
+            }
+        }
+        table.stopped = true;
+        drop(table);
+        let _ = self.shutdown(false);
+    }
+
     fn control(
         &self,
         action: Action,
@@ -773,6 +814,7 @@ impl Workflow {
     fn snapshot_of(&self, table: &Table) -> Snapshot {
         Snapshot {
             workflow: self.shared.name.clone(),
+            shut_down: table.shut_down && !table.stopped,
             steps: self
                 .shared
                 .order
@@ -781,7 +823,10 @@ impl Workflow {
                     let record = &table.records[i];
                     StepSnapshot {
                         id: self.shared.defs[i].id.clone(),
-                        state: record.state,
+                        state: match record.state {
+                            StepState::Interrupted if record.stopped_running => StepState::Running,
+                            state => state,
+                        },
                         attempts: record.attempts,
                         result: record.result.clone(),
                         error: record.error.clone(),
@@ -792,7 +837,8 @@ impl Workflow {
     }
 
     /// Takes the step states of `snapshot` (before running). A step that was running when the
-    /// snapshot was taken died with its process: it is Waiting, to run again.
+    /// snapshot was taken died with its process: it is Waiting, to run again. A step that was
+    /// Ready for its next attempt (its backoff is not saved) tries again at once.
     pub fn restore(&self, snapshot: &Snapshot) -> Result<(), RestoreError> {
         if snapshot.workflow != self.shared.name {
             return Err(RestoreError::WrongWorkflow {
@@ -815,10 +861,13 @@ impl Workflow {
                 StepState::Running => StepState::Waiting,
                 state => state,
             };
+            record.retry_at =
+                (record.state == StepState::Ready && step.attempts > 0).then(Instant::now);
             record.attempts = step.attempts;
             record.result = step.result.clone();
             record.error = step.error.clone();
         }
+        table.shut_down = snapshot.shut_down;
         table.version += 1;
         self.shared.changed.notify_waiters();
         Ok(())

@@ -12,11 +12,13 @@
 pub mod builder;
 pub mod command;
 pub mod control;
+pub mod definition;
 pub mod end;
 pub mod engine;
 pub mod judging;
 pub mod rejudge;
 pub mod retry;
+pub mod runner;
 pub mod state;
 pub mod step;
 pub mod store;
@@ -25,12 +27,16 @@ pub mod webhook;
 
 pub use builder::{BuildError, WorkflowBuilder, FAILED, FINISHED, SUCCEEDED};
 pub use control::{ControlError, ControlReport, Selector, StepInfo, StepStatus};
+pub use definition::{Definition, Env, Settings};
 pub use end::{BlockReason, EndState};
 pub use engine::{Event, StepContext, Workflow};
 pub use judging::{Judgement, SubmissionJudge};
+pub use runner::Runner;
 pub use state::{Action, StepState};
 pub use step::{step_fn, OnFailure, RetryPolicy, Step, StepError, StepSpec};
-pub use store::{MemoryResultStore, MemoryWorkflowStore, ResultStore, WorkflowStore};
+pub use store::{
+    MemoryResultStore, MemoryWorkflowStore, ResultStore, SubmissionStore, WorkflowStore,
+};
 
 #[cfg(test)]
 mod tests;

@@ -19,12 +19,13 @@ use super::engine::{StepContext, Workflow};
 use super::judging::{End, JudgeStep, Judgement, SubmissionJudge};
 use super::state::StepState;
 use super::step::{RetryPolicy, Step, StepError, StepSpec};
-use super::store::ResultStore;
+use super::store::{ResultStore, WorkflowStore};
 use super::webhook::{NotifyStep, Webhook};
 use crate::protocol::Submission;
 
-/// Which submissions to rejudge.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which submissions to rejudge (JSON: `{"problem": id}` or `{"ids": [id, ...]}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Selection {
     Problem(String),
     Ids(Vec<String>),
@@ -101,13 +102,15 @@ pub fn select(
 }
 
 /// Settings of a rejudge.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Options {
     pub retry: RetryPolicy,
-    /// Submissions judged at once.
+    /// Submissions judged at once (0 counts as 1).
     pub max_running: usize,
     /// Told the summary once every submission is done.
     pub webhook: Option<Webhook>,
+    /// Where every change of the steps' states is saved.
+    pub store: Option<Arc<dyn WorkflowStore>>,
 }
 
 /// Step id of the join that sums up the rejudge.
@@ -125,7 +128,10 @@ pub fn workflow(
     results: Arc<dyn ResultStore>,
     options: &Options,
 ) -> Result<Workflow, RejudgeError> {
-    let mut builder = WorkflowBuilder::new(name).max_running(options.max_running);
+    let mut builder = WorkflowBuilder::new(name).max_running(options.max_running.max(1));
+    if let Some(store) = &options.store {
+        builder = builder.store(store.clone());
+    }
     let ids: Vec<String> = submissions.iter().map(|s| step_id(&s.id)).collect();
     for (submission, id) in submissions.iter().zip(&ids) {
         let step = JudgeStep {
@@ -342,6 +348,7 @@ mod tests {
             retry: RetryPolicy::attempts(2).with_backoff(Default::default(), Default::default()),
             max_running: 2,
             webhook: Some(webhook),
+            store: None,
         };
         let wf = workflow(
             "rejudge-p",

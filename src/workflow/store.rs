@@ -1,23 +1,38 @@
-//! Where workflows keep what must outlive the process: the state of their steps
-//! ([`WorkflowStore`]) and, for judging workflows, the results that replace a submission's old
-//! ones ([`ResultStore`]). Memory implementations here; a Postgres one (same traits, the
-//! snapshot as a `jsonb` row per workflow) is left for when the Postgres interface lands.
+//! Where workflows keep what must outlive the process: what each workflow is and the state of
+//! its steps ([`WorkflowStore`]), and, for judging workflows, the submissions they judge again
+//! and the results that replace their old ones ([`SubmissionStore`], [`ResultStore`]). Memory
+//! implementations here; Postgres ones in [`postgres`] (the `workflows` table, and the
+//! `submissions`/`judge_results` tables of the Postgres interface).
 
-use std::collections::{BTreeMap, HashMap};
+pub mod postgres;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::rejudge::Selection;
 use super::state::StepState;
-use crate::protocol::Message;
+use crate::protocol::{Message, Submission};
 
 /// The saved state of a workflow's steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub workflow: String,
     pub steps: Vec<StepSnapshot>,
+    /// Shut down by an operator: it takes no more control calls and is not continued after a
+    /// restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shut_down: bool,
+}
+
+impl Snapshot {
+    /// Nothing is left to continue: every step has finished, or the workflow was shut down.
+    pub fn is_over(&self) -> bool {
+        self.shut_down || self.steps.iter().all(|s| s.state.is_final())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,36 +54,137 @@ pub struct StoreError {
     pub reason: String,
 }
 
-/// Keeps workflow snapshots, one per workflow name, the latest replacing the one before.
-#[async_trait]
-pub trait WorkflowStore: Send + Sync + 'static {
-    async fn save(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
-    async fn load(&self, workflow: &str) -> Result<Option<Snapshot>, StoreError>;
+/// A workflow as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWorkflow {
+    pub name: String,
+    /// What rebuilds it (see [`super::definition::Definition`]); `null` for a workflow that
+    /// was only ever saved, never defined.
+    pub definition: Value,
+    /// The last saved state of its steps.
+    pub snapshot: Option<Snapshot>,
+    /// See [`Snapshot::is_over`].
+    pub over: bool,
+    /// ms since the epoch.
+    pub created_ms: i64,
+    pub updated_ms: i64,
 }
 
-/// Snapshots in memory.
+/// Keeps workflows: what each is, and a snapshot of its steps, the latest replacing the one
+/// before.
+#[async_trait]
+pub trait WorkflowStore: Send + Sync + 'static {
+    /// Saves the state of a workflow's steps (creating the workflow if it was never defined).
+    async fn save(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
+
+    async fn load(&self, workflow: &str) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.get(workflow).await?.and_then(|w| w.snapshot))
+    }
+
+    /// Records a new workflow, replacing one of the same name that is over. `false` (and
+    /// nothing changed) when a workflow of that name is not over yet.
+    async fn define(&self, workflow: &str, definition: &Value) -> Result<bool, StoreError>;
+
+    async fn get(&self, workflow: &str) -> Result<Option<StoredWorkflow>, StoreError>;
+
+    /// Every workflow, oldest first.
+    async fn list(&self) -> Result<Vec<StoredWorkflow>, StoreError>;
+
+    /// Takes the right to run `workflow` in this process, for as long as the process lives (or
+    /// until [`WorkflowStore::disown`]). `false` when another runner has it.
+    async fn adopt(&self, workflow: &str) -> Result<bool, StoreError>;
+
+    async fn disown(&self, workflow: &str) -> Result<(), StoreError>;
+}
+
+#[derive(Default)]
+struct Kept {
+    workflows: HashMap<String, StoredWorkflow>,
+    adopted: HashSet<String>,
+}
+
+/// Workflows in memory.
 #[derive(Default)]
 pub struct MemoryWorkflowStore {
-    snapshots: Mutex<HashMap<String, Snapshot>>,
+    kept: Mutex<Kept>,
 }
 
 impl MemoryWorkflowStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// ms since the epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[async_trait]
 impl WorkflowStore for MemoryWorkflowStore {
     async fn save(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        let mut snapshots = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
-        snapshots.insert(snapshot.workflow.clone(), snapshot.clone());
+        let now = now_ms();
+        let mut kept = self.kept();
+        let stored = kept
+            .workflows
+            .entry(snapshot.workflow.clone())
+            .or_insert_with(|| StoredWorkflow {
+                name: snapshot.workflow.clone(),
+                definition: Value::Null,
+                snapshot: None,
+                over: false,
+                created_ms: now,
+                updated_ms: now,
+            });
+        stored.over = snapshot.is_over();
+        stored.snapshot = Some(snapshot.clone());
+        stored.updated_ms = now;
         Ok(())
     }
 
-    async fn load(&self, workflow: &str) -> Result<Option<Snapshot>, StoreError> {
-        let snapshots = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(snapshots.get(workflow).cloned())
+    async fn define(&self, workflow: &str, definition: &Value) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut kept = self.kept();
+        if kept.workflows.get(workflow).is_some_and(|w| !w.over) {
+            return Ok(false);
+        }
+        kept.workflows.insert(
+            workflow.to_owned(),
+            StoredWorkflow {
+                name: workflow.to_owned(),
+                definition: definition.clone(),
+                snapshot: None,
+                over: false,
+                created_ms: now,
+                updated_ms: now,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn get(&self, workflow: &str) -> Result<Option<StoredWorkflow>, StoreError> {
+        Ok(self.kept().workflows.get(workflow).cloned())
+    }
+
+    async fn list(&self) -> Result<Vec<StoredWorkflow>, StoreError> {
+        let mut all: Vec<_> = self.kept().workflows.values().cloned().collect();
+        all.sort_by(|a, b| (a.created_ms, &a.name).cmp(&(b.created_ms, &b.name)));
+        Ok(all)
+    }
+
+    async fn adopt(&self, workflow: &str) -> Result<bool, StoreError> {
+        Ok(self.kept().adopted.insert(workflow.to_owned()))
+    }
+
+    async fn disown(&self, workflow: &str) -> Result<(), StoreError> {
+        self.kept().adopted.remove(workflow);
+        Ok(())
     }
 }
 
@@ -78,15 +194,31 @@ pub trait ResultStore: Send + Sync + 'static {
     async fn replace(&self, submission: &str, messages: &[Message]) -> Result<(), StoreError>;
 }
 
-/// The latest messages of each submission, in memory.
+/// Where a rejudge finds the submissions it judges again.
+#[async_trait]
+pub trait SubmissionStore: ResultStore {
+    /// The submissions `selection` names, oldest first. Ids that are not stored are left out.
+    async fn select(&self, selection: &Selection) -> Result<Vec<Submission>, StoreError>;
+}
+
+/// The latest messages of each submission, in memory; and the submissions a rejudge may select.
 #[derive(Default)]
 pub struct MemoryResultStore {
     results: Mutex<BTreeMap<String, Vec<Message>>>,
+    submissions: Vec<Submission>,
 }
 
 impl MemoryResultStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store holding `submissions` (in this order) for rejudges to select.
+    pub fn with_submissions(submissions: Vec<Submission>) -> Self {
+        MemoryResultStore {
+            results: Mutex::default(),
+            submissions,
+        }
     }
 
     pub fn messages_of(&self, submission: &str) -> Option<Vec<Message>> {
@@ -112,6 +244,21 @@ impl ResultStore for MemoryResultStore {
     }
 }
 
+#[async_trait]
+impl SubmissionStore for MemoryResultStore {
+    async fn select(&self, selection: &Selection) -> Result<Vec<Submission>, StoreError> {
+        Ok(self
+            .submissions
+            .iter()
+            .filter(|s| match selection {
+                Selection::Problem(problem) => &s.problem == problem,
+                Selection::Ids(ids) => ids.contains(&s.id),
+            })
+            .cloned()
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +270,7 @@ mod tests {
         assert_eq!(store.load("w").await.unwrap(), None);
         let mut snapshot = Snapshot {
             workflow: "w".into(),
+            shut_down: false,
             steps: vec![StepSnapshot {
                 id: "a".into(),
                 state: StepState::Running,
@@ -134,7 +282,43 @@ mod tests {
         store.save(&snapshot).await.unwrap();
         snapshot.steps[0].state = StepState::Succeeded;
         store.save(&snapshot).await.unwrap();
-        assert_eq!(store.load("w").await.unwrap(), Some(snapshot));
+        assert_eq!(store.load("w").await.unwrap(), Some(snapshot.clone()));
+        assert!(store.get("w").await.unwrap().unwrap().over);
+    }
+
+    #[tokio::test]
+    async fn a_workflow_is_defined_again_only_once_it_is_over_and_adopted_once() {
+        let store = MemoryWorkflowStore::new();
+        let definition = serde_json::json!({"kind": "x"});
+        assert!(store.define("w", &definition).await.unwrap());
+        let running = Snapshot {
+            workflow: "w".into(),
+            shut_down: false,
+            steps: vec![StepSnapshot {
+                id: "a".into(),
+                state: StepState::Waiting,
+                attempts: 0,
+                result: None,
+                error: None,
+            }],
+        };
+        store.save(&running).await.unwrap();
+        assert!(!store.define("w", &serde_json::json!(1)).await.unwrap());
+        assert_eq!(
+            store.get("w").await.unwrap().unwrap().definition,
+            definition
+        );
+        let shut_down = Snapshot {
+            shut_down: true,
+            ..running
+        };
+        store.save(&shut_down).await.unwrap();
+        assert!(store.define("w", &serde_json::json!(1)).await.unwrap());
+        assert_eq!(store.list().await.unwrap().len(), 1);
+        assert!(store.adopt("w").await.unwrap());
+        assert!(!store.adopt("w").await.unwrap());
+        store.disown("w").await.unwrap();
+        assert!(store.adopt("w").await.unwrap());
     }
 
     #[tokio::test]

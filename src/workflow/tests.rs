@@ -879,3 +879,75 @@ async fn the_store_keeps_the_latest_state_and_a_new_process_restores_it() {
     unknown.steps[0].id = "zz".into();
     assert!(build(store).restore(&unknown).is_err());
 }
+
+#[tokio::test]
+async fn a_step_waiting_for_its_next_attempt_tries_again_at_once_after_a_restore() {
+    let build = |work: Arc<dyn Step>| {
+        WorkflowBuilder::new("retrying")
+            .step(
+                spec("a", work).retry(
+                    RetryPolicy::attempts(3)
+                        .with_backoff(Duration::from_secs(3600), Duration::from_secs(3600)),
+                ),
+            )
+            .build()
+            .unwrap()
+    };
+    let wf = build(step_fn(|_| async {
+        Err(StepError::retryable("docker is gone"))
+    }));
+    wf.start(&Selector::all(), false).unwrap();
+    let runner = spawn_run(&wf);
+    until(&wf, "the first attempt to fail", |wf| {
+        let status = &wf.status(&Selector::id("a"), &[])[0];
+        status.state == Ready && status.attempts == 1
+    })
+    .await;
+    // The process dies during the hour-long backoff.
+    runner.abort();
+    let saved = wf.snapshot();
+    assert!(!saved.is_over());
+
+    let again = build(ok(json!("second")));
+    again.restore(&saved).unwrap();
+    let end = run(&again).await;
+    assert!(end.is_complete(), "{end}");
+    let status = &again.status(&Selector::id("a"), &[])[0];
+    assert_eq!((status.state, status.attempts), (Succeeded, 2));
+}
+
+#[tokio::test]
+async fn stopping_the_process_saves_running_steps_as_running_but_an_operator_shutdown_as_over() {
+    let store = Arc::new(MemoryWorkflowStore::new());
+    let wf = WorkflowBuilder::new("stopped")
+        .step(spec("a", runs_until_cancelled()))
+        .store(store.clone())
+        .build()
+        .unwrap();
+    wf.start(&Selector::all(), false).unwrap();
+    let stop = CancellationToken::new();
+    let runner = tokio::spawn({
+        let (wf, stop) = (wf.clone(), stop.clone());
+        async move { wf.run(&stop).await }
+    });
+    until(&wf, "a running", |wf| state(wf, "a") == Running).await;
+    stop.cancel();
+    let end = finish(runner).await;
+    assert!(end.shut_down);
+    let saved = store.load("stopped").await.unwrap().unwrap();
+    assert_eq!((saved.steps[0].state, saved.shut_down), (Running, false));
+
+    let again = WorkflowBuilder::new("stopped")
+        .step(spec("a", runs_until_cancelled()))
+        .store(store.clone())
+        .build()
+        .unwrap();
+    again.restore(&saved).unwrap();
+    let runner = spawn_run(&again);
+    until(&again, "a running again", |wf| state(wf, "a") == Running).await;
+    again.shutdown(false).unwrap();
+    finish(runner).await;
+    let saved = store.load("stopped").await.unwrap().unwrap();
+    assert_eq!((saved.steps[0].state, saved.shut_down), (Interrupted, true));
+    assert!(saved.is_over());
+}

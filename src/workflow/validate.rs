@@ -20,6 +20,7 @@ use super::engine::{StepContext, Workflow};
 use super::judging::{End, JudgeStep, Judgement, SubmissionJudge};
 use super::state::StepState;
 use super::step::{RetryPolicy, Step, StepError, StepSpec};
+use super::store::WorkflowStore;
 use crate::language::Registry;
 use crate::protocol::Submission;
 use crate::verdict::Verdict;
@@ -85,14 +86,15 @@ pub fn outcome(judgement: &Judgement) -> Option<Expected> {
     })
 }
 
-/// One solution to judge.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One solution to judge (JSON: `name`, `expected`, `language`, `sourceCode`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Solution {
-    pub path: PathBuf,
     /// `<expected>/<file name>`, how the report names it.
     pub name: String,
     pub expected: Expected,
     pub language: String,
+    #[serde(rename = "sourceCode")]
+    pub source_code: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,11 +149,14 @@ pub fn discover(dir: &Path, registry: &Registry) -> Result<Vec<Solution>, Valida
                 }
             })?;
             let file = path.file_name().unwrap_or_default().to_string_lossy();
+            let source = std::fs::read(&path).map_err(io(&path))?;
+            let source_code = String::from_utf8(source)
+                .map_err(|_| ValidateError::NotText { path: path.clone() })?;
             solutions.push(Solution {
                 name: format!("{}/{file}", expected.as_str()),
                 language: language.id.clone(),
                 expected,
-                path,
+                source_code,
             });
         }
     }
@@ -256,11 +261,15 @@ impl fmt::Display for ValidationReport {
 }
 
 /// Settings of a validation run.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Options {
     pub retry: RetryPolicy,
-    /// Solutions judged at once.
+    /// Solutions judged at once (0 counts as 1).
     pub max_running: usize,
+    /// The workflow's name; default `validate-<problem>`.
+    pub name: Option<String>,
+    /// Where every change of the steps' states is saved.
+    pub store: Option<Arc<dyn WorkflowStore>>,
 }
 
 /// Step id of the join that writes the report.
@@ -274,23 +283,22 @@ pub fn workflow(
     judge: Arc<dyn SubmissionJudge>,
     options: &Options,
 ) -> Result<Workflow, ValidateError> {
-    let mut builder =
-        WorkflowBuilder::new(format!("validate-{problem}")).max_running(options.max_running);
+    let name = options
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("validate-{problem}"));
+    let mut builder = WorkflowBuilder::new(name).max_running(options.max_running.max(1));
+    if let Some(store) = &options.store {
+        builder = builder.store(store.clone());
+    }
     let mut joins = Vec::new();
     for (i, solution) in solutions.iter().enumerate() {
-        let source = std::fs::read(&solution.path).map_err(|source| ValidateError::Io {
-            path: solution.path.clone(),
-            source,
-        })?;
-        let source = String::from_utf8(source).map_err(|_| ValidateError::NotText {
-            path: solution.path.clone(),
-        })?;
         let id = format!("solution-{}", i + 1);
         let submission = Submission {
             id: id.clone(),
             problem: problem.to_owned(),
             language: solution.language.clone(),
-            source_code: source,
+            source_code: solution.source_code.clone(),
         };
         let step = JudgeStep {
             submission,
@@ -510,26 +518,23 @@ mod tests {
         ));
     }
 
-    fn solution(dir: &Path, name: &str, expected: Expected) -> Solution {
-        let path = dir.join(name);
-        std::fs::write(&path, "print(1)").unwrap();
+    fn solution(name: &str, expected: Expected) -> Solution {
         Solution {
-            path,
             name: format!("{}/{name}", expected.as_str()),
             expected,
             language: "python-3.11".into(),
+            source_code: "print(1)".into(),
         }
     }
 
     #[tokio::test]
     async fn a_validation_reports_mismatches_and_the_slowest_accepted_time() {
-        let dir = tempfile::tempdir().unwrap();
         let solutions = [
-            solution(dir.path(), "ok.py", Expected::Accepted),
-            solution(dir.path(), "slow.py", Expected::Accepted),
-            solution(dir.path(), "wa.py", Expected::WrongAnswer),
-            solution(dir.path(), "mislabelled.py", Expected::TimeLimitExceeded),
-            solution(dir.path(), "broken.py", Expected::RunTimeError),
+            solution("ok.py", Expected::Accepted),
+            solution("slow.py", Expected::Accepted),
+            solution("wa.py", Expected::WrongAnswer),
+            solution("mislabelled.py", Expected::TimeLimitExceeded),
+            solution("broken.py", Expected::RunTimeError),
         ];
         let judge = FakeJudge::new();
         judge.then("solution-1", tests(&[(Accepted, 10), (Accepted, 20)]));
@@ -540,6 +545,7 @@ mod tests {
         let options = Options {
             retry: RetryPolicy::attempts(2).with_backoff(Default::default(), Default::default()),
             max_running: 2,
+            ..Options::default()
         };
         let wf = workflow("p", 3000, &solutions, Arc::new(judge), &options).unwrap();
         wf.start(&Selector::all(), false).unwrap();

@@ -1,0 +1,205 @@
+//! Where the API keeps submissions: one trait, [`Backend`], with the in-memory store (the
+//! default of `executioner serve`, [`memory`]) and the Postgres store (`--database-url`,
+//! [`postgres`]) behind it. Handlers and the worker dispatch see only the trait.
+
+pub mod memory;
+pub mod postgres;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::interface::{Interface, SubmissionState};
+use crate::protocol::{Message, Submission};
+use crate::workflow::{ResultStore, SubmissionStore, WorkflowStore};
+
+/// The state of an operation (the seed's operation states; lower case on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    NotStarted,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::NotStarted => "notstarted",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// Default sort: not started, running, then completed (any terminal state).
+    pub fn sort_group(self) -> u8 {
+        match self {
+            Status::NotStarted => 0,
+            Status::Running => 1,
+            _ => 2,
+        }
+    }
+
+    /// The operation of a submission in `state`. `attempt_over`: no worker holds it (its last
+    /// message was terminal); `retry_pending`: it ended in `error` and will be tried again.
+    pub fn of(state: SubmissionState, attempt_over: bool, retry_pending: bool) -> Status {
+        match state {
+            SubmissionState::Queued => Status::NotStarted,
+            SubmissionState::Cancelled => Status::Cancelled,
+            SubmissionState::Judged => Status::Succeeded,
+            // `done` follows a compile error at once; the attempt is over once it is recorded.
+            SubmissionState::CompileError if attempt_over => Status::Succeeded,
+            SubmissionState::InvalidData => Status::Failed,
+            SubmissionState::Error if !retry_pending => Status::Failed,
+            SubmissionState::Judging
+            | SubmissionState::Compiling
+            | SubmissionState::Compiled
+            | SubmissionState::CompileError
+            | SubmissionState::Error => Status::Running,
+        }
+    }
+}
+
+/// One message as the store recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub message: Message,
+    /// When it was recorded, ms since the epoch (when the store keeps it).
+    pub judge_time_ms: Option<i64>,
+}
+
+/// A submission and where its judging stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmissionView {
+    pub id: String,
+    pub problem: String,
+    pub language: String,
+    /// Submission time, ms since the epoch.
+    pub created_ms: i64,
+    pub last_action_ms: i64,
+    pub state: SubmissionState,
+    pub status: Status,
+    /// `tested` messages of the current attempt.
+    pub tests_done: usize,
+    /// Tests of the problem, when known.
+    pub total_tests: Option<usize>,
+    pub score: Option<f64>,
+    pub failed_subtasks: Option<Vec<u32>>,
+    /// Why it ended as `invalidData` or `error`.
+    pub reason: Option<String>,
+    /// Creation order among equal creation times.
+    pub seq: u64,
+}
+
+impl SubmissionView {
+    /// Whole percent of the tests done; 100 once succeeded.
+    pub fn percent_complete(&self) -> u32 {
+        if self.status == Status::Succeeded {
+            return 100;
+        }
+        match self.total_tests {
+            Some(total) if total > 0 => {
+                u32::try_from(self.tests_done.min(total) * 100 / total).unwrap_or(100)
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// What cancelling did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// Now (or already) cancelled.
+    Cancelled,
+    /// Running or finished: too late to cancel.
+    TooLate(Status),
+    NotFound,
+}
+
+/// The store failed (connection lost, ...). Logged; the client gets a 503.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+impl From<crate::interface::InterfaceError> for BackendError {
+    fn from(e: crate::interface::InterfaceError) -> Self {
+        BackendError(e.to_string())
+    }
+}
+
+/// The stores a workflow (rejudge, validation) of the API uses.
+#[derive(Clone)]
+pub struct WorkflowStores {
+    pub submissions: Arc<dyn SubmissionStore>,
+    pub results: Arc<dyn ResultStore>,
+    pub workflows: Arc<dyn WorkflowStore>,
+}
+
+/// Where the API keeps submissions, and where workers take them from.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Queues a submission: its operation is not started.
+    async fn submit(
+        &self,
+        submission: Submission,
+        total_tests: Option<usize>,
+    ) -> Result<SubmissionView, BackendError>;
+
+    async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError>;
+
+    /// Every submission.
+    async fn list(&self) -> Result<Vec<SubmissionView>, BackendError>;
+
+    /// The messages of the submission's current attempt, in order; `None` for an unknown id.
+    async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError>;
+
+    /// Cancels a submission no worker has taken; idempotent.
+    async fn cancel(&self, id: &str) -> Result<Cancel, BackendError>;
+
+    /// Submissions waiting for a worker.
+    async fn queued(&self) -> Result<usize, BackendError>;
+
+    /// Ids of submissions that changed, from now on (an empty id: anything may have changed).
+    /// A receiver that lags should read again what it follows.
+    fn subscribe(&self) -> broadcast::Receiver<String>;
+
+    /// What workers (local ones, and the dispatch serving remote ones) take submissions from
+    /// and report to. A cancelled submission is never handed out.
+    fn worker_interface(self: Arc<Self>) -> Arc<dyn Interface>;
+
+    /// Queues again a submission taken through [`Backend::worker_interface`] whose worker
+    /// stopped answering; its next attempt starts clean. `false` if it is not held (any more).
+    async fn requeue(&self, id: &str) -> Result<bool, BackendError>;
+
+    /// Where rejudges and validations read submissions, write results, and keep their state.
+    fn workflow_stores(self: Arc<Self>) -> WorkflowStores;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operation_follows_the_submission_state() {
+        use SubmissionState as S;
+        assert_eq!(Status::of(S::Queued, true, false), Status::NotStarted);
+        assert_eq!(Status::of(S::Judging, false, false), Status::Running);
+        assert_eq!(Status::of(S::CompileError, false, false), Status::Running);
+        assert_eq!(Status::of(S::CompileError, true, false), Status::Succeeded);
+        assert_eq!(Status::of(S::Judged, true, false), Status::Succeeded);
+        assert_eq!(Status::of(S::Error, true, true), Status::Running);
+        assert_eq!(Status::of(S::Error, true, false), Status::Failed);
+        assert_eq!(Status::of(S::InvalidData, true, false), Status::Failed);
+        assert_eq!(Status::of(S::Cancelled, true, false), Status::Cancelled);
+    }
+}

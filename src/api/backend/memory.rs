@@ -1,0 +1,398 @@
+//! The in-memory backend: submissions queued on a [`MemoryInterface`], and a table of them kept
+//! up to date from the interface's messages (by [`MemoryBackend::follow`]). Workers take
+//! submissions through a gate that skips cancelled ones.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::{Backend, BackendError, Cancel, Recorded, Status, SubmissionView, WorkflowStores};
+use crate::api::time::now_ms;
+use crate::interface::{Interface, InterfaceError, MemoryInterface, Sent, SubmissionState};
+use crate::protocol::{Body, Message, Submission};
+use crate::workflow::rejudge::Selection;
+use crate::workflow::store::StoreError;
+use crate::workflow::{MemoryWorkflowStore, ResultStore, SubmissionStore};
+
+struct Entry {
+    submission: Submission,
+    created_ms: i64,
+    last_action_ms: i64,
+    state: SubmissionState,
+    /// The messages of the current attempt.
+    log: Vec<Recorded>,
+    total_tests: Option<usize>,
+    seq: u64,
+}
+
+impl Entry {
+    fn view(&self) -> SubmissionView {
+        let ended = self
+            .log
+            .last()
+            .is_some_and(|r| r.message.body.is_terminal());
+        let end = self.log.last().map(|r| &r.message.body);
+        let (score, failed_subtasks, reason) = match end {
+            Some(Body::Done {
+                score,
+                failed_subtasks,
+            }) => (Some(score.unwrap_or(0.0)), failed_subtasks.clone(), None),
+            Some(Body::Invalid { reason } | Body::Error { reason }) => (None, None, reason.clone()),
+            _ => (None, None, None),
+        };
+        SubmissionView {
+            id: self.submission.id.clone(),
+            problem: self.submission.problem.clone(),
+            language: self.submission.language.clone(),
+            created_ms: self.created_ms,
+            last_action_ms: self.last_action_ms,
+            state: self.state,
+            // The memory interface does not retry: an `error` is the end.
+            status: Status::of(self.state, ended, false),
+            tests_done: self
+                .log
+                .iter()
+                .filter(|r| matches!(r.message.body, Body::Tested { .. }))
+                .count(),
+            total_tests: self.total_tests,
+            score,
+            failed_subtasks,
+            reason,
+            seq: self.seq,
+        }
+    }
+
+    /// Records `message` of the current attempt (`executing` starts a new one).
+    fn apply(&mut self, message: &Message, now: i64) {
+        if message.body == Body::Executing {
+            self.log.clear();
+        }
+        self.log.push(Recorded {
+            message: message.clone(),
+            judge_time_ms: Some(now),
+        });
+        self.state = self.state.after(&message.body);
+        self.last_action_ms = now;
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    entries: HashMap<String, Entry>,
+    next_seq: u64,
+}
+
+/// Submissions in memory. Changes are announced (by submission id) under the table's lock, so
+/// a read after subscribing misses nothing.
+pub struct MemoryBackend {
+    interface: Arc<MemoryInterface>,
+    table: Mutex<Table>,
+    changed: broadcast::Sender<String>,
+    workflows: Arc<MemoryWorkflowStore>,
+}
+
+impl MemoryBackend {
+    pub fn new(interface: Arc<MemoryInterface>) -> Arc<Self> {
+        Arc::new(MemoryBackend {
+            interface,
+            table: Mutex::new(Table::default()),
+            changed: broadcast::channel(4096).0,
+            workflows: Arc::new(MemoryWorkflowStore::new()),
+        })
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The interface submissions are queued on and messages recorded to.
+    pub fn interface(&self) -> &Arc<MemoryInterface> {
+        &self.interface
+    }
+
+    fn announce(&self, id: &str) {
+        let _ = self.changed.send(id.to_owned());
+    }
+
+    /// Applies the interface's messages to the table until `shutdown`. Subscribes before
+    /// returning, so no message sent after this call is missed.
+    pub fn follow(self: &Arc<Self>, shutdown: CancellationToken) -> JoinHandle<()> {
+        let mut messages = self.interface.subscribe();
+        let backend = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let received = tokio::select! {
+                    m = messages.recv() => m,
+                    _ = shutdown.cancelled() => return,
+                };
+                match received {
+                    Ok(message) => backend.apply(&message),
+                    Err(RecvError::Lagged(missed)) => {
+                        warn!(
+                            missed,
+                            "the submissions table lagged; reading the log again"
+                        );
+                        backend.resync();
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+
+    /// Applies one recorded message. Messages of submissions not submitted here are ignored, as
+    /// are those of a submission that is not taken (cancelled, or queued again after its worker
+    /// vanished: a late message of the old attempt) unless they start an attempt.
+    pub fn apply(&self, message: &Message) {
+        let now = now_ms();
+        let mut table = self.table();
+        let Some(entry) = table.entries.get_mut(&message.id) else {
+            return;
+        };
+        let untaken = matches!(
+            entry.state,
+            SubmissionState::Queued | SubmissionState::Cancelled
+        );
+        if entry.state == SubmissionState::Cancelled || (untaken && message.body != Body::Executing)
+        {
+            return;
+        }
+        entry.apply(message, now);
+        self.announce(&message.id);
+    }
+
+    /// After missing messages: takes the current attempt of every taken, unfinished submission
+    /// again from the interface's log.
+    fn resync(&self) {
+        let ids: Vec<String> = self
+            .table()
+            .entries
+            .values()
+            .filter(|e| {
+                let view = e.view();
+                !view.status.is_terminal() && view.status != Status::NotStarted
+            })
+            .map(|e| e.submission.id.clone())
+            .collect();
+        for id in ids {
+            let log = self.interface.messages_of(&id);
+            let start = log
+                .iter()
+                .rposition(|m| m.body == Body::Executing)
+                .unwrap_or(0);
+            let now = now_ms();
+            let mut table = self.table();
+            if let Some(entry) = table.entries.get_mut(&id) {
+                for message in &log[start..] {
+                    entry.apply(message, now);
+                }
+            }
+            drop(table);
+            self.announce(&id);
+        }
+    }
+
+    /// A worker wants to start `id`: allowed unless it was cancelled. Moves a queued
+    /// submission to judging under the lock, so cancelling and starting cannot race.
+    fn claim(&self, id: &str) -> bool {
+        let mut table = self.table();
+        match table.entries.get_mut(id) {
+            Some(entry) if entry.state == SubmissionState::Cancelled => false,
+            Some(entry) => {
+                if entry.state == SubmissionState::Queued {
+                    entry.state = SubmissionState::Judging;
+                    entry.log.clear();
+                    entry.last_action_ms = now_ms();
+                    self.announce(id);
+                }
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn is_cancelled(&self, id: &str) -> bool {
+        self.table()
+            .entries
+            .get(id)
+            .is_some_and(|e| e.state == SubmissionState::Cancelled)
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn submit(
+        &self,
+        submission: Submission,
+        total_tests: Option<usize>,
+    ) -> Result<SubmissionView, BackendError> {
+        let now = now_ms();
+        let view = {
+            let mut table = self.table();
+            table.next_seq += 1;
+            let entry = Entry {
+                submission: submission.clone(),
+                created_ms: now,
+                last_action_ms: now,
+                state: SubmissionState::Queued,
+                log: Vec::new(),
+                total_tests,
+                seq: table.next_seq,
+            };
+            let view = entry.view();
+            table.entries.insert(submission.id.clone(), entry);
+            self.announce(&submission.id);
+            view
+        };
+        self.interface.push(submission);
+        Ok(view)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError> {
+        Ok(self.table().entries.get(id).map(Entry::view))
+    }
+
+    async fn list(&self) -> Result<Vec<SubmissionView>, BackendError> {
+        Ok(self.table().entries.values().map(Entry::view).collect())
+    }
+
+    async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError> {
+        Ok(self.table().entries.get(id).map(|e| e.log.clone()))
+    }
+
+    async fn cancel(&self, id: &str) -> Result<Cancel, BackendError> {
+        let mut table = self.table();
+        let Some(entry) = table.entries.get_mut(id) else {
+            return Ok(Cancel::NotFound);
+        };
+        Ok(match entry.state {
+            SubmissionState::Queued => {
+                entry.state = SubmissionState::Cancelled;
+                entry.last_action_ms = now_ms();
+                self.announce(id);
+                Cancel::Cancelled
+            }
+            SubmissionState::Cancelled => Cancel::Cancelled,
+            _ => Cancel::TooLate(entry.view().status),
+        })
+    }
+
+    async fn queued(&self) -> Result<usize, BackendError> {
+        Ok(self
+            .table()
+            .entries
+            .values()
+            .filter(|e| e.state == SubmissionState::Queued)
+            .count())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changed.subscribe()
+    }
+
+    fn worker_interface(self: Arc<Self>) -> Arc<dyn Interface> {
+        Arc::new(Gate { backend: self })
+    }
+
+    async fn requeue(&self, id: &str) -> Result<bool, BackendError> {
+        let submission = {
+            let mut table = self.table();
+            let Some(entry) = table.entries.get_mut(id) else {
+                return Ok(false);
+            };
+            let taken = !matches!(
+                entry.state,
+                SubmissionState::Queued | SubmissionState::Cancelled
+            );
+            if !taken || entry.view().status.is_terminal() {
+                return Ok(false);
+            }
+            entry.state = SubmissionState::Queued;
+            entry.log.clear();
+            entry.last_action_ms = now_ms();
+            self.announce(id);
+            entry.submission.clone()
+        };
+        self.interface.requeue(submission);
+        Ok(true)
+    }
+
+    fn workflow_stores(self: Arc<Self>) -> WorkflowStores {
+        WorkflowStores {
+            submissions: self.clone(),
+            workflows: self.workflows.clone(),
+            results: self,
+        }
+    }
+}
+
+#[async_trait]
+impl ResultStore for MemoryBackend {
+    async fn replace(&self, submission: &str, messages: &[Message]) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut table = self.table();
+        let Some(entry) = table.entries.get_mut(submission) else {
+            return Err(StoreError {
+                store: "memory",
+                reason: format!("no submission {submission}"),
+            });
+        };
+        entry.log.clear();
+        entry.state = SubmissionState::Queued;
+        for message in messages {
+            entry.apply(message, now);
+        }
+        self.announce(submission);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SubmissionStore for MemoryBackend {
+    async fn select(&self, selection: &Selection) -> Result<Vec<Submission>, StoreError> {
+        let table = self.table();
+        let mut entries: Vec<&Entry> = table
+            .entries
+            .values()
+            .filter(|e| match selection {
+                Selection::Problem(problem) => {
+                    &e.submission.problem == problem && e.state != SubmissionState::Cancelled
+                }
+                Selection::Ids(ids) => ids.contains(&e.submission.id),
+            })
+            .collect();
+        entries.sort_by_key(|e| (e.created_ms, e.seq));
+        Ok(entries.into_iter().map(|e| e.submission.clone()).collect())
+    }
+}
+
+/// The interface workers use: the memory interface, except that cancelled submissions are
+/// skipped and cannot be claimed.
+struct Gate {
+    backend: Arc<MemoryBackend>,
+}
+
+#[async_trait]
+impl Interface for Gate {
+    async fn next(&self) -> Result<Option<Submission>, InterfaceError> {
+        loop {
+            match self.backend.interface.next().await? {
+                Some(s) if self.backend.is_cancelled(&s.id) => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn send(&self, message: &Message) -> Result<Sent, InterfaceError> {
+        if message.body == Body::Executing && !self.backend.claim(&message.id) {
+            return Ok(Sent::NotTaken);
+        }
+        self.backend.interface.send(message).await
+    }
+}

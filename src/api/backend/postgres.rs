@@ -1,0 +1,370 @@
+//! The Postgres backend (`executioner serve --database-url`): submissions are rows of the
+//! Postgres interface's tables, shared with any `executioner worker --interface postgres`;
+//! operations are read from them, and changes followed through LISTEN/NOTIFY.
+//!
+//! The store keeps a submission's state and its test results, not every message: the messages
+//! of its current attempt are rebuilt from them (`executing`, the compile steps of a compiled
+//! language, the results, the end), in the order the worker sent them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgListener;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::{Backend, BackendError, Cancel, Recorded, Status, SubmissionView, WorkflowStores};
+use crate::interface::postgres::{Cancelled, SubmissionRecord, STATE_CHANNEL};
+use crate::interface::{Interface, PostgresInterface, SubmissionState};
+use crate::language::Registry;
+use crate::problem::ProblemStore;
+use crate::protocol::{Body, CompileResult, Message, Submission};
+use crate::workflow::store::postgres::{PostgresSubmissions, PostgresWorkflowStore};
+
+/// The channel notified with a submission's id when a judge result is recorded (migration
+/// `20260301000000_workflows.sql`).
+const RESULT_CHANNEL: &str = "executioner_result";
+/// First and longest pause before the listener connects again.
+const RECONNECT: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+pub struct PostgresBackend {
+    interface: Arc<PostgresInterface>,
+    problems: Option<Arc<ProblemStore>>,
+    languages: Option<Arc<Registry>>,
+    changed: broadcast::Sender<String>,
+    workflows: Arc<PostgresWorkflowStore>,
+}
+
+impl PostgresBackend {
+    /// `problems` gives test counts (for percentages); `languages` says which languages compile
+    /// (for the messages rebuilt from the store).
+    pub fn new(
+        interface: Arc<PostgresInterface>,
+        problems: Option<Arc<ProblemStore>>,
+        languages: Option<Arc<Registry>>,
+    ) -> Arc<Self> {
+        Arc::new(PostgresBackend {
+            workflows: Arc::new(PostgresWorkflowStore::new(&interface)),
+            interface,
+            problems,
+            languages,
+            changed: broadcast::channel(4096).0,
+        })
+    }
+
+    pub fn interface(&self) -> &Arc<PostgresInterface> {
+        &self.interface
+    }
+
+    /// Follows the store's notifications (state changes, recorded results) until `shutdown`,
+    /// reconnecting when the connection is lost; after every (re)connect subscribers are told
+    /// that anything may have changed.
+    pub fn follow(self: &Arc<Self>, shutdown: CancellationToken) -> JoinHandle<()> {
+        let backend = self.clone();
+        tokio::spawn(async move {
+            let mut pause = RECONNECT.0;
+            loop {
+                let connected = async {
+                    let mut listener = PgListener::connect_with(backend.interface.pool()).await?;
+                    listener.listen_all([STATE_CHANNEL, RESULT_CHANNEL]).await?;
+                    Ok::<_, sqlx::Error>(listener)
+                };
+                let connected = tokio::select! {
+                    c = connected => c,
+                    _ = shutdown.cancelled() => return,
+                };
+                match connected {
+                    Ok(mut listener) => {
+                        debug!("following the submissions");
+                        pause = RECONNECT.0;
+                        let _ = backend.changed.send(String::new());
+                        loop {
+                            let received = tokio::select! {
+                                r = listener.recv() => r,
+                                _ = shutdown.cancelled() => return,
+                            };
+                            match received {
+                                Ok(notification) => {
+                                    let _ = backend.changed.send(notification.payload().to_owned());
+                                }
+                                Err(e) => {
+                                    warn!(error = %e, "lost the notifications; reconnecting");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, retry_in = ?pause, "cannot follow the submissions");
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = shutdown.cancelled() => return,
+                        }
+                        pause = (pause * 2).min(RECONNECT.1);
+                    }
+                }
+            }
+        })
+    }
+
+    fn view(&self, record: SubmissionRecord) -> SubmissionView {
+        let total_tests = self
+            .problems
+            .as_ref()
+            .and_then(|p| p.get(&record.problem).ok())
+            .map(|p| p.tests.len());
+        SubmissionView {
+            status: Status::of(record.state, record.attempt_over, record.retry_pending),
+            id: record.id,
+            problem: record.problem,
+            language: record.language,
+            created_ms: record.submitted_ms,
+            last_action_ms: record.updated_ms,
+            state: record.state,
+            tests_done: record.tests_done,
+            total_tests,
+            score: record.score,
+            failed_subtasks: record.failed_subtasks,
+            reason: record.reason,
+            seq: 0,
+        }
+    }
+
+    /// Whether `language` compiles; without a registry, whether the record says it did.
+    fn compiles(&self, record: &SubmissionRecord) -> bool {
+        match self
+            .languages
+            .as_ref()
+            .and_then(|r| r.resolve(&record.language))
+        {
+            Some(language) => language.compile.is_some(),
+            None => {
+                record.compile_output.is_some()
+                    || matches!(
+                        record.state,
+                        SubmissionState::Compiling
+                            | SubmissionState::Compiled
+                            | SubmissionState::CompileError
+                    )
+            }
+        }
+    }
+}
+
+/// The messages of the current attempt of `record`, rebuilt from its state and its results.
+fn rebuild(
+    record: &SubmissionRecord,
+    compiles: bool,
+    results: Vec<(Message, i64)>,
+) -> Vec<Recorded> {
+    use SubmissionState as S;
+    let id = record.id.as_str();
+    if matches!(record.state, S::Queued | S::Cancelled) {
+        return Vec::new();
+    }
+    let untimed = |body| Recorded {
+        message: Message::new(id, body),
+        judge_time_ms: None,
+    };
+    let mut messages = vec![untimed(Body::Executing)];
+    let compiled = |result| Body::Compiled {
+        result,
+        compile_output: record.compile_output.clone(),
+    };
+    match record.state {
+        S::Compiling => messages.push(untimed(Body::Compiling)),
+        S::CompileError => {
+            messages.push(untimed(Body::Compiling));
+            messages.push(untimed(compiled(CompileResult::Error)));
+        }
+        // Compiled, or gone past it: the tests ran after a successful compile.
+        S::Compiled => {
+            messages.push(untimed(Body::Compiling));
+            messages.push(untimed(compiled(CompileResult::Success)));
+        }
+        _ if compiles && (!results.is_empty() || record.compile_output.is_some()) => {
+            messages.push(untimed(Body::Compiling));
+            messages.push(untimed(compiled(CompileResult::Success)));
+        }
+        _ => {}
+    }
+    messages.extend(results.into_iter().map(|(message, at)| Recorded {
+        message,
+        judge_time_ms: Some(at),
+    }));
+    let end = match record.state {
+        S::Judged => Some(Body::Done {
+            score: record.score,
+            failed_subtasks: record.failed_subtasks.clone(),
+        }),
+        S::CompileError if record.attempt_over => Some(Body::Done {
+            score: None,
+            failed_subtasks: None,
+        }),
+        S::Error => Some(Body::Error {
+            reason: record.reason.clone(),
+        }),
+        S::InvalidData => Some(Body::Invalid {
+            reason: record.reason.clone(),
+        }),
+        _ => None,
+    };
+    if let Some(end) = end {
+        messages.push(Recorded {
+            message: Message::new(id, end),
+            judge_time_ms: Some(record.updated_ms),
+        });
+    }
+    messages
+}
+
+#[async_trait]
+impl Backend for PostgresBackend {
+    async fn submit(
+        &self,
+        submission: Submission,
+        _total_tests: Option<usize>,
+    ) -> Result<SubmissionView, BackendError> {
+        let id = submission.id.clone();
+        self.interface.enqueue(&[submission]).await?;
+        self.get(&id)
+            .await?
+            .ok_or_else(|| BackendError(format!("submission {id} vanished once queued")))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError> {
+        Ok(self.interface.record(id).await?.map(|r| self.view(r)))
+    }
+
+    async fn list(&self) -> Result<Vec<SubmissionView>, BackendError> {
+        let records = self.interface.records().await?;
+        Ok(records.into_iter().map(|r| self.view(r)).collect())
+    }
+
+    async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError> {
+        let Some(record) = self.interface.record(id).await? else {
+            return Ok(None);
+        };
+        let results = self.interface.timed_results(id).await?;
+        // A result recorded between the two reads belongs to a later state: read the record
+        // again so the end is not shown before the results.
+        let record = self.interface.record(id).await?.unwrap_or(record);
+        Ok(Some(rebuild(&record, self.compiles(&record), results)))
+    }
+
+    async fn cancel(&self, id: &str) -> Result<Cancel, BackendError> {
+        Ok(match self.interface.cancel(id).await? {
+            Cancelled::Yes => Cancel::Cancelled,
+            Cancelled::NotFound => Cancel::NotFound,
+            Cancelled::TooLate(_) => match self.get(id).await? {
+                Some(view) => Cancel::TooLate(view.status),
+                None => Cancel::NotFound,
+            },
+        })
+    }
+
+    async fn queued(&self) -> Result<usize, BackendError> {
+        Ok(self.interface.queued().await?)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changed.subscribe()
+    }
+
+    fn worker_interface(self: Arc<Self>) -> Arc<dyn Interface> {
+        self.interface.clone()
+    }
+
+    async fn requeue(&self, id: &str) -> Result<bool, BackendError> {
+        Ok(self.interface.release(id).await?)
+    }
+
+    fn workflow_stores(self: Arc<Self>) -> WorkflowStores {
+        let submissions = Arc::new(PostgresSubmissions::new(self.interface.clone()));
+        WorkflowStores {
+            submissions: submissions.clone(),
+            results: submissions,
+            workflows: self.workflows.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Verdict;
+
+    fn record(state: SubmissionState) -> SubmissionRecord {
+        SubmissionRecord {
+            id: "s".into(),
+            problem: "p".into(),
+            language: "gcc-12".into(),
+            state,
+            score: Some(1.0),
+            failed_subtasks: None,
+            reason: Some("why".into()),
+            compile_output: None,
+            submitted_ms: 1,
+            updated_ms: 2,
+            attempt_over: true,
+            retry_pending: false,
+            tests_done: 1,
+        }
+    }
+
+    fn states(messages: &[Recorded]) -> Vec<&'static str> {
+        messages.iter().map(|r| r.message.body.state()).collect()
+    }
+
+    #[test]
+    fn the_messages_are_rebuilt_in_the_order_they_were_sent() {
+        let tested = (
+            Message::new(
+                "s",
+                Body::Tested {
+                    test_case: 1,
+                    subtask: None,
+                    result: Verdict::Accepted,
+                    time: Some(1),
+                    memory: Some(1),
+                },
+            ),
+            5,
+        );
+        let judged = rebuild(&record(SubmissionState::Judged), true, vec![tested.clone()]);
+        assert_eq!(
+            states(&judged),
+            ["executing", "compiling", "compiled", "tested", "done"]
+        );
+        assert_eq!(judged[3].judge_time_ms, Some(5));
+        assert_eq!(judged[4].judge_time_ms, Some(2));
+        let interpreted = rebuild(&record(SubmissionState::Judged), false, vec![tested]);
+        assert_eq!(states(&interpreted), ["executing", "tested", "done"]);
+        let compile_error = rebuild(&record(SubmissionState::CompileError), true, vec![]);
+        assert_eq!(
+            states(&compile_error),
+            ["executing", "compiling", "compiled", "done"]
+        );
+        assert!(matches!(
+            compile_error[2].message.body,
+            Body::Compiled {
+                result: CompileResult::Error,
+                ..
+            }
+        ));
+        let errored = rebuild(&record(SubmissionState::Error), true, vec![]);
+        assert_eq!(states(&errored), ["executing", "error"]);
+        assert!(rebuild(&record(SubmissionState::Queued), true, vec![]).is_empty());
+        let running = SubmissionRecord {
+            attempt_over: false,
+            ..record(SubmissionState::Compiling)
+        };
+        assert_eq!(
+            states(&rebuild(&running, true, vec![])),
+            ["executing", "compiling"]
+        );
+    }
+}

@@ -1,0 +1,433 @@
+//! Rejudges and problem validations over HTTP (`202 Accepted`, polled as operations), and the
+//! workflow engine's control API on their steps: selected by tags, each call with a dry run.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::operations::Operation;
+use super::respond::{accepted, list, optional_body, polled};
+use super::time::format_rfc3339;
+use super::AppState;
+use crate::problem::{is_valid_id, ProblemError};
+use crate::workflow::control::{ControlError, Selector};
+use crate::workflow::definition::DefinitionError;
+use crate::workflow::rejudge::{RejudgeError, Selection};
+use crate::workflow::runner::{Runner, RunnerError, View};
+use crate::workflow::validate::Solution;
+use crate::workflow::{Definition, Settings, StepState, Workflow};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1.0/rejudges", post(rejudge))
+        .route("/v1.0/problems/{problem}/validations", post(validation))
+        .route("/v1.0/workflows", get(list_workflows))
+        .route("/v1.0/workflows/{name}", get(workflow))
+        .route("/v1.0/workflows/{name}/steps", get(steps))
+        .route("/v1.0/workflows/{name}/steps/{action}", post(control))
+        .route("/v1.0/workflows/{name}/messages", post(message))
+        .route("/v1.0/workflows/{name}/shutdown", post(shutdown))
+}
+
+fn runner(state: &AppState) -> Result<&std::sync::Arc<Runner>, ApiError> {
+    state.workflows.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "noWorkflows",
+            "this service runs no rejudges or validations (it has no judge of its own)",
+        )
+    })
+}
+
+/// A workflow this service runs: control calls reach it.
+fn live(state: &AppState, name: &str) -> Result<Workflow, ApiError> {
+    let runner = runner(state)?;
+    if let Some((workflow, _)) = runner.get(name) {
+        return Ok(workflow);
+    }
+    Err(ApiError::not_found("running workflow", name))
+}
+
+impl From<RunnerError> for ApiError {
+    fn from(e: RunnerError) -> Self {
+        match e {
+            RunnerError::Definition(DefinitionError::Rejudge(
+                e @ (RejudgeError::UnknownIds(_) | RejudgeError::Nothing),
+            )) => ApiError::bad_request(e.to_string()),
+            RunnerError::Definition(DefinitionError::Webhook(e)) => {
+                ApiError::bad_request(e.to_string())
+            }
+            RunnerError::Exists(_) | RunnerError::Elsewhere(_) => {
+                ApiError::conflict("workflowExists", e.to_string())
+            }
+            e => ApiError::unavailable("a workflow", &e),
+        }
+    }
+}
+
+impl From<DefinitionError> for ApiError {
+    fn from(e: DefinitionError) -> Self {
+        RunnerError::Definition(e).into()
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        ApiError::conflict("shutDown", e.to_string())
+    }
+}
+
+/// How a workflow request may tune its judgings.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Tuning {
+    #[serde(default)]
+    attempts: Option<u32>,
+    #[serde(default)]
+    max_running: Option<usize>,
+}
+
+impl Tuning {
+    fn settings(&self, state: &AppState) -> Settings {
+        Settings::new(
+            self.attempts.unwrap_or(state.config.workflow_attempts),
+            self.max_running
+                .unwrap_or(state.config.workflow_concurrency),
+        )
+    }
+}
+
+/// Creates and starts workflow `name`, answering 202 with its operation.
+async fn start(
+    state: &AppState,
+    name: String,
+    definition: Definition,
+) -> Result<Response, ApiError> {
+    let runner = runner(state)?;
+    runner.create(&name, definition).await?;
+    let view = runner
+        .view(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workflow", &name))?;
+    tracing::info!(workflow = %name, "workflow accepted");
+    Ok(accepted(
+        &Operation::of_workflow(&view),
+        state.config.retry_after_secs,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RejudgeRequest {
+    /// Every submission of this problem...
+    #[serde(default)]
+    problem: Option<String>,
+    /// ... or these.
+    #[serde(default)]
+    submissions: Option<Vec<String>>,
+    /// http:// URL told the summary once done.
+    #[serde(default)]
+    webhook: Option<String>,
+    #[serde(flatten)]
+    tuning: Tuning,
+}
+
+async fn rejudge(
+    State(state): State<AppState>,
+    body: Result<Json<RejudgeRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let selection = match (request.problem, request.submissions) {
+        (Some(problem), None) if is_valid_id(&problem) => Selection::Problem(problem),
+        (None, Some(ids)) if !ids.is_empty() => Selection::Ids(ids),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give either problem (a problem id) or submissions (a non-empty list of ids)",
+            ))
+        }
+    };
+    let stores = state.backend.clone().workflow_stores();
+    let definition = Definition::rejudge(
+        &*stores.submissions,
+        selection,
+        request.tuning.settings(&state),
+        request.webhook,
+    )
+    .await?;
+    let name = format!("rejudge-{}", uuid::Uuid::new_v4());
+    start(&state, name, definition).await
+}
+
+#[derive(Deserialize)]
+struct ValidationRequest {
+    solutions: Vec<Solution>,
+    #[serde(flatten)]
+    tuning: Tuning,
+}
+
+async fn validation(
+    State(state): State<AppState>,
+    Path(problem): Path<String>,
+    body: Result<Json<ValidationRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    if !is_valid_id(&problem) {
+        return Err(ApiError::bad_request(
+            "the problem must be a problem id ([a-z0-9-]+)",
+        ));
+    }
+    if request.solutions.is_empty() {
+        return Err(ApiError::bad_request("solutions is empty"));
+    }
+    let config = &state.config;
+    for solution in &request.solutions {
+        if solution.source_code.len() > config.max_source_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "sourceTooLarge",
+                format!(
+                    "the sourceCode of {} is larger than {} bytes",
+                    solution.name, config.max_source_bytes
+                ),
+            ));
+        }
+        let known = config
+            .languages
+            .as_ref()
+            .is_none_or(|l| l.resolve(&solution.language).is_some());
+        if !known {
+            return Err(ApiError::bad_request(format!(
+                "{}: unknown language {:?}",
+                solution.name, solution.language
+            )));
+        }
+    }
+    let problems = config.problems.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "noProblems",
+            "this service has no problems to validate",
+        )
+    })?;
+    let limits = match problems.get(&problem) {
+        Ok(limits) => limits,
+        Err(ProblemError::Missing { .. }) => return Err(ApiError::not_found("problem", &problem)),
+        // A deployment fault: its details (paths) stay in the log.
+        Err(e) => {
+            tracing::warn!(problem = %problem, error = %e, "cannot validate a broken problem");
+            return Err(ApiError::conflict(
+                "brokenProblem",
+                format!("problem {problem} cannot be loaded; the service's log says why"),
+            ));
+        }
+    };
+    let definition = Definition::Validation {
+        time_limit_ms: limits.time_ms,
+        problem: problem.clone(),
+        solutions: request.solutions,
+        settings: request.tuning.settings(&state),
+    };
+    let name = format!("validation-{problem}-{}", uuid::Uuid::new_v4());
+    start(&state, name, definition).await
+}
+
+fn view_json(view: &View) -> Value {
+    let op = Operation::of_workflow(view);
+    json!({
+        "name": view.name,
+        "kind": op.kind.as_str(),
+        "problem": op.problem,
+        "status": op.status,
+        "percentComplete": op.percent_complete,
+        "createdDateTime": format_rfc3339(view.created_ms),
+        "lastActionDateTime": format_rfc3339(view.last_action_ms),
+        "operationLocation": super::operations::location(&view.name),
+        "running": view.live,
+    })
+}
+
+async fn list_workflows(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let views = runner(&state)?.views().await?;
+    Ok(list(views.iter().map(view_json).collect()))
+}
+
+/// The workflow, its steps per state, why the unfinished ones cannot move, and its result
+/// (the rejudge's summary, the validation's report) once it has one.
+async fn workflow(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let runner = runner(&state)?;
+    let view = runner
+        .view(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workflow", &name))?;
+    let mut body = view_json(&view);
+    if let Some((workflow, _)) = runner.get(&name) {
+        let end = workflow.end_state();
+        body["counts"] = json!(end.counts);
+        body["blocked"] = json!(end.blocked);
+    }
+    if let Some(result) = runner.result(&name).await? {
+        body["result"] = result;
+    }
+    Ok(Json(body))
+}
+
+/// `tag=key=value` (repeatable), `state=...` (repeatable), `fields=a,b`,
+/// `waitingForInput=true`.
+async fn steps(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let workflow = live(&state, &name)?;
+    let mut tags = Vec::new();
+    let mut states = Vec::new();
+    let mut fields: Option<Vec<String>> = None;
+    let mut waiting = false;
+    for (key, value) in query {
+        match key.as_str() {
+            "tag" => tags.push(value),
+            "state" => states.push(
+                value
+                    .parse::<StepState>()
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            ),
+            "fields" => fields = Some(value.split(',').map(str::to_owned).collect()),
+            "waitingForInput" => waiting = value == "true",
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?}: use tag, state, fields, waitingForInput"
+                )))
+            }
+        }
+    }
+    let selector = Selector::parse(&tags).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let statuses = if waiting {
+        workflow.waiting_for_input(&selector)
+    } else {
+        workflow.status(&selector, &states)
+    };
+    let mut items = Vec::new();
+    for status in statuses {
+        items.push(match &fields {
+            None => json!(status),
+            Some(fields) => {
+                let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+                Value::Object(
+                    status
+                        .project(&fields)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                )
+            }
+        });
+    }
+    Ok(list(items))
+}
+
+/// Steps selected by tags (`{"tags": {"key": "value"}}`; none: every step), and whether to
+/// change nothing.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ControlRequest {
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    dry_run: bool,
+    /// For `messages`: what to send.
+    #[serde(default)]
+    message: Option<Value>,
+}
+
+impl ControlRequest {
+    fn selector(&self) -> Selector {
+        self.tags
+            .iter()
+            .fold(Selector::all(), |s, (k, v)| s.and(k, v))
+    }
+}
+
+/// `start`, `pause`, `resume`, `rerun`, `skip`, `unskip` or `interrupt` on the selected steps:
+/// what moved, and what was refused and why.
+async fn control(
+    State(state): State<AppState>,
+    Path((name, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: ControlRequest = optional_body(&body)?;
+    let workflow = live(&state, &name)?;
+    let (selector, dry_run) = (request.selector(), request.dry_run);
+    let report = match action.as_str() {
+        "start" => workflow.start(&selector, dry_run),
+        "pause" => workflow.pause(&selector, dry_run),
+        "resume" => workflow.resume(&selector, dry_run),
+        "rerun" => workflow.rerun(&selector, dry_run),
+        "skip" => workflow.skip(&selector, dry_run),
+        "unskip" => workflow.unskip(&selector, dry_run),
+        "interrupt" => workflow.interrupt(&selector, dry_run),
+        other => {
+            return Err(ApiError::not_found("step action", other));
+        }
+    }?;
+    Ok(Json(json!(report)))
+}
+
+/// Sends `message` to the selected steps that have not finished.
+async fn message(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: ControlRequest = optional_body(&body)?;
+    let workflow = live(&state, &name)?;
+    let message = request
+        .message
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("message is missing"))?;
+    let report = workflow.send_message(&request.selector(), message, request.dry_run)?;
+    Ok(Json(json!(report)))
+}
+
+/// Interrupts the running steps and stops the workflow for good.
+async fn shutdown(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: ControlRequest = optional_body(&body)?;
+    let report = live(&state, &name)?.shutdown(request.dry_run)?;
+    Ok(Json(json!(report)))
+}
+
+/// `DELETE` on a workflow's operation: shuts it down while it runs (idempotent once
+/// cancelled); 405 once it has finished.
+pub async fn cancel(state: &AppState, op: Operation) -> Result<Response, ApiError> {
+    use super::Status;
+    match op.status {
+        Status::Cancelled => Ok(Json(op.to_json()).into_response()),
+        Status::Running | Status::NotStarted => {
+            live(state, &op.id)?.shutdown(false)?;
+            let runner = runner(state)?;
+            let view = runner
+                .view(&op.id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("operation", &op.id))?;
+            Ok(polled(
+                &Operation::of_workflow(&view),
+                state.config.retry_after_secs,
+            ))
+        }
+        Status::Succeeded | Status::Failed => Ok(super::routes::not_cancellable(op.status)),
+    }
+}

@@ -1,0 +1,109 @@
+//! A minimal HTTP/1.1 client for the tests that talk to a real server on port 0: one request
+//! per connection, and a Server-Sent Events stream read event by event.
+
+// Every test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::TcpStream;
+
+/// How long one request may take.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A response: the status, the head (lower case, for looking for headers) and the JSON body
+/// (`Null` when there is none).
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: Value,
+}
+
+/// One request with `Connection: close`.
+pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut response))
+        .await
+        .expect("a response in time")
+        .expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+    Reply {
+        status: head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status"),
+        head: head.to_ascii_lowercase(),
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+    }
+}
+
+/// An open event stream.
+pub struct Events {
+    lines: Lines<BufReader<TcpStream>>,
+}
+
+impl Events {
+    pub async fn open(addr: SocketAddr, path: &str) -> Events {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        Events {
+            lines: BufReader::new(stream).lines(),
+        }
+    }
+
+    /// The name of the next event; `None` once the stream has ended.
+    pub async fn next(&mut self) -> Option<String> {
+        while let Some(line) = self.lines.next_line().await.expect("read the stream") {
+            if let Some(event) = line.strip_prefix("event: ") {
+                return Some(event.to_owned());
+            }
+        }
+        None
+    }
+}
+
+/// Polls an operation (with `poll`) whenever a submission or a workflow of `state` changed,
+/// until its status is `status`; its JSON then.
+pub async fn until_operation<F, Fut>(
+    state: &executioner::api::AppState,
+    id: &str,
+    status: &str,
+    deadline: Duration,
+    poll: F,
+) -> Value
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let runner = state.workflows().expect("a service with workflows").clone();
+    let waiting = async {
+        loop {
+            let mut submissions = state.backend().subscribe();
+            let mut workflows = runner.subscribe();
+            let op = poll().await;
+            if op["status"] == status {
+                return op;
+            }
+            tokio::select! {
+                _ = submissions.recv() => {}
+                _ = workflows.recv() => {}
+            }
+        }
+    };
+    tokio::time::timeout(deadline, waiting)
+        .await
+        .unwrap_or_else(|_| panic!("operation {id} did not become {status} in time"))
+}

@@ -1,0 +1,63 @@
+//! What the tests that judge through the library share: the judge built as `executioner
+//! judge` builds it (the demoter of `EXECUTIONER_DEMOTER`, the registry of
+//! `EXECUTIONER_LANGUAGES` if set), and submissions made of the fixture programs.
+
+// Every test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use executioner::cli::{build_judge, Setup};
+use executioner::judge::{Judge, JudgeConfig};
+use executioner::protocol::Submission;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn problems() -> PathBuf {
+    repo().join("fixtures").join("problems")
+}
+
+pub fn setup() -> Setup {
+    Setup {
+        problems: problems(),
+        languages: std::env::var_os("EXECUTIONER_LANGUAGES").map(PathBuf::from),
+        demoter: std::env::var_os("EXECUTIONER_DEMOTER").map(PathBuf::from),
+        cgroup_parent: std::env::var("EXECUTIONER_CGROUP_PARENT")
+            .unwrap_or_else(|_| "executioner".to_owned()),
+        judge: JudgeConfig::default(),
+    }
+}
+
+pub async fn judge() -> Arc<Judge> {
+    match build_judge(&setup()).await {
+        Ok(judge) => judge,
+        Err(e) => panic!("the sandbox is not available (set EXECUTIONER_DEMOTER?): {e}"),
+    }
+}
+
+/// The fixture program `test_<kind>` of `language` (gcc-12, g++-12 or python-3.11).
+pub fn program(language: &str, kind: &str) -> String {
+    let extension = match language {
+        "gcc-12" => "c",
+        "g++-12" => "cpp",
+        _ => "py",
+    };
+    let path = repo()
+        .join("fixtures/submissions")
+        .join(language)
+        .join(format!("test_{kind}.{extension}"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A submission of the fixture program `test_<kind>` for problem `test-base`.
+pub fn submission(id: &str, language: &str, kind: &str) -> Submission {
+    Submission {
+        id: id.to_owned(),
+        problem: "test-base".to_owned(),
+        language: language.to_owned(),
+        source_code: program(language, kind),
+    }
+}
