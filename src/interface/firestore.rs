@@ -937,20 +937,11 @@ impl FirestoreInterface {
         });
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
         tasks.spawn({
-            let (shared, stop) = (shared.clone(), stop.clone());
-            async move {
-                let mut ticks = tokio::time::interval(heartbeat);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = async {
-                            ticks.tick().await;
-                            shared.heartbeat().await;
-                        } => {}
-                        _ = stop.cancelled() => break,
-                    }
-                }
-            }
+            let shared = shared.clone();
+            super::every(heartbeat, stop.clone(), move || {
+                let shared = shared.clone();
+                async move { shared.heartbeat().await }
+            })
         });
         tasks.close();
         Ok(FirestoreInterface {

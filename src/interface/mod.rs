@@ -42,3 +42,26 @@ pub trait Interface: Send + Sync + 'static {
     /// Records one message. Messages of one submission are sent strictly in order.
     async fn send(&self, message: &Message) -> Result<Sent, InterfaceError>;
 }
+
+/// Runs `beat` every `period` until `stop` fires: a shared store's lease heartbeat. Cancellable
+/// mid-beat, so a beat waiting for a lost server does not hold up shutdown.
+pub(crate) async fn every<F, Fut>(
+    period: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+    mut beat: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = async {
+                ticks.tick().await;
+                beat().await;
+            } => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+}

@@ -552,22 +552,11 @@ impl PostgresInterface {
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
         tasks.spawn(listen(shared.clone(), stop.clone()));
         tasks.spawn({
-            let (shared, stop) = (shared.clone(), stop.clone());
-            async move {
-                let mut ticks = tokio::time::interval(heartbeat);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    // Cancellable mid-beat: a heartbeat waiting for a lost server must not hold
-                    // up shutdown.
-                    tokio::select! {
-                        _ = async {
-                            ticks.tick().await;
-                            shared.heartbeat().await;
-                        } => {}
-                        _ = stop.cancelled() => break,
-                    }
-                }
-            }
+            let shared = shared.clone();
+            super::every(heartbeat, stop.clone(), move || {
+                let shared = shared.clone();
+                async move { shared.heartbeat().await }
+            })
         });
         tasks.close();
         Ok(PostgresInterface {
