@@ -354,6 +354,7 @@ pub fn shutdown_signal() -> Result<CancellationToken, CommandError> {
 pub async fn serve(
     setup: &Setup,
     config: WorkerConfig,
+    api: crate::api::ApiConfig,
     listen: &str,
     database: Option<PostgresConfig>,
     shutdown: CancellationToken,
@@ -373,7 +374,7 @@ pub async fn serve(
     let api_config = crate::api::ApiConfig {
         problems: Some(problems.clone()),
         languages: Some(languages.clone()),
-        ..crate::api::ApiConfig::default()
+        ..api
     };
     let (backend, follower, postgres): (Arc<dyn Backend>, _, _) = match database {
         None => {

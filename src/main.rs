@@ -80,6 +80,18 @@ enum Command {
         /// Submissions judged at once (default: the number of cores).
         #[arg(long, env = "EXECUTIONER_CONCURRENCY")]
         concurrency: Option<usize>,
+        /// Requests a second one client (IP address, IPv6 /64) may make on average; over it
+        /// the API answers 429 with Retry-After. Registered workers' own calls are not
+        /// counted. Default: no limit.
+        #[arg(long, env = "EXECUTIONER_RATE_LIMIT", value_parser = positive_rate)]
+        rate_limit: Option<f64>,
+        /// Requests a quiet client may make at once (default: the rate, rounded up).
+        #[arg(long, env = "EXECUTIONER_RATE_BURST", requires = "rate_limit")]
+        rate_burst: Option<std::num::NonZeroU32>,
+        /// A host (any port) or host:port a rejudge's webhook may be sent to; repeat or
+        /// separate with commas. Without one, rejudges asking for a webhook are refused (403).
+        #[arg(long, env = "EXECUTIONER_WEBHOOK_ALLOW", value_delimiter = ',')]
+        webhook_allow: Vec<String>,
     },
     /// Long jobs made of steps: problem validation, rejudge.
     Workflow {
@@ -425,10 +437,24 @@ async fn run(command: Command) -> ExitCode {
             postgres,
             listen,
             concurrency,
+            rate_limit,
+            rate_burst,
+            webhook_allow,
         } => {
             let config = WorkerConfig {
                 concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
                 ..WorkerConfig::default()
+            };
+            let api = executioner::api::ApiConfig {
+                rate_limit: rate_limit.map(|per_second| {
+                    let mut limit = executioner::api::limit::RateLimit::new(per_second);
+                    if let Some(burst) = rate_burst {
+                        limit.burst = burst.get();
+                    }
+                    limit
+                }),
+                webhook_hosts: webhook_allow,
+                ..executioner::api::ApiConfig::default()
             };
             match (
                 common.setup(),
@@ -438,7 +464,7 @@ async fn run(command: Command) -> ExitCode {
                 (Err(e), _, _) | (_, Err(e), _) => Err(cli::CommandError::Usage(e)),
                 (_, _, Err(e)) => Err(e),
                 (Ok(setup), Ok(database), Ok(shutdown)) => {
-                    cli::serve(&setup, config, &listen, database, shutdown).await
+                    cli::serve(&setup, config, api, &listen, database, shutdown).await
                 }
             }
         }
@@ -452,5 +478,15 @@ async fn run(command: Command) -> ExitCode {
             // For `judge`, 1 is also "the last message is error": the judge could not even start.
             ExitCode::from(1)
         }
+    }
+}
+
+/// A rate of requests: a positive, finite number.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a positive number of requests a second"
+        )),
     }
 }

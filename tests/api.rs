@@ -3,15 +3,18 @@
 //! remote workers) and, for rejudges and validations, the judge (a scripted one), so no Docker
 //! is needed; `tests/api_postgres.rs` runs the real judge over the Postgres store.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body as HttpBody;
+use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use executioner::api::backend::memory::MemoryBackend;
 use executioner::api::backend::SubmissionView;
+use executioner::api::limit::RateLimit;
 use executioner::api::{self, ApiConfig, AppState, Backend, Status};
 use executioner::interface::{Interface, InterfaceError, MemoryInterface};
 use executioner::judge::Outcome;
@@ -21,6 +24,7 @@ use executioner::protocol::{Body, Message, Submission};
 use executioner::verdict::Verdict;
 use executioner::workflow::{Env, Runner, SubmissionJudge};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::ServiceExt;
@@ -163,7 +167,21 @@ impl Api {
     }
 
     async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Reply {
+        self.call_from(None, method, uri, body).await
+    }
+
+    /// A request from the client at `peer` (as a real server would see it).
+    async fn call_from(
+        &self,
+        peer: Option<SocketAddr>,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> Reply {
         let mut request = Request::builder().method(method).uri(uri);
+        if let Some(peer) = peer {
+            request = request.extension(ConnectInfo(peer));
+        }
         let body = match body {
             Some(body) => {
                 request = request.header(header::CONTENT_TYPE, "application/json");
@@ -1161,4 +1179,197 @@ async fn workflow_steps_are_controlled_by_tags_with_dry_runs() {
     );
     let workflow = api.get(&format!("/v1.0/workflows/{name}")).await.body;
     assert_eq!(workflow["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_is_refused_and_others_and_workers_are_not() {
+    let api = Api::new(ApiConfig {
+        rate_limit: Some(RateLimit {
+            per_second: 0.5,
+            burst: 2,
+        }),
+        ..ApiConfig::default()
+    });
+    let a: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+    let a_again: SocketAddr = "192.0.2.1:40001".parse().unwrap();
+    let b: SocketAddr = "192.0.2.2:40000".parse().unwrap();
+    let get = |peer| api.call_from(Some(peer), Method::GET, "/v1.0/operations", None);
+
+    // A registered worker (registering counts against its client's rate).
+    let worker = api
+        .call_from(
+            Some(a),
+            Method::POST,
+            "/v1.0/workers",
+            Some(json!({"name": "w"})),
+        )
+        .await;
+    assert_eq!(worker.status, StatusCode::CREATED, "{}", worker.body);
+    let worker = worker.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(get(a).await.status, StatusCode::OK);
+    // The burst is spent; another connection of the same address is the same client.
+    let refused = get(a_again).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.body["error"]["code"], "tooManyRequests");
+    // One token comes back every 2 s.
+    let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // Nothing was done for a refused request.
+    let before = api.backend.list().await.unwrap().len();
+    let refused = api
+        .call_from(Some(a), Method::POST, "/v1.0/submissions", Some(a_plus_b()))
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(api.backend.list().await.unwrap().len(), before);
+
+    // Another client has its own allowance.
+    assert_eq!(get(b).await.status, StatusCode::OK);
+    // The worker's own calls are never refused.
+    for _ in 0..5 {
+        let beat = api
+            .call_from(
+                Some(a),
+                Method::POST,
+                &format!("/v1.0/workers/{worker}/heartbeat"),
+                None,
+            )
+            .await;
+        assert_eq!(beat.status, StatusCode::OK, "{}", beat.body);
+    }
+}
+
+#[tokio::test]
+async fn a_real_server_limits_each_connecting_address() {
+    let api = Api::new(ApiConfig {
+        rate_limit: Some(RateLimit {
+            per_second: 0.1,
+            burst: 3,
+        }),
+        ..ApiConfig::default()
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(api::serve(
+        listener,
+        api.state.clone(),
+        api.shutdown.clone(),
+    ));
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            client::request(addr, "GET", "/v1.0/workers", None)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    api.shutdown.cancel();
+    server.await.unwrap().unwrap();
+}
+
+/// Accepts one HTTP request on `listener` and answers 200; returns its body.
+async fn receive_one_post(listener: TcpListener) -> Value {
+    let (mut stream, _) = listener.accept().await.unwrap();
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the request ended early");
+        request.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&request);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("a content-length");
+            if body.len() >= length {
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+                return serde_json::from_str(body).expect("a JSON body");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn webhooks_go_only_to_allowed_hosts() {
+    let hook = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = hook.local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/done");
+
+    // By default a service sends no webhooks at all.
+    let closed = Api::default();
+    let id = judged(&closed, &[Verdict::Accepted], 1.0).await;
+    let reply = closed
+        .post(
+            "/v1.0/rejudges",
+            json!({"submissions": [id], "webhook": url}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert_eq!(reply.body["error"]["code"], "webhookNotAllowed");
+    assert!(
+        reply.error_message().contains("--webhook-allow"),
+        "{}",
+        reply.body
+    );
+
+    let api = Api::new(ApiConfig {
+        webhook_hosts: vec![format!("127.0.0.1:{port}")],
+        ..ApiConfig::default()
+    });
+    // Its program, run again by the (scripted) judge, passes its test.
+    let id = submit_source(&api, "accepted").await;
+    // Not the allowed port, not the allowed host (the cloud metadata address, a name for it).
+    for other in [
+        format!("http://127.0.0.1:{}/done", port.wrapping_add(1).max(1)),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+        format!("http://localhost:{port}/done"),
+    ] {
+        let reply = api
+            .post(
+                "/v1.0/rejudges",
+                json!({"submissions": [id], "webhook": other}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{other}: {}",
+            reply.body
+        );
+        assert!(reply.error_message().contains(&format!("127.0.0.1:{port}")));
+    }
+    assert!(
+        api.backend.list().await.unwrap().len() == 1,
+        "a refused rejudge starts nothing"
+    );
+
+    // The allowed one is told the summary once the rejudge is done.
+    let received = tokio::spawn(receive_one_post(hook));
+    let reply = api
+        .post(
+            "/v1.0/rejudges",
+            json!({"submissions": [id], "webhook": url}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let name = reply.body["id"].as_str().unwrap().to_owned();
+    api.wait_for_operation(&name, "succeeded").await;
+    let told = tokio::time::timeout(DEADLINE, received)
+        .await
+        .expect("the webhook was called in time")
+        .unwrap();
+    assert!(told.to_string().contains(&id), "{told}");
 }

@@ -11,6 +11,7 @@
 pub mod backend;
 mod error;
 pub mod filter;
+pub mod limit;
 pub mod operations;
 mod respond;
 mod routes;
@@ -64,13 +65,18 @@ pub struct ApiConfig {
     pub workflow_attempts: u32,
     /// Judgings at once of one rejudge or validation when the request does not say.
     pub workflow_concurrency: usize,
+    /// How fast one client may call the API; `None`: no limit.
+    pub rate_limit: Option<limit::RateLimit>,
+    /// Where a rejudge may send its webhook (SSRF guard): `host` (any port) or `host:port`,
+    /// compared with the URL's host as written. Empty: webhooks are refused.
+    pub webhook_hosts: Vec<String>,
 }
 
 impl Default for ApiConfig {
     /// 1 MiB bodies, 256 KiB sources, 1000 queued submissions, poll after 1 s, pages of 50
     /// (at most 1000), no problem or language checks, heartbeats every 10 s, unresponsive after
     /// 3 missed, workers wait at most 30 s for a submission, workflows judge 2 at once with 3
-    /// attempts each.
+    /// attempts each, no rate limit, no webhooks.
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 1 << 20,
@@ -85,6 +91,8 @@ impl Default for ApiConfig {
             max_take_wait: Duration::from_secs(30),
             workflow_attempts: 3,
             workflow_concurrency: 2,
+            rate_limit: None,
+            webhook_hosts: Vec::new(),
         }
     }
 }
@@ -98,6 +106,7 @@ pub struct AppState {
     /// Rejudges and validations; `None`: the service has no judge of its own for them (their
     /// endpoints answer 503).
     workflows: Option<Arc<Runner>>,
+    limiter: Option<Arc<limit::Limiter>>,
     shutdown: CancellationToken,
 }
 
@@ -111,6 +120,9 @@ impl AppState {
                 config.missed_heartbeats,
             )),
             backend,
+            limiter: config
+                .rate_limit
+                .map(|rate| Arc::new(limit::Limiter::new(rate))),
             config: Arc::new(config),
             workflows: None,
             shutdown,
@@ -160,7 +172,8 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }

@@ -53,6 +53,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1.0/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::limit::limit,
+        ))
         .with_state(state)
 }
 

@@ -24,6 +24,7 @@ use crate::workflow::definition::DefinitionError;
 use crate::workflow::rejudge::{RejudgeError, Selection};
 use crate::workflow::runner::{Runner, RunnerError, View};
 use crate::workflow::validate::Solution;
+use crate::workflow::webhook::Webhook;
 use crate::workflow::{Definition, Settings, StepState, Workflow};
 
 pub fn routes() -> Router<AppState> {
@@ -155,6 +156,9 @@ async fn rejudge(
             ))
         }
     };
+    if let Some(url) = &request.webhook {
+        check_webhook(&state, url)?;
+    }
     let stores = state.backend.clone().workflow_stores();
     let definition = Definition::rejudge(
         &*stores.submissions,
@@ -165,6 +169,27 @@ async fn rejudge(
     .await?;
     let name = format!("rejudge-{}", uuid::Uuid::new_v4());
     start(&state, name, definition).await
+}
+
+/// Refuses a webhook the service was not told it may call: without the allow-list any client
+/// could make the service send requests into its own network.
+fn check_webhook(state: &AppState, url: &str) -> Result<(), ApiError> {
+    let webhook = Webhook::parse(url).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if webhook.is_allowed(&state.config.webhook_hosts) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "webhookNotAllowed",
+        if state.config.webhook_hosts.is_empty() {
+            "this service sends no webhooks (its operator can allow hosts with serve --webhook-allow)".to_owned()
+        } else {
+            format!(
+                "webhooks may only go to {}",
+                state.config.webhook_hosts.join(", ")
+            )
+        },
+    ))
 }
 
 #[derive(Deserialize)]

@@ -96,6 +96,26 @@ impl Webhook {
         &self.url
     }
 
+    /// Whether `allowed` lets this webhook be called: an entry `host` allows any port of that
+    /// host, `host:port` only that port. Hosts are compared as written (ignoring ASCII case),
+    /// never resolved, so an allowed name cannot be swapped for an address.
+    pub fn is_allowed(&self, allowed: &[String]) -> bool {
+        allowed.iter().any(|entry| {
+            let entry = entry.trim();
+            let (host, port) = match entry.rsplit_once(':') {
+                // `[::1]:80`; a bare IPv6 address has no port.
+                Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+                    match port.parse::<u16>() {
+                        Ok(port) => (host, Some(port)),
+                        Err(_) => return false,
+                    }
+                }
+                _ => (entry, None),
+            };
+            host.eq_ignore_ascii_case(&self.host) && port.is_none_or(|p| p == self.port)
+        })
+    }
+
     /// POSTs `body` as JSON; `Ok` with the status for a 2xx answer.
     pub async fn post(&self, body: &Value) -> Result<u16, WebhookError> {
         match tokio::time::timeout(self.timeout, self.exchange(body)).await {
@@ -246,6 +266,40 @@ pub(crate) mod test_server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_listed_hosts_and_ports_are_allowed() {
+        let allowed = |url: &str, list: &[&str]| {
+            let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            Webhook::parse(url).unwrap().is_allowed(&list)
+        };
+        assert!(!allowed("http://127.0.0.1:9/x", &[]));
+        assert!(allowed(
+            "http://hooks.example.org/x",
+            &["hooks.example.org"]
+        ));
+        assert!(allowed(
+            "http://HOOKS.example.org:81/x",
+            &["hooks.example.org"]
+        ));
+        assert!(allowed(
+            "http://hooks.example.org:81/",
+            &["hooks.example.org:81"]
+        ));
+        assert!(!allowed(
+            "http://hooks.example.org/",
+            &["hooks.example.org:81"]
+        ));
+        assert!(!allowed("http://evil.example.org/", &["example.org"]));
+        assert!(!allowed("http://169.254.169.254/", &["hooks.example.org"]));
+        assert!(!allowed(
+            "http://hooks.example.org/",
+            &["hooks.example.org:http"]
+        ));
+        assert!(allowed("http://[::1]:8080/", &["[::1]:8080"]));
+        assert!(allowed("http://[::1]:8080/", &["[::1]"]));
+        assert!(!allowed("http://[::1]:8081/", &["[::1]:8080"]));
+    }
 
     #[test]
     fn urls_are_parsed_or_refused() {
