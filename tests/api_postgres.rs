@@ -297,4 +297,48 @@ async fn a_restarted_service_continues_the_rejudge_it_was_running() {
     );
     assert_eq!(status[0].attempts, 1);
     second.stop().await;
+
+    // A third service did not take up the finished rejudge, but an operator can still rerun
+    // one of its judgings: the workflow is taken up again from the store.
+    let third = Service::start(&db, false).await;
+    assert!(
+        third.runner.get(&name).is_none(),
+        "a finished workflow is not resumed"
+    );
+    let before = third.interface.record("r3-wrong").await.unwrap().unwrap();
+    let (status, steps) = third
+        .http(
+            "GET",
+            &format!("/v1.0/workflows/{name}/steps?tag=submission=r3-wrong&fields=id,state"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{steps}");
+    assert_eq!(steps["value"][0]["state"], "succeeded", "{steps}");
+    let (status, report) = third
+        .http(
+            "POST",
+            &format!("/v1.0/workflows/{name}/steps/rerun"),
+            Some(json!({"tags": {"submission": "r3-wrong"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["applied"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    third.wait_for_operation(&name, "succeeded").await;
+    let after = third.interface.record("r3-wrong").await.unwrap().unwrap();
+    assert_eq!(
+        (after.state, after.score),
+        (SubmissionState::Judged, Some(0.0))
+    );
+    assert!(
+        after.updated_ms > before.updated_ms,
+        "judged again: {} then {}",
+        before.updated_ms,
+        after.updated_ms
+    );
+    third.stop().await;
 }

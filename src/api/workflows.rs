@@ -50,12 +50,17 @@ fn runner(state: &AppState) -> Result<&std::sync::Arc<Runner>, ApiError> {
 }
 
 /// A workflow this service runs: control calls reach it.
-fn live(state: &AppState, name: &str) -> Result<Workflow, ApiError> {
-    let runner = runner(state)?;
-    if let Some((workflow, _)) = runner.get(name) {
-        return Ok(workflow);
+/// Workflow `name` for its steps to be listed or controlled; one that finished before this
+/// service started is taken up again from the store.
+async fn live(state: &AppState, name: &str) -> Result<Workflow, ApiError> {
+    match runner(state)?.revive(name).await {
+        Ok(workflow) => Ok(workflow),
+        Err(RunnerError::NotFound(_)) => Err(ApiError::not_found("workflow", name)),
+        Err(e @ RunnerError::Elsewhere(_)) => {
+            Err(ApiError::conflict("workflowElsewhere", e.to_string()))
+        }
+        Err(e) => Err(e.into()),
     }
-    Err(ApiError::not_found("running workflow", name))
 }
 
 impl From<RunnerError> for ApiError {
@@ -316,7 +321,7 @@ async fn steps(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
-    let workflow = live(&state, &name)?;
+    let workflow = live(&state, &name).await?;
     let mut tags = Vec::new();
     let mut states = Vec::new();
     let mut fields: Option<Vec<String>> = None;
@@ -391,7 +396,7 @@ async fn control(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: ControlRequest = optional_body(&body)?;
-    let workflow = live(&state, &name)?;
+    let workflow = live(&state, &name).await?;
     let (selector, dry_run) = (request.selector(), request.dry_run);
     let report = match action.as_str() {
         "start" => workflow.start(&selector, dry_run),
@@ -415,7 +420,7 @@ async fn message(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: ControlRequest = optional_body(&body)?;
-    let workflow = live(&state, &name)?;
+    let workflow = live(&state, &name).await?;
     let message = request
         .message
         .clone()
@@ -431,7 +436,7 @@ async fn shutdown(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: ControlRequest = optional_body(&body)?;
-    let report = live(&state, &name)?.shutdown(request.dry_run)?;
+    let report = live(&state, &name).await?.shutdown(request.dry_run)?;
     Ok(Json(json!(report)))
 }
 
@@ -442,7 +447,7 @@ pub async fn cancel(state: &AppState, op: Operation) -> Result<Response, ApiErro
     match op.status {
         Status::Cancelled => Ok(Json(op.to_json()).into_response()),
         Status::Running | Status::NotStarted => {
-            live(state, &op.id)?.shutdown(false)?;
+            live(state, &op.id).await?.shutdown(false)?;
             let runner = runner(state)?;
             let view = runner
                 .view(&op.id)

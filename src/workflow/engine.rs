@@ -251,14 +251,17 @@ impl Workflow {
                 self.stop();
             }
             let next_retry = self.evaluate(&mut tasks);
+            // What this round saw: a control call made while it saves (below) changes the
+            // version, so `serve` goes round again instead of waiting for a change already made.
+            let seen = self.table().version;
             self.persist(&mut saved).await;
             if self.table().shut_down {
                 self.drain(&mut tasks).await;
                 self.persist(&mut saved).await;
-                return self.quiet_state();
+                return self.quiet_state(seen);
             }
             if tasks.is_empty() && next_retry.is_none() {
-                return self.quiet_state();
+                return self.quiet_state(seen);
             }
             let retry = async {
                 match next_retry {
@@ -278,11 +281,12 @@ impl Workflow {
         }
     }
 
-    fn quiet_state(&self) -> (EndState, u64) {
+    /// The end state, and `seen`: the version of the table the last round evaluated.
+    fn quiet_state(&self, seen: u64) -> (EndState, u64) {
         let table = self.table();
         let end = self.end_state_of(&table);
         info!(workflow = %self.shared.name, complete = end.is_complete(), blocked = end.blocked.len(), "no step can move");
-        (end, table.version)
+        (end, seen)
     }
 
     /// Every step has finished, or can never run because of how others finished: nothing is

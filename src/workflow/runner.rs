@@ -116,6 +116,8 @@ pub struct Runner {
     shutdown: CancellationToken,
     /// Names of workflows that moved.
     changed: broadcast::Sender<String>,
+    /// Held while a stored workflow is brought back, so two requests do not both load it.
+    reviving: tokio::sync::Mutex<()>,
 }
 
 impl Runner {
@@ -127,6 +129,7 @@ impl Runner {
             tasks: TaskTracker::new(),
             shutdown,
             changed: broadcast::channel(1024).0,
+            reviving: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -304,6 +307,26 @@ impl Runner {
                 warn!(workflow = %name, error = %e, "could not give up the workflow");
             }
         });
+    }
+
+    /// Workflow `name` to control: the one this process runs, or else the stored one (a
+    /// workflow that finished before this process started), adopted and served from now on,
+    /// so that its steps can be rerun. `Elsewhere` when another process runs it.
+    pub async fn revive(self: &Arc<Self>, name: &str) -> Result<Workflow, RunnerError> {
+        if let Some((workflow, _)) = self.get(name) {
+            return Ok(workflow);
+        }
+        let _one_at_a_time = self.reviving.lock().await;
+        if let Some((workflow, _)) = self.get(name) {
+            return Ok(workflow);
+        }
+        let workflow = self.load(name).await?;
+        self.spawn(name, &workflow);
+        info!(
+            workflow = name,
+            "stored workflow taken up again for control"
+        );
+        Ok(workflow)
     }
 
     /// A workflow this process runs.

@@ -951,3 +951,85 @@ async fn stopping_the_process_saves_running_steps_as_running_but_an_operator_shu
     assert_eq!((saved.steps[0].state, saved.shut_down), (Interrupted, true));
     assert!(saved.is_over());
 }
+
+/// A store whose next save of a snapshot where step `a` has succeeded waits (once) until it is
+/// released, so a test can act while the engine is saving.
+struct GatedStore {
+    inner: MemoryWorkflowStore,
+    armed: std::sync::atomic::AtomicBool,
+    saving: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl WorkflowStore for GatedStore {
+    async fn save(&self, snapshot: &store::Snapshot) -> Result<(), store::StoreError> {
+        let a_done = snapshot
+            .steps
+            .iter()
+            .any(|s| s.id == "a" && s.state == Succeeded);
+        if a_done && self.armed.swap(false, Ordering::SeqCst) {
+            let released = self.release.notified();
+            self.saving.notify_one();
+            released.await;
+        }
+        self.inner.save(snapshot).await
+    }
+    async fn define(&self, workflow: &str, definition: &Value) -> Result<bool, store::StoreError> {
+        self.inner.define(workflow, definition).await
+    }
+    async fn get(
+        &self,
+        workflow: &str,
+    ) -> Result<Option<store::StoredWorkflow>, store::StoreError> {
+        self.inner.get(workflow).await
+    }
+    async fn list(&self) -> Result<Vec<store::StoredWorkflow>, store::StoreError> {
+        self.inner.list().await
+    }
+    async fn adopt(&self, workflow: &str) -> Result<bool, store::StoreError> {
+        self.inner.adopt(workflow).await
+    }
+    async fn disown(&self, workflow: &str) -> Result<(), store::StoreError> {
+        self.inner.disown(workflow).await
+    }
+}
+
+#[tokio::test]
+async fn a_control_call_made_while_the_engine_saves_is_not_lost() {
+    let store = Arc::new(GatedStore {
+        inner: MemoryWorkflowStore::new(),
+        armed: true.into(),
+        saving: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+    });
+    let runs = Arc::new(AtomicU32::new(0));
+    let counted = runs.clone();
+    let wf = WorkflowBuilder::new("gated")
+        .step(spec(
+            "a",
+            step_fn(move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Ok(json!(null)) }
+            }),
+        ))
+        .store(store.clone())
+        .build()
+        .unwrap();
+    wf.start(&Selector::id("a"), false).unwrap();
+    let token = CancellationToken::new();
+    let server = tokio::spawn({
+        let (wf, token) = (wf.clone(), token.clone());
+        async move { wf.serve(&token).await }
+    });
+    // The engine saves `a` as succeeded, and is about to find that nothing can move.
+    tokio::time::timeout(DEADLINE, store.saving.notified())
+        .await
+        .expect("the engine saves");
+    wf.rerun(&Selector::id("a"), false).unwrap();
+    store.release.notify_one();
+    until(&wf, "a run again", |_| runs.load(Ordering::SeqCst) == 2).await;
+    until(&wf, "a done again", |wf| state(wf, "a") == Succeeded).await;
+    wf.shutdown(false).unwrap();
+    finish(server).await;
+}
