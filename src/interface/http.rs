@@ -138,8 +138,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// `url` checked (`http://` or `https://`, nothing after the path), without a trailing slash.
 fn base_url(url: &str) -> Result<String, InterfaceError> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| failure(format!("invalid service URL {url:?}: {e}")))?;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| failure(format!("invalid service URL {url:?}: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https")
         || parsed.host_str().is_none()
         || parsed.query().is_some()
@@ -363,10 +363,7 @@ impl Shared {
                         .into(),
                 ))
             }
-            _ => Err(self.failed(format!(
-                "taking a submission: {}",
-                refusal(response).await
-            ))),
+            _ => Err(self.failed(format!("taking a submission: {}", refusal(response).await))),
         }
     }
 
@@ -438,9 +435,7 @@ fn heartbeat_interval(seconds: Option<f64>) -> Duration {
 /// (a restarted service may announce another) is followed from its first heartbeat on.
 async fn heartbeats(shared: Arc<Shared>, stop: CancellationToken) {
     while !stop.is_cancelled() {
-        let period = shared
-            .current()
-            .map_or(DEFAULT_HEARTBEAT, |r| r.heartbeat);
+        let period = shared.current().map_or(DEFAULT_HEARTBEAT, |r| r.heartbeat);
         let round = stop.child_token();
         super::every(period, round.clone(), || {
             let (shared, round) = (shared.clone(), round.clone());
@@ -508,7 +503,10 @@ impl HttpInterface {
         let answer = self
             .shared
             .client
-            .delete(self.shared.url(&format!("/v1.0/workers/{}", registration.id)))
+            .delete(
+                self.shared
+                    .url(&format!("/v1.0/workers/{}", registration.id)),
+            )
             .timeout(self.shared.config.request_timeout)
             .send()
             .await;
@@ -620,7 +618,12 @@ mod tests {
             base_url("http://judge.lan:80/executioner").unwrap(),
             "http://judge.lan/executioner"
         );
-        for bad in ["127.0.0.1:8080", "ftp://host", "http://host/?x=1", "http://"] {
+        for bad in [
+            "127.0.0.1:8080",
+            "ftp://host",
+            "http://host/?x=1",
+            "http://",
+        ] {
             assert!(base_url(bad).is_err(), "{bad} accepted");
         }
     }
