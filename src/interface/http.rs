@@ -44,6 +44,11 @@ const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration:
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 /// The shortest heartbeat interval followed, whatever the service announces.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+/// Why a submission taken under a registration the service has forgotten is dropped.
+const FORGOTTEN: &str = "the service no longer knows this worker (it restarted?)";
+/// A registration the service forgets within this long was not lost to a restart: taking is
+/// not tried again at once.
+const FRESH_REGISTRATION: Duration = Duration::from_secs(1);
 
 /// Settings of the HTTP interface. Defaults are in [`HttpConfig::new`].
 #[derive(Debug, Clone)]
@@ -86,6 +91,8 @@ impl HttpConfig {
 struct Registration {
     id: String,
     heartbeat: Duration,
+    /// When it was made.
+    at: Instant,
 }
 
 /// The fields of the service's worker JSON this client reads.
@@ -247,25 +254,34 @@ impl Shared {
         Ok(Registration {
             id: reply.id,
             heartbeat,
+            at: Instant::now(),
         })
     }
 
-    /// The service does not know registration `id` (it restarted): it is dropped with the
-    /// submissions taken under it, and the next request registers again.
+    /// The service does not know registration `id` (it restarted): it is dropped, and the next
+    /// request registers again. What was taken under it is no longer this worker's: `send`
+    /// drops it.
     fn forget(&self, id: &str) {
         let mut registration = lock(&self.registration);
         if registration.as_ref().is_none_or(|r| r.id != id) {
             return; // Already forgotten (and perhaps replaced).
         }
         *registration = None;
-        let mut held = lock(&self.held);
-        let lost: Vec<String> = held
+        let lost: Vec<String> = lock(&self.held)
             .iter()
             .filter(|(_, by)| by.as_str() == id)
             .map(|(submission, _)| submission.clone())
             .collect();
-        held.retain(|_, by| by != id);
-        warn!(worker_id = %id, ?lost, "the service does not know this worker (it restarted?); registering again, dropping what it held");
+        warn!(worker_id = %id, ?lost, "the service no longer knows this worker (it restarted?); registering again, dropping what it held");
+    }
+
+    /// Submissions taken under the current registration and not finished.
+    fn judging(&self) -> usize {
+        let current = self.current().map(|r| r.id);
+        lock(&self.held)
+            .values()
+            .filter(|by| Some(*by) == current.as_ref())
+            .count()
     }
 
     /// One heartbeat with this worker's status and the last failure not reported yet; a
@@ -279,7 +295,7 @@ impl Shared {
             }
         };
         let error = lock(&self.unreported).take();
-        let judging = lock(&self.held).len();
+        let judging = self.judging();
         let mut body = json!({ "status": status_text(judging) });
         if let Some(error) = &error {
             body["error"] = json!(error);
@@ -358,10 +374,14 @@ impl Shared {
             StatusCode::NO_CONTENT => Ok(None),
             StatusCode::NOT_FOUND => {
                 self.forget(&registration.id);
-                Err(self.failed(
-                    "taking a submission: the service does not know this worker; registering again"
-                        .into(),
-                ))
+                if registration.at.elapsed() < FRESH_REGISTRATION {
+                    // Forgotten as soon as registered: not a restart but a broken service.
+                    return Err(self.failed(
+                        "taking a submission: the service does not know the worker it just registered"
+                            .into(),
+                    ));
+                }
+                Ok(None) // Registers again with the next take.
             }
             _ => Err(self.failed(format!("taking a submission: {}", refusal(response).await))),
         }
@@ -392,7 +412,7 @@ impl Shared {
                 Ok(response) if response.status() == StatusCode::NOT_FOUND => {
                     self.forget(worker);
                     return Err(self.failed(format!(
-                        "recording {what} of submission {id}: the service does not know this worker any more (it restarted)"
+                        "recording {what} of submission {id}: {FORGOTTEN}"
                     )));
                 }
                 Ok(response) if is_transient(response.status()) => refusal(response).await,
@@ -406,7 +426,7 @@ impl Shared {
             };
             if self.current().is_none_or(|r| r.id != worker) {
                 return Err(self.failed(format!(
-                    "recording {what} of submission {id}: the service forgot this worker ({why})"
+                    "recording {what} of submission {id}: {FORGOTTEN}; last try: {why}"
                 )));
             }
             if Instant::now() + pause >= deadline {
@@ -581,11 +601,12 @@ impl Interface for HttpInterface {
                     return Ok(Sent::NotTaken);
                 }
                 let why = if holder.is_some() {
-                    "the service forgot this worker since it took it (it restarted)"
+                    FORGOTTEN
                 } else {
                     "this worker does not hold it"
                 };
-                return Err(shared.failed(format!(
+                // Not news for the heartbeat: the failure that dropped it was.
+                return Err(failure(format!(
                     "recording {} of submission {id}: {why}",
                     message.body.state()
                 )));
