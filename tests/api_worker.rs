@@ -237,7 +237,12 @@ async fn a_remote_worker_judges_with_the_exact_messages_and_reports_its_status()
     let service = Service::start("127.0.0.1:0");
     let worker = remote_worker(&service, "remote-1");
     let addr = service.addr;
-    let id = submit(addr, "python-3.11", &fixture("python-3.11/test_accepted.py")).await;
+    let id = submit(
+        addr,
+        "python-3.11",
+        &fixture("python-3.11/test_accepted.py"),
+    )
+    .await;
     let op = judged(addr, &id, &[&service.process, &worker]).await;
     assert_eq!(
         (op["status"].as_str(), op["percentComplete"].as_u64()),
@@ -397,7 +402,10 @@ impl InProcess {
             language: "python".into(),
             source_code: "x".into(),
         };
-        self.backend.submit(submission, Some(1)).await.expect("queued");
+        self.backend
+            .submit(submission, Some(1))
+            .await
+            .expect("queued");
     }
 
     /// Waits until submission `id` is in `state`.
@@ -494,7 +502,10 @@ async fn a_submission_taken_for_a_dropped_next_is_kept_for_the_next_one() {
     );
     interface.close().await;
     assert!(service.state.workers().all().is_empty());
-    assert_eq!(within("next after close", interface.next()).await.unwrap(), None);
+    assert_eq!(
+        within("next after close", interface.next()).await.unwrap(),
+        None
+    );
 }
 
 /// A close while a take is under way gives back what the take got.

@@ -537,12 +537,10 @@ async fn deregister_worker(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .workers
-        .deregister(&id)
-        .await
-        .ok_or_else(|| DispatchError::UnknownWorker(id))?;
-    Ok(StatusCode::NO_CONTENT)
+    match state.workers.deregister(&id).await {
+        Some(_) => Ok(StatusCode::NO_CONTENT),
+        None => Err(DispatchError::UnknownWorker(id).into()),
+    }
 }
 
 async fn openapi() -> Response {

@@ -1,6 +1,7 @@
-//! The worker registry (seed 004's central/edge reporting): remote workers register, send
-//! heartbeats (with their status and last error), take submissions from the service and
-//! report each message back. A worker that missed too many heartbeats is unresponsive (the
+//! The worker registry (seed 004's central/edge reporting): remote workers (e.g. `executioner
+//! worker --interface http`, `crate::interface::http`) register, send heartbeats (with their
+//! status and last error), take submissions from the service, report each message back and
+//! deregister when they stop. A worker that missed too many heartbeats is unresponsive (the
 //! seed's "zombie"): the submissions it holds are queued again for another worker, and what it
 //! reports later about them is refused.
 //!

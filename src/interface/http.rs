@@ -411,9 +411,9 @@ impl Shared {
                 }
                 Ok(response) if response.status() == StatusCode::NOT_FOUND => {
                     self.forget(worker);
-                    return Err(self.failed(format!(
-                        "recording {what} of submission {id}: {FORGOTTEN}"
-                    )));
+                    return Err(
+                        self.failed(format!("recording {what} of submission {id}: {FORGOTTEN}"))
+                    );
                 }
                 Ok(response) if is_transient(response.status()) => refusal(response).await,
                 Ok(response) => {

@@ -30,7 +30,12 @@ impl WorkerProcess {
         let (concurrency, lease_seconds) = (concurrency.to_string(), lease_seconds.to_string());
         let mut all = vec!["worker"];
         all.extend_from_slice(args);
-        all.extend(["--concurrency", &concurrency, "--lease-seconds", &lease_seconds]);
+        all.extend([
+            "--concurrency",
+            &concurrency,
+            "--lease-seconds",
+            &lease_seconds,
+        ]);
         WorkerProcess::spawn(&all, env)
     }
 
