@@ -82,7 +82,8 @@ enum Command {
         #[arg(long, env = "EXECUTIONER_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
         /// Submissions judged at once by the local worker (default: the number of cores); 0: no
-        /// local worker, only remote ones (`worker --interface http`) judge.
+        /// local worker, submissions are judged by remote ones (`worker --interface http`) only
+        /// (rejudges and validations still run here).
         #[arg(long, env = "EXECUTIONER_CONCURRENCY")]
         concurrency: Option<usize>,
         /// Seconds between the heartbeats remote workers must send; one that misses 3 is
@@ -323,7 +324,8 @@ impl HttpArgs {
         if let Some(name) = self.worker_name {
             config.worker_name = name;
         }
-        config.concurrency = u32::try_from(concurrency).unwrap_or(u32::MAX);
+        // What the worker really judges at once (it takes one at least).
+        config.concurrency = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
         Ok(config)
     }
 }
