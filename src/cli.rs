@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::interface::{
-    FirestoreConfig, FirestoreInterface, MemoryInterface, PostgresConfig, PostgresInterface,
+    FirestoreConfig, FirestoreInterface, HttpConfig, HttpInterface, Interface, InterfaceError,
+    MemoryInterface, PostgresConfig, PostgresInterface,
 };
 use crate::judge::{Judge, JudgeConfig, Outcome};
 use crate::language::{Registry, RegistryError};
@@ -223,6 +224,24 @@ pub async fn remove_leftover_sandboxes(judge: &Judge) {
     }
 }
 
+/// A worker command over a connected interface: the judge (after removing what dead workers on
+/// this host left), then `connect`, then judging until `shutdown` fires. Returns the interface
+/// for the command to close.
+async fn judge_from<I: Interface>(
+    setup: &Setup,
+    config: WorkerConfig,
+    connect: impl std::future::Future<Output = Result<I, InterfaceError>>,
+    shutdown: CancellationToken,
+) -> Result<Arc<I>, CommandError> {
+    let judge = build_judge(setup).await?;
+    remove_leftover_sandboxes(&judge).await;
+    let interface = Arc::new(connect.await?);
+    Worker::new(interface.clone(), judge, config)
+        .run(shutdown)
+        .await;
+    Ok(interface)
+}
+
 /// `executioner worker --interface postgres`: submissions from a shared database, judged until
 /// `shutdown` fires; any number of workers may share the database.
 pub async fn postgres_worker(
@@ -231,13 +250,11 @@ pub async fn postgres_worker(
     database: PostgresConfig,
     shutdown: CancellationToken,
 ) -> Result<ExitCode, CommandError> {
-    let judge = build_judge(setup).await?;
-    remove_leftover_sandboxes(&judge).await;
-    let interface = Arc::new(PostgresInterface::connect(database).await?);
-    Worker::new(interface.clone(), judge, config)
-        .run(shutdown)
+    let connect = PostgresInterface::connect(database);
+    judge_from(setup, config, connect, shutdown)
+        .await?
+        .close()
         .await;
-    interface.close().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -249,13 +266,28 @@ pub async fn firestore_worker(
     database: FirestoreConfig,
     shutdown: CancellationToken,
 ) -> Result<ExitCode, CommandError> {
-    let judge = build_judge(setup).await?;
-    remove_leftover_sandboxes(&judge).await;
-    let interface = Arc::new(FirestoreInterface::connect(database).await?);
-    Worker::new(interface.clone(), judge, config)
-        .run(shutdown)
+    let connect = FirestoreInterface::connect(database);
+    judge_from(setup, config, connect, shutdown)
+        .await?
+        .close()
         .await;
-    interface.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `executioner worker --interface http`: submissions from a remote `executioner serve`, as one
+/// of its registered workers, judged until `shutdown` fires; deregistered at the end, so that
+/// the service queues again anything this worker still held.
+pub async fn http_worker(
+    setup: &Setup,
+    config: WorkerConfig,
+    service: HttpConfig,
+    shutdown: CancellationToken,
+) -> Result<ExitCode, CommandError> {
+    let connect = HttpInterface::connect(service);
+    judge_from(setup, config, connect, shutdown)
+        .await?
+        .close()
+        .await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -347,19 +379,37 @@ pub fn shutdown_signal() -> Result<CancellationToken, CommandError> {
     Ok(token)
 }
 
-/// `executioner serve`: the HTTP operations API on `listen` until `shutdown` fires, with a
-/// local worker judging what it accepts, and rejudges and validations run in this process.
-/// Submissions are kept in memory, or with `database` in the Postgres store (shared with any
-/// `executioner worker --interface postgres`; workflows a restart interrupted are continued).
+/// Settings of `executioner serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080` (port 0: any free port; the log says which).
+    pub listen: String,
+    /// The local worker; concurrency 0: none, only remote workers judge.
+    pub worker: WorkerConfig,
+    /// The API's limits and timings (its problems and languages are filled in from the setup).
+    pub api: crate::api::ApiConfig,
+    /// Keep submissions in this Postgres store instead of in memory.
+    pub database: Option<PostgresConfig>,
+}
+
+/// `executioner serve`: the HTTP operations API on `config.listen` until `shutdown` fires, with
+/// a local worker judging what it accepts (unless its concurrency is 0) beside any remote
+/// workers, and rejudges and validations run in this process. Submissions are kept in memory,
+/// or in the Postgres store of `config.database` (shared with any `executioner worker
+/// --interface postgres`; workflows a restart interrupted are continued).
 pub async fn serve(
     setup: &Setup,
-    config: WorkerConfig,
-    api: crate::api::ApiConfig,
-    listen: &str,
-    database: Option<PostgresConfig>,
+    config: ServeConfig,
     shutdown: CancellationToken,
 ) -> Result<ExitCode, CommandError> {
     use crate::api::backend::{memory::MemoryBackend, postgres::PostgresBackend, Backend};
+    let ServeConfig {
+        listen,
+        worker,
+        api,
+        database,
+    } = config;
+    let listen = listen.as_str();
     let judge = build_judge(setup).await?;
     remove_leftover_sandboxes(&judge).await;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -407,11 +457,20 @@ pub async fn serve(
     let state = crate::api::AppState::new(backend, api_config, shutdown.clone())
         .with_workflows(runner.clone());
     let sweeper = state.start();
-    let worker = Worker::new(state.worker_interface(), judge, config);
+    let local =
+        (worker.concurrency > 0).then(|| Worker::new(state.worker_interface(), judge, worker));
+    if local.is_none() {
+        tracing::info!("no local worker: only remote workers judge");
+    }
     tracing::info!(listen = %listener.local_addr().map_or_else(|_| listen.to_owned(), |a| a.to_string()), "serving the HTTP API");
+    let judging = async {
+        if let Some(local) = local {
+            local.run(shutdown.clone()).await;
+        }
+    };
     let (served, ()) = tokio::join!(
         crate::api::serve(listener, state, shutdown.clone()),
-        worker.run(shutdown)
+        judging
     );
     runner.wait().await;
     let _ = tokio::join!(follower, sweeper);

@@ -49,14 +49,16 @@ enum Command {
         #[arg(long, env = "EXECUTIONER_LANGUAGES")]
         languages: Option<PathBuf>,
     },
-    /// Take submissions from an interface and judge them until SIGINT/SIGTERM.
+    /// Take submissions from an interface and judge them until SIGINT/SIGTERM: a store
+    /// (memory, postgres, firestore) or a remote `executioner serve` (http).
     Worker {
         #[command(flatten)]
         common: Common,
-        /// Where submissions come from. `memory`: JSON lines on stdin, messages on stdout.
+        /// Where submissions come from.
         #[arg(long, env = "EXECUTIONER_INTERFACE", value_enum, default_value_t = InterfaceKind::Memory)]
         interface: InterfaceKind,
-        /// Submissions judged at once (default: the number of cores).
+        /// Submissions judged at once (default: the number of cores); told to the service with
+        /// `--interface http`.
         #[arg(long, env = "EXECUTIONER_CONCURRENCY")]
         concurrency: Option<usize>,
         /// Seconds submissions in flight may take to finish after a shutdown signal.
@@ -66,6 +68,8 @@ enum Command {
         postgres: PostgresArgs,
         #[command(flatten)]
         firestore: FirestoreArgs,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Serve the HTTP operations API, judging accepted submissions with local workers; the
     /// submissions are kept in memory, or in the Postgres store with --database-url.
@@ -77,7 +81,9 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8080.
         #[arg(long, env = "EXECUTIONER_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
-        /// Submissions judged at once (default: the number of cores).
+        /// Submissions judged at once by the local worker (default: the number of cores); 0: no
+        /// local worker, submissions are judged by remote ones (`worker --interface http`) only
+        /// (rejudges and validations still run here).
         #[arg(long, env = "EXECUTIONER_CONCURRENCY")]
         concurrency: Option<usize>,
         /// Requests a second one client (IP address, IPv6 /64) may make on average; over it
@@ -92,6 +98,10 @@ enum Command {
         /// separate with commas. Without one, rejudges asking for a webhook are refused (403).
         #[arg(long, env = "EXECUTIONER_WEBHOOK_ALLOW", value_delimiter = ',')]
         webhook_allow: Vec<String>,
+        /// Seconds between the heartbeats remote workers must send; one that misses 3 is
+        /// unresponsive and its submissions are queued again (default: 10).
+        #[arg(long, env = "EXECUTIONER_HEARTBEAT_SECONDS")]
+        heartbeat_seconds: Option<u64>,
     },
     /// Long jobs made of steps: problem validation, rejudge.
     Workflow {
@@ -306,11 +316,42 @@ impl FirestoreArgs {
     }
 }
 
+/// Settings of `--interface http` (defaults: `HttpConfig::new`).
+#[derive(Args)]
+struct HttpArgs {
+    /// The `executioner serve` to judge for, http://HOST:PORT (`--interface http`).
+    #[arg(long, env = "EXECUTIONER_URL")]
+    url: Option<String>,
+    /// How the service lists this worker (default: HOSTNAME-PID).
+    #[arg(long, env = "EXECUTIONER_WORKER_NAME")]
+    worker_name: Option<String>,
+}
+
+impl HttpArgs {
+    fn config(self, concurrency: usize) -> Result<executioner::interface::HttpConfig, String> {
+        let url = self
+            .url
+            .ok_or("--interface http needs --url or EXECUTIONER_URL")?;
+        let mut config = executioner::interface::HttpConfig::new(url);
+        if let Some(name) = self.worker_name {
+            config.worker_name = name;
+        }
+        // What the worker really judges at once (it takes one at least).
+        config.concurrency = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
+        Ok(config)
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum InterfaceKind {
+    /// Submissions as JSON lines on stdin, messages as JSON lines on stdout.
     Memory,
+    /// A PostgreSQL store shared by any number of workers (--database-url).
     Postgres,
+    /// A Firestore database in the STAOJ layout (--project-id).
     Firestore,
+    /// A remote `executioner serve`, as one of its registered workers (--url).
+    Http,
 }
 
 #[derive(Args)]
@@ -401,6 +442,7 @@ async fn run(command: Command) -> ExitCode {
             drain_timeout,
             postgres,
             firestore,
+            http,
         } => {
             let config = WorkerConfig {
                 concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
@@ -430,6 +472,15 @@ async fn run(command: Command) -> ExitCode {
                         }
                     }
                 }
+                (Ok(setup), InterfaceKind::Http) => {
+                    match (http.config(config.concurrency), cli::shutdown_signal()) {
+                        (Err(e), _) => Err(cli::CommandError::Usage(e)),
+                        (_, Err(e)) => Err(e),
+                        (Ok(service), Ok(shutdown)) => {
+                            cli::http_worker(&setup, config, service, shutdown).await
+                        }
+                    }
+                }
             }
         }
         Command::Serve {
@@ -440,31 +491,48 @@ async fn run(command: Command) -> ExitCode {
             rate_limit,
             rate_burst,
             webhook_allow,
+            heartbeat_seconds,
         } => {
-            let config = WorkerConfig {
+            let worker = WorkerConfig {
                 concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
                 ..WorkerConfig::default()
             };
-            let api = executioner::api::ApiConfig {
-                rate_limit: rate_limit.map(|per_second| {
-                    let mut limit = executioner::api::limit::RateLimit::new(per_second);
-                    if let Some(burst) = rate_burst {
-                        limit.burst = burst.get();
-                    }
-                    limit
-                }),
-                webhook_hosts: webhook_allow,
-                ..executioner::api::ApiConfig::default()
+            let heartbeat_interval = match heartbeat_seconds {
+                Some(0) => Err("--heartbeat-seconds must be at least 1".to_owned()),
+                seconds => Ok(seconds.map(Duration::from_secs)),
             };
             match (
                 common.setup(),
                 postgres.optional_config(),
+                heartbeat_interval,
                 cli::shutdown_signal(),
             ) {
-                (Err(e), _, _) | (_, Err(e), _) => Err(cli::CommandError::Usage(e)),
-                (_, _, Err(e)) => Err(e),
-                (Ok(setup), Ok(database), Ok(shutdown)) => {
-                    cli::serve(&setup, config, api, &listen, database, shutdown).await
+                (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) => {
+                    Err(cli::CommandError::Usage(e))
+                }
+                (_, _, _, Err(e)) => Err(e),
+                (Ok(setup), Ok(database), Ok(heartbeat_interval), Ok(shutdown)) => {
+                    let defaults = executioner::api::ApiConfig::default();
+                    let api = executioner::api::ApiConfig {
+                        heartbeat_interval: heartbeat_interval
+                            .unwrap_or(defaults.heartbeat_interval),
+                        rate_limit: rate_limit.map(|per_second| {
+                            let mut limit = executioner::api::limit::RateLimit::new(per_second);
+                            if let Some(burst) = rate_burst {
+                                limit.burst = burst.get();
+                            }
+                            limit
+                        }),
+                        webhook_hosts: webhook_allow,
+                        ..defaults
+                    };
+                    let config = cli::ServeConfig {
+                        listen,
+                        worker,
+                        api,
+                        database,
+                    };
+                    cli::serve(&setup, config, shutdown).await
                 }
             }
         }

@@ -767,6 +767,13 @@ async fn workers_register_and_report_their_status_and_errors() {
         .post(&format!("/v1.0/workers/{id}/take"), json!({}))
         .await;
     assert_eq!(none.status, StatusCode::NO_CONTENT);
+    // A worker that stops deregisters; then the service knows it no more.
+    let gone = api.delete(&format!("/v1.0/workers/{id}")).await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    assert_eq!(api.get("/v1.0/workers").await.body["value"], json!([]));
+    let again = api.delete(&format!("/v1.0/workers/{id}")).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(again.body["error"]["code"], "unknownWorker");
 }
 
 /// A remote worker takes a submission and reports part of it, then falls silent: once it has

@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use serde::Deserialize;
@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
             get(operation).delete(cancel_operation),
         )
         .route("/v1.0/workers", get(list_workers).post(register_worker))
+        .route("/v1.0/workers/{id}", delete(deregister_worker))
         .route("/v1.0/workers/{id}/heartbeat", post(heartbeat))
         .route("/v1.0/workers/{id}/take", post(take))
         .route("/v1.0/workers/{id}/messages", post(report))
@@ -532,6 +533,18 @@ async fn report(
     let Json(message) = body?;
     state.workers.report(&id, &message).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A worker that stops: it is forgotten, and the submissions it holds are queued again. 204, or
+/// 404 for an unknown worker.
+async fn deregister_worker(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match state.workers.deregister(&id).await {
+        Some(_) => Ok(StatusCode::NO_CONTENT),
+        None => Err(DispatchError::UnknownWorker(id).into()),
+    }
 }
 
 async fn openapi() -> Response {

@@ -1,6 +1,7 @@
-//! The worker registry (seed 004's central/edge reporting): remote workers register, send
-//! heartbeats (with their status and last error), take submissions from the service and
-//! report each message back. A worker that missed too many heartbeats is unresponsive (the
+//! The worker registry (seed 004's central/edge reporting): remote workers (e.g. `executioner
+//! worker --interface http`, `crate::interface::http`) register, send heartbeats (with their
+//! status and last error), take submissions from the service, report each message back and
+//! deregister when they stop. A worker that missed too many heartbeats is unresponsive (the
 //! seed's "zombie"): the submissions it holds are queued again for another worker, and what it
 //! reports later about them is refused.
 //!
@@ -66,8 +67,16 @@ pub enum DispatchError {
 #[derive(Default)]
 struct Registry {
     workers: HashMap<String, RegisteredWorker>,
-    /// Submission id -> the worker that holds it.
-    holders: HashMap<String, String>,
+    /// Submission id -> who holds it.
+    holders: HashMap<String, Holder>,
+}
+
+/// The worker holding a submission, and the last message it reported about it.
+struct Holder {
+    worker: String,
+    /// A message equal to this one is the same report sent again (the worker retried after
+    /// losing the answer): no two consecutive messages of a submission are ever equal.
+    last: Option<Message>,
 }
 
 /// Registered workers and what they hold. A worker is unresponsive once `interval * missed`
@@ -189,20 +198,28 @@ impl Workers {
                 Sent::NotTaken => continue,
                 Sent::Recorded => {}
             }
-            let mut registry = self.registry();
-            registry
-                .holders
-                .insert(submission.id.clone(), id.to_owned());
-            if let Some(worker) = registry.workers.get_mut(id) {
-                worker.running.insert(submission.id.clone());
+            {
+                let mut registry = self.registry();
+                if let Some(worker) = registry.workers.get_mut(id) {
+                    worker.running.insert(submission.id.clone());
+                    let holder = Holder {
+                        worker: id.to_owned(),
+                        last: None,
+                    };
+                    registry.holders.insert(submission.id.clone(), holder);
+                    info!(worker_id = %id, submission_id = %submission.id, "submission given to a worker");
+                    return Ok(Some(submission));
+                }
             }
-            info!(worker_id = %id, submission_id = %submission.id, "submission given to a worker");
-            return Ok(Some(submission));
+            // The worker deregistered while its claim was under way: nobody will judge it.
+            self.requeue(&submission.id, id).await;
+            return Err(DispatchError::UnknownWorker(id.to_owned()));
         }
     }
 
     /// Records a message worker `id` sends about a submission it holds. `executing` was sent
-    /// when the worker took it: sent again, it changes nothing.
+    /// when the worker took it, and a message equal to the one before is that one sent again:
+    /// either changes nothing.
     pub async fn report(&self, id: &str, message: &Message) -> Result<(), DispatchError> {
         {
             let mut registry = self.registry();
@@ -210,15 +227,19 @@ impl Workers {
                 return Err(DispatchError::UnknownWorker(id.to_owned()));
             };
             worker.last_heartbeat_ms = now_ms();
-            if registry.holders.get(&message.id).map(String::as_str) != Some(id) {
-                return Err(DispatchError::NotHeld {
-                    worker: id.to_owned(),
-                    submission: message.id.clone(),
-                });
+            let holder = match registry.holders.get_mut(&message.id) {
+                Some(holder) if holder.worker == id => holder,
+                _ => {
+                    return Err(DispatchError::NotHeld {
+                        worker: id.to_owned(),
+                        submission: message.id.clone(),
+                    })
+                }
+            };
+            if message.body == Body::Executing || holder.last.as_ref() == Some(message) {
+                return Ok(());
             }
-        }
-        if message.body == Body::Executing {
-            return Ok(());
+            holder.last = Some(message.clone());
         }
         let sent = self.interface.send(message).await;
         if message.body.is_terminal() || sent.is_err() {
@@ -231,11 +252,47 @@ impl Workers {
     /// Forgets who holds `submission`.
     fn release(&self, submission: &str) -> Option<String> {
         let mut registry = self.registry();
-        let worker = registry.holders.remove(submission)?;
-        if let Some(w) = registry.workers.get_mut(&worker) {
+        let holder = registry.holders.remove(submission)?;
+        if let Some(w) = registry.workers.get_mut(&holder.worker) {
             w.running.remove(submission);
         }
-        Some(worker)
+        Some(holder.worker)
+    }
+
+    /// Queues `submission` again, taken from `worker`, which will not judge it.
+    async fn requeue(&self, submission: &str, worker: &str) -> bool {
+        match self.backend.requeue(submission).await {
+            Ok(true) => {
+                info!(submission_id = %submission, worker_id = %worker, "queued again: its worker will not judge it");
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                warn!(submission_id = %submission, worker_id = %worker, error = %e, "could not queue again a submission its worker will not judge; the store's own recovery takes it");
+                false
+            }
+        }
+    }
+
+    /// Forgets worker `id` (it stopped) and queues again the submissions it holds. `None` for
+    /// an unknown worker, else the ids of the submissions queued again.
+    pub async fn deregister(&self, id: &str) -> Option<Vec<String>> {
+        let held = {
+            let mut registry = self.registry();
+            let worker = registry.workers.remove(id)?;
+            for submission in &worker.running {
+                registry.holders.remove(submission);
+            }
+            worker.running
+        };
+        info!(worker_id = %id, held = held.len(), "worker deregistered");
+        let mut requeued = Vec::new();
+        for submission in held {
+            if self.requeue(&submission, id).await {
+                requeued.push(submission);
+            }
+        }
+        Some(requeued)
     }
 
     /// Declares unresponsive the workers silent for too long at `now_ms`, and queues again the
@@ -268,15 +325,8 @@ impl Workers {
         };
         let mut requeued = Vec::new();
         for (submission, worker) in orphans {
-            match self.backend.requeue(&submission).await {
-                Ok(true) => {
-                    info!(submission_id = %submission, worker_id = %worker, "queued again: its worker is unresponsive");
-                    requeued.push(submission);
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    warn!(submission_id = %submission, error = %e, "could not queue again the submission of an unresponsive worker; the store's own recovery takes it")
-                }
+            if self.requeue(&submission, &worker).await {
+                requeued.push(submission);
             }
         }
         requeued
@@ -364,5 +414,50 @@ mod tests {
             workers.take("nobody", Duration::ZERO).await,
             Err(DispatchError::UnknownWorker(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_message_sent_again_is_recorded_once() {
+        let interface = Arc::new(MemoryInterface::new());
+        let backend = MemoryBackend::new(interface.clone());
+        let _follow = backend.follow(CancellationToken::new());
+        let workers = Workers::new(backend.clone(), Duration::from_secs(10), 3);
+        backend.submit(submission("s"), Some(1)).await.unwrap();
+        let a = workers.register("a".into(), None);
+        workers.take(&a.id, Duration::ZERO).await.unwrap().unwrap();
+        let testing = Message::new(
+            "s",
+            Body::Testing {
+                test_case: 1,
+                subtask: None,
+            },
+        );
+        for message in [Message::new("s", Body::Executing), testing.clone(), testing] {
+            workers.report(&a.id, &message).await.unwrap();
+        }
+        let states: Vec<&str> = interface
+            .messages_of("s")
+            .iter()
+            .map(|m| m.body.state())
+            .collect();
+        assert_eq!(states, ["executing", "testing"]);
+    }
+
+    #[tokio::test]
+    async fn a_deregistered_worker_gives_its_submissions_back() {
+        let backend = MemoryBackend::new(Arc::new(MemoryInterface::new()));
+        let _follow = backend.follow(CancellationToken::new());
+        let workers = Workers::new(backend.clone(), Duration::from_secs(10), 3);
+        backend.submit(submission("s"), Some(1)).await.unwrap();
+        let a = workers.register("a".into(), None);
+        workers.take(&a.id, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(workers.deregister(&a.id).await, Some(vec!["s".to_owned()]));
+        assert_eq!(workers.deregister(&a.id).await, None);
+        assert!(workers.all().is_empty());
+        let view = backend.get("s").await.unwrap().unwrap();
+        assert_eq!(view.state, SubmissionState::Queued);
+        let b = workers.register("b".into(), None);
+        let taken = workers.take(&b.id, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(taken.id, "s");
     }
 }

@@ -1,6 +1,8 @@
-//! Interfaces: the stores submissions come from and messages go to (SPEC §6), behind one trait.
+//! Interfaces: the stores submissions come from and messages go to (SPEC §6), behind one trait;
+//! and the HTTP interface, through which a worker judges for a remote `executioner serve`.
 
 pub mod firestore;
+pub mod http;
 pub mod memory;
 pub mod postgres;
 pub mod state;
@@ -10,6 +12,7 @@ use async_trait::async_trait;
 use crate::protocol::{Message, Submission};
 
 pub use firestore::{FirestoreConfig, FirestoreInterface};
+pub use http::{HttpConfig, HttpInterface};
 pub use memory::MemoryInterface;
 pub use postgres::{PostgresConfig, PostgresInterface};
 pub use state::SubmissionState;

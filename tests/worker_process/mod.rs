@@ -1,6 +1,7 @@
-//! An `executioner worker` process for end-to-end tests of a shared store, killed (by its
-//! handle) if the test ends before it does. It judges in Docker, so it needs the sandbox:
-//! Docker, the images, `EXECUTIONER_DEMOTER`, as `scripts/test` sets up.
+//! An `executioner worker` process for end-to-end tests of a shared store (or any other
+//! `executioner` command, e.g. `serve`), killed (by its handle) if the test ends before it
+//! does. It judges in Docker, so it needs the sandbox: Docker, the images,
+//! `EXECUTIONER_DEMOTER`, as `scripts/test` sets up.
 
 // Every test binary uses a different part of this module.
 #![allow(dead_code)]
@@ -26,22 +27,61 @@ impl WorkerProcess {
         lease_seconds: u64,
         concurrency: usize,
     ) -> WorkerProcess {
+        let (concurrency, lease_seconds) = (concurrency.to_string(), lease_seconds.to_string());
+        let mut all = vec!["worker"];
+        all.extend_from_slice(args);
+        all.extend([
+            "--concurrency",
+            &concurrency,
+            "--lease-seconds",
+            &lease_seconds,
+        ]);
+        WorkerProcess::spawn(&all, env)
+    }
+
+    /// `executioner <args> --problems <fixtures>` with `env` added to the inherited
+    /// environment; its logs go to a file.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
         let log = tempfile::NamedTempFile::new().expect("a log file");
         let problems = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/problems");
         let child = Command::new(env!("CARGO_BIN_EXE_executioner"))
-            .arg("worker")
             .args(args)
             .arg("--problems")
             .arg(problems)
-            .args(["--concurrency", &concurrency.to_string()])
-            .args(["--lease-seconds", &lease_seconds.to_string()])
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log.reopen().expect("the log file"))
             .spawn()
-            .expect("start executioner worker");
+            .unwrap_or_else(|e| panic!("start executioner {args:?}: {e}"));
         WorkerProcess { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The first log line containing `needle`, waiting for it until `deadline`.
+    pub fn wait_for_log(&mut self, needle: &str, deadline: Duration) -> String {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(line) = self.log_all().lines().find(|l| l.contains(needle)) {
+                return line.to_owned();
+            }
+            let exited = self.child.try_wait().expect("wait for the process");
+            assert!(
+                exited.is_none() && Instant::now() < until,
+                "no log line with {needle:?} within {deadline:?} (exit: {exited:?}):\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, and gone (reaped) when this returns.
+    pub fn kill(mut self) {
+        self.signal(Signal::SIGKILL);
+        let _ = self.child.wait();
     }
 
     pub fn signal(&self, signal: Signal) {
