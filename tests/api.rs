@@ -166,6 +166,14 @@ impl Api {
         Api::new(ApiConfig::default())
     }
 
+    /// An API limiting each client to `per_second` requests, `burst` at once.
+    fn limited(per_second: f64, burst: u32) -> Api {
+        Api::new(ApiConfig {
+            rate_limit: Some(RateLimit { per_second, burst }),
+            ..ApiConfig::default()
+        })
+    }
+
     async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Reply {
         self.call_from(None, method, uri, body).await
     }
@@ -1190,13 +1198,7 @@ async fn workflow_steps_are_controlled_by_tags_with_dry_runs() {
 
 #[tokio::test]
 async fn a_client_over_its_rate_is_refused_and_others_and_workers_are_not() {
-    let api = Api::new(ApiConfig {
-        rate_limit: Some(RateLimit {
-            per_second: 0.5,
-            burst: 2,
-        }),
-        ..ApiConfig::default()
-    });
+    let api = Api::limited(0.5, 2);
     let a: SocketAddr = "192.0.2.1:40000".parse().unwrap();
     let a_again: SocketAddr = "192.0.2.1:40001".parse().unwrap();
     let b: SocketAddr = "192.0.2.2:40000".parse().unwrap();
@@ -1252,13 +1254,7 @@ async fn a_client_over_its_rate_is_refused_and_others_and_workers_are_not() {
 
 #[tokio::test]
 async fn a_real_server_limits_each_connecting_address() {
-    let api = Api::new(ApiConfig {
-        rate_limit: Some(RateLimit {
-            per_second: 0.1,
-            burst: 3,
-        }),
-        ..ApiConfig::default()
-    });
+    let api = Api::limited(0.1, 3);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(api::serve(
