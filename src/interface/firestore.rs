@@ -9,7 +9,9 @@
 //!
 //! How a submission moves through it:
 //! - A front end writes it with `state: "queued"`. A listener on `state == "queued"` wakes every
-//!   worker's [`Interface::next`], which queries for queued submissions (oldest first); a
+//!   worker's [`Interface::next`], which queries for queued submissions (oldest first; with n
+//!   workers counted in `judgeCount`, each offers one of the n oldest at random, so they do not
+//!   all race for the same one); a
 //!   periodic sweep finds what a lost event would hide, and a listener that fails is opened
 //!   again. Every event is only a wake-up: what to do next always comes from a fresh query.
 //! - The claim (`executing`) is a commit whose **first** write creates the lock document
@@ -74,6 +76,8 @@ const HOLDS: &str = "executioner-holds";
 const OFFER_TTL: Duration = Duration::from_secs(5);
 /// First and longest pause between tries of a failed request (and of the listener).
 const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+/// Most of the oldest queued submissions the workers of one queue spread over.
+const MAX_SPREAD: usize = 16;
 
 /// Settings of the Firestore interface. Defaults are in [`FirestoreConfig::new`].
 #[derive(Debug, Clone)]
@@ -155,6 +159,8 @@ struct Shared {
     held: Mutex<HashMap<String, Held>>,
     /// Submissions offered by `next()` and not claimed yet, with when.
     offered: Mutex<HashMap<String, Instant>>,
+    /// Workers sharing the queue (`judgeCount`, at least 1), and when it was read.
+    workers: Mutex<Option<(usize, Instant)>>,
     /// Bumped on every listener event (and reconnect): `next()` looks again.
     wake: watch::Sender<u64>,
 }
@@ -451,6 +457,27 @@ impl Shared {
             .max_by_key(|c| Fields::of(c).integer("attempt").unwrap_or(0)))
     }
 
+    /// Workers sharing the queue, as `info/info.judgeCount` says (read again after a sweep
+    /// interval; 1 when it cannot be read), at most [`MAX_SPREAD`].
+    async fn workers(&self) -> usize {
+        if let Some((count, at)) = *lock(&self.workers) {
+            if at.elapsed() < self.config.sweep_interval {
+                return count;
+            }
+        }
+        let count = match self.get_one(self.path(INFO, "info")).await {
+            Ok(info) => info
+                .and_then(|d| Fields::of(&d).integer("judgeCount"))
+                .map_or(1, |n| n.clamp(1, MAX_SPREAD as i64) as usize),
+            Err(e) => {
+                debug!(error = e.message(), "cannot read the worker count");
+                1
+            }
+        };
+        *lock(&self.workers) = Some((count, Instant::now()));
+        count
+    }
+
     /// Up to `scan_limit` submissions worth offering, oldest first: queued ones, and those
     /// whose holder's lease has passed.
     async fn look(&self) -> Result<Option<Submission>, Status> {
@@ -501,9 +528,14 @@ impl Shared {
                 .or_else(|| d.create_time.as_ref().map(value::from_timestamp));
             (time, value::document_id(d).to_owned())
         });
-        let Some(document) = candidates.into_iter().next() else {
+        if candidates.is_empty() {
             return Ok(None);
-        };
+        }
+        // With n workers, each takes one of the n oldest at random instead of all racing for
+        // the oldest (a lost race costs a commit, and the emulator runs one at a time).
+        let spread = self.workers().await.min(candidates.len());
+        let pick = (uuid::Uuid::new_v4().as_u128() % spread as u128) as usize;
+        let document = candidates.swap_remove(pick);
         let f = Fields::of(&document);
         // A field that is missing or of the wrong type reads as empty, which the judge reports
         // as `invalid`: the submission still ends.
@@ -933,6 +965,7 @@ impl FirestoreInterface {
             documents,
             held: Mutex::new(HashMap::new()),
             offered: Mutex::new(HashMap::new()),
+            workers: Mutex::new(None),
             wake: watch::Sender::new(0),
         });
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
