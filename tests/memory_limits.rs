@@ -2,7 +2,8 @@
 //! problem's limit is not killed for the runtime's own overhead (here the JVM: its heap is capped
 //! at the limit, its own memory comes on top, `memory_extra_kb`), and deep recursion fits the
 //! thread stack the run command gives. Going over the limit is `test_mle` in the conformance
-//! tests. Programs: `fixtures/submissions/java-17/{memory_near_limit,deep_recursion}.java`.
+//! tests. Also: the Java class run is the public one as javac reads the file. Programs:
+//! `fixtures/submissions/java-17/{memory_near_limit,deep_recursion,commented_public_class}.java`.
 
 mod common;
 
@@ -33,4 +34,11 @@ fn a_java_program_near_its_memory_limit_is_accepted() {
 #[test]
 fn java_deep_recursion_fits_the_thread_stack() {
     pass(accepted_on_test_base("deep_recursion"));
+}
+
+/// The class run is the public one as javac reads the file: not a commented-out one, not
+/// another class with a main method, in its package.
+#[test]
+fn java_runs_the_public_class_javac_sees() {
+    pass(accepted_on_test_base("commented_public_class"));
 }
