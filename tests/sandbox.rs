@@ -203,13 +203,19 @@ async fn fork_bombs_and_endless_output_are_contained() {
 async fn what_a_run_leaves_behind_is_gone_before_the_next() {
     let (sandbox, docker) = setup().await;
     // First run (input "1"): leaves a symlink to /etc/shadow, a FIFO, a file in /tmp and
-    // /dev/shm, and a daemon. Second run (input "2"): reports what it can still see.
+    // /dev/shm, System V shared memory, a message queue and a semaphore set (with a message and
+    // a value in them), a POSIX message queue, and a daemon. Second run (input "2"): reports what it can still see.
     let program = r#"
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <fcntl.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <mqueue.h>
 int main(void){
   int mode=0; if(scanf("%d",&mode)!=1) return 9;
   if(mode==1){
@@ -217,6 +223,12 @@ int main(void){
     mkfifo("fifo",0666);
     int f=open("/tmp/left",O_CREAT|O_WRONLY,0644); if(f>=0) close(f);
     f=open("/dev/shm/left",O_CREAT|O_WRONLY,0644); if(f>=0) close(f);
+    int shm=shmget(0x5eed,4096,IPC_CREAT|0600); if(shm>=0){ char*p=shmat(shm,0,0); p[0]=42; shmdt(p); }
+    int q=msgget(0x5eee,IPC_CREAT|0600); struct { long t; char c[8]; } m={1,"left"};
+    if(q>=0) msgsnd(q,&m,sizeof m.c,0);
+    int sem=semget(0x5eef,1,IPC_CREAT|0600); if(sem>=0) semctl(sem,0,SETVAL,7);
+    mqd_t mq=mq_open("/left",O_CREAT|O_RDWR,0600,NULL);
+    printf("%d ", shm>=0 && q>=0 && sem>=0 && mq!=(mqd_t)-1);
     if(fork()==0){ setsid(); if(fork()==0){ for(;;) sleep(1); } _exit(0); }
     /* Writing outside the run's directory fails. */
     f=open("/box/build/planted",O_CREAT|O_WRONLY,0644);
@@ -226,6 +238,8 @@ int main(void){
   printf("%d %d %d %d %d\n", access("shadow",F_OK)==0, access("fifo",F_OK)==0,
          access("/tmp/left",F_OK)==0, access("/dev/shm/left",F_OK)==0,
          access("/box/build/planted",F_OK)==0);
+  printf("%d %d %d %d\n", shmget(0x5eed,0,0)>=0, msgget(0x5eee,0)>=0, semget(0x5eef,0,0)>=0,
+         mq_open("/left",O_RDONLY)!=(mqd_t)-1);
   /* Reading the shadow file through any path is impossible for the runner user. */
   printf("%d\n", open("/etc/shadow",O_RDONLY)>=0);
   return 0;
@@ -233,10 +247,10 @@ int main(void){
     let mut c = compiled(&sandbox, program).await;
     let (r, out) = run(&mut c, limits(1000, 65536), "1").await;
     assert_eq!(r.exit, Exit::Exited { code: 0 }, "{r:?}");
-    assert_eq!(String::from_utf8_lossy(&out), "denied\n");
+    assert_eq!(String::from_utf8_lossy(&out), "1 denied\n");
     let (r, out) = run(&mut c, limits(1000, 65536), "2").await;
     assert_eq!(r.exit, Exit::Exited { code: 0 }, "{r:?}");
-    assert_eq!(String::from_utf8_lossy(&out), "0 0 0 0 0\n0\n");
+    assert_eq!(String::from_utf8_lossy(&out), "0 0 0 0 0\n0 0 0 0\n0\n");
     // The host's /etc/shadow was never touched through the link.
     let shadow = std::fs::symlink_metadata("/etc/shadow").unwrap();
     assert!(shadow.file_type().is_file());

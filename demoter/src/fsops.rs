@@ -74,9 +74,15 @@ pub fn seal(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Removes everything inside `dir` (not `dir` itself), never following symlinks.
+/// Removes everything inside `dir` (not `dir` itself), never following symlinks; a `dir` that
+/// does not exist has nothing in it.
 pub fn wipe_contents(dir: &Path) -> Result<(), Error> {
-    for entry in fs::read_dir(dir).at("list", dir)? {
+    let entries = match fs::read_dir(dir) {
+        // Not mounted here (e.g. no /dev/mqueue): nothing can be left in it.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        entries => entries.at("list", dir)?,
+    };
+    for entry in entries {
         let entry = entry.at("list", dir)?;
         let path = entry.path();
         // d_type / lstat: a symlink to a directory is a symlink here.

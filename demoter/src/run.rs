@@ -50,7 +50,8 @@ pub struct RunEnv<'a> {
 }
 
 /// Performs one run and cleans up after it, whatever happened: afterwards the run's cgroup is
-/// empty and removed, the fresh working directory removed and the wipe directories empty.
+/// empty and removed, the fresh working directory removed, the wipe directories empty and the
+/// System V IPC objects of the program's user removed.
 pub fn run(spec: &RunSpec, env: &RunEnv<'_>) -> Result<RunResult, Error> {
     let memory_bytes = validate(spec)?;
     let plan = Plan::new(spec, memory_bytes)?;
@@ -74,6 +75,7 @@ pub fn run(spec: &RunSpec, env: &RunEnv<'_>) -> Result<RunResult, Error> {
     for dir in env.wipe {
         keep_first(&mut cleanup, fsops::wipe_contents(dir));
     }
+    keep_first(&mut cleanup, sys::remove_sysv_ipc(spec.uid).map(drop));
     sys::reap_orphans(REAP_DEADLINE);
     match (outcome, cleanup) {
         (Ok(result), Ok(())) => Ok(result),

@@ -166,3 +166,57 @@ pub fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> Result<(), Error> {
 pub fn cpu_count() -> u64 {
     thread::available_parallelism().map_or(1, |n| n.get() as u64)
 }
+
+/// Removes the System V IPC objects (shared memory segments, message queues, semaphore sets) of
+/// this IPC namespace that `uid` may remove: they outlive the processes that made them, and a
+/// run must not hand anything to the next. Removing another user's object needs CAP_SYS_ADMIN,
+/// which the demoter does not keep, so it acts with `uid` as its effective uid (restored before
+/// returning; the demoter is single-threaded). A segment still attached would only be marked,
+/// but every process of the run is gone by now. Returns how many objects were removed.
+pub fn remove_sysv_ipc(uid: u32) -> Result<usize, Error> {
+    let ids = |table: &str| -> Vec<libc::c_int> {
+        // Absent without SysV IPC in the kernel: nothing to remove. The second column is the id.
+        let Ok(text) = std::fs::read_to_string(table) else {
+            return Vec::new();
+        };
+        text.lines()
+            .skip(1)
+            .filter_map(|line| line.split_whitespace().nth(1)?.parse().ok())
+            .collect()
+    };
+    let (shm, msg, sem) = (
+        ids("/proc/sysvipc/shm"),
+        ids("/proc/sysvipc/msg"),
+        ids("/proc/sysvipc/sem"),
+    );
+    if shm.is_empty() && msg.is_empty() && sem.is_empty() {
+        return Ok(0);
+    }
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    // SAFETY: seteuid takes a uid; the real and saved uids stay root, so it can be undone.
+    if unsafe { libc::seteuid(uid) } == -1 {
+        return Err(Error::last_os("seteuid to remove the run's IPC objects"));
+    }
+    let mut removed = 0;
+    // Failures are objects of other users (EPERM) or already gone (EINVAL, EIDRM): skipped.
+    for id in shm {
+        // SAFETY: IPC_RMID takes no buffer.
+        removed +=
+            usize::from(unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) } == 0);
+    }
+    for id in msg {
+        // SAFETY: IPC_RMID takes no buffer.
+        removed +=
+            usize::from(unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) } == 0);
+    }
+    for id in sem {
+        // SAFETY: IPC_RMID ignores the semaphore number and takes no fourth argument.
+        removed += usize::from(unsafe { libc::semctl(id, 0, libc::IPC_RMID) } == 0);
+    }
+    // SAFETY: as above; the saved uid is the original one.
+    if unsafe { libc::seteuid(euid) } == -1 {
+        return Err(Error::last_os("seteuid back after removing IPC objects"));
+    }
+    Ok(removed)
+}

@@ -9,7 +9,8 @@
 //!   (expected outputs never enter the container);
 //! - `/box`: tmpfs; `/box/build` holds the source and what compiling made, sealed read-only
 //!   before tests; each test runs in a fresh `/box/run` removed afterwards;
-//! - `/tmp`: tmpfs, emptied after every run; the root file system is read-only.
+//! - `/tmp`: tmpfs, emptied after every run (as are `/dev/shm`, `/dev/mqueue` and the System V
+//!   IPC objects); the root file system is read-only.
 
 mod agent;
 pub mod cgroup;
@@ -436,6 +437,8 @@ impl Sandbox {
                     "/tmp",
                     "--wipe",
                     "/dev/shm",
+                    "--wipe",
+                    "/dev/mqueue",
                 ]
                 .map(String::from)
                 .to_vec(),
