@@ -21,7 +21,7 @@ use super::error::ApiError;
 use super::AppState;
 
 /// Buckets kept before full ones (clients quiet long enough to be back at their burst) are
-/// dropped.
+/// first dropped.
 const PRUNE_AT: usize = 10_000;
 
 /// How fast one client may call the API.
@@ -48,17 +48,28 @@ struct Bucket {
     at: Instant,
 }
 
+#[derive(Default)]
+struct Buckets {
+    by_client: HashMap<IpAddr, Bucket>,
+    /// Size at which full buckets are dropped next: twice what was left after the last time,
+    /// so many active clients cost a scan now and then, not one per request.
+    prune_at: usize,
+}
+
 /// The buckets of every client seen.
 pub struct Limiter {
     limit: RateLimit,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<Buckets>,
 }
 
 impl Limiter {
     pub fn new(limit: RateLimit) -> Self {
         Limiter {
             limit,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                by_client: HashMap::new(),
+                prune_at: PRUNE_AT,
+            }),
         }
     }
 
@@ -67,12 +78,14 @@ impl Limiter {
         let RateLimit { per_second, burst } = self.limit;
         let burst = f64::from(burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= PRUNE_AT {
-            buckets.retain(|_, b| {
+        let buckets = &mut *buckets;
+        if buckets.by_client.len() >= buckets.prune_at {
+            buckets.by_client.retain(|_, b| {
                 b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < burst
             });
+            buckets.prune_at = (buckets.by_client.len() * 2).max(PRUNE_AT);
         }
-        let bucket = buckets.entry(client).or_insert(Bucket {
+        let bucket = buckets.by_client.entry(client).or_insert(Bucket {
             tokens: burst,
             at: now,
         });
@@ -169,6 +182,45 @@ mod tests {
             assert_eq!(limiter.admit(a, t2), Ok(()));
         }
         assert!(limiter.admit(a, t2).is_err());
+    }
+
+    #[test]
+    fn quiet_clients_are_forgotten_and_busy_ones_kept() {
+        let limiter = Limiter::new(RateLimit {
+            per_second: 1.0,
+            burst: 1,
+        });
+        let client = |i: u32| IpAddr::from(i.to_be_bytes());
+        let busy = IpAddr::from([10, 1, 1, 1]);
+        let t0 = Instant::now();
+        assert_eq!(limiter.admit(busy, t0), Ok(()));
+        for i in 1..PRUNE_AT as u32 {
+            assert_eq!(limiter.admit(client(i), t0), Ok(()));
+        }
+        // Half a second on no bucket is back at its burst: the scan drops none, and the next
+        // one waits until the map has doubled.
+        let t1 = t0 + Duration::from_millis(500);
+        assert!(limiter.admit(busy, t1).is_err());
+        {
+            let buckets = limiter.buckets.lock().unwrap();
+            assert_eq!(
+                (buckets.by_client.len(), buckets.prune_at),
+                (PRUNE_AT, 2 * PRUNE_AT)
+            );
+        }
+        // Much later the busy client calls again, and new clients fill the map up to the next
+        // scan: the clients quiet since t0 are dropped, the busy and the new ones kept.
+        let t2 = t0 + Duration::from_secs(10);
+        assert_eq!(limiter.admit(busy, t2), Ok(()));
+        let mut i = 1 << 24;
+        while limiter.buckets.lock().unwrap().prune_at == 2 * PRUNE_AT {
+            assert_eq!(limiter.admit(client(i), t2), Ok(()));
+            i += 1;
+        }
+        let buckets = limiter.buckets.lock().unwrap();
+        assert!(!buckets.by_client.contains_key(&client(1)));
+        assert!(buckets.by_client.contains_key(&busy));
+        assert_eq!(buckets.by_client.len(), (i - (1 << 24)) as usize + 1);
     }
 
     #[test]
