@@ -219,7 +219,10 @@ async fn main() -> anyhow::Result<()> {
             )),
         ),
         ("percentComplete lt 100", filter("percentComplete lt 100")),
-        ("page at $skip=10000", "/v1.0/operations?$top=50&$skip=10000".into()),
+        (
+            "page at $skip=10000",
+            "/v1.0/operations?$top=50&$skip=10000".into(),
+        ),
     ];
     for (what, uri) in &cases {
         get(&state, uri).await;
