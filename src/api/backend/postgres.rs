@@ -16,17 +16,26 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{Backend, BackendError, Cancel, Recorded, Status, SubmissionView, WorkflowStores};
-use crate::interface::postgres::{Cancelled, SubmissionRecord, STATE_CHANNEL};
+mod pushdown;
+
+use super::{
+    selects, Backend, BackendError, Cancel, Recorded, Status, SubmissionView, WorkflowStores,
+};
+use crate::api::filter::Expr;
+use crate::interface::postgres::{Cancelled, Condition, SubmissionRecord, STATE_CHANNEL};
 use crate::interface::{Interface, PostgresInterface, SubmissionState};
 use crate::language::Registry;
 use crate::problem::ProblemStore;
 use crate::protocol::{Body, CompileResult, Message, Submission};
 use crate::workflow::store::postgres::{PostgresSubmissions, PostgresWorkflowStore};
+use pushdown::Pushdown;
 
 /// The channel notified with a submission's id when a judge result is recorded (migration
 /// `20260301000000_workflows.sql`).
 const RESULT_CHANNEL: &str = "executioner_result";
+/// Rows read per statement while listing with a filter the database cannot evaluate whole
+/// (`percentComplete`), at least.
+const INEXACT_BATCH: usize = 500;
 /// First and longest pause before the listener connects again.
 const RECONNECT: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
@@ -242,6 +251,40 @@ impl Backend for PostgresBackend {
     async fn list(&self) -> Result<Vec<SubmissionView>, BackendError> {
         let records = self.interface.records().await?;
         Ok(records.into_iter().map(|r| self.view(r)).collect())
+    }
+
+    async fn list_page(
+        &self,
+        filter: Option<&Expr>,
+        limit: usize,
+    ) -> Result<Vec<SubmissionView>, BackendError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let pushdown = filter.map_or(
+            Pushdown {
+                condition: Condition::True,
+                exact: true,
+            },
+            Pushdown::of,
+        );
+        // When the database selects more than the filter, the page may take more rows.
+        let batch = if pushdown.exact {
+            limit
+        } else {
+            limit.max(INEXACT_BATCH)
+        };
+        let mut page = Vec::new();
+        self.interface
+            .scan_listing(&pushdown.condition, batch, |record| {
+                let view = self.view(record);
+                if filter.is_none_or(|f| selects(f, &view)) {
+                    page.push(view);
+                }
+                page.len() < limit
+            })
+            .await?;
+        Ok(page)
     }
 
     async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError> {
