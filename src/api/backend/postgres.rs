@@ -6,6 +6,7 @@
 //! of its current attempt are rebuilt from them (`executing`, the compile steps of a compiled
 //! language, the results, the end), in the order the worker sent them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,12 +120,36 @@ impl PostgresBackend {
         })
     }
 
-    fn view(&self, record: SubmissionRecord) -> SubmissionView {
-        let total_tests = self
-            .problems
+    /// The tests of `problem`, when known.
+    fn total_tests(&self, problem: &str) -> Option<usize> {
+        self.problems
             .as_ref()
-            .and_then(|p| p.get(&record.problem).ok())
-            .map(|p| p.tests.len());
+            .and_then(|p| p.get(problem).ok())
+            .map(|p| p.tests.len())
+    }
+
+    fn view(&self, record: SubmissionRecord) -> SubmissionView {
+        let total_tests = self.total_tests(&record.problem);
+        Self::view_of(record, total_tests)
+    }
+
+    /// Views of many records, each problem looked up once (a look-up reads the file system).
+    fn viewer(&self) -> impl FnMut(SubmissionRecord) -> SubmissionView + Send + '_ {
+        let mut totals: HashMap<String, Option<usize>> = HashMap::new();
+        move |record| {
+            let total_tests = match totals.get(&record.problem) {
+                Some(&total) => total,
+                None => {
+                    let total = self.total_tests(&record.problem);
+                    totals.insert(record.problem.clone(), total);
+                    total
+                }
+            };
+            Self::view_of(record, total_tests)
+        }
+    }
+
+    fn view_of(record: SubmissionRecord, total_tests: Option<usize>) -> SubmissionView {
         SubmissionView {
             status: Status::of(record.state, record.attempt_over, record.retry_pending),
             id: record.id,
@@ -250,7 +275,7 @@ impl Backend for PostgresBackend {
 
     async fn list(&self) -> Result<Vec<SubmissionView>, BackendError> {
         let records = self.interface.records().await?;
-        Ok(records.into_iter().map(|r| self.view(r)).collect())
+        Ok(records.into_iter().map(self.viewer()).collect())
     }
 
     async fn list_page(
@@ -275,9 +300,10 @@ impl Backend for PostgresBackend {
             limit.max(INEXACT_BATCH)
         };
         let mut page = Vec::new();
+        let mut view = self.viewer();
         self.interface
             .scan_listing(&pushdown.condition, batch, |record| {
-                let view = self.view(record);
+                let view = view(record);
                 if filter.is_none_or(|f| selects(f, &view)) {
                     page.push(view);
                 }
