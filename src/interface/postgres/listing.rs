@@ -155,7 +155,6 @@ impl Condition {
     }
 
     /// `NOT c`, constants folded.
-    #[allow(clippy::should_implement_trait)]
     pub fn not(c: Condition) -> Condition {
         match c {
             Condition::True => Condition::False,
@@ -377,7 +376,7 @@ mod tests {
         );
         assert_eq!(&sql[at..at + expected.len()], expected);
         assert!(!sql.contains("DROP"));
-        assert!(sql.contains(concat!(") > ($4, $5, $6) ORDER BY ")));
+        assert!(sql.contains(") > ($4, $5, $6) ORDER BY "));
         assert!(sql.contains(" LIMIT $7) s ORDER BY "));
     }
 
