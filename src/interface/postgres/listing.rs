@@ -145,21 +145,25 @@ pub enum Condition {
     Compare(Operand, Comparison, Operand),
 }
 
+/// `NOT c`, constants folded.
+impl std::ops::Not for Condition {
+    type Output = Condition;
+
+    fn not(self) -> Condition {
+        match self {
+            Condition::True => Condition::False,
+            Condition::False => Condition::True,
+            c => Condition::Not(Box::new(c)),
+        }
+    }
+}
+
 impl Condition {
     pub fn constant(value: bool) -> Condition {
         if value {
             Condition::True
         } else {
             Condition::False
-        }
-    }
-
-    /// `NOT c`, constants folded.
-    pub fn not(c: Condition) -> Condition {
-        match c {
-            Condition::True => Condition::False,
-            Condition::False => Condition::True,
-            c => Condition::Not(Box::new(c)),
         }
     }
 
@@ -347,7 +351,7 @@ mod tests {
                 Comparison::Eq,
                 Operand::Text("a'; DROP TABLE submissions; --".into()),
             ),
-            Condition::not(Condition::or(
+            !Condition::or(
                 Condition::Compare(
                     Operand::Column(Column::Id),
                     Comparison::Lt,
@@ -358,7 +362,7 @@ mod tests {
                     Comparison::Ge,
                     Operand::Ms(5),
                 ),
-            )),
+            ),
         );
         let key = Key {
             rank: 1,
@@ -393,7 +397,7 @@ mod tests {
         assert_eq!(Condition::and(atom(), Condition::False), Condition::False);
         assert_eq!(Condition::or(Condition::False, atom()), atom());
         assert_eq!(Condition::or(atom(), Condition::True), Condition::True);
-        assert_eq!(Condition::not(Condition::constant(true)), Condition::False);
-        assert_eq!(Condition::not(atom()), Condition::Not(Box::new(atom())));
+        assert_eq!(!Condition::constant(true), Condition::False);
+        assert_eq!(!atom(), Condition::Not(Box::new(atom())));
     }
 }

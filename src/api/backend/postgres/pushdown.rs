@@ -56,7 +56,7 @@ fn bound(expr: &Expr, widen: Widen, exact: &mut bool) -> Condition {
     match expr {
         Expr::Or(a, b) => Condition::or(bound(a, widen, exact), bound(b, widen, exact)),
         Expr::And(a, b) => Condition::and(bound(a, widen, exact), bound(b, widen, exact)),
-        Expr::Not(e) => Condition::not(bound(e, widen.flip(), exact)),
+        Expr::Not(e) => !bound(e, widen.flip(), exact),
         Expr::Cmp(left, op, right) => compare(term(left), *op, term(right), widen, exact),
     }
 }
@@ -180,7 +180,7 @@ fn percent(op: CmpOp, n: f64, widen: Widen, exact: &mut bool) -> Condition {
         (Condition::False, false) => Condition::False,
         (unfinished, at_100) => Condition::or(
             Condition::and(succeeded.clone(), Condition::constant(at_100)),
-            Condition::and(Condition::not(succeeded), unfinished),
+            Condition::and(!succeeded, unfinished),
         ),
     }
 }
@@ -211,7 +211,7 @@ mod tests {
             p.condition,
             Condition::and(
                 text(Column::Problem, Comparison::Eq, "a'b"),
-                Condition::not(text(Column::Id, Comparison::Lt, "x")),
+                !text(Column::Id, Comparison::Lt, "x"),
             )
         );
         // A literal on the left: the comparison turns round.
@@ -262,14 +262,14 @@ mod tests {
         let p = pushdown("percentComplete lt 100");
         assert!(!p.exact);
         // A superset: any unfinished operation may be below 100.
-        assert_eq!(p.condition, Condition::not(succeeded()));
+        assert_eq!(p.condition, !succeeded());
         let p = pushdown("percentComplete eq 100");
         assert!(!p.exact);
         assert_eq!(p.condition, Condition::True);
         // Under `not` the unknown part errs the other way, so that the whole is a superset:
         // only succeeded operations are known to be at 100.
         let p = pushdown("not (percentComplete eq 100)");
-        assert_eq!(p.condition, Condition::not(succeeded()));
+        assert_eq!(p.condition, !succeeded());
         // An unfinished one may be at 100 too (every test done, the end not recorded yet).
         let p = pushdown("not (percentComplete lt 100)");
         assert_eq!(p.condition, Condition::True);
