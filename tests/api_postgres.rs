@@ -770,6 +770,15 @@ async fn listed_operations_are_those_the_filter_selects_in_order() {
         assert_eq!(ids, expected);
     }
 
+    // A front end may write any time, an infinite one too: the index takes the row.
+    sqlx::query(
+        "INSERT INTO submissions (id, problem, language, source_code, submission_time)
+         VALUES ('forever', 'test-base', 'gcc-12', 'x', 'infinity')",
+    )
+    .execute(interface.pool())
+    .await
+    .unwrap();
+
     listing.shutdown.cancel();
     listing.runner.wait().await;
     workers.close().await;

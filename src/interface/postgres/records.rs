@@ -13,13 +13,16 @@ use crate::verdict::Verdict;
 
 /// A `timestamptz` column of `s` as ms since the epoch (no date type needed). Taken at UTC so
 /// that the expression is immutable and can be indexed (`EXTRACT` of a `timestamptz` is only
-/// stable); the value is the same.
+/// stable); the value is the same. NULL for an infinite time (a front end may write one), which
+/// no `int8` holds: an index on the expression must not refuse the row.
 macro_rules! epoch_ms {
     ($column:literal) => {
         concat!(
-            "(EXTRACT(EPOCH FROM s.",
+            "(CASE WHEN isfinite(s.",
             $column,
-            " AT TIME ZONE 'UTC') * 1000)::int8"
+            ") THEN (EXTRACT(EPOCH FROM s.",
+            $column,
+            " AT TIME ZONE 'UTC') * 1000)::int8 END)"
         )
     };
 }
