@@ -7,6 +7,8 @@
 //! 2% being judged (one test done), 2% ended in `error`, 1% compile errors, the rest judged
 //! (three `tested` results each); `BENCH_REPEAT` (default 20) requests per case.
 
+#[path = "../tests/client/mod.rs"]
+mod client;
 #[path = "../tests/pg/mod.rs"]
 mod pg;
 
@@ -156,16 +158,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// A query value with what a URL cannot carry as it is percent-encoded.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: only build-check then.
@@ -207,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .expect("stored")
         .submitted_ms;
-    let filter = |f: &str| format!("/v1.0/operations?$top=50&$filter={}", encode(f));
+    let filter = |f: &str| format!("/v1.0/operations?$top=50&$filter={}", client::encode(f));
     let cases = [
         ("first page", "/v1.0/operations?$top=50".to_owned()),
         ("status eq 'failed'", filter("status eq 'failed'")),

@@ -13,8 +13,7 @@ mod pg;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body as HttpBody;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use executioner::api::backend::postgres::PostgresBackend;
 use executioner::api::backend::{first_page, SubmissionView};
 use executioner::api::filter::{parse, Expr};
@@ -36,7 +35,6 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 /// For one judging or a small rejudge, TLEs included.
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -530,26 +528,9 @@ impl Listing {
     }
 
     async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(uri);
-        let body = match body {
-            Some(body) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                HttpBody::from(body.to_string())
-            }
-            None => HttpBody::empty(),
-        };
-        let response = api::router(self.state.clone())
-            .oneshot(request.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let router = api::router(self.state.clone());
+        let (status, _, body) = client::oneshot(router, method, uri, body.as_ref()).await;
+        (status, body)
     }
 
     /// The old way of listing: every submission read, the workflows added, filtered and sorted
@@ -574,7 +555,10 @@ impl Listing {
 
     /// Every page of `GET /v1.0/operations?$top=...&$filter=...`, following `nextLink`.
     async fn pages(&self, top: usize, filter: &str) -> Vec<Value> {
-        let mut uri = format!("/v1.0/operations?$top={top}&$filter={}", encode(filter));
+        let mut uri = format!(
+            "/v1.0/operations?$top={top}&$filter={}",
+            client::encode(filter)
+        );
         let mut items = Vec::new();
         for page in 0.. {
             let (status, body) = self.call(Method::GET, &uri, None).await;
@@ -597,16 +581,6 @@ impl Listing {
         }
         items
     }
-}
-
-/// A query value percent-encoded.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
