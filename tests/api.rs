@@ -186,31 +186,11 @@ impl Api {
         uri: &str,
         body: Option<Value>,
     ) -> Reply {
-        let mut request = Request::builder().method(method).uri(uri);
+        let mut router = api::router(self.state.clone());
         if let Some(peer) = peer {
-            request = request.extension(ConnectInfo(peer));
+            router = router.layer(axum::Extension(ConnectInfo(peer)));
         }
-        let body = match body {
-            Some(body) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                HttpBody::from(body.to_string())
-            }
-            None => HttpBody::empty(),
-        };
-        let response = api::router(self.state.clone())
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("a JSON body")
-        };
+        let (status, headers, body) = client::oneshot(router, method, uri, body.as_ref()).await;
         Reply {
             status,
             headers,

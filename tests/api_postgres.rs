@@ -2,7 +2,9 @@
 //! PostgreSQL and the real judge (Docker, the demoter, the images): a real server on port 0
 //! with a local worker judges a submission while its messages stream; cancelling works on the
 //! store; and a restarted service reads the operations from the store and continues the rejudge
-//! the previous one was running.
+//! the previous one was running. Without the judge: listing operations over a few hundred
+//! submissions in every state selects and orders exactly what the old in-memory evaluation of
+//! `$filter` did, page after page.
 
 mod client;
 mod judging;
@@ -11,13 +13,22 @@ mod pg;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{Method, StatusCode};
 use executioner::api::backend::postgres::PostgresBackend;
+use executioner::api::backend::{first_page, SubmissionView};
+use executioner::api::filter::{parse, Expr};
+use executioner::api::operations::{Operation, FILTER_FIELDS};
+use executioner::api::time::format_rfc3339;
 use executioner::api::{self, ApiConfig, AppState, Backend};
-use executioner::interface::{PostgresInterface, SubmissionState};
+use executioner::interface::postgres::{Cancelled, Column, Comparison, Condition, Operand};
+use executioner::interface::{Interface, InterfaceError, PostgresInterface, Sent, SubmissionState};
+use executioner::judge::Outcome;
 use executioner::language::Registry;
 use executioner::problem::ProblemStore;
+use executioner::protocol::{Body, CompileResult, Message, Submission};
+use executioner::verdict::Verdict;
 use executioner::worker::{Worker, WorkerConfig};
-use executioner::workflow::{Env, Runner};
+use executioner::workflow::{Env, Runner, SubmissionJudge};
 use judging::{problems, submission};
 use pg::TestDatabase;
 use serde_json::{json, Value};
@@ -341,4 +352,452 @@ async fn a_restarted_service_continues_the_rejudge_it_was_running() {
         after.updated_ms
     );
     third.stop().await;
+}
+
+/// Rejudges without a sandbox: every judging passes one test.
+struct PassingJudge;
+
+#[async_trait::async_trait]
+impl SubmissionJudge for PassingJudge {
+    async fn judge(
+        &self,
+        submission: &Submission,
+        interface: &dyn Interface,
+        _cancel: &CancellationToken,
+    ) -> Result<Outcome, InterfaceError> {
+        let id = &submission.id;
+        let done = Body::Done {
+            score: Some(1.0),
+            failed_subtasks: None,
+        };
+        let mut messages = vec![Message::new(id, Body::Executing)];
+        messages.extend(test(id, 1));
+        messages.push(Message::new(id, done.clone()));
+        for message in &messages {
+            interface.send(message).await?;
+        }
+        Ok(Outcome::Finished(done))
+    }
+}
+
+/// `testing` then `tested` of one test.
+fn test(id: &str, test_case: u32) -> [Message; 2] {
+    let testing = Body::Testing {
+        test_case,
+        subtask: None,
+    };
+    let tested = Body::Tested {
+        test_case,
+        subtask: None,
+        result: Verdict::Accepted,
+        time: Some(3),
+        memory: Some(900),
+    };
+    [Message::new(id, testing), Message::new(id, tested)]
+}
+
+/// Unknown problems (no test count: 0% until succeeded) among known ones of 3, 8 and 60 tests.
+const LISTED_PROBLEMS: [&str; 5] = [
+    "test-base",
+    "test-subtasks-mixed",
+    "edge-many-tests",
+    "o'brien",
+    "Test-base",
+];
+/// Submissions per `INSERT`: they share a submission time.
+const CHUNK: usize = 36;
+
+/// Ids whose byte order is not their order in any locale ('O' < 'i' < 'o' < 'é').
+fn listed_id(i: usize) -> String {
+    match i % 4 {
+        0 => format!("op-{i:03}"),
+        1 => format!("Op-{i:03}"),
+        2 => format!("it's-{i:03}"),
+        _ => format!("é-{i:03}"),
+    }
+}
+
+fn listed_submission(i: usize) -> Submission {
+    Submission {
+        id: listed_id(i),
+        problem: LISTED_PROBLEMS[i % LISTED_PROBLEMS.len()].into(),
+        language: ["gcc-12", "python-3.11", "it's"][i % 7 % 3].into(),
+        source_code: "print(1)\n".into(),
+    }
+}
+
+/// The workers of the listing test: `worker` and `front` retry after `error` (3 retries),
+/// `last_try` does not; leases outlast the test.
+struct Workers {
+    front: PostgresInterface,
+    worker: PostgresInterface,
+    last_try: PostgresInterface,
+}
+
+impl Workers {
+    async fn connect(db: &TestDatabase) -> Workers {
+        let mut config = db.config();
+        config.lease = Duration::from_secs(600);
+        let front = db.interface_with(config.clone()).await;
+        let worker = db.interface_with(config.clone()).await;
+        config.retries = 0;
+        let last_try = db.interface_with(config).await;
+        Workers {
+            front,
+            worker,
+            last_try,
+        }
+    }
+
+    /// Claims `id` on `by` and sends `bodies` after `executing`, as a worker would.
+    async fn judge(by: &PostgresInterface, id: &str, bodies: Vec<Body>) {
+        let claimed = by.send(&Message::new(id, Body::Executing)).await.unwrap();
+        assert_eq!(claimed, Sent::Recorded, "{id}");
+        for body in bodies {
+            by.send(&Message::new(id, body)).await.unwrap();
+        }
+    }
+
+    /// Queues submissions `range` (one statement) and brings submission `i` to the state
+    /// `i % 12` picks.
+    async fn populate(&self, range: std::ops::Range<usize>) {
+        let submissions: Vec<Submission> = range.clone().map(listed_submission).collect();
+        self.front.enqueue(&submissions).await.unwrap();
+        for i in range {
+            let id = listed_id(i);
+            let total = match i % LISTED_PROBLEMS.len() {
+                0 => 3,
+                1 => 8,
+                _ => 2,
+            };
+            let tests = |n: u32| (1..=n).flat_map(|t| test(&id, t)).map(|m| m.body);
+            let done = |score| Body::Done {
+                score: Some(score),
+                failed_subtasks: None,
+            };
+            let compile_error = [
+                Body::Compiling,
+                Body::Compiled {
+                    result: CompileResult::Error,
+                    compile_output: Some("oops".into()),
+                },
+            ];
+            let failure = |reason: &str| Body::Error {
+                reason: Some(reason.into()),
+            };
+            match i % 12 {
+                0 => {}
+                1 => assert_eq!(self.front.cancel(&id).await.unwrap(), Cancelled::Yes),
+                // Running, some tests done (for a known problem: some percent).
+                2 => Self::judge(&self.worker, &id, tests((i / 12 % 4) as u32).collect()).await,
+                // Running with every test done: at 100% but not succeeded.
+                3 => Self::judge(&self.worker, &id, tests(total).collect()).await,
+                4 => Self::judge(&self.worker, &id, vec![Body::Compiling]).await,
+                5 => {
+                    let mut bodies = compile_error.to_vec();
+                    bodies.push(done(0.0));
+                    Self::judge(&self.worker, &id, bodies).await
+                }
+                // The compile error recorded, `done` not yet: still running.
+                6 => Self::judge(&self.worker, &id, compile_error.to_vec()).await,
+                7 => {
+                    let bodies = tests(total).chain([done(1.0)]).collect();
+                    Self::judge(&self.worker, &id, bodies).await
+                }
+                // Will be tried again: running.
+                8 => Self::judge(&self.front, &id, vec![failure("sandbox")]).await,
+                // No retries left: failed.
+                9 => Self::judge(&self.last_try, &id, vec![failure("for good")]).await,
+                10 => {
+                    let invalid = Body::Invalid {
+                        reason: Some("bad".into()),
+                    };
+                    Self::judge(&self.worker, &id, vec![invalid]).await
+                }
+                // As a rejudge records a whole judging.
+                _ => {
+                    let mut messages = vec![Message::new(&id, Body::Executing)];
+                    messages.extend(test(&id, 1));
+                    messages.push(Message::new(&id, done(0.5)));
+                    assert!(self.front.replace(&id, &messages).await.unwrap());
+                }
+            }
+        }
+    }
+
+    async fn close(self) {
+        self.front.close().await;
+        self.worker.close().await;
+        self.last_try.close().await;
+    }
+}
+
+/// The API in process over the Postgres backend, with rejudges judged by [`PassingJudge`].
+struct Listing {
+    state: AppState,
+    backend: Arc<PostgresBackend>,
+    runner: Arc<Runner>,
+    shutdown: CancellationToken,
+}
+
+impl Listing {
+    async fn start(db: &TestDatabase) -> Listing {
+        let shutdown = CancellationToken::new();
+        let problems = Arc::new(ProblemStore::new(problems()));
+        let backend =
+            PostgresBackend::new(Arc::new(db.interface().await), Some(problems.clone()), None);
+        backend.follow(shutdown.clone());
+        let stores = backend.clone().workflow_stores();
+        let runner = Runner::new(
+            Env {
+                judge: Arc::new(PassingJudge),
+                submissions: stores.submissions,
+                results: stores.results,
+                store: stores.workflows,
+            },
+            shutdown.clone(),
+        );
+        let config = ApiConfig {
+            problems: Some(problems),
+            ..ApiConfig::default()
+        };
+        let state =
+            AppState::new(backend.clone(), config, shutdown.clone()).with_workflows(runner.clone());
+        Listing {
+            state,
+            backend,
+            runner,
+            shutdown,
+        }
+    }
+
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let router = api::router(self.state.clone());
+        let (status, _, body) = client::oneshot(router, method, uri, body.as_ref()).await;
+        (status, body)
+    }
+
+    /// The old way of listing: every submission read, the workflows added, filtered and sorted
+    /// in memory. The submissions' operations, and all.
+    async fn reference(&self, filter: Option<&Expr>) -> (Vec<SubmissionView>, Vec<Operation>) {
+        let selects = |op: &Operation| filter.is_none_or(|f| f.matches(&|name| op.field(name)));
+        let mut views: Vec<SubmissionView> = self
+            .backend
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|v| selects(&Operation::of_submission(v)))
+            .collect();
+        views.sort_by_cached_key(|v| Operation::of_submission(v).sort_key());
+        let mut ops: Vec<Operation> = views.iter().map(Operation::of_submission).collect();
+        let workflows = self.runner.views().await.unwrap();
+        ops.extend(workflows.iter().map(Operation::of_workflow).filter(selects));
+        ops.sort_by_cached_key(Operation::sort_key);
+        (views, ops)
+    }
+
+    /// Every page of `GET /v1.0/operations?$top=...&$filter=...`, following `nextLink`.
+    async fn pages(&self, top: usize, filter: &str) -> Vec<Value> {
+        let mut uri = format!(
+            "/v1.0/operations?$top={top}&$filter={}",
+            client::encode(filter)
+        );
+        let mut items = Vec::new();
+        for page in 0.. {
+            let (status, body) = self.call(Method::GET, &uri, None).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+            let value = body["value"].as_array().unwrap();
+            items.extend(value.iter().cloned());
+            let Some(next) = body.get("nextLink") else {
+                break;
+            };
+            assert_eq!(value.len(), top, "{uri}: only a full page has a next one");
+            let next = next.as_str().unwrap();
+            let skip = (page + 1) * top;
+            assert!(
+                next.starts_with(&format!(
+                    "/v1.0/operations?$top={top}&$skip={skip}&$filter="
+                )),
+                "{next}"
+            );
+            uri = next.to_owned();
+        }
+        items
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_operations_are_those_the_filter_selects_in_order() {
+    let db = TestDatabase::create_english().await;
+    let workers = Workers::connect(&db).await;
+    let listing = Listing::start(&db).await;
+    let n = 8 * CHUNK;
+    for chunk in 0..n / CHUNK / 2 {
+        workers.populate(chunk * CHUNK..(chunk + 1) * CHUNK).await;
+    }
+    // A finished rejudge among the submissions: an operation of another kind, with no
+    // language and no problem.
+    let judged: Vec<String> = [7, 19].into_iter().map(listed_id).collect();
+    let (status, accepted) = listing
+        .call(
+            Method::POST,
+            "/v1.0/rejudges",
+            Some(json!({"submissions": judged})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let rejudge = accepted["id"].as_str().unwrap().to_owned();
+    client::until_operation(&listing.state, &rejudge, "succeeded", DEADLINE, || async {
+        let uri = format!("/v1.0/operations/{rejudge}");
+        listing.call(Method::GET, &uri, None).await.1
+    })
+    .await;
+    for chunk in n / CHUNK / 2..n / CHUNK {
+        workers.populate(chunk * CHUNK..(chunk + 1) * CHUNK).await;
+    }
+
+    // Datetimes the submissions have: a submission time, one of the last changes.
+    let (all, ops) = listing.reference(None).await;
+    assert_eq!((all.len(), ops.len()), (n, n + 1));
+    let statuses: std::collections::BTreeSet<&str> =
+        ops.iter().map(|op| op.status.as_str()).collect();
+    assert_eq!(statuses.len(), 5, "{statuses:?}");
+    let mut created: Vec<i64> = all.iter().map(|v| v.created_ms).collect();
+    created.sort();
+    let mut changed: Vec<i64> = all.iter().map(|v| v.last_action_ms).collect();
+    changed.sort();
+    let (created, changed) = (
+        format_rfc3339(created[n / 2]),
+        format_rfc3339(changed[n / 3]),
+    );
+    // The same instant one hour east of UTC.
+    let created_east = {
+        let ms = executioner::api::time::parse_rfc3339(&created).unwrap() + 3_600_000;
+        format_rfc3339(ms).replace('Z', "+01:00")
+    };
+
+    let filters = [
+        "status eq 'notstarted'".to_owned(),
+        "status eq 'running'".into(),
+        "status ne 'succeeded'".into(),
+        "'failed' eq status or status eq 'cancelled'".into(),
+        "status eq 'Running'".into(),
+        "kind eq 'submission'".into(),
+        "kind ne 'submission'".into(),
+        "kind eq 'rejudge' or status eq 'cancelled'".into(),
+        "id eq 'it''s-002'".into(),
+        "id gt 'Op-' and id lt 'op-'".into(),
+        "id ge 'é'".into(),
+        "not (id lt 'it''s') and status ne 'running'".into(),
+        "problem eq 'o''brien'".into(),
+        "problem ne 'test-base'".into(),
+        "problem eq null".into(),
+        "problem gt 'T' and problem le 'test-base'".into(),
+        "language eq 'x'".into(),
+        "language ne 'gcc-12'".into(),
+        "language eq 'it''s' and (status eq 'running' or status eq 'failed')".into(),
+        "id eq 5".into(),
+        "id eq id and createdDateTime le lastActionDateTime".into(),
+        format!("createdDateTime eq {created}"),
+        format!("createdDateTime lt {created} and not (status eq 'notstarted')"),
+        format!("createdDateTime eq {created_east}"),
+        format!("{created} le createdDateTime or lastActionDateTime lt {changed}"),
+        format!("lastActionDateTime ge {changed}"),
+        "percentComplete lt 100".into(),
+        "percentComplete eq 100".into(),
+        "percentComplete eq 100 and status ne 'succeeded'".into(),
+        "percentComplete gt 33.4 and percentComplete lt 66.7".into(),
+        "not (percentComplete gt 50) and problem eq 'test-subtasks-mixed'".into(),
+        "percentComplete eq 0 or language eq 'it''s'".into(),
+        "not (percentComplete lt 100 or status eq 'cancelled')".into(),
+        "(percentComplete ge 25 and id lt 'o') or not (status ne 'failed')".into(),
+        "100 gt percentComplete and not not (kind eq 'submission')".into(),
+        "percentComplete ge 0".into(),
+        "percentComplete eq 'x'".into(),
+    ];
+    let mut discriminating = 0;
+    for text in &filters {
+        let filter = parse(text, FILTER_FIELDS).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let (views, ops) = listing.reference(Some(&filter)).await;
+        if !ops.is_empty() && ops.len() < n + 1 {
+            discriminating += 1;
+        }
+        for limit in [1, 5, 40, 1000] {
+            let page = listing
+                .backend
+                .list_page(Some(&filter), limit)
+                .await
+                .unwrap();
+            let expected = &views[..limit.min(views.len())];
+            assert_eq!(page, expected, "{text}, limit {limit}");
+            let in_memory = first_page(listing.backend.list().await.unwrap(), Some(&filter), limit);
+            assert_eq!(in_memory, expected, "{text}, limit {limit}, in memory");
+        }
+        let expected: Vec<Value> = ops.iter().map(Operation::to_json).collect();
+        assert_eq!(listing.pages(13, text).await, expected, "{text}");
+    }
+    // Most select some operations and not others.
+    assert!(discriminating >= filters.len() - 6, "{discriminating}");
+
+    // Texts with a NUL are compared in memory (the database takes none).
+    for text in [
+        "id lt 'op-\u{0}'",
+        "not (id eq 'a\u{0}') and id ge 'op-\u{0}x'",
+    ] {
+        let filter = parse(text, FILTER_FIELDS).unwrap();
+        let (views, _) = listing.reference(Some(&filter)).await;
+        let page = listing
+            .backend
+            .list_page(Some(&filter), 1000)
+            .await
+            .unwrap();
+        assert_eq!(page, views, "{text:?}");
+    }
+
+    // Without a filter, and in batches smaller than a chunk of equal submission times.
+    let expected: Vec<Value> = ops.iter().map(Operation::to_json).collect();
+    let (status, body) = listing
+        .call(Method::GET, "/v1.0/operations?$top=1000", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["value"].as_array().unwrap(), &expected);
+    assert!(body.get("nextLink").is_none());
+    let interface = listing.backend.interface();
+    for (condition, filter) in [
+        (Condition::True, None),
+        (
+            Condition::Compare(
+                Operand::Column(Column::Status),
+                Comparison::Ne,
+                Operand::Text("succeeded".into()),
+            ),
+            Some(parse("status ne 'succeeded'", FILTER_FIELDS).unwrap()),
+        ),
+    ] {
+        let mut ids = Vec::new();
+        interface
+            .scan_listing(&condition, 5, |record| {
+                ids.push(record.id);
+                true
+            })
+            .await
+            .unwrap();
+        let (views, _) = listing.reference(filter.as_ref()).await;
+        let expected: Vec<String> = views.into_iter().map(|v| v.id).collect();
+        assert_eq!(ids, expected);
+    }
+
+    // A front end may write any time, an infinite one too: the index takes the row.
+    sqlx::query(
+        "INSERT INTO submissions (id, problem, language, source_code, submission_time)
+         VALUES ('forever', 'test-base', 'gcc-12', 'x', 'infinity')",
+    )
+    .execute(interface.pool())
+    .await
+    .unwrap();
+
+    listing.shutdown.cancel();
+    listing.runner.wait().await;
+    workers.close().await;
 }

@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use super::filter::Expr;
+use super::operations::Operation;
 use crate::interface::{Interface, SubmissionState};
 use crate::protocol::{Message, Submission};
 use crate::workflow::{ResultStore, SubmissionStore, WorkflowStore};
@@ -116,6 +118,27 @@ impl SubmissionView {
     }
 }
 
+/// Whether `filter` selects the operation of `view`.
+pub fn selects(filter: &Expr, view: &SubmissionView) -> bool {
+    let operation = Operation::of_submission(view);
+    filter.matches(&|field| operation.field(field))
+}
+
+/// The first `limit` of `views` that `filter` selects, in the order operations are listed.
+pub fn first_page(
+    views: impl IntoIterator<Item = SubmissionView>,
+    filter: Option<&Expr>,
+    limit: usize,
+) -> Vec<SubmissionView> {
+    let mut page: Vec<SubmissionView> = views
+        .into_iter()
+        .filter(|view| filter.is_none_or(|f| selects(f, view)))
+        .collect();
+    page.sort_by_cached_key(|view| Operation::of_submission(view).sort_key());
+    page.truncate(limit);
+    page
+}
+
 /// What cancelling did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cancel {
@@ -157,8 +180,18 @@ pub trait Backend: Send + Sync + 'static {
 
     async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError>;
 
-    /// Every submission.
+    /// Every submission, in no particular order (for tools and tests: the API reads
+    /// [`Backend::list_page`]).
     async fn list(&self) -> Result<Vec<SubmissionView>, BackendError>;
+
+    /// The first `limit` submissions whose operations `filter` selects (all without one), in
+    /// the order operations are listed ([`Operation::sort_key`]). What the backend reads for
+    /// this grows with the page, not with the store.
+    async fn list_page(
+        &self,
+        filter: Option<&Expr>,
+        limit: usize,
+    ) -> Result<Vec<SubmissionView>, BackendError>;
 
     /// The messages of the submission's current attempt, in order; `None` for an unknown id.
     async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError>;

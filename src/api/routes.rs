@@ -337,21 +337,6 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-/// Every operation: submissions and workflows.
-async fn all_operations(state: &AppState) -> Result<Vec<Operation>, ApiError> {
-    let mut ops: Vec<Operation> = state
-        .backend
-        .list()
-        .await?
-        .iter()
-        .map(Operation::of_submission)
-        .collect();
-    if let Some(runner) = &state.workflows {
-        ops.extend(runner.views().await?.iter().map(Operation::of_workflow));
-    }
-    Ok(ops)
-}
-
 /// Operations: not started, running, then completed, each oldest first; `$filter`, `$top`,
 /// `$skip` (also without the `$`); `nextLink` when there are more.
 async fn list_operations(
@@ -372,15 +357,24 @@ async fn list_operations(
         .map(|text| filter::parse(text, FILTER_FIELDS))
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("invalid $filter {e}")))?;
-    let mut ops: Vec<Operation> = all_operations(&state)
+    let selects = |op: &Operation| {
+        filter
+            .as_ref()
+            .is_none_or(|f| f.matches(&|field| op.field(field)))
+    };
+    // One more than the page: whether there is a next one.
+    let limit = skip.saturating_add(top).saturating_add(1);
+    let mut ops: Vec<Operation> = state
+        .backend
+        .list_page(filter.as_ref(), limit)
         .await?
-        .into_iter()
-        .filter(|op| {
-            filter
-                .as_ref()
-                .is_none_or(|f| f.matches(&|field| op.field(field)))
-        })
+        .iter()
+        .map(Operation::of_submission)
         .collect();
+    if let Some(runner) = &state.workflows {
+        let workflows = runner.views().await?;
+        ops.extend(workflows.iter().map(Operation::of_workflow).filter(selects));
+    }
     ops.sort_by_cached_key(Operation::sort_key);
     let more = ops.len() > skip.saturating_add(top);
     let page: Vec<Value> = ops

@@ -17,7 +17,9 @@
 //! - A submission that ends in `error` is claimable again after a backoff, until its retries
 //!   are used up.
 
+#[macro_use]
 mod records;
+mod listing;
 mod sql;
 
 use std::collections::HashMap;
@@ -38,6 +40,7 @@ use super::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, CompileResult, Message, Submission};
 
 pub use super::state::{SubmissionState, UnknownState};
+pub use listing::{Column, Comparison, Condition, Operand};
 pub use records::{Cancelled, SubmissionRecord};
 
 /// The embedded schema (`migrations/`), applied by [`PostgresInterface::connect`].

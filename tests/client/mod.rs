@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client for the tests that talk to a real server on port 0: one request
-//! per connection, and a Server-Sent Events stream read event by event.
+//! per connection, and a Server-Sent Events stream read event by event; and requests to a
+//! router in process (`oneshot`).
 
 // Every test binary uses a different part of this module.
 #![allow(dead_code)]
@@ -7,9 +8,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::body::Body as HttpBody;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
+use tower::ServiceExt;
 
 /// How long one request may take.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -46,6 +51,51 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&V
         head: head.to_ascii_lowercase(),
         body: serde_json::from_str(body).unwrap_or(Value::Null),
     }
+}
+
+/// One request to `router` in process, no socket: the status, the headers and the JSON body
+/// (`Null` when there is none).
+pub async fn oneshot(
+    router: Router,
+    method: Method,
+    uri: &str,
+    body: Option<&Value>,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(body) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            HttpBody::from(body.to_string())
+        }
+        None => HttpBody::empty(),
+    };
+    let response = router
+        .oneshot(request.body(body).expect("request"))
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("a JSON body")
+    };
+    (status, headers, body)
+}
+
+/// `text` as a query value: everything but the unreserved characters percent-encoded.
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// An open event stream.

@@ -49,12 +49,24 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn create() -> TestDatabase {
+        Self::create_with("").await
+    }
+
+    /// A database whose text sorts as English does (ICU), not by bytes: what a query that
+    /// forgets to ask for byte order gets wrong.
+    pub async fn create_english() -> TestDatabase {
+        Self::create_with("TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'")
+            .await
+    }
+
+    /// `options`: what follows `CREATE DATABASE name`.
+    async fn create_with(options: &str) -> TestDatabase {
         let admin = admin_url();
         let name = format!("executioner_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to the test server: {e}"));
-        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+        conn.execute(format!("CREATE DATABASE \"{name}\" {options}").as_str())
             .await
             .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
         let _ = conn.close().await;

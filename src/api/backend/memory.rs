@@ -12,7 +12,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{Backend, BackendError, Cancel, Recorded, Status, SubmissionView, WorkflowStores};
+use super::{
+    first_page, Backend, BackendError, Cancel, Recorded, Status, SubmissionView, WorkflowStores,
+};
+use crate::api::filter::Expr;
 use crate::api::time::now_ms;
 use crate::interface::{Interface, InterfaceError, MemoryInterface, Sent, SubmissionState};
 use crate::protocol::{Body, Message, Submission};
@@ -260,6 +263,15 @@ impl Backend for MemoryBackend {
 
     async fn list(&self) -> Result<Vec<SubmissionView>, BackendError> {
         Ok(self.table().entries.values().map(Entry::view).collect())
+    }
+
+    async fn list_page(
+        &self,
+        filter: Option<&Expr>,
+        limit: usize,
+    ) -> Result<Vec<SubmissionView>, BackendError> {
+        let views: Vec<SubmissionView> = self.table().entries.values().map(Entry::view).collect();
+        Ok(first_page(views, filter, limit))
     }
 
     async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError> {

@@ -6,6 +6,7 @@
 //! of its current attempt are rebuilt from them (`executing`, the compile steps of a compiled
 //! language, the results, the end), in the order the worker sent them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,17 +17,26 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{Backend, BackendError, Cancel, Recorded, Status, SubmissionView, WorkflowStores};
-use crate::interface::postgres::{Cancelled, SubmissionRecord, STATE_CHANNEL};
+mod pushdown;
+
+use super::{
+    selects, Backend, BackendError, Cancel, Recorded, Status, SubmissionView, WorkflowStores,
+};
+use crate::api::filter::Expr;
+use crate::interface::postgres::{Cancelled, Condition, SubmissionRecord, STATE_CHANNEL};
 use crate::interface::{Interface, PostgresInterface, SubmissionState};
 use crate::language::Registry;
 use crate::problem::ProblemStore;
 use crate::protocol::{Body, CompileResult, Message, Submission};
 use crate::workflow::store::postgres::{PostgresSubmissions, PostgresWorkflowStore};
+use pushdown::Pushdown;
 
 /// The channel notified with a submission's id when a judge result is recorded (migration
 /// `20260301000000_workflows.sql`).
 const RESULT_CHANNEL: &str = "executioner_result";
+/// Rows read per statement while listing with a filter the database cannot evaluate whole
+/// (`percentComplete`), at least.
+const INEXACT_BATCH: usize = 500;
 /// First and longest pause before the listener connects again.
 const RECONNECT: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
@@ -110,12 +120,36 @@ impl PostgresBackend {
         })
     }
 
-    fn view(&self, record: SubmissionRecord) -> SubmissionView {
-        let total_tests = self
-            .problems
+    /// The tests of `problem`, when known.
+    fn total_tests(&self, problem: &str) -> Option<usize> {
+        self.problems
             .as_ref()
-            .and_then(|p| p.get(&record.problem).ok())
-            .map(|p| p.tests.len());
+            .and_then(|p| p.get(problem).ok())
+            .map(|p| p.tests.len())
+    }
+
+    fn view(&self, record: SubmissionRecord) -> SubmissionView {
+        let total_tests = self.total_tests(&record.problem);
+        Self::view_of(record, total_tests)
+    }
+
+    /// Views of many records, each problem looked up once (a look-up reads the file system).
+    fn viewer(&self) -> impl FnMut(SubmissionRecord) -> SubmissionView + Send + '_ {
+        let mut totals: HashMap<String, Option<usize>> = HashMap::new();
+        move |record| {
+            let total_tests = match totals.get(&record.problem) {
+                Some(&total) => total,
+                None => {
+                    let total = self.total_tests(&record.problem);
+                    totals.insert(record.problem.clone(), total);
+                    total
+                }
+            };
+            Self::view_of(record, total_tests)
+        }
+    }
+
+    fn view_of(record: SubmissionRecord, total_tests: Option<usize>) -> SubmissionView {
         SubmissionView {
             status: Status::of(record.state, record.attempt_over, record.retry_pending),
             id: record.id,
@@ -241,7 +275,42 @@ impl Backend for PostgresBackend {
 
     async fn list(&self) -> Result<Vec<SubmissionView>, BackendError> {
         let records = self.interface.records().await?;
-        Ok(records.into_iter().map(|r| self.view(r)).collect())
+        Ok(records.into_iter().map(self.viewer()).collect())
+    }
+
+    async fn list_page(
+        &self,
+        filter: Option<&Expr>,
+        limit: usize,
+    ) -> Result<Vec<SubmissionView>, BackendError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let pushdown = filter.map_or(
+            Pushdown {
+                condition: Condition::True,
+                exact: true,
+            },
+            Pushdown::of,
+        );
+        // When the database selects more than the filter, the page may take more rows.
+        let batch = if pushdown.exact {
+            limit
+        } else {
+            limit.max(INEXACT_BATCH)
+        };
+        let mut page = Vec::new();
+        let mut view = self.viewer();
+        self.interface
+            .scan_listing(&pushdown.condition, batch, |record| {
+                let view = view(record);
+                if filter.is_none_or(|f| selects(f, &view)) {
+                    page.push(view);
+                }
+                page.len() < limit
+            })
+            .await?;
+        Ok(page)
     }
 
     async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError> {

@@ -11,17 +11,67 @@ use crate::interface::{InterfaceError, SubmissionState};
 use crate::protocol::{Body, CompileResult, Message, Submission};
 use crate::verdict::Verdict;
 
-/// The columns of a [`SubmissionRecord`], times as ms since the epoch (no date type needed).
+/// A `timestamptz` column of `s` as ms since the epoch (no date type needed). Taken at UTC so
+/// that the expression is immutable and can be indexed (`EXTRACT` of a `timestamptz` is only
+/// stable); the value is the same. NULL for an infinite time (a front end may write one), which
+/// no `int8` holds: an index on the expression must not refuse the row.
+macro_rules! epoch_ms {
+    ($column:literal) => {
+        concat!(
+            "(CASE WHEN isfinite(s.",
+            $column,
+            ") THEN (EXTRACT(EPOCH FROM s.",
+            $column,
+            " AT TIME ZONE 'UTC') * 1000)::int8 END)"
+        )
+    };
+}
+
+/// When the submission was made, ms since the epoch.
+macro_rules! submitted_ms {
+    () => {
+        epoch_ms!("submission_time")
+    };
+}
+
+/// When the submission last changed, ms since the epoch.
+macro_rules! updated_ms {
+    () => {
+        epoch_ms!("updated_at")
+    };
+}
+
+/// No worker holds the submission: its last attempt (if any) has ended.
+macro_rules! attempt_over {
+    () => {
+        "(s.lease_expires_at IS NULL)"
+    };
+}
+
+/// It ended in `error` and will be tried again.
+macro_rules! retry_pending {
+    () => {
+        "(s.state = 'error' AND s.not_before IS NOT NULL)"
+    };
+}
+
+/// The columns of a [`SubmissionRecord`] (`s` being a row of `submissions`).
 macro_rules! record_columns {
     () => {
-        "s.id, s.problem, s.language, s.state, s.score, s.failed_subtasks, s.reason,
-         s.compile_output,
-         (EXTRACT(EPOCH FROM s.submission_time) * 1000)::int8 AS submitted_ms,
-         (EXTRACT(EPOCH FROM s.updated_at) * 1000)::int8 AS updated_ms,
-         (s.lease_expires_at IS NULL) AS attempt_over,
-         (s.state = 'error' AND s.not_before IS NOT NULL) AS retry_pending,
-         (SELECT count(*) FROM judge_results r
-            WHERE r.submission_id = s.id AND r.state = 'tested') AS tests_done"
+        concat!(
+            "s.id, s.problem, s.language, s.state, s.score, s.failed_subtasks, s.reason,
+             s.compile_output, ",
+            submitted_ms!(),
+            " AS submitted_ms, ",
+            updated_ms!(),
+            " AS updated_ms, ",
+            attempt_over!(),
+            " AS attempt_over, ",
+            retry_pending!(),
+            " AS retry_pending,
+             (SELECT count(*) FROM judge_results r
+                WHERE r.submission_id = s.id AND r.state = 'tested') AS tests_done"
+        )
     };
 }
 
@@ -259,7 +309,7 @@ fn submission_of(row: &PgRow) -> Result<Submission, sqlx::Error> {
     })
 }
 
-fn record_of(row: &PgRow) -> Result<SubmissionRecord, String> {
+pub(super) fn record_of(row: &PgRow) -> Result<SubmissionRecord, String> {
     let get_err = |e: sqlx::Error| e.to_string();
     let state: String = row.try_get("state").map_err(get_err)?;
     let failed: Option<Vec<i32>> = row.try_get("failed_subtasks").map_err(get_err)?;

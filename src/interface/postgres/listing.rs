@@ -1,0 +1,403 @@
+//! Submissions read in the order the HTTP API lists operations (not started, running, then
+//! completed; each oldest first, then by id), a batch at a time, filtered by a [`Condition`]
+//! the database evaluates: `GET /v1.0/operations` reads one page's worth of rows, not the
+//! table. Migration `20260401000000_listing.sql` indexes the order.
+
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::records::{record_of, SubmissionRecord};
+use super::{failure, PostgresInterface};
+use crate::interface::InterfaceError;
+
+/// The operation status of submission `s` as the HTTP API names it: the SQL twin of
+/// `api::Status::of`, over the same `attempt_over` and `retry_pending` as the records.
+macro_rules! operation_status {
+    () => {
+        concat!(
+            "CASE WHEN s.state = 'queued' THEN 'notstarted'",
+            " WHEN s.state = 'cancelled' THEN 'cancelled'",
+            " WHEN s.state = 'judged' THEN 'succeeded'",
+            " WHEN s.state = 'compileError' AND ",
+            attempt_over!(),
+            " THEN 'succeeded'",
+            " WHEN s.state = 'invalidData' THEN 'failed'",
+            " WHEN s.state = 'error' AND NOT ",
+            retry_pending!(),
+            " THEN 'failed'",
+            " ELSE 'running' END"
+        )
+    };
+}
+
+/// Where a status comes in the listing: not started 0, running 1, completed 2.
+macro_rules! status_rank {
+    () => {
+        concat!(
+            "(CASE ",
+            operation_status!(),
+            " WHEN 'notstarted' THEN 0 WHEN 'running' THEN 1 ELSE 2 END)"
+        )
+    };
+}
+
+/// The listing order; the migration's index has exactly these expressions (ids in byte order,
+/// as the API sorts them).
+macro_rules! listing_order {
+    () => {
+        concat!(
+            status_rank!(),
+            ", ",
+            submitted_ms!(),
+            ", s.id COLLATE \"C\""
+        )
+    };
+}
+
+/// Up to the condition: the rows are chosen in a subquery, so that the results of only the
+/// rows of the batch are counted.
+const BATCH_HEAD: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    ", ",
+    status_rank!(),
+    " AS status_rank FROM (
+        SELECT s.id, s.problem, s.language, s.state, s.score, s.failed_subtasks, s.reason,
+               s.compile_output, s.submission_time, s.updated_at, s.lease_expires_at,
+               s.not_before
+        FROM submissions s WHERE "
+);
+/// After the condition: rows past the last one handed out.
+const BATCH_AFTER: &str = concat!(" AND (", listing_order!(), ") > (");
+const BATCH_ORDER: &str = concat!(" ORDER BY ", listing_order!(), " LIMIT ");
+const BATCH_TAIL: &str = concat!(") s ORDER BY ", listing_order!());
+
+/// A column of a submission that a [`Condition`] compares. None is ever NULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Id,
+    Problem,
+    Language,
+    /// The operation status as the HTTP API names it (`notstarted`, `running`, `succeeded`,
+    /// `failed`, `cancelled`).
+    Status,
+    /// When it was made, ms since the epoch (as [`SubmissionRecord::submitted_ms`]).
+    SubmittedMs,
+    /// When it last changed, ms since the epoch (as [`SubmissionRecord::updated_ms`]).
+    UpdatedMs,
+}
+
+impl Column {
+    fn sql(self) -> &'static str {
+        match self {
+            Column::Id => "s.id",
+            Column::Problem => "s.problem",
+            Column::Language => "s.language",
+            Column::Status => concat!("(", operation_status!(), ")"),
+            Column::SubmittedMs => submitted_ms!(),
+            Column::UpdatedMs => updated_ms!(),
+        }
+    }
+}
+
+/// What a [`Condition`] compares: a column, or a value (bound as a parameter, never spliced
+/// into the statement).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    Column(Column),
+    /// Compared with a text column. Contains no NUL (no stored text can).
+    Text(String),
+    /// Compared with an ms column.
+    Ms(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Comparison {
+    fn sql(self) -> &'static str {
+        match self {
+            Comparison::Eq => "=",
+            Comparison::Ne => "<>",
+            Comparison::Lt => "<",
+            Comparison::Le => "<=",
+            Comparison::Gt => ">",
+            Comparison::Ge => ">=",
+        }
+    }
+}
+
+/// Which submissions to read. Texts are ordered by their UTF-8 bytes and equal when their
+/// bytes are; the operands of a comparison are of one type (texts, or ms).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    True,
+    False,
+    Not(Box<Condition>),
+    And(Box<Condition>, Box<Condition>),
+    Or(Box<Condition>, Box<Condition>),
+    Compare(Operand, Comparison, Operand),
+}
+
+/// `NOT c`, constants folded.
+impl std::ops::Not for Condition {
+    type Output = Condition;
+
+    fn not(self) -> Condition {
+        match self {
+            Condition::True => Condition::False,
+            Condition::False => Condition::True,
+            c => Condition::Not(Box::new(c)),
+        }
+    }
+}
+
+impl Condition {
+    pub fn constant(value: bool) -> Condition {
+        if value {
+            Condition::True
+        } else {
+            Condition::False
+        }
+    }
+
+    /// `a AND b`, constants folded.
+    pub fn and(a: Condition, b: Condition) -> Condition {
+        match (a, b) {
+            (Condition::False, _) | (_, Condition::False) => Condition::False,
+            (Condition::True, c) | (c, Condition::True) => c,
+            (a, b) => Condition::And(Box::new(a), Box::new(b)),
+        }
+    }
+
+    /// `a OR b`, constants folded.
+    pub fn or(a: Condition, b: Condition) -> Condition {
+        match (a, b) {
+            (Condition::True, _) | (_, Condition::True) => Condition::True,
+            (Condition::False, c) | (c, Condition::False) => c,
+            (a, b) => Condition::Or(Box::new(a), Box::new(b)),
+        }
+    }
+
+    fn push(&self, query: &mut QueryBuilder<'_, Postgres>) {
+        match self {
+            Condition::True => {
+                query.push("TRUE");
+            }
+            Condition::False => {
+                query.push("FALSE");
+            }
+            Condition::Not(c) => {
+                query.push("(NOT ");
+                c.push(query);
+                query.push(")");
+            }
+            Condition::And(a, b) | Condition::Or(a, b) => {
+                let join = if matches!(self, Condition::And(..)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                query.push("(");
+                a.push(query);
+                query.push(join);
+                b.push(query);
+                query.push(")");
+            }
+            Condition::Compare(left, op, right) => {
+                // Equality needs no collation (the database's is deterministic: equal means
+                // the same bytes), and without one an index on the column still serves it.
+                let bytewise = !matches!(op, Comparison::Eq | Comparison::Ne);
+                query.push("(");
+                push_operand(query, left, bytewise);
+                query.push(" ").push(op.sql()).push(" ");
+                push_operand(query, right, bytewise);
+                query.push(")");
+            }
+        }
+    }
+}
+
+fn push_operand(query: &mut QueryBuilder<'_, Postgres>, operand: &Operand, bytewise: bool) {
+    let text = match operand {
+        Operand::Column(column) => {
+            query.push(column.sql());
+            !matches!(column, Column::SubmittedMs | Column::UpdatedMs)
+        }
+        Operand::Text(text) => {
+            query.push_bind(text.clone());
+            true
+        }
+        Operand::Ms(ms) => {
+            query.push_bind(*ms);
+            false
+        }
+    };
+    if text && bytewise {
+        query.push(" COLLATE \"C\"");
+    }
+}
+
+/// Where a scan stands: the listing key of the last row handed out.
+struct Key {
+    rank: i32,
+    submitted_ms: i64,
+    id: String,
+}
+
+/// One batch: the rows `condition` selects after `after`, in the listing order.
+fn batch_query<'a>(
+    condition: &Condition,
+    after: Option<&Key>,
+    limit: usize,
+) -> QueryBuilder<'a, Postgres> {
+    let mut query = QueryBuilder::new(BATCH_HEAD);
+    condition.push(&mut query);
+    if let Some(key) = after {
+        query.push(BATCH_AFTER);
+        query.push_bind(key.rank).push(", ");
+        query.push_bind(key.submitted_ms).push(", ");
+        query.push_bind(key.id.clone()).push(")");
+    }
+    query.push(BATCH_ORDER);
+    query.push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    query.push(BATCH_TAIL);
+    query
+}
+
+impl PostgresInterface {
+    /// Hands the submissions `condition` selects to `take`, in the order the HTTP API lists
+    /// operations, until `take` answers `false` or none are left. Reads `batch` rows per
+    /// statement, all in one snapshot: a submission that changes meanwhile is neither skipped
+    /// nor handed out twice.
+    pub async fn scan_listing(
+        &self,
+        condition: &Condition,
+        batch: usize,
+        mut take: impl FnMut(SubmissionRecord) -> bool + Send,
+    ) -> Result<(), InterfaceError> {
+        let read = |e: String| failure(format!("listing the submissions: {e}"));
+        let batch = batch.max(1);
+        let mut tx = self
+            .shared
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(|e| read(e.to_string()))?;
+        let mut after: Option<Key> = None;
+        loop {
+            let rows = batch_query(condition, after.as_ref(), batch)
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| read(e.to_string()))?;
+            let full = rows.len() == batch;
+            for row in &rows {
+                let record = record_of(row).map_err(read)?;
+                let rank: i32 = row
+                    .try_get("status_rank")
+                    .map_err(|e| read(e.to_string()))?;
+                after = Some(Key {
+                    rank,
+                    submitted_ms: record.submitted_ms,
+                    id: record.id.clone(),
+                });
+                if !take(record) {
+                    return tx.commit().await.map_err(|e| read(e.to_string()));
+                }
+            }
+            if !full {
+                return tx.commit().await.map_err(|e| read(e.to_string()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normalized(sql: &str) -> String {
+        sql.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace("s.", "")
+    }
+
+    #[test]
+    fn the_index_has_the_listing_order() {
+        let migration = normalized(include_str!(
+            "../../../migrations/20260401000000_listing.sql"
+        ));
+        for key in [status_rank!(), submitted_ms!(), "s.id COLLATE \"C\""] {
+            assert!(
+                migration.contains(&normalized(key)),
+                "the index lacks {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_bound_and_orderings_are_bytewise() {
+        let condition = Condition::and(
+            Condition::Compare(
+                Operand::Column(Column::Problem),
+                Comparison::Eq,
+                Operand::Text("a'; DROP TABLE submissions; --".into()),
+            ),
+            !Condition::or(
+                Condition::Compare(
+                    Operand::Column(Column::Id),
+                    Comparison::Lt,
+                    Operand::Text("b".into()),
+                ),
+                Condition::Compare(
+                    Operand::Column(Column::SubmittedMs),
+                    Comparison::Ge,
+                    Operand::Ms(5),
+                ),
+            ),
+        );
+        let key = Key {
+            rank: 1,
+            submitted_ms: 2,
+            id: "x".into(),
+        };
+        let query = batch_query(&condition, Some(&key), 10);
+        let sql = query.sql();
+        let head = "FROM submissions s WHERE ";
+        let at = sql.find(head).unwrap() + head.len();
+        let expected = concat!(
+            "((s.problem = $1) AND (NOT ((s.id COLLATE \"C\" < $2 COLLATE \"C\") OR (",
+            submitted_ms!(),
+            " >= $3))))"
+        );
+        assert_eq!(&sql[at..at + expected.len()], expected);
+        assert!(!sql.contains("DROP"));
+        assert!(sql.contains(") > ($4, $5, $6) ORDER BY "));
+        assert!(sql.contains(" LIMIT $7) s ORDER BY "));
+    }
+
+    #[test]
+    fn constants_fold() {
+        let atom = || {
+            Condition::Compare(
+                Operand::Column(Column::Status),
+                Comparison::Eq,
+                Operand::Text("running".into()),
+            )
+        };
+        assert_eq!(Condition::and(Condition::True, atom()), atom());
+        assert_eq!(Condition::and(atom(), Condition::False), Condition::False);
+        assert_eq!(Condition::or(Condition::False, atom()), atom());
+        assert_eq!(Condition::or(atom(), Condition::True), Condition::True);
+        assert_eq!(!Condition::constant(true), Condition::False);
+        assert_eq!(!atom(), Condition::Not(Box::new(atom())));
+    }
+}
