@@ -309,6 +309,51 @@ impl Api {
     }
 }
 
+/// A remote worker, played over HTTP.
+struct Remote<'a> {
+    api: &'a Api,
+    id: String,
+}
+
+impl<'a> Remote<'a> {
+    async fn register(api: &'a Api, name: &str) -> Remote<'a> {
+        let reply = api.post("/v1.0/workers", json!({ "name": name })).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        let id = reply.body["id"].as_str().expect("an id").to_owned();
+        Remote { api, id }
+    }
+
+    /// A take waiting up to `wait`: the reply, with the take number it announces.
+    async fn take(&self, wait: Duration) -> (Reply, u64) {
+        let uri = format!("/v1.0/workers/{}/take?wait={}", self.id, wait.as_secs_f64());
+        let reply = self.api.call(Method::POST, &uri, None).await;
+        let number = reply
+            .header("take")
+            .unwrap_or_else(|| panic!("no Take header: {} {}", reply.status, reply.body))
+            .parse()
+            .expect("a take number");
+        (reply, number)
+    }
+
+    /// A take that must bring a submission: its id and the take's number.
+    async fn taken(&self) -> (String, u64) {
+        let (reply, take) = self.take(DEADLINE).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        (reply.body["id"].as_str().expect("an id").to_owned(), take)
+    }
+
+    async fn report(&self, take: u64, message: &Message) -> Reply {
+        let uri = format!("/v1.0/workers/{}/messages?take={take}", self.id);
+        let body = serde_json::to_value(message).expect("a message");
+        self.api.post(&uri, body).await
+    }
+
+    async fn heartbeat(&self, body: Value) -> Reply {
+        let uri = format!("/v1.0/workers/{}/heartbeat", self.id);
+        self.api.post(&uri, body).await
+    }
+}
+
 fn a_plus_b() -> Value {
     json!({"problem": "test-base", "language": "python", "sourceCode": "print(sum(map(int, input().split())))"})
 }
@@ -789,30 +834,11 @@ async fn a_worker_that_stops_heartbeating_has_its_operation_requeued_and_finishe
         ..ApiConfig::default()
     });
     let id = api.submit().await;
-    let register = |name: &'static str| {
-        let api = &api;
-        async move {
-            let reply = api.post("/v1.0/workers", json!({ "name": name })).await;
-            reply.body["id"].as_str().unwrap().to_owned()
-        }
-    };
-    let report = |worker: String, message: Message| {
-        let api = &api;
-        async move {
-            api.post(
-                &format!("/v1.0/workers/{worker}/messages"),
-                serde_json::to_value(message).unwrap(),
-            )
-            .await
-        }
-    };
 
-    let silent = register("silent").await;
-    let taken = api
-        .post(&format!("/v1.0/workers/{silent}/take"), json!({}))
-        .await;
+    let silent = Remote::register(&api, "silent").await;
+    let (taken, silent_take) = silent.take(Duration::ZERO).await;
     assert_eq!(taken.status, StatusCode::OK);
-    assert_eq!(taken.body["id"], id.as_str());
+    assert_eq!((taken.body["id"].as_str(), silent_take), (Some(&*id), 1));
     assert_eq!(taken.body["sourceCode"], a_plus_b()["sourceCode"]);
     let testing = Message::new(
         &id,
@@ -827,7 +853,7 @@ async fn a_worker_that_stops_heartbeating_has_its_operation_requeued_and_finishe
         tested(&id, 1, Verdict::Accepted),
     ] {
         assert_eq!(
-            report(silent.clone(), message).await.status,
+            silent.report(silent_take, &message).await.status,
             StatusCode::NO_CONTENT
         );
     }
@@ -851,12 +877,12 @@ async fn a_worker_that_stops_heartbeating_has_its_operation_requeued_and_finishe
         (Some("notstarted"), Some(0))
     );
 
-    let other = register("other").await;
-    let taken = api
-        .post(&format!("/v1.0/workers/{other}/take?wait=5"), json!({}))
+    let other = Remote::register(&api, "other").await;
+    let (taken, other_take) = other.taken().await;
+    assert_eq!(taken, id);
+    let late = silent
+        .report(silent_take, &tested(&id, 2, Verdict::Wrong))
         .await;
-    assert_eq!(taken.body["id"], id.as_str());
-    let late = report(silent.clone(), tested(&id, 2, Verdict::Wrong)).await;
     assert_eq!(late.status, StatusCode::CONFLICT);
     assert_eq!(late.body["error"]["code"], "notHeld");
     let mut sequence = vec![Message::new(&id, Body::Executing)];
@@ -872,7 +898,7 @@ async fn a_worker_that_stops_heartbeating_has_its_operation_requeued_and_finishe
     ));
     for message in sequence {
         assert_eq!(
-            report(other.clone(), message).await.status,
+            other.report(other_take, &message).await.status,
             StatusCode::NO_CONTENT
         );
     }
