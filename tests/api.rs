@@ -973,10 +973,8 @@ async fn the_late_messages_of_an_old_take_are_refused() {
     );
 
     // It looked silent: taken back, and given to the same worker again.
-    assert_eq!(
-        api.state.workers().sweep(now_ms() + 3_600_000).await,
-        [id.clone()]
-    );
+    let requeued = api.state.workers().sweep(now_ms() + 3_600_000).await;
+    assert_eq!(requeued, [id.as_str()]);
     let (again, second) = worker.taken().await;
     assert_eq!(again, id);
     assert!(second > first, "take {second} after take {first}");

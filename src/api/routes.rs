@@ -417,6 +417,7 @@ fn worker_json(state: &AppState, worker: &RegisteredWorker, now: i64) -> Value {
         "status": state.workers.status_at(worker, now),
         "heartbeatIntervalSeconds": state.config.heartbeat_interval.as_secs_f64(),
         "runningOperations": worker.running,
+        "lastTake": worker.last_take,
     });
     if let Some(status) = &worker.reported_status {
         body["reportedStatus"] = json!(status);

@@ -3,17 +3,24 @@
 //!
 //! How a submission moves through it:
 //! - [`HttpInterface::connect`] registers the worker (`POST /v1.0/workers`) and starts a
-//!   heartbeat at the interval the service announces, reporting `idle` or `judging N` and the
-//!   last failure not reported yet.
-//! - `next()` takes a submission (`POST /v1.0/workers/{id}/take?wait=SECONDS`). The service
-//!   claims it for this worker before answering, so `executing` is only noted here. The take
+//!   heartbeat at the interval the service announces, reporting `idle` or `judging N`, the last
+//!   failure not reported yet, and what it holds: the submissions it runs (`running`) and the
+//!   number of the last take it heard of (`lastTake`), read together. The service queues again
+//!   what it gave under that take or earlier and is not running here: a take answer lost on the
+//!   way.
+//! - `next()` takes a submission (`POST /v1.0/workers/{id}/take?wait=SECONDS`), one take at a
+//!   time. The service claims it for this worker under a take number (the `Take` header; a 204
+//!   carries the last one's) before answering, so `executing` is only noted here. The take
 //!   runs in a task of its own whose answer is kept in the interface when `next()` is dropped
 //!   meanwhile: the following `next()` returns it, so a submission the service handed out is
-//!   never lost.
-//! - Every later message is one `POST /v1.0/workers/{id}/messages`. One that did not get
-//!   through (connection refused or lost, the service overloaded) is sent again with backoff,
-//!   for a bounded time; the service records a message sent twice in a row once. A 409 means the
-//!   service gave the submission to another worker (this one missed its heartbeats): as with a
+//!   never lost. A submission given again while an old attempt of it still runs here is not
+//!   handed out: the old attempt's messages are refused, and once it stopped the heartbeat,
+//!   no longer listing it, gives the submission back.
+//! - Every later message is one `POST /v1.0/workers/{id}/messages?take=N`, naming the take that
+//!   brought the submission. One that did not get through (connection refused or lost, the
+//!   service overloaded) is sent again with backoff, for a bounded time; the service records a
+//!   message sent twice in a row once, and answers a terminal one sent again as recorded. A 409
+//!   means the service took the submission back (this worker missed its heartbeats): as with a
 //!   fenced write of the shared stores, `send` fails and the worker drops the submission.
 //! - A 404 means the service does not know this worker any more (it restarted): the worker
 //!   registers again and goes on. What it held under the old registration is the service's
