@@ -13,10 +13,12 @@ use axum::body::Body as HttpBody;
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use executioner::api::backend::memory::MemoryBackend;
-use executioner::api::backend::SubmissionView;
+use executioner::api::backend::{BackendError, Cancel, Recorded, SubmissionView, WorkflowStores};
+use executioner::api::filter::Expr;
 use executioner::api::limit::RateLimit;
+use executioner::api::time::now_ms;
 use executioner::api::{self, ApiConfig, AppState, Backend, Status};
-use executioner::interface::{Interface, InterfaceError, MemoryInterface};
+use executioner::interface::{Interface, InterfaceError, MemoryInterface, Sent};
 use executioner::judge::Outcome;
 use executioner::language::Registry;
 use executioner::problem::ProblemStore;
@@ -134,6 +136,12 @@ struct Api {
 
 impl Api {
     fn new(config: ApiConfig) -> Api {
+        Api::over(config, |memory| memory)
+    }
+
+    /// An API whose store is `store` made of the memory store (the tests read the memory store
+    /// itself).
+    fn over(config: ApiConfig, store: impl FnOnce(Arc<MemoryBackend>) -> Arc<dyn Backend>) -> Api {
         let shutdown = CancellationToken::new();
         let config = ApiConfig {
             problems: Some(Arc::new(ProblemStore::new(problems_root()))),
@@ -152,7 +160,8 @@ impl Api {
             },
             shutdown.clone(),
         );
-        let state = AppState::new(backend.clone(), config, shutdown.clone()).with_workflows(runner);
+        let state =
+            AppState::new(store(backend.clone()), config, shutdown.clone()).with_workflows(runner);
         state.start();
         Api {
             state,
@@ -294,6 +303,51 @@ impl Api {
             },
         ))
         .await;
+    }
+}
+
+/// A remote worker, played over HTTP.
+struct Remote<'a> {
+    api: &'a Api,
+    id: String,
+}
+
+impl<'a> Remote<'a> {
+    async fn register(api: &'a Api, name: &str) -> Remote<'a> {
+        let reply = api.post("/v1.0/workers", json!({ "name": name })).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        let id = reply.body["id"].as_str().expect("an id").to_owned();
+        Remote { api, id }
+    }
+
+    /// A take waiting up to `wait`: the reply, with the take number it announces.
+    async fn take(&self, wait: Duration) -> (Reply, u64) {
+        let uri = format!("/v1.0/workers/{}/take?wait={}", self.id, wait.as_secs_f64());
+        let reply = self.api.call(Method::POST, &uri, None).await;
+        let number = reply
+            .header("take")
+            .unwrap_or_else(|| panic!("no Take header: {} {}", reply.status, reply.body))
+            .parse()
+            .expect("a take number");
+        (reply, number)
+    }
+
+    /// A take that must bring a submission: its id and the take's number.
+    async fn taken(&self) -> (String, u64) {
+        let (reply, take) = self.take(DEADLINE).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        (reply.body["id"].as_str().expect("an id").to_owned(), take)
+    }
+
+    async fn report(&self, take: u64, message: &Message) -> Reply {
+        let uri = format!("/v1.0/workers/{}/messages?take={take}", self.id);
+        let body = serde_json::to_value(message).expect("a message");
+        self.api.post(&uri, body).await
+    }
+
+    async fn heartbeat(&self, body: Value) -> Reply {
+        let uri = format!("/v1.0/workers/{}/heartbeat", self.id);
+        self.api.post(&uri, body).await
     }
 }
 
@@ -750,11 +804,28 @@ async fn workers_register_and_report_their_status_and_errors() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let bad = api.post("/v1.0/workers", json!({"name": " "})).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    // Nothing to take: 204.
+    // Nothing to take: 204, saying no take gave it anything yet.
     let none = api
         .post(&format!("/v1.0/workers/{id}/take"), json!({}))
         .await;
     assert_eq!(none.status, StatusCode::NO_CONTENT);
+    assert_eq!(none.header("take"), Some("0"));
+    // A message names its take; what a worker holds is said with the last take it heard of.
+    let untaken = api
+        .post(
+            &format!("/v1.0/workers/{id}/messages"),
+            serde_json::to_value(Message::new("x", Body::Executing)).unwrap(),
+        )
+        .await;
+    assert_eq!(untaken.status, StatusCode::BAD_REQUEST, "{}", untaken.body);
+    assert!(untaken.error_message().contains("take"), "{}", untaken.body);
+    let half = api
+        .post(
+            &format!("/v1.0/workers/{id}/heartbeat"),
+            json!({"running": []}),
+        )
+        .await;
+    assert_eq!(half.status, StatusCode::BAD_REQUEST, "{}", half.body);
     // A worker that stops deregisters; then the service knows it no more.
     let gone = api.delete(&format!("/v1.0/workers/{id}")).await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT);
@@ -777,30 +848,11 @@ async fn a_worker_that_stops_heartbeating_has_its_operation_requeued_and_finishe
         ..ApiConfig::default()
     });
     let id = api.submit().await;
-    let register = |name: &'static str| {
-        let api = &api;
-        async move {
-            let reply = api.post("/v1.0/workers", json!({ "name": name })).await;
-            reply.body["id"].as_str().unwrap().to_owned()
-        }
-    };
-    let report = |worker: String, message: Message| {
-        let api = &api;
-        async move {
-            api.post(
-                &format!("/v1.0/workers/{worker}/messages"),
-                serde_json::to_value(message).unwrap(),
-            )
-            .await
-        }
-    };
 
-    let silent = register("silent").await;
-    let taken = api
-        .post(&format!("/v1.0/workers/{silent}/take"), json!({}))
-        .await;
+    let silent = Remote::register(&api, "silent").await;
+    let (taken, silent_take) = silent.take(Duration::ZERO).await;
     assert_eq!(taken.status, StatusCode::OK);
-    assert_eq!(taken.body["id"], id.as_str());
+    assert_eq!((taken.body["id"].as_str(), silent_take), (Some(&*id), 1));
     assert_eq!(taken.body["sourceCode"], a_plus_b()["sourceCode"]);
     let testing = Message::new(
         &id,
@@ -815,7 +867,7 @@ async fn a_worker_that_stops_heartbeating_has_its_operation_requeued_and_finishe
         tested(&id, 1, Verdict::Accepted),
     ] {
         assert_eq!(
-            report(silent.clone(), message).await.status,
+            silent.report(silent_take, &message).await.status,
             StatusCode::NO_CONTENT
         );
     }
@@ -839,12 +891,12 @@ async fn a_worker_that_stops_heartbeating_has_its_operation_requeued_and_finishe
         (Some("notstarted"), Some(0))
     );
 
-    let other = register("other").await;
-    let taken = api
-        .post(&format!("/v1.0/workers/{other}/take?wait=5"), json!({}))
+    let other = Remote::register(&api, "other").await;
+    let (taken, other_take) = other.taken().await;
+    assert_eq!(taken, id);
+    let late = silent
+        .report(silent_take, &tested(&id, 2, Verdict::Wrong))
         .await;
-    assert_eq!(taken.body["id"], id.as_str());
-    let late = report(silent.clone(), tested(&id, 2, Verdict::Wrong)).await;
     assert_eq!(late.status, StatusCode::CONFLICT);
     assert_eq!(late.body["error"]["code"], "notHeld");
     let mut sequence = vec![Message::new(&id, Body::Executing)];
@@ -860,7 +912,7 @@ async fn a_worker_that_stops_heartbeating_has_its_operation_requeued_and_finishe
     ));
     for message in sequence {
         assert_eq!(
-            report(other.clone(), message).await.status,
+            other.report(other_take, &message).await.status,
             StatusCode::NO_CONTENT
         );
     }
@@ -892,6 +944,271 @@ async fn a_worker_that_stops_heartbeating_has_its_operation_requeued_and_finishe
         .unwrap()
         .iter()
         .all(|w| w["runningOperations"] == json!([])));
+}
+
+/// A worker the service took a submission from (it looked silent) and then gave it again: the
+/// late messages of its first take are refused and not recorded, those of the second are.
+#[tokio::test]
+async fn the_late_messages_of_an_old_take_are_refused() {
+    let api = Api::default();
+    let id = api.submit().await;
+    let worker = Remote::register(&api, "w").await;
+    let (taken, first) = worker.taken().await;
+    assert_eq!(taken, id);
+    let [testing, _] = test(&id, 1, Verdict::Accepted);
+    assert_eq!(
+        worker.report(first, &testing).await.status,
+        StatusCode::NO_CONTENT
+    );
+
+    // It looked silent: taken back, and given to the same worker again.
+    let requeued = api.state.workers().sweep(now_ms() + 3_600_000).await;
+    assert_eq!(requeued, [id.as_str()]);
+    let (again, second) = worker.taken().await;
+    assert_eq!(again, id);
+    assert!(second > first, "take {second} after take {first}");
+
+    // Its first attempt goes on, late: refused.
+    let late = worker.report(first, &tested(&id, 1, Verdict::Wrong)).await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.body);
+    assert_eq!(late.body["error"]["code"], "notHeld");
+    // The second attempt is recorded alone.
+    for message in test(&id, 1, Verdict::Accepted) {
+        let reply = worker.report(second, &message).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    }
+    api.wait_for(&id, |v| v.tests_done == 1).await;
+    let results = api
+        .get(&format!("/v1.0/submissions/{id}/judge-results"))
+        .await
+        .body;
+    let results: Vec<(&str, &str)> = results["value"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|m| {
+            let state = m["state"].as_str().expect("a state");
+            (state, m["result"].as_str().unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [("executing", ""), ("testing", ""), ("tested", "accepted")]
+    );
+}
+
+/// A take whose answer never reached its worker: a heartbeat saying the worker runs nothing
+/// and heard of that take has the service queue the submission again, for any worker; one
+/// that has not heard of it yet (the answer may still be on its way) leaves it, as does one
+/// that says the worker runs it.
+#[tokio::test]
+async fn a_submission_whose_take_answer_was_lost_is_queued_again_by_the_heartbeat() {
+    let api = Api::default();
+    let id = api.submit().await;
+    let worker = Remote::register(&api, "w").await;
+    // The worker never gets this answer.
+    let (_, take) = worker.taken().await;
+
+    let held = |beat: Reply| {
+        assert_eq!(beat.status, StatusCode::OK, "{}", beat.body);
+        beat.body["runningOperations"].clone()
+    };
+    let on_its_way = json!({"status": "idle", "running": [], "lastTake": take - 1});
+    assert_eq!(held(worker.heartbeat(on_its_way).await), json!([id]));
+    let running = json!({"running": [id], "lastTake": take});
+    assert_eq!(held(worker.heartbeat(running).await), json!([id]));
+    let status = || async { api.backend.get(&id).await.unwrap().unwrap().status };
+    assert_eq!(status().await, Status::Running);
+
+    let lost = json!({"status": "idle", "running": [], "lastTake": take});
+    assert_eq!(held(worker.heartbeat(lost).await), json!([]));
+    assert_eq!(status().await, Status::NotStarted);
+    let other = Remote::register(&api, "other").await;
+    let (taken, other_take) = other.taken().await;
+    assert_eq!(taken, id);
+    // What the first worker would send under the lost take is refused.
+    let [testing, _] = test(&id, 1, Verdict::Accepted);
+    let refused = worker.report(take, &testing).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    let reply = other.report(other_take, &testing).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+}
+
+/// The memory store, except that a claim (`executing`) waits until claims are let through, as
+/// one over the network may take a while: for cutting a take short in the middle of its claim.
+struct SlowClaims {
+    memory: Arc<MemoryBackend>,
+    gate: Arc<ClaimGate>,
+}
+
+struct ClaimGate {
+    /// Claims started so far.
+    started: tokio::sync::watch::Sender<usize>,
+    /// Whether claims go through.
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+struct SlowClaimsInterface {
+    inner: Arc<dyn Interface>,
+    gate: Arc<ClaimGate>,
+}
+
+#[async_trait]
+impl Interface for SlowClaimsInterface {
+    async fn next(&self) -> Result<Option<Submission>, InterfaceError> {
+        self.inner.next().await
+    }
+
+    async fn send(&self, message: &Message) -> Result<Sent, InterfaceError> {
+        if message.body == Body::Executing {
+            self.gate.started.send_modify(|n| *n += 1);
+            let mut open = self.gate.open.subscribe();
+            let _ = open.wait_for(|open| *open).await;
+        }
+        self.inner.send(message).await
+    }
+}
+
+#[async_trait]
+impl Backend for SlowClaims {
+    async fn submit(
+        &self,
+        submission: Submission,
+        total_tests: Option<usize>,
+    ) -> Result<SubmissionView, BackendError> {
+        self.memory.submit(submission, total_tests).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError> {
+        self.memory.get(id).await
+    }
+
+    async fn list(&self) -> Result<Vec<SubmissionView>, BackendError> {
+        self.memory.list().await
+    }
+
+    async fn list_page(
+        &self,
+        filter: Option<&Expr>,
+        limit: usize,
+    ) -> Result<Vec<SubmissionView>, BackendError> {
+        self.memory.list_page(filter, limit).await
+    }
+
+    async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError> {
+        self.memory.messages(id).await
+    }
+
+    async fn cancel(&self, id: &str) -> Result<Cancel, BackendError> {
+        self.memory.cancel(id).await
+    }
+
+    async fn queued(&self) -> Result<usize, BackendError> {
+        self.memory.queued().await
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.memory.subscribe()
+    }
+
+    fn worker_interface(self: Arc<Self>) -> Arc<dyn Interface> {
+        Arc::new(SlowClaimsInterface {
+            inner: self.memory.clone().worker_interface(),
+            gate: self.gate.clone(),
+        })
+    }
+
+    async fn requeue(&self, id: &str) -> Result<bool, BackendError> {
+        self.memory.requeue(id).await
+    }
+
+    fn workflow_stores(self: Arc<Self>) -> WorkflowStores {
+        self.memory.clone().workflow_stores()
+    }
+}
+
+/// A take whose request goes away (the server drops its handler) in the middle of its claim:
+/// the claim ends all the same and the submission is given back, for any worker to take.
+#[tokio::test]
+async fn a_take_cut_short_during_its_claim_gives_the_submission_back() {
+    let gate = Arc::new(ClaimGate {
+        started: tokio::sync::watch::channel(0).0,
+        open: tokio::sync::watch::channel(false).0,
+    });
+    let api = Api::over(ApiConfig::default(), |memory| {
+        Arc::new(SlowClaims {
+            memory,
+            gate: gate.clone(),
+        })
+    });
+    let worker = Remote::register(&api, "w").await;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/v1.0/workers/{}/take?wait=30", worker.id))
+        .body(HttpBody::empty())
+        .expect("request");
+    let take = tokio::spawn(api::router(api.state.clone()).oneshot(request));
+    let id = api.submit().await;
+    let mut started = gate.started.subscribe();
+    tokio::time::timeout(DEADLINE, started.wait_for(|n| *n == 1))
+        .await
+        .expect("the take claims the submission in time")
+        .expect("the gate lives");
+
+    take.abort();
+    assert!(take.await.expect_err("cut short").is_cancelled());
+    gate.open.send_replace(true);
+
+    let other = Remote::register(&api, "other").await;
+    let (taken, _) = other.taken().await;
+    assert_eq!(taken, id);
+    let listed = api.get("/v1.0/workers").await.body;
+    let running: Vec<&Value> = listed["value"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|w| &w["runningOperations"])
+        .collect();
+    assert_eq!(running, [&json!([]), &json!([id])]);
+    // The take that went away gave its number before the claim was given back.
+    let refused = worker.report(1, &Message::new(&id, Body::Executing)).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+}
+
+/// The answer to `done` is lost and the worker sends it again: 204 both times, recorded once.
+/// Another end sent after it is refused, as is the same `done` under another take.
+#[tokio::test]
+async fn a_terminal_message_sent_again_is_answered_as_recorded() {
+    let api = Api::default();
+    let id = api.submit().await;
+    let worker = Remote::register(&api, "w").await;
+    let (_, take) = worker.taken().await;
+    let done = Message::new(
+        &id,
+        Body::Done {
+            score: Some(0.0),
+            failed_subtasks: None,
+        },
+    );
+    for _ in 0..2 {
+        let reply = worker.report(take, &done).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    }
+    api.wait_for_operation(&id, "succeeded").await;
+    assert_eq!(api.result_states(&id).await, ["executing", "done"]);
+
+    let error = Message::new(
+        &id,
+        Body::Error {
+            reason: Some("late".into()),
+        },
+    );
+    let refused = worker.report(take, &error).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "notHeld");
+    let refused = worker.report(take + 1, &done).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(api.result_states(&id).await, ["executing", "done"]);
 }
 
 /// Submits a program (scripted verdict lines) and has a local worker judge it as scripted.

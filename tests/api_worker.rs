@@ -389,7 +389,13 @@ impl InProcess {
     }
 
     async fn connect(&self) -> HttpInterface {
-        let config = HttpConfig::new(format!("http://{}/", self.addr));
+        self.connect_with(|_| {}).await
+    }
+
+    /// A worker whose settings `adjust` changes.
+    async fn connect_with(&self, adjust: impl FnOnce(&mut HttpConfig)) -> HttpInterface {
+        let mut config = HttpConfig::new(format!("http://{}/", self.addr));
+        adjust(&mut config);
         within("registering", HttpInterface::connect(config))
             .await
             .expect("registered")
@@ -605,5 +611,84 @@ async fn a_forgotten_worker_registers_again_and_goes_on() {
     let listed = service.state.workers().all();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, new);
+    interface.close().await;
+}
+
+/// Waits until the worker (the only one registered) sent a heartbeat after `after_ms`.
+async fn until_heartbeat(service: &InProcess, after_ms: i64) {
+    within("a heartbeat", async {
+        while service.state.workers().all()[0].last_heartbeat_ms <= after_ms {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// The service claimed a submission for the worker, and the answer never reached it (here the
+/// take is made in the registry directly). The worker's next take answer tells it that take's
+/// number; its heartbeat, which lists what it runs, then has the service queue the submission
+/// again, and the worker takes it anew and judges it. What it runs stays its own meanwhile.
+#[tokio::test]
+async fn a_take_whose_answer_was_lost_comes_back_through_the_heartbeat() {
+    let service = InProcess::start().await;
+    let interface = service
+        .connect_with(|config| config.take_wait = Duration::from_millis(100))
+        .await;
+    let worker = interface.worker_id().expect("registered");
+    service.submit("l").await;
+    let workers = service.state.workers();
+    let lost = workers
+        .take(&worker, Duration::ZERO, &CancellationToken::new())
+        .await
+        .expect("taken");
+    assert_eq!(lost.number(), 1);
+
+    assert_eq!(take(&interface).await.id, "l");
+    assert_eq!(workers.all()[0].last_take, 2);
+    // Held (and judged) here: the heartbeats list it, so it stays this worker's.
+    let seen = workers.all()[0].last_heartbeat_ms;
+    until_heartbeat(&service, seen).await;
+    until_heartbeat(&service, workers.all()[0].last_heartbeat_ms).await;
+    assert_eq!(workers.all()[0].running.iter().collect::<Vec<_>>(), ["l"]);
+    judge_one_test(&interface, "l").await;
+    assert_eq!(
+        service.states("l").await,
+        ["executing", "testing", "tested", "done"]
+    );
+    interface.close().await;
+}
+
+/// The service takes a submission back from the worker (it looked silent) and gives it to the
+/// same worker again while the old attempt still runs there: the worker does not run it twice
+/// at once (it takes the next one instead), the old attempt is refused, and once it stopped the
+/// heartbeat has the service queue the submission again, to be judged alone.
+#[tokio::test]
+async fn a_submission_given_again_while_its_old_attempt_runs_is_not_run_twice() {
+    let service = InProcess::start().await;
+    let interface = service.connect().await;
+    service.submit("r").await;
+    assert_eq!(take(&interface).await.id, "r");
+    assert_eq!(send(&interface, "r", Body::Executing).await, Sent::Recorded);
+    let [testing, tested] = one_test();
+    assert_eq!(send(&interface, "r", testing).await, Sent::Recorded);
+
+    let requeued = service.state.workers().sweep(now_ms() + 3_600_000).await;
+    assert_eq!(requeued, ["r"]);
+    // Queued first, "r" is given to this worker again; then "z".
+    service.submit("z").await;
+    assert_eq!(take(&interface).await.id, "z");
+    let refused = interface
+        .send(&Message::new("r", tested))
+        .await
+        .expect_err("the old take is refused");
+    assert!(refused.reason.contains("took it back"), "{refused}");
+    judge_one_test(&interface, "z").await;
+
+    assert_eq!(take(&interface).await.id, "r");
+    judge_one_test(&interface, "r").await;
+    assert_eq!(
+        service.states("r").await,
+        ["executing", "testing", "tested", "done"]
+    );
     interface.close().await;
 }

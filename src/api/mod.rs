@@ -166,14 +166,18 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` fires, then finishes the requests in flight
-/// (event streams end on the state's shutdown token).
+/// (event streams end on the state's shutdown token) and the claims they started.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let workers = state.workers.clone();
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+        .await;
+    // A take cut short left its claim to finish (and give the submission back) on its own.
+    workers.drain().await;
+    served
 }

@@ -1,6 +1,6 @@
 //! The handlers of submissions, operations and workers; workflows are in `workflows.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use super::filter;
 use super::operations::{location, Operation, FILTER_FIELDS};
 use super::respond::{accepted, created, list, optional_body, polled};
 use super::time::{format_rfc3339, now_ms};
-use super::workers::{DispatchError, RegisteredWorker, Report};
+use super::workers::{DispatchError, Holdings, RegisteredWorker, Report, Taken};
 use super::{workflows, AppState};
 use crate::problem::{is_valid_id, ProblemError};
 use crate::protocol::{Message, Submission};
@@ -411,6 +411,7 @@ fn worker_json(state: &AppState, worker: &RegisteredWorker, now: i64) -> Value {
         "status": state.workers.status_at(worker, now),
         "heartbeatIntervalSeconds": state.config.heartbeat_interval.as_secs_f64(),
         "runningOperations": worker.running,
+        "lastTake": worker.last_take,
     });
     if let Some(status) = &worker.reported_status {
         body["reportedStatus"] = json!(status);
@@ -440,27 +441,46 @@ async fn register_worker(
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct HeartbeatRequest {
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    running: Option<BTreeSet<String>>,
+    #[serde(default)]
+    last_take: Option<u64>,
 }
 
-/// A heartbeat; its body (optional) reports the worker's status and its last error.
+/// A heartbeat; its body (optional) reports the worker's status, its last error, and what it
+/// holds: `running` (the submissions it runs) with `lastTake` (the last take number it heard
+/// of), given together. What it was given under that take or earlier and does not run is
+/// queued again.
 async fn heartbeat(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: HeartbeatRequest = optional_body(&body)?;
+    let holdings = match (request.running, request.last_take) {
+        (Some(running), Some(last_take)) => Some(Holdings { running, last_take }),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::bad_request(
+                "running and lastTake go together: the submissions the worker runs, and the number of the last take it heard of",
+            ))
+        }
+    };
     let report = Report {
         status: request.status,
         error: request.error,
+        holdings,
     };
     let worker = state
         .workers
         .heartbeat(&id, report)
+        .await
         .ok_or_else(|| ApiError::not_found("worker", &id))?;
     Ok(Json(worker_json(&state, &worker, now_ms())))
 }
@@ -489,8 +509,12 @@ impl From<DispatchError> for ApiError {
     }
 }
 
+/// The header numbering a take: on 200 the number of this take, on 204 that of the last take
+/// that gave the worker a submission.
+const TAKE_HEADER: &str = "take";
+
 /// A worker takes the next submission (`?wait=SECONDS` for one to come): 200 with it, already
-/// claimed for the worker, or 204 when none came.
+/// claimed for the worker under the take number in the `Take` header, or 204 when none came.
 async fn take(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -507,25 +531,36 @@ async fn take(
             .ok_or_else(|| ApiError::bad_request("wait must be a number of seconds"))?,
     };
     let wait = wait.min(state.config.max_take_wait);
-    let taken = tokio::select! {
-        taken = state.workers.take(&id, wait) => taken?,
-        _ = state.shutdown.cancelled() => None,
+    let taken = state.workers.take(&id, wait, &state.shutdown).await?;
+    let number = HeaderValue::from(taken.number());
+    let mut response = match taken {
+        Taken::Submission { submission, .. } => Json(json!(submission)).into_response(),
+        Taken::Nothing { .. } => StatusCode::NO_CONTENT.into_response(),
     };
-    Ok(match taken {
-        Some(submission) => Json(json!(submission)).into_response(),
-        None => StatusCode::NO_CONTENT.into_response(),
-    })
+    response.headers_mut().insert(TAKE_HEADER, number);
+    Ok(response)
 }
 
-/// A worker reports one message (SPEC §2) about a submission it took: 204, or 409 when the
-/// submission is no longer its own.
+/// A worker reports one message (SPEC §2) about a submission it took, naming the take
+/// (`?take=N`): 204, or 409 when the submission is not its own under that take.
 async fn report(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
     body: Result<Json<Message>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let Query(query) = query?;
+    let take = query
+        .get("take")
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "take is required: the number of the take that gave the submission (its Take header)",
+            )
+        })?
+        .parse::<u64>()
+        .map_err(|_| ApiError::bad_request("take must be a take number"))?;
     let Json(message) = body?;
-    state.workers.report(&id, &message).await?;
+    state.workers.report(&id, take, &message).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

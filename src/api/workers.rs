@@ -1,27 +1,43 @@
 //! The worker registry (seed 004's central/edge reporting): remote workers (e.g. `executioner
 //! worker --interface http`, `crate::interface::http`) register, send heartbeats (with their
-//! status and last error), take submissions from the service, report each message back and
-//! deregister when they stop. A worker that missed too many heartbeats is unresponsive (the
-//! seed's "zombie"): the submissions it holds are queued again for another worker, and what it
-//! reports later about them is refused.
+//! status, last error and what they hold), take submissions from the service, report each
+//! message back and deregister when they stop. A worker that missed too many heartbeats is
+//! unresponsive (the seed's "zombie"): the submissions it holds are queued again for another
+//! worker, and what it reports later about them is refused.
+//!
+//! Every take that gives a worker a submission has a number, one more than the worker's last
+//! (its *take*), and the worker names it with every message: a submission is held by a (worker,
+//! take), so the late messages of an attempt the service took back are refused even when the
+//! same worker took the submission again. A claim that never reaches its worker does not stay
+//! held: a take whose request goes away while the claim is under way gives the submission back
+//! as soon as the claim ends, and a heartbeat says which submissions the worker runs and the
+//! last take it heard of, so the service queues again what it gave under that take or an
+//! earlier one and the worker does not run (an answer lost on the way). A terminal message is
+//! remembered (per worker, the last [`ENDED_KEPT`]), so that the same one sent again under the
+//! same take, a retry after a lost answer, is answered as recorded.
 //!
 //! The service holds the claims of the submissions it hands out (through the backend's worker
 //! interface, like a local worker), so the store's own recovery (e.g. Postgres leases) keeps
 //! working while the service lives; the registry decides when a remote worker is gone.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::backend::{Backend, BackendError};
 use super::time::now_ms;
 use crate::interface::{Interface, Sent};
 use crate::protocol::{Body, Message, Submission};
+
+/// Terminal messages remembered per worker, so that one sent again is answered as recorded. A
+/// worker sends one again within its write deadline (a minute), so the last few suffice.
+pub const ENDED_KEPT: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -43,6 +59,8 @@ pub struct RegisteredWorker {
     pub last_error: Option<(String, i64)>,
     /// Submissions it holds.
     pub running: BTreeSet<String>,
+    /// The number of the last take that gave it a submission (0: none yet).
+    pub last_take: u64,
     /// Declared unresponsive by the sweep (its submissions were queued again).
     pub lost: bool,
 }
@@ -52,31 +70,89 @@ pub struct RegisteredWorker {
 pub struct Report {
     pub status: Option<String>,
     pub error: Option<String>,
+    /// What it holds; `None`: it does not say.
+    pub holdings: Option<Holdings>,
+}
+
+/// What a worker holds, by its own account.
+#[derive(Debug, Clone, Default)]
+pub struct Holdings {
+    /// The submissions it runs (or has taken and will run).
+    pub running: BTreeSet<String>,
+    /// The number of the last take whose answer it received (0: none). A submission given under
+    /// a later take may still be on its way to the worker.
+    pub last_take: u64,
+}
+
+/// The answer to a take.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Taken {
+    /// A submission, claimed (`executing`) for the worker under take `take`.
+    Submission { submission: Submission, take: u64 },
+    /// None came in time; `last_take` is the number of the last take that gave the worker a
+    /// submission (0: none yet).
+    Nothing { last_take: u64 },
+}
+
+impl Taken {
+    /// The take's number, or the last one's when it brought nothing.
+    pub fn number(&self) -> u64 {
+        match self {
+            Taken::Submission { take, .. } => *take,
+            Taken::Nothing { last_take } => *last_take,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
     #[error("no worker with id {0:?}: register first")]
     UnknownWorker(String),
-    #[error("worker {worker} does not hold submission {submission} (it was queued again after the worker stopped answering, or never given to it)")]
-    NotHeld { worker: String, submission: String },
+    #[error("worker {worker} does not hold submission {submission} under take {take} (it was queued again after the worker stopped answering, or given under another take, or never given to it)")]
+    NotHeld {
+        worker: String,
+        submission: String,
+        take: u64,
+    },
     #[error(transparent)]
     Store(#[from] BackendError),
 }
 
 #[derive(Default)]
 struct Registry {
-    workers: HashMap<String, RegisteredWorker>,
+    workers: HashMap<String, Entry>,
     /// Submission id -> who holds it.
     holders: HashMap<String, Holder>,
 }
 
-/// The worker holding a submission, and the last message it reported about it.
+/// A registered worker, and the terminal messages it reported last (oldest first).
+struct Entry {
+    worker: RegisteredWorker,
+    ended: VecDeque<(u64, Message)>,
+}
+
+/// The worker and take holding a submission, and the last message reported about it.
 struct Holder {
     worker: String,
+    take: u64,
     /// A message equal to this one is the same report sent again (the worker retried after
     /// losing the answer): no two consecutive messages of a submission are ever equal.
     last: Option<Message>,
+}
+
+impl Registry {
+    /// Forgets that `worker` holds `submission` under `take`; whether it did.
+    fn release(&mut self, submission: &str, worker: &str, take: u64) -> bool {
+        match self.holders.get(submission) {
+            Some(holder) if holder.worker == worker && holder.take == take => {}
+            _ => return false,
+        }
+        self.holders.remove(submission);
+        if let Some(entry) = self.workers.get_mut(worker) {
+            entry.worker.running.remove(submission);
+        }
+        true
+    }
 }
 
 /// Registered workers and what they hold. A worker is unresponsive once `interval * missed`
@@ -87,6 +163,8 @@ pub struct Workers {
     missed: u32,
     backend: Arc<dyn Backend>,
     interface: Arc<dyn Interface>,
+    /// Claims under way, and the giving back of those whose take went away.
+    tasks: TaskTracker,
 }
 
 impl Workers {
@@ -97,6 +175,7 @@ impl Workers {
             missed,
             interface: backend.clone().worker_interface(),
             backend,
+            tasks: TaskTracker::new(),
         }
     }
 
@@ -119,38 +198,77 @@ impl Workers {
             reported_status: None,
             last_error: None,
             running: BTreeSet::new(),
+            last_take: 0,
             lost: false,
         };
-        self.registry()
-            .workers
-            .insert(worker.id.clone(), worker.clone());
+        let entry = Entry {
+            worker: worker.clone(),
+            ended: VecDeque::new(),
+        };
+        self.registry().workers.insert(worker.id.clone(), entry);
         info!(worker_id = %worker.id, name = %worker.name, "worker registered");
         worker
     }
 
-    /// Records a heartbeat (and what it reports); `None` for an unknown worker.
-    pub fn heartbeat(&self, id: &str, report: Report) -> Option<RegisteredWorker> {
-        let now = now_ms();
-        let mut registry = self.registry();
-        let worker = registry.workers.get_mut(id)?;
-        worker.last_heartbeat_ms = now;
-        if worker.lost {
+    /// Worker `id` is alive; `None` for an unknown worker.
+    fn touch<'r>(registry: &'r mut Registry, id: &str) -> Option<&'r mut Entry> {
+        let entry = registry.workers.get_mut(id)?;
+        entry.worker.last_heartbeat_ms = now_ms();
+        if entry.worker.lost {
             info!(worker_id = %id, "an unresponsive worker answers again");
-            worker.lost = false;
+            entry.worker.lost = false;
         }
-        if let Some(status) = report.status {
-            worker.reported_status = Some(status);
+        Some(entry)
+    }
+
+    /// Records a heartbeat and what it reports; `None` for an unknown worker. When the worker
+    /// says what it holds, the submissions given to it under its last take or earlier that it
+    /// does not run are queued again (the answer of their take never reached it).
+    pub async fn heartbeat(&self, id: &str, report: Report) -> Option<RegisteredWorker> {
+        let (worker, orphans) = {
+            let mut registry = self.registry();
+            let worker = &mut Self::touch(&mut registry, id)?.worker;
+            if let Some(status) = report.status {
+                worker.reported_status = Some(status);
+            }
+            if let Some(error) = report.error {
+                warn!(worker_id = %id, error = %error, "a worker reports an error");
+                worker.last_error = Some((error, worker.last_heartbeat_ms));
+            }
+            let orphans: Vec<(String, u64)> = match &report.holdings {
+                None => Vec::new(),
+                Some(holdings) => registry
+                    .holders
+                    .iter()
+                    .filter(|(submission, holder)| {
+                        holder.worker == id
+                            && holder.take <= holdings.last_take
+                            && !holdings.running.contains(*submission)
+                    })
+                    .map(|(submission, holder)| (submission.clone(), holder.take))
+                    .collect(),
+            };
+            for (submission, take) in &orphans {
+                warn!(worker_id = %id, submission_id = %submission, take, "the worker does not run a submission given to it: the answer of its take was lost");
+                registry.release(submission, id, *take);
+            }
+            let worker = registry.workers.get(id).map(|e| e.worker.clone())?;
+            (worker, orphans)
+        };
+        for (submission, _) in orphans {
+            self.requeue(&submission, id).await;
         }
-        if let Some(error) = report.error {
-            warn!(worker_id = %id, error = %error, "a worker reports an error");
-            worker.last_error = Some((error, now));
-        }
-        Some(worker.clone())
+        Some(worker)
     }
 
     /// Every worker, oldest registration first.
     pub fn all(&self) -> Vec<RegisteredWorker> {
-        let mut all: Vec<_> = self.registry().workers.values().cloned().collect();
+        let registry = self.registry();
+        let mut all: Vec<_> = registry
+            .workers
+            .values()
+            .map(|e| e.worker.clone())
+            .collect();
         all.sort_by_key(|w| (w.registered_ms, w.id.clone()));
         all
     }
@@ -169,70 +287,125 @@ impl Workers {
         }
     }
 
-    /// Gives worker `id` the next submission, waiting up to `wait` for one; `None` if none
-    /// came. The submission is claimed (`executing`) on the worker's behalf.
+    /// Gives worker `id` the next submission, waiting up to `wait` (or until `stop`) for one.
+    /// The submission is claimed (`executing`) on the worker's behalf under a new take number.
+    ///
+    /// Only the wait may be cut short: the claim runs to its end in a task of its own, and when
+    /// this future is dropped meanwhile (the worker's request went away) the submission is
+    /// given back as soon as it is claimed.
     pub async fn take(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         wait: Duration,
-    ) -> Result<Option<Submission>, DispatchError> {
-        self.heartbeat(id, Report::default())
+        stop: &CancellationToken,
+    ) -> Result<Taken, DispatchError> {
+        Self::touch(&mut self.registry(), id)
             .ok_or_else(|| DispatchError::UnknownWorker(id.to_owned()))?;
         let until = tokio::time::Instant::now() + wait;
         loop {
-            // Only the wait is bounded: a claim under way is not cut short.
-            let next = match tokio::time::timeout_at(until, self.interface.next()).await {
-                Ok(next) => next.map_err(BackendError::from)?,
-                Err(_) => return Ok(None),
+            let next = tokio::select! {
+                next = tokio::time::timeout_at(until, self.interface.next()) => match next {
+                    Ok(next) => next.map_err(BackendError::from)?,
+                    Err(_) => None,
+                },
+                _ = stop.cancelled() => None,
             };
             let Some(submission) = next else {
-                return Ok(None);
+                let registry = self.registry();
+                let entry = registry
+                    .workers
+                    .get(id)
+                    .ok_or_else(|| DispatchError::UnknownWorker(id.to_owned()))?;
+                return Ok(Taken::Nothing {
+                    last_take: entry.worker.last_take,
+                });
             };
-            let claim = Message::new(&submission.id, Body::Executing);
-            match self
-                .interface
-                .send(&claim)
-                .await
-                .map_err(BackendError::from)?
-            {
-                Sent::NotTaken => continue,
-                Sent::Recorded => {}
+            let claim = Claim {
+                workers: self.clone(),
+                worker: id.to_owned(),
+                task: Some(
+                    self.tasks
+                        .spawn(self.clone().claim(id.to_owned(), submission)),
+                ),
+            };
+            if let Some(taken) = claim.outcome().await? {
+                return Ok(taken);
             }
-            {
-                let mut registry = self.registry();
-                if let Some(worker) = registry.workers.get_mut(id) {
-                    worker.running.insert(submission.id.clone());
-                    let holder = Holder {
-                        worker: id.to_owned(),
-                        last: None,
-                    };
-                    registry.holders.insert(submission.id.clone(), holder);
-                    info!(worker_id = %id, submission_id = %submission.id, "submission given to a worker");
-                    return Ok(Some(submission));
-                }
-            }
-            // The worker deregistered while its claim was under way: nobody will judge it.
-            self.requeue(&submission.id, id).await;
-            return Err(DispatchError::UnknownWorker(id.to_owned()));
         }
     }
 
-    /// Records a message worker `id` sends about a submission it holds. `executing` was sent
-    /// when the worker took it, and a message equal to the one before is that one sent again:
-    /// either changes nothing.
-    pub async fn report(&self, id: &str, message: &Message) -> Result<(), DispatchError> {
+    /// Claims `submission` for `worker` and records it as held under the worker's next take;
+    /// `None` when another worker claimed it first.
+    async fn claim(
+        self: Arc<Self>,
+        worker: String,
+        submission: Submission,
+    ) -> Result<Option<Taken>, DispatchError> {
+        let claim = Message::new(&submission.id, Body::Executing);
+        match self
+            .interface
+            .send(&claim)
+            .await
+            .map_err(BackendError::from)?
+        {
+            Sent::NotTaken => return Ok(None),
+            Sent::Recorded => {}
+        }
         {
             let mut registry = self.registry();
-            let Some(worker) = registry.workers.get_mut(id) else {
+            if let Some(entry) = registry.workers.get_mut(&worker) {
+                entry.worker.last_take += 1;
+                let take = entry.worker.last_take;
+                entry.worker.running.insert(submission.id.clone());
+                let holder = Holder {
+                    worker: worker.clone(),
+                    take,
+                    last: None,
+                };
+                registry.holders.insert(submission.id.clone(), holder);
+                info!(worker_id = %worker, submission_id = %submission.id, take, "submission given to a worker");
+                return Ok(Some(Taken::Submission { submission, take }));
+            }
+        }
+        // The worker deregistered while its claim was under way: nobody will judge it.
+        self.requeue(&submission.id, &worker).await;
+        Err(DispatchError::UnknownWorker(worker))
+    }
+
+    /// Queues again `submission`, given to `worker` under `take` and never received: the take
+    /// went away before it could answer.
+    async fn give_back(&self, submission: &str, worker: &str, take: u64) {
+        if self.registry().release(submission, worker, take) {
+            info!(worker_id = %worker, submission_id = %submission, take, "the take went away before answering: giving its submission back");
+            self.requeue(submission, worker).await;
+        }
+    }
+
+    /// Records a message worker `id` sends about a submission it holds under `take`.
+    /// `executing` was sent when the worker took it, and a message equal to the one before is
+    /// that one sent again: either changes nothing. A terminal message sent again after it was
+    /// recorded (under the same take) is answered as recorded too.
+    pub async fn report(
+        &self,
+        id: &str,
+        take: u64,
+        message: &Message,
+    ) -> Result<(), DispatchError> {
+        {
+            let mut registry = self.registry();
+            let Some(entry) = registry.workers.get_mut(id) else {
                 return Err(DispatchError::UnknownWorker(id.to_owned()));
             };
-            worker.last_heartbeat_ms = now_ms();
+            entry.worker.last_heartbeat_ms = now_ms();
+            let ended = entry.ended.iter().any(|(t, m)| *t == take && m == message);
             let holder = match registry.holders.get_mut(&message.id) {
-                Some(holder) if holder.worker == id => holder,
+                Some(holder) if holder.worker == id && holder.take == take => holder,
+                _ if ended => return Ok(()),
                 _ => {
                     return Err(DispatchError::NotHeld {
                         worker: id.to_owned(),
                         submission: message.id.clone(),
+                        take,
                     })
                 }
             };
@@ -243,20 +416,19 @@ impl Workers {
         }
         let sent = self.interface.send(message).await;
         if message.body.is_terminal() || sent.is_err() {
-            self.release(&message.id);
+            let mut registry = self.registry();
+            // Recorded and terminal: remembered, for the worker may send it again.
+            if registry.release(&message.id, id, take) && sent.is_ok() {
+                if let Some(entry) = registry.workers.get_mut(id) {
+                    if entry.ended.len() == ENDED_KEPT {
+                        entry.ended.pop_front();
+                    }
+                    entry.ended.push_back((take, message.clone()));
+                }
+            }
         }
         sent.map_err(BackendError::from)?;
         Ok(())
-    }
-
-    /// Forgets who holds `submission`.
-    fn release(&self, submission: &str) -> Option<String> {
-        let mut registry = self.registry();
-        let holder = registry.holders.remove(submission)?;
-        if let Some(w) = registry.workers.get_mut(&holder.worker) {
-            w.running.remove(submission);
-        }
-        Some(holder.worker)
     }
 
     /// Queues `submission` again, taken from `worker`, which will not judge it.
@@ -279,11 +451,11 @@ impl Workers {
     pub async fn deregister(&self, id: &str) -> Option<Vec<String>> {
         let held = {
             let mut registry = self.registry();
-            let worker = registry.workers.remove(id)?;
-            for submission in &worker.running {
+            let entry = registry.workers.remove(id)?;
+            for submission in &entry.worker.running {
                 registry.holders.remove(submission);
             }
-            worker.running
+            entry.worker.running
         };
         info!(worker_id = %id, held = held.len(), "worker deregistered");
         let mut requeued = Vec::new();
@@ -303,12 +475,12 @@ impl Workers {
             let lost: Vec<String> = registry
                 .workers
                 .values()
-                .filter(|w| !w.lost && self.silent_too_long(w, now_ms))
-                .map(|w| w.id.clone())
+                .filter(|e| !e.worker.lost && self.silent_too_long(&e.worker, now_ms))
+                .map(|e| e.worker.id.clone())
                 .collect();
             let mut orphans = Vec::new();
             for id in lost {
-                if let Some(worker) = registry.workers.get_mut(&id) {
+                if let Some(Entry { worker, .. }) = registry.workers.get_mut(&id) {
                     worker.lost = true;
                     warn!(worker_id = %id, name = %worker.name, running = worker.running.len(), "worker unresponsive: it missed its heartbeats");
                     orphans.extend(
@@ -349,6 +521,52 @@ impl Workers {
             }
         })
     }
+
+    /// Waits for the claims under way and the giving back of those whose take went away; for
+    /// when no request can start another (the server stopped).
+    pub async fn drain(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// A claim under way for a take. Dropped before its end (the take's request went away), it
+/// gives back what the claim gets: nobody is left to tell the worker.
+struct Claim {
+    workers: Arc<Workers>,
+    worker: String,
+    /// `None` once its outcome was read.
+    task: Option<JoinHandle<Result<Option<Taken>, DispatchError>>>,
+}
+
+impl Claim {
+    async fn outcome(mut self) -> Result<Option<Taken>, DispatchError> {
+        let Some(task) = self.task.as_mut() else {
+            return Ok(None);
+        };
+        // Read and disarmed in one poll: no drop can come in between.
+        let joined = task.await;
+        self.task = None;
+        joined.unwrap_or_else(|e| Err(BackendError(format!("a claim failed: {e}")).into()))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        let (workers, worker) = (self.workers.clone(), std::mem::take(&mut self.worker));
+        let giving_back = async move {
+            if let Ok(Ok(Some(Taken::Submission { submission, take }))) = task.await {
+                workers.give_back(&submission.id, &worker, take).await;
+            }
+        };
+        // Outside a runtime (it is shutting down) nothing can be queued any more anyway.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.workers.tasks.spawn_on(giving_back, &runtime);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -356,6 +574,17 @@ mod tests {
     use super::*;
     use crate::api::backend::memory::MemoryBackend;
     use crate::interface::{MemoryInterface, SubmissionState};
+
+    /// Takes without waiting: the submission and its take number.
+    async fn take_now(workers: &Arc<Workers>, id: &str) -> (Submission, u64) {
+        match workers
+            .take(id, Duration::ZERO, &CancellationToken::new())
+            .await
+        {
+            Ok(Taken::Submission { submission, take }) => (submission, take),
+            other => panic!("nothing taken: {other:?}"),
+        }
+    }
 
     fn submission(id: &str) -> Submission {
         Submission {
@@ -370,15 +599,15 @@ mod tests {
     async fn a_silent_worker_is_unresponsive_and_its_submission_goes_to_another() {
         let backend = MemoryBackend::new(Arc::new(MemoryInterface::new()));
         let _follow = backend.follow(CancellationToken::new());
-        let workers = Workers::new(backend.clone(), Duration::from_secs(1), 3);
+        let workers = Arc::new(Workers::new(backend.clone(), Duration::from_secs(1), 3));
         backend.submit(submission("s"), Some(2)).await.unwrap();
         let a = workers.register("a".into(), Some(1));
         let t = a.last_heartbeat_ms;
         assert_eq!(workers.status_at(&a, t + 3000), WorkerStatus::Active);
         assert_eq!(workers.status_at(&a, t + 3001), WorkerStatus::Unresponsive);
 
-        let taken = workers.take(&a.id, Duration::ZERO).await.unwrap().unwrap();
-        assert_eq!(taken.id, "s");
+        let (taken, take) = take_now(&workers, &a.id).await;
+        assert_eq!((taken.id.as_str(), take), ("s", 1));
         let testing = Message::new(
             "s",
             Body::Testing {
@@ -386,32 +615,26 @@ mod tests {
                 subtask: None,
             },
         );
-        workers.report(&a.id, &testing).await.unwrap();
+        workers.report(&a.id, take, &testing).await.unwrap();
         assert_eq!(workers.sweep(t + 3000).await, Vec::<String>::new());
         assert_eq!(workers.sweep(t + 10_000).await, ["s"]);
         let view = backend.get("s").await.unwrap().unwrap();
         assert_eq!(view.state, SubmissionState::Queued);
         assert!(matches!(
-            workers.report(&a.id, &testing).await,
+            workers.report(&a.id, take, &testing).await,
             Err(DispatchError::NotHeld { .. })
         ));
 
         let b = workers.register("b".into(), None);
-        assert_eq!(
-            workers
-                .take(&b.id, Duration::ZERO)
-                .await
-                .unwrap()
-                .unwrap()
-                .id,
-            "s"
-        );
+        assert_eq!(take_now(&workers, &b.id).await, (submission("s"), 1));
         assert!(workers
             .all()
             .iter()
             .all(|w| w.running.len() == usize::from(w.id == b.id)));
         assert!(matches!(
-            workers.take("nobody", Duration::ZERO).await,
+            workers
+                .take("nobody", Duration::ZERO, &CancellationToken::new())
+                .await,
             Err(DispatchError::UnknownWorker(_))
         ));
     }
@@ -421,10 +644,10 @@ mod tests {
         let interface = Arc::new(MemoryInterface::new());
         let backend = MemoryBackend::new(interface.clone());
         let _follow = backend.follow(CancellationToken::new());
-        let workers = Workers::new(backend.clone(), Duration::from_secs(10), 3);
+        let workers = Arc::new(Workers::new(backend.clone(), Duration::from_secs(10), 3));
         backend.submit(submission("s"), Some(1)).await.unwrap();
         let a = workers.register("a".into(), None);
-        workers.take(&a.id, Duration::ZERO).await.unwrap().unwrap();
+        let (_, take) = take_now(&workers, &a.id).await;
         let testing = Message::new(
             "s",
             Body::Testing {
@@ -433,7 +656,7 @@ mod tests {
             },
         );
         for message in [Message::new("s", Body::Executing), testing.clone(), testing] {
-            workers.report(&a.id, &message).await.unwrap();
+            workers.report(&a.id, take, &message).await.unwrap();
         }
         let states: Vec<&str> = interface
             .messages_of("s")
@@ -447,17 +670,16 @@ mod tests {
     async fn a_deregistered_worker_gives_its_submissions_back() {
         let backend = MemoryBackend::new(Arc::new(MemoryInterface::new()));
         let _follow = backend.follow(CancellationToken::new());
-        let workers = Workers::new(backend.clone(), Duration::from_secs(10), 3);
+        let workers = Arc::new(Workers::new(backend.clone(), Duration::from_secs(10), 3));
         backend.submit(submission("s"), Some(1)).await.unwrap();
         let a = workers.register("a".into(), None);
-        workers.take(&a.id, Duration::ZERO).await.unwrap().unwrap();
+        take_now(&workers, &a.id).await;
         assert_eq!(workers.deregister(&a.id).await, Some(vec!["s".to_owned()]));
         assert_eq!(workers.deregister(&a.id).await, None);
         assert!(workers.all().is_empty());
         let view = backend.get("s").await.unwrap().unwrap();
         assert_eq!(view.state, SubmissionState::Queued);
         let b = workers.register("b".into(), None);
-        let taken = workers.take(&b.id, Duration::ZERO).await.unwrap().unwrap();
-        assert_eq!(taken.id, "s");
+        assert_eq!(take_now(&workers, &b.id).await.0.id, "s");
     }
 }

@@ -3,17 +3,24 @@
 //!
 //! How a submission moves through it:
 //! - [`HttpInterface::connect`] registers the worker (`POST /v1.0/workers`) and starts a
-//!   heartbeat at the interval the service announces, reporting `idle` or `judging N` and the
-//!   last failure not reported yet.
-//! - `next()` takes a submission (`POST /v1.0/workers/{id}/take?wait=SECONDS`). The service
-//!   claims it for this worker before answering, so `executing` is only noted here. The take
+//!   heartbeat at the interval the service announces, reporting `idle` or `judging N`, the last
+//!   failure not reported yet, and what it holds: the submissions it runs (`running`) and the
+//!   number of the last take it heard of (`lastTake`), read together. The service queues again
+//!   what it gave under that take or earlier and is not running here: a take answer lost on the
+//!   way.
+//! - `next()` takes a submission (`POST /v1.0/workers/{id}/take?wait=SECONDS`), one take at a
+//!   time. The service claims it for this worker under a take number (the `Take` header; a 204
+//!   carries the last one's) before answering, so `executing` is only noted here. The take
 //!   runs in a task of its own whose answer is kept in the interface when `next()` is dropped
 //!   meanwhile: the following `next()` returns it, so a submission the service handed out is
-//!   never lost.
-//! - Every later message is one `POST /v1.0/workers/{id}/messages`. One that did not get
-//!   through (connection refused or lost, the service overloaded) is sent again with backoff,
-//!   for a bounded time; the service records a message sent twice in a row once. A 409 means the
-//!   service gave the submission to another worker (this one missed its heartbeats): as with a
+//!   never lost. A submission given again while an old attempt of it still runs here is not
+//!   handed out: the old attempt's messages are refused, and once it stopped the heartbeat,
+//!   no longer listing it, gives the submission back.
+//! - Every later message is one `POST /v1.0/workers/{id}/messages?take=N`, naming the take that
+//!   brought the submission. One that did not get through (connection refused or lost, the
+//!   service overloaded) is sent again with backoff, for a bounded time; the service records a
+//!   message sent twice in a row once, and answers a terminal one sent again as recorded. A 409
+//!   means the service took the submission back (this worker missed its heartbeats): as with a
 //!   fenced write of the shared stores, `send` fails and the worker drops the submission.
 //! - A 404 means the service does not know this worker any more (it restarted): the worker
 //!   registers again and goes on. What it held under the old registration is the service's
@@ -44,6 +51,8 @@ const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration:
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 /// The shortest heartbeat interval followed, whatever the service announces.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+/// The header of a take's answer numbering it (on 204: the last take that gave a submission).
+const TAKE_HEADER: &str = "take";
 /// Why a submission taken under a registration the service has forgotten is dropped.
 const FORGOTTEN: &str = "the service no longer knows this worker (it restarted?)";
 /// A registration the service forgets within this long was not lost to a restart: taking is
@@ -107,6 +116,41 @@ struct WorkerReply {
 /// What a take brought: a submission the service claimed for this worker, or nothing in time.
 type Take = JoinHandle<Result<Option<Submission>, InterfaceError>>;
 
+/// A submission taken and not finished: the registration that took it, and the take's number.
+#[derive(Debug, Clone, PartialEq)]
+struct Held {
+    registration: String,
+    take: u64,
+}
+
+/// What this worker holds, read in one piece by the heartbeat (a submission taken after its
+/// `lastTake` may be missing from its `running`, never the other way round).
+#[derive(Default)]
+struct Holdings {
+    /// Submissions taken and not finished, by id.
+    held: HashMap<String, Held>,
+    /// The last take number the service told a registration of (the last one only matters).
+    last_take: Option<(String, u64)>,
+}
+
+impl Holdings {
+    /// The service told `registration` of take `number`.
+    fn heard(&mut self, registration: &str, number: u64) {
+        match &mut self.last_take {
+            Some((r, last)) if r == registration => *last = (*last).max(number),
+            last => *last = Some((registration.to_owned(), number)),
+        }
+    }
+
+    /// The last take number `registration` heard of (0: none).
+    fn last_take(&self, registration: &str) -> u64 {
+        match &self.last_take {
+            Some((r, last)) if r == registration => *last,
+            _ => 0,
+        }
+    }
+}
+
 /// What the interface and its tasks share.
 struct Shared {
     client: reqwest::Client,
@@ -117,8 +161,7 @@ struct Shared {
     registration: Mutex<Option<Registration>>,
     /// Held while registering, so that one registration replaces a forgotten one.
     registering: tokio::sync::Mutex<()>,
-    /// Submissions taken and not finished, by id, with the registration that took them.
-    held: Mutex<HashMap<String, String>>,
+    held: Mutex<Holdings>,
     /// The last failure the service has not been told of.
     unreported: Mutex<Option<String>>,
 }
@@ -268,8 +311,9 @@ impl Shared {
         }
         *registration = None;
         let lost: Vec<String> = lock(&self.held)
+            .held
             .iter()
-            .filter(|(_, by)| by.as_str() == id)
+            .filter(|(_, by)| by.registration == id)
             .map(|(submission, _)| submission.clone())
             .collect();
         warn!(worker_id = %id, ?lost, "the service no longer knows this worker (it restarted?); registering again, dropping what it held");
@@ -279,13 +323,16 @@ impl Shared {
     fn judging(&self) -> usize {
         let current = self.current().map(|r| r.id);
         lock(&self.held)
+            .held
             .values()
-            .filter(|by| Some(*by) == current.as_ref())
+            .filter(|by| Some(&by.registration) == current.as_ref())
             .count()
     }
 
-    /// One heartbeat with this worker's status and the last failure not reported yet; a
-    /// service that forgot this worker gets a new registration instead.
+    /// One heartbeat with this worker's status, the last failure not reported yet, and what it
+    /// holds: every submission it runs (whichever registration took it: one taken again by this
+    /// one while an attempt of the old one still runs is not to be run twice) and the last take
+    /// it heard of. A service that forgot this worker gets a new registration instead.
     async fn heartbeat(&self) {
         let registration = match self.registration().await {
             Ok(registration) => registration,
@@ -296,7 +343,17 @@ impl Shared {
         };
         let error = lock(&self.unreported).take();
         let judging = self.judging();
-        let mut body = json!({ "status": status_text(judging) });
+        let (running, last_take) = {
+            let holdings = lock(&self.held);
+            let mut running: Vec<&String> = holdings.held.keys().collect();
+            running.sort();
+            (json!(running), holdings.last_take(&registration.id))
+        };
+        let mut body = json!({
+            "status": status_text(judging),
+            "running": running,
+            "lastTake": last_take,
+        });
         if let Some(error) = &error {
             body["error"] = json!(error);
         }
@@ -347,7 +404,10 @@ impl Shared {
     }
 
     /// Takes the next submission, waiting up to `take_wait` for one. It is held from the moment
-    /// the service answers, even if no `next()` is waiting for it any more.
+    /// the service answers, even if no `next()` is waiting for it any more. A submission this
+    /// worker still runs (an attempt the service took back, and gave it again) is not handed
+    /// out: the old attempt is refused from now on, and once it has stopped the heartbeat, no
+    /// longer listing it, has the service queue it again.
     async fn take(self: Arc<Self>) -> Result<Option<Submission>, InterfaceError> {
         let registration = self.registration().await?;
         let url = self.url(&format!(
@@ -362,17 +422,47 @@ impl Shared {
             .send()
             .await
             .map_err(|e| self.failed(format!("taking a submission: {}", with_causes(&e))))?;
-        match response.status() {
-            StatusCode::OK => {
-                let submission: Submission = response.json().await.map_err(|e| {
-                    self.failed(format!("taking a submission: unreadable answer: {e}"))
-                })?;
-                info!(worker_id = %registration.id, submission_id = %submission.id, "took a submission");
-                lock(&self.held).insert(submission.id.clone(), registration.id);
+        let number = response
+            .headers()
+            .get(TAKE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match (response.status(), number) {
+            (StatusCode::OK, Some(take)) => {
+                let submission = match response.json::<Submission>().await {
+                    Ok(submission) => submission,
+                    Err(e) => {
+                        // Heard of all the same: the heartbeat has the service take it back.
+                        lock(&self.held).heard(&registration.id, take);
+                        let why = format!("taking a submission: unreadable answer: {e}");
+                        return Err(self.failed(why));
+                    }
+                };
+                let mut holdings = lock(&self.held);
+                holdings.heard(&registration.id, take);
+                if let Some(running) = holdings.held.get(&submission.id) {
+                    warn!(worker_id = %registration.id, submission_id = %submission.id, take, old_take = running.take, "given again a submission this worker still runs; leaving it to the service");
+                    return Ok(None);
+                }
+                info!(worker_id = %registration.id, submission_id = %submission.id, take, "took a submission");
+                let held = Held {
+                    registration: registration.id,
+                    take,
+                };
+                holdings.held.insert(submission.id.clone(), held);
                 Ok(Some(submission))
             }
-            StatusCode::NO_CONTENT => Ok(None),
-            StatusCode::NOT_FOUND => {
+            (StatusCode::OK, None) => Err(self.failed(
+                "taking a submission: the service did not number the take (Take header); is it an older executioner?"
+                    .into(),
+            )),
+            (StatusCode::NO_CONTENT, number) => {
+                if let Some(number) = number {
+                    lock(&self.held).heard(&registration.id, number);
+                }
+                Ok(None)
+            }
+            (StatusCode::NOT_FOUND, _) => {
                 self.forget(&registration.id);
                 if registration.at.elapsed() < FRESH_REGISTRATION {
                     // Forgotten as soon as registered: not a restart but a broken service.
@@ -387,11 +477,15 @@ impl Shared {
         }
     }
 
-    /// Posts one message for registration `worker`, again while it does not get through, until
+    /// Posts one message of a submission `held`, again while it does not get through, until
     /// `write_deadline`.
-    async fn deliver(&self, worker: &str, message: &Message) -> Result<(), InterfaceError> {
+    async fn deliver(&self, held: &Held, message: &Message) -> Result<(), InterfaceError> {
         let (id, what) = (message.id.as_str(), message.body.state());
-        let url = self.url(&format!("/v1.0/workers/{worker}/messages"));
+        let worker = held.registration.as_str();
+        let url = self.url(&format!(
+            "/v1.0/workers/{worker}/messages?take={}",
+            held.take
+        ));
         let deadline = Instant::now() + self.config.write_deadline;
         let mut pause = RETRY_PAUSE.0;
         loop {
@@ -406,7 +500,7 @@ impl Shared {
                 Ok(response) if response.status().is_success() => return Ok(()),
                 Ok(response) if response.status() == StatusCode::CONFLICT => {
                     return Err(self.failed(format!(
-                        "recording {what} of submission {id}: the service gave it to another worker (this one missed its heartbeats)"
+                        "recording {what} of submission {id}: the service took it back and gave it to another worker or take (this one missed its heartbeats)"
                     )));
                 }
                 Ok(response) if response.status() == StatusCode::NOT_FOUND => {
@@ -487,7 +581,7 @@ impl HttpInterface {
             config,
             registration: Mutex::new(None),
             registering: tokio::sync::Mutex::new(()),
-            held: Mutex::new(HashMap::new()),
+            held: Mutex::new(Holdings::default()),
             unreported: Mutex::new(None),
         });
         shared.registration().await?;
@@ -590,11 +684,11 @@ impl Interface for HttpInterface {
         let shared = &self.shared;
         let id = message.id.as_str();
         let current = shared.current().map(|r| r.id);
-        let holder = lock(&shared.held).get(id).cloned();
-        let worker = match holder {
-            Some(worker) if Some(&worker) == current.as_ref() => worker,
+        let holder = lock(&shared.held).held.get(id).cloned();
+        let held = match holder {
+            Some(held) if Some(&held.registration) == current.as_ref() => held,
             holder => {
-                lock(&shared.held).remove(id);
+                lock(&shared.held).held.remove(id);
                 if message.body == Body::Executing {
                     // Taken under a registration the service has forgotten since.
                     info!("the service took the submission back before judging began");
@@ -616,10 +710,13 @@ impl Interface for HttpInterface {
             // The service claimed it for this worker when it handed it out.
             return Ok(Sent::Recorded);
         }
-        let delivered = shared.deliver(&worker, message).await;
+        let delivered = shared.deliver(&held, message).await;
         if delivered.is_err() || message.body.is_terminal() {
             // Ended, or no longer this worker's to report on.
-            lock(&shared.held).remove(id);
+            let mut holdings = lock(&shared.held);
+            if holdings.held.get(id) == Some(&held) {
+                holdings.held.remove(id);
+            }
         }
         delivered.map(|()| Sent::Recorded)
     }
