@@ -35,6 +35,9 @@ use super::time::now_ms;
 use crate::interface::{Interface, Sent};
 use crate::protocol::{Body, Message, Submission};
 
+/// Longest a stopping service waits for claims under way (see [`Workers::drain`]).
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
 /// Terminal messages remembered per worker, so that one sent again is answered as recorded. A
 /// worker sends one again within its write deadline (a minute), so the last few suffice.
 pub const ENDED_KEPT: usize = 64;
@@ -523,10 +526,20 @@ impl Workers {
     }
 
     /// Waits for the claims under way and the giving back of those whose take went away; for
-    /// when no request can start another (the server stopped).
+    /// when no request can start another (the server stopped). A store that hangs does not
+    /// hold up the shutdown beyond [`DRAIN_LIMIT`]: what it still holds then is recovered as
+    /// the store recovers any dead worker's claims (Postgres leases; memory is gone anyway).
     pub async fn drain(&self) {
         self.tasks.close();
-        self.tasks.wait().await;
+        if tokio::time::timeout(DRAIN_LIMIT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                claims = self.tasks.len(),
+                "claims still under way at shutdown; left to the store's recovery"
+            );
+        }
     }
 }
 
