@@ -106,10 +106,6 @@ impl FirestoreConfig {
     /// The `(default)` database, a 30 s lease, 3 takeovers, a sweep every 5 s, 60 s to get a
     /// write through, 200 submissions a look; named `host:pid`.
     pub fn new(project_id: impl Into<String>) -> Self {
-        let host = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "unknown".into());
         FirestoreConfig {
             project_id: project_id.into(),
             database_id: "(default)".into(),
@@ -118,7 +114,7 @@ impl FirestoreConfig {
             sweep_interval: Duration::from_secs(5),
             write_deadline: Duration::from_secs(60),
             scan_limit: 200,
-            worker_name: format!("{host}:{}", std::process::id()),
+            worker_name: super::worker_name(),
         }
     }
 }

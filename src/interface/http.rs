@@ -78,15 +78,11 @@ pub struct HttpConfig {
 
 impl HttpConfig {
     /// Takes that wait 30 s, 10 s for any other request, 60 s to get a message through,
-    /// concurrency 1; named `host-pid`.
+    /// concurrency 1; named `host:pid`.
     pub fn new(url: impl Into<String>) -> Self {
-        let host = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "unknown".into());
         HttpConfig {
             url: url.into(),
-            worker_name: format!("{host}-{}", std::process::id()),
+            worker_name: super::worker_name(),
             concurrency: 1,
             take_wait: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),

@@ -46,6 +46,15 @@ pub trait Interface: Send + Sync + 'static {
     async fn send(&self, message: &Message) -> Result<Sent, InterfaceError>;
 }
 
+/// What a worker is called in a shared store unless told otherwise: `host:pid`.
+pub(crate) fn worker_name() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into());
+    format!("{host}:{}", std::process::id())
+}
+
 /// Runs `beat` every `period` until `stop` fires: a shared store's lease heartbeat. Cancellable
 /// mid-beat, so a beat waiting for a lost server does not hold up shutdown.
 pub(crate) async fn every<F, Fut>(

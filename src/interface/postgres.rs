@@ -84,10 +84,6 @@ impl PostgresConfig {
     /// A 30 s lease, 3 retries after 10 s (doubling, at most 10 min apart), a sweep every 5 s,
     /// 60 s to get a write through, 4 connections; named `host:pid`.
     pub fn new(url: impl Into<String>) -> Self {
-        let host = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "unknown".into());
         PostgresConfig {
             url: url.into(),
             lease: Duration::from_secs(30),
@@ -97,7 +93,7 @@ impl PostgresConfig {
             sweep_interval: Duration::from_secs(5),
             write_deadline: Duration::from_secs(60),
             max_connections: 4,
-            worker_name: format!("{host}:{}", std::process::id()),
+            worker_name: super::worker_name(),
         }
     }
 
