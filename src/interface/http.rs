@@ -758,6 +758,6 @@ mod tests {
         let config = HttpConfig::new("http://localhost:8080");
         assert!(config
             .worker_name
-            .ends_with(&format!("-{}", std::process::id())));
+            .ends_with(&format!(":{}", std::process::id())));
     }
 }
