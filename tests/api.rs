@@ -800,6 +800,14 @@ async fn workers_register_and_report_their_status_and_errors() {
     assert_eq!(listed["value"][0]["id"], id.as_str());
     assert_eq!(listed["value"][0]["concurrency"], 4);
     assert_eq!(listed["value"][0]["runningOperations"], json!([]));
+    // Where registering said the worker is.
+    let one = api.get(&format!("/v1.0/workers/{id}")).await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.body, listed["value"][0]);
+    assert_eq!(
+        api.get("/v1.0/workers/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
     let unknown = api.post("/v1.0/workers/nope/heartbeat", json!({})).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let bad = api.post("/v1.0/workers", json!({"name": " "})).await;

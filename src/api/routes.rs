@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use serde::Deserialize;
@@ -46,7 +46,10 @@ pub fn router(state: AppState) -> Router {
             get(operation).delete(cancel_operation),
         )
         .route("/v1.0/workers", get(list_workers).post(register_worker))
-        .route("/v1.0/workers/{id}", delete(deregister_worker))
+        .route(
+            "/v1.0/workers/{id}",
+            get(one_worker).delete(deregister_worker),
+        )
         .route("/v1.0/workers/{id}/heartbeat", post(heartbeat))
         .route("/v1.0/workers/{id}/take", post(take))
         .route("/v1.0/workers/{id}/messages", post(report))
@@ -495,6 +498,17 @@ async fn list_workers(State(state): State<AppState>) -> Json<Value> {
             .map(|w| worker_json(&state, w, now))
             .collect(),
     )
+}
+
+async fn one_worker(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let worker = state
+        .workers
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("worker", &id))?;
+    Ok(Json(worker_json(&state, &worker, now_ms())))
 }
 
 impl From<DispatchError> for ApiError {

@@ -276,6 +276,11 @@ impl Workers {
         all
     }
 
+    /// The registered worker `id`.
+    pub fn get(&self, id: &str) -> Option<RegisteredWorker> {
+        self.registry().workers.get(id).map(|e| e.worker.clone())
+    }
+
     fn silent_too_long(&self, worker: &RegisteredWorker, now_ms: i64) -> bool {
         let allowed = self.interval.saturating_mul(self.missed);
         let allowed = i64::try_from(allowed.as_millis()).unwrap_or(i64::MAX);
