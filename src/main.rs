@@ -98,6 +98,11 @@ enum Command {
         /// separate with commas. Without one, rejudges asking for a webhook are refused (403).
         #[arg(long, env = "EXECUTIONER_WEBHOOK_ALLOW", value_delimiter = ',')]
         webhook_allow: Vec<String>,
+        /// A secret remote workers must send (`worker --worker-token`) to register, take
+        /// submissions and report; without one any client that reaches the API can act as a
+        /// worker, so set it whenever the API is reachable beyond this machine.
+        #[arg(long, env = "EXECUTIONER_WORKER_TOKEN", hide_env_values = true)]
+        worker_token: Option<String>,
         /// Seconds between the heartbeats remote workers must send; one that misses 3 is
         /// unresponsive and its submissions are queued again (default: 10).
         #[arg(long, env = "EXECUTIONER_HEARTBEAT_SECONDS")]
@@ -322,9 +327,12 @@ struct HttpArgs {
     /// The `executioner serve` to judge for, http://HOST:PORT (`--interface http`).
     #[arg(long, env = "EXECUTIONER_URL")]
     url: Option<String>,
-    /// How the service lists this worker (default: HOSTNAME-PID).
+    /// How the service lists this worker (default: HOSTNAME:PID).
     #[arg(long, env = "EXECUTIONER_WORKER_NAME")]
     worker_name: Option<String>,
+    /// The service's worker token (`serve --worker-token`), sent with every request.
+    #[arg(long, env = "EXECUTIONER_WORKER_TOKEN", hide_env_values = true)]
+    worker_token: Option<String>,
 }
 
 impl HttpArgs {
@@ -336,6 +344,7 @@ impl HttpArgs {
         if let Some(name) = self.worker_name {
             config.worker_name = name;
         }
+        config.token = self.worker_token.map(executioner::api::auth::Token::new);
         // What the worker really judges at once (it takes one at least).
         config.concurrency = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
         Ok(config)
@@ -491,6 +500,7 @@ async fn run(command: Command) -> ExitCode {
             rate_limit,
             rate_burst,
             webhook_allow,
+            worker_token,
             heartbeat_seconds,
         } => {
             let worker = WorkerConfig {
@@ -524,6 +534,9 @@ async fn run(command: Command) -> ExitCode {
                             limit
                         }),
                         webhook_hosts: webhook_allow,
+                        worker_token: worker_token
+                            .filter(|t| !t.is_empty())
+                            .map(executioner::api::auth::Token::new),
                         ..defaults
                     };
                     let config = cli::ServeConfig {

@@ -1681,3 +1681,61 @@ async fn webhooks_go_only_to_allowed_hosts() {
         .unwrap();
     assert!(told.to_string().contains(&id), "{told}");
 }
+
+#[tokio::test]
+async fn with_a_worker_token_only_workers_that_show_it_act_as_workers() {
+    let api = Api::new(ApiConfig {
+        worker_token: Some(executioner::api::auth::Token::new("s3cret")),
+        ..ApiConfig::default()
+    });
+    let register = |authorization: Option<&'static str>| {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("/v1.0/workers")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let router = api::router(api.state.clone());
+        async move {
+            router
+                .oneshot(request.body(HttpBody::from(r#"{"name":"w"}"#)).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    for refused in [
+        None,
+        Some("Bearer guessed"),
+        Some("Basic s3cret"),
+        Some("Bearer s3cre"),
+    ] {
+        let response = register(refused).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{refused:?}");
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+    assert!(api.state.workers().all().is_empty(), "nobody registered");
+    let response = register(Some("Bearer s3cret")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = api.state.workers().all()[0].id.clone();
+
+    // Its heartbeats, takes and reports need the token too; so does deregistering it.
+    api.submit().await;
+    for (method, uri) in [
+        (Method::POST, format!("/v1.0/workers/{id}/heartbeat")),
+        (Method::POST, format!("/v1.0/workers/{id}/take")),
+        (Method::POST, format!("/v1.0/workers/{id}/messages?take=1")),
+        (Method::DELETE, format!("/v1.0/workers/{id}")),
+    ] {
+        let reply = api.call(method.clone(), &uri, None).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+    }
+    assert_eq!(api.backend.queued().await.unwrap(), 1, "nothing was taken");
+    // Reading stays open, as does the rest of the API.
+    assert_eq!(api.get("/v1.0/workers").await.status, StatusCode::OK);
+    assert_eq!(
+        api.get(&format!("/v1.0/workers/{id}")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(api.get("/v1.0/operations").await.status, StatusCode::OK);
+}

@@ -43,8 +43,12 @@ fn fixture(path: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The worker token of the services these tests start (given to `serve` in its environment,
+/// to workers with `--worker-token`).
+const TOKEN: &str = "test-worker-token";
+
 /// An `executioner serve` process: the memory store, no local worker, heartbeats every second
-/// (a worker silent for 3 s is unresponsive).
+/// (a worker silent for 3 s is unresponsive), workers authenticated with [`TOKEN`].
 struct Service {
     process: WorkerProcess,
     addr: SocketAddr,
@@ -65,7 +69,7 @@ impl Service {
                 "--heartbeat-seconds",
                 "1",
             ],
-            &[],
+            &[("EXECUTIONER_WORKER_TOKEN", TOKEN)],
         );
         let line = process.wait_for_log("serving the HTTP API", STARTUP);
         let log: Value = serde_json::from_str(&line).expect("a JSON log line");
@@ -92,6 +96,8 @@ fn remote_worker(service: &Service, name: &str) -> WorkerProcess {
             &service.url(),
             "--worker-name",
             name,
+            "--worker-token",
+            TOKEN,
             "--concurrency",
             "1",
         ],
@@ -269,6 +275,25 @@ async fn a_remote_worker_judges_with_the_exact_messages_and_reports_its_status()
     assert_eq!(me["concurrency"], 1);
     assert_eq!(me["runningOperations"], json!([]));
     assert!(me.get("lastError").is_none(), "{me}");
+
+    // A worker without the service's token is refused and says why; it never gets listed.
+    let mut impostor = WorkerProcess::spawn(
+        &[
+            "worker",
+            "--interface",
+            "http",
+            "--url",
+            &service.url(),
+            "--worker-name",
+            "impostor",
+            "--worker-token",
+            "guessed",
+        ],
+        &[],
+    );
+    impostor.wait_for_log("worker token", STARTUP);
+    assert!(!impostor.stop(STARTUP).success());
+    assert_eq!(workers(addr).await.len(), 1);
 
     // A clean stop deregisters.
     let pid = worker.pid();

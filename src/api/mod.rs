@@ -8,6 +8,7 @@
 //! with `executioner worker --interface postgres` processes. Local workers take submissions
 //! from [`AppState::worker_interface`].
 
+pub mod auth;
 pub mod backend;
 mod error;
 pub mod filter;
@@ -67,6 +68,9 @@ pub struct ApiConfig {
     pub workflow_concurrency: usize,
     /// How fast one client may call the API; `None`: no limit.
     pub rate_limit: Option<limit::RateLimit>,
+    /// The bearer token workers must show to register, heartbeat, take and report; `None`:
+    /// any client may act as a worker.
+    pub worker_token: Option<auth::Token>,
     /// Where a rejudge may send its webhook (SSRF guard): `host` (any port) or `host:port`,
     /// compared with the URL's host as written. Empty: webhooks are refused.
     pub webhook_hosts: Vec<String>,
@@ -76,7 +80,7 @@ impl Default for ApiConfig {
     /// 1 MiB bodies, 256 KiB sources, 1000 queued submissions, poll after 1 s, pages of 50
     /// (at most 1000), no problem or language checks, heartbeats every 10 s, unresponsive after
     /// 3 missed, workers wait at most 30 s for a submission, workflows judge 2 at once with 3
-    /// attempts each, no rate limit, no webhooks.
+    /// attempts each, no rate limit, no worker token, no webhooks.
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 1 << 20,
@@ -92,6 +96,7 @@ impl Default for ApiConfig {
             workflow_attempts: 3,
             workflow_concurrency: 2,
             rate_limit: None,
+            worker_token: None,
             webhook_hosts: Vec::new(),
         }
     }
@@ -142,6 +147,10 @@ impl AppState {
 
     pub fn workers(&self) -> &Arc<Workers> {
         &self.workers
+    }
+
+    pub fn config(&self) -> &ApiConfig {
+        &self.config
     }
 
     pub fn workflows(&self) -> Option<&Arc<Runner>> {

@@ -59,6 +59,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            super::auth::workers,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             super::limit::limit,
         ))
         .with_state(state)

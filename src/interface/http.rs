@@ -74,6 +74,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// How long a message that does not get through is tried again before `send` gives up.
     pub write_deadline: Duration,
+    /// Sent as `Authorization: Bearer` with every request (`serve --worker-token`).
+    pub token: Option<crate::api::auth::Token>,
 }
 
 impl HttpConfig {
@@ -87,6 +89,7 @@ impl HttpConfig {
             take_wait: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             write_deadline: Duration::from_secs(60),
+            token: None,
         }
     }
 }
@@ -567,8 +570,17 @@ impl HttpInterface {
     /// service cannot be reached or refuses the registration.
     pub async fn connect(config: HttpConfig) -> Result<Self, InterfaceError> {
         let base = base_url(&config.url)?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &config.token {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .map_err(|_| failure("the worker token is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let client = reqwest::Client::builder()
             .connect_timeout(config.request_timeout)
+            .default_headers(headers)
             .build()
             .map_err(|e| failure(format!("building the HTTP client: {}", with_causes(&e))))?;
         let shared = Arc::new(Shared {

@@ -1,0 +1,105 @@
+//! Worker authentication (`serve --worker-token`): registering, heartbeats, takes, reports and
+//! deregistering need `Authorization: Bearer TOKEN`, so that only the operator's workers can
+//! take submissions or report verdicts. Listing the workers stays open, like the rest of the
+//! API; without a token configured nothing is checked (a service on loopback, tests).
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::AppState;
+
+/// A shared secret; its `Debug` does not show it, so no log or config dump does.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Token(secret.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+/// Whether the request is a worker's own: anything under `/v1.0/workers` but reading it.
+fn is_worker_call(request: &Request) -> bool {
+    let path = request.uri().path();
+    let under = path == "/v1.0/workers" || path.starts_with("/v1.0/workers/");
+    under && request.method() != Method::GET
+}
+
+/// Compares without returning early, so the time taken says nothing of where they differ.
+fn same(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
+}
+
+/// The bearer token of `request`, if it has one.
+fn bearer(request: &Request) -> Option<&[u8]> {
+    let value = request.headers().get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = value.split_at(value.iter().position(|&b| b == b' ')?);
+    scheme
+        .eq_ignore_ascii_case(b"bearer")
+        .then(|| token.trim_ascii())
+}
+
+/// Middleware: refuses a worker call without the configured token (401).
+pub async fn workers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(expected) = &state.config.worker_token else {
+        return next.run(request).await;
+    };
+    if !is_worker_call(&request)
+        || bearer(&request).is_some_and(|token| same(token, expected.expose().as_bytes()))
+    {
+        return next.run(request).await;
+    }
+    tracing::warn!(path = %request.uri().path(), "a worker call without the worker token was refused");
+    let mut response = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "worker calls need Authorization: Bearer with the service's worker token",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_read_from_the_bearer_scheme_and_compared_whole() {
+        let with = |value: &str| {
+            let mut r = Request::new(axum::body::Body::empty());
+            r.headers_mut()
+                .insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            bearer(&r).map(<[u8]>::to_vec)
+        };
+        assert_eq!(with("Bearer abc"), Some(b"abc".to_vec()));
+        assert_eq!(with("bearer  abc "), Some(b"abc".to_vec()));
+        assert_eq!(with("Basic abc"), None);
+        assert_eq!(with("Bearerabc"), None);
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abd", b"abc"));
+        assert!(!same(b"ab", b"abc"));
+        assert!(!same(b"", b"abc"));
+        assert_eq!(format!("{:?}", Token::new("s3cret")), "Token(***)");
+    }
+}
