@@ -16,6 +16,7 @@ use executioner::api::backend::memory::MemoryBackend;
 use executioner::api::backend::{BackendError, Cancel, Recorded, SubmissionView, WorkflowStores};
 use executioner::api::filter::Expr;
 use executioner::api::limit::RateLimit;
+use executioner::api::operations::SortKey;
 use executioner::api::time::now_ms;
 use executioner::api::{self, ApiConfig, AppState, Backend, Status};
 use executioner::interface::{Interface, InterfaceError, MemoryInterface, Sent};
@@ -655,6 +656,132 @@ async fn operations_are_listed_sorted_paged_and_filtered() {
     }
 }
 
+/// Every operation of `GET uri`, following `nextLink` (which must carry `$skiptoken`, `$top`
+/// and, when `uri` has one, `$filter`).
+async fn follow(api: &Api, uri: &str) -> Vec<String> {
+    let mut uri = uri.to_owned();
+    let mut listed = Vec::new();
+    loop {
+        let reply = api.get(&uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.body);
+        listed.extend(ids(&reply.body));
+        let Some(next) = reply.body.get("nextLink") else {
+            return listed;
+        };
+        let next = next.as_str().unwrap().to_owned();
+        assert!(next.starts_with("/v1.0/operations?$top="), "{next}");
+        assert!(
+            next.contains("&$skiptoken=") && !next.contains("$skip="),
+            "{next}"
+        );
+        assert_eq!(
+            next.contains("&$filter="),
+            uri.contains("$filter="),
+            "{next}"
+        );
+        uri = next;
+    }
+}
+
+#[tokio::test]
+async fn following_next_link_lists_every_operation_once_in_order() {
+    let api = Api::default();
+    // Submitted in a burst: many share a creation time (ms), ordered by creation order.
+    let mut created = Vec::new();
+    for _ in 0..23 {
+        created.push(api.submit().await);
+    }
+    // Three run, one of them finishes; a validation (a workflow) is listed among them.
+    for _ in 0..3 {
+        api.judge_next(&[]).await;
+    }
+    api.finish(&created[1], 1.0).await;
+    api.wait_for(&created[1], |v| v.status == Status::Succeeded)
+        .await;
+    let reply = api
+        .post(
+            "/v1.0/problems/test-base/validations",
+            json!({"solutions": [{"name": "accepted/ok.py", "expected": "accepted",
+                "language": "python-3.11", "sourceCode": "accepted\naccepted\naccepted"}]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let validation = reply.body["id"].as_str().unwrap().to_owned();
+    api.wait_for_operation(&validation, "succeeded").await;
+
+    let all = api.get("/v1.0/operations?$top=1000").await.body;
+    assert!(all.get("nextLink").is_none());
+    let all = ids(&all);
+    let mut expected: Vec<String> = created.clone();
+    expected.push(validation.clone());
+    let mut sorted = all.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "each operation listed once");
+
+    for top in [1, 2, 5, 23, 24] {
+        let uri = format!("/v1.0/operations?$top={top}");
+        assert_eq!(follow(&api, &uri).await, all, "$top={top}");
+    }
+    // With a filter: the order of all, less what it leaves out.
+    let filter = "/v1.0/operations?$filter=status%20ne%20%27running%27";
+    let selected = ids(&api.get(filter).await.body);
+    assert_eq!(selected.len(), all.len() - 2);
+    let kept: Vec<String> = all
+        .iter()
+        .filter(|id| selected.contains(id))
+        .cloned()
+        .collect();
+    assert_eq!(selected, kept);
+    for top in [1, 3] {
+        let uri = format!("{filter}&$top={top}");
+        assert_eq!(follow(&api, &uri).await, selected, "$top={top}");
+    }
+    // A client-given `$skip` still pages.
+    let page = api.get("/v1.0/operations?$top=3&$skip=20").await.body;
+    assert_eq!(ids(&page), all[20..23]);
+    let next = page["nextLink"].as_str().unwrap();
+    assert_eq!(ids(&api.get(next).await.body), all[23..]);
+
+    let page = api.get("/v1.0/operations?$top=4").await.body;
+    let next = page["nextLink"].as_str().unwrap();
+    let token = next
+        .split('&')
+        .find_map(|part| part.strip_prefix("$skiptoken="))
+        .unwrap();
+    let mut tampered = token.to_owned();
+    // The second byte is the status group: 3 is none.
+    tampered.replace_range(2..4, "03");
+    for (uri, message) in [
+        (
+            format!("/v1.0/operations?$skiptoken={tampered}"),
+            "status group",
+        ),
+        ("/v1.0/operations?$skiptoken=zz".into(), "$skiptoken"),
+        ("/v1.0/operations?$skiptoken=".into(), "$skiptoken"),
+        (
+            format!("/v1.0/operations?$skiptoken={token}x"),
+            "$skiptoken",
+        ),
+        (
+            format!("/v1.0/operations?$skip=4&$skiptoken={token}"),
+            "together",
+        ),
+        (
+            format!("/v1.0/operations?skip=0&skiptoken={token}"),
+            "together",
+        ),
+    ] {
+        let reply = api.get(&uri).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(
+            reply.error_message().contains(message),
+            "{uri}: {}",
+            reply.body
+        );
+    }
+}
+
 #[tokio::test]
 async fn unknown_things_are_404_and_the_openapi_document_is_served() {
     let api = Api::default();
@@ -1098,9 +1225,10 @@ impl Backend for SlowClaims {
     async fn list_page(
         &self,
         filter: Option<&Expr>,
+        after: Option<&SortKey>,
         limit: usize,
     ) -> Result<Vec<SubmissionView>, BackendError> {
-        self.memory.list_page(filter, limit).await
+        self.memory.list_page(filter, after, limit).await
     }
 
     async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError> {

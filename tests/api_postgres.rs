@@ -17,7 +17,7 @@ use axum::http::{Method, StatusCode};
 use executioner::api::backend::postgres::PostgresBackend;
 use executioner::api::backend::{first_page, SubmissionView};
 use executioner::api::filter::{parse, Expr};
-use executioner::api::operations::{Operation, FILTER_FIELDS};
+use executioner::api::operations::{Operation, SortKey, FILTER_FIELDS};
 use executioner::api::time::format_rfc3339;
 use executioner::api::{self, ApiConfig, AppState, Backend};
 use executioner::interface::postgres::{Cancelled, Column, Comparison, Condition, Operand};
@@ -593,7 +593,7 @@ impl Listing {
         let mut ops: Vec<Operation> = views.iter().map(Operation::of_submission).collect();
         let workflows = self.runner.views().await.unwrap();
         ops.extend(workflows.iter().map(Operation::of_workflow).filter(selects));
-        ops.sort_by_cached_key(Operation::sort_key);
+        ops.sort_by_cached_key(Operation::position);
         (views, ops)
     }
 
@@ -614,13 +614,21 @@ impl Listing {
             };
             assert_eq!(value.len(), top, "{uri}: only a full page has a next one");
             let next = next.as_str().unwrap();
-            let skip = (page + 1) * top;
             assert!(
-                next.starts_with(&format!(
-                    "/v1.0/operations?$top={top}&$skip={skip}&$filter="
-                )),
+                next.starts_with(&format!("/v1.0/operations?$top={top}&$skiptoken="))
+                    && next.contains("&$filter="),
                 "{next}"
             );
+            // A client-given `$skip` reaches the same page.
+            let skip = (page + 1) * top;
+            let skipped = format!(
+                "/v1.0/operations?$top={top}&$skip={skip}&$filter={}",
+                client::encode(filter)
+            );
+            let (status, by_skip) = self.call(Method::GET, &skipped, None).await;
+            assert_eq!(status, StatusCode::OK, "{skipped}: {by_skip}");
+            let (_, by_token) = self.call(Method::GET, next, None).await;
+            assert_eq!(by_skip["value"], by_token["value"], "{skipped}");
             uri = next.to_owned();
         }
         items
@@ -723,16 +731,33 @@ async fn listed_operations_are_those_the_filter_selects_in_order() {
         if !ops.is_empty() && ops.len() < n + 1 {
             discriminating += 1;
         }
-        for limit in [1, 5, 40, 1000] {
-            let page = listing
-                .backend
-                .list_page(Some(&filter), limit)
-                .await
-                .unwrap();
-            let expected = &views[..limit.min(views.len())];
-            assert_eq!(page, expected, "{text}, limit {limit}");
-            let in_memory = first_page(listing.backend.list().await.unwrap(), Some(&filter), limit);
-            assert_eq!(in_memory, expected, "{text}, limit {limit}, in memory");
+        // After nothing, after the middle one, and after a key with a seq no row has (every
+        // row's is 0): past every id of its time.
+        let middle = views
+            .get(views.len() / 2)
+            .map(|v| Operation::of_submission(v).sort_key());
+        let past_ids = middle.clone().map(|key| SortKey { seq: 1, ..key });
+        for after in [None, middle.as_ref(), past_ids.as_ref()] {
+            let listed: Vec<SubmissionView> = views
+                .iter()
+                .filter(|v| after.is_none_or(|a| Operation::of_submission(v).sort_key() > *a))
+                .cloned()
+                .collect();
+            for limit in [1, 5, 40, 1000] {
+                let page = listing
+                    .backend
+                    .list_page(Some(&filter), after, limit)
+                    .await
+                    .unwrap();
+                let expected = &listed[..limit.min(listed.len())];
+                assert_eq!(page, expected, "{text}, after {after:?}, limit {limit}");
+                let all = listing.backend.list().await.unwrap();
+                let in_memory = first_page(all, Some(&filter), after, limit);
+                assert_eq!(
+                    in_memory, expected,
+                    "{text}, after {after:?}, limit {limit}"
+                );
+            }
         }
         let expected: Vec<Value> = ops.iter().map(Operation::to_json).collect();
         assert_eq!(listing.pages(13, text).await, expected, "{text}");
@@ -749,7 +774,7 @@ async fn listed_operations_are_those_the_filter_selects_in_order() {
         let (views, _) = listing.reference(Some(&filter)).await;
         let page = listing
             .backend
-            .list_page(Some(&filter), 1000)
+            .list_page(Some(&filter), None, 1000)
             .await
             .unwrap();
         assert_eq!(page, views, "{text:?}");
@@ -777,7 +802,7 @@ async fn listed_operations_are_those_the_filter_selects_in_order() {
     ] {
         let mut ids = Vec::new();
         interface
-            .scan_listing(&condition, 5, |record| {
+            .scan_listing(&condition, None, 5, |record| {
                 ids.push(record.id);
                 true
             })

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::filter::Expr;
-use super::operations::Operation;
+use super::operations::{Operation, SortKey};
 use crate::interface::{Interface, SubmissionState};
 use crate::protocol::{Message, Submission};
 use crate::workflow::{ResultStore, SubmissionStore, WorkflowStore};
@@ -124,19 +124,23 @@ pub fn selects(filter: &Expr, view: &SubmissionView) -> bool {
     filter.matches(&|field| operation.field(field))
 }
 
-/// The first `limit` of `views` that `filter` selects, in the order operations are listed.
+/// The first `limit` of `views` that `filter` selects and that are listed after `after` (all
+/// without it), in the order operations are listed.
 pub fn first_page(
     views: impl IntoIterator<Item = SubmissionView>,
     filter: Option<&Expr>,
+    after: Option<&SortKey>,
     limit: usize,
 ) -> Vec<SubmissionView> {
-    let mut page: Vec<SubmissionView> = views
+    let mut page: Vec<(SortKey, SubmissionView)> = views
         .into_iter()
         .filter(|view| filter.is_none_or(|f| selects(f, view)))
+        .map(|view| (Operation::of_submission(&view).sort_key(), view))
+        .filter(|(key, _)| after.is_none_or(|after| key > after))
         .collect();
-    page.sort_by_cached_key(|view| Operation::of_submission(view).sort_key());
+    page.sort_by(|a, b| a.0.cmp(&b.0));
     page.truncate(limit);
-    page
+    page.into_iter().map(|(_, view)| view).collect()
 }
 
 /// What cancelling did.
@@ -184,12 +188,14 @@ pub trait Backend: Send + Sync + 'static {
     /// [`Backend::list_page`]).
     async fn list(&self) -> Result<Vec<SubmissionView>, BackendError>;
 
-    /// The first `limit` submissions whose operations `filter` selects (all without one), in
-    /// the order operations are listed ([`Operation::sort_key`]). What the backend reads for
-    /// this grows with the page, not with the store.
+    /// The first `limit` submissions whose operations `filter` selects (all without one) and
+    /// whose sort keys are strictly greater than `after` (all without one), in the order
+    /// operations are listed ([`Operation::sort_key`]). What the backend reads for this grows
+    /// with the page, not with the store (nor with how far into the listing `after` is).
     async fn list_page(
         &self,
         filter: Option<&Expr>,
+        after: Option<&SortKey>,
         limit: usize,
     ) -> Result<Vec<SubmissionView>, BackendError>;
 
@@ -221,6 +227,46 @@ pub trait Backend: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn queued(id: &str, created_ms: i64, seq: u64) -> SubmissionView {
+        SubmissionView {
+            id: id.into(),
+            problem: "p".into(),
+            language: "l".into(),
+            created_ms,
+            last_action_ms: created_ms,
+            state: SubmissionState::Queued,
+            status: Status::NotStarted,
+            tests_done: 0,
+            total_tests: None,
+            score: None,
+            failed_subtasks: None,
+            reason: None,
+            seq,
+        }
+    }
+
+    #[test]
+    fn a_page_after_a_key_starts_right_after_it_through_ties_of_time() {
+        // Equal times ordered by seq, then id; listed: d, b, a, c, e.
+        let views = [
+            queued("a", 5, 2),
+            queued("b", 5, 1),
+            queued("c", 5, 2),
+            queued("d", 4, 9),
+            queued("e", 6, 0),
+        ];
+        let listed = ["d", "b", "a", "c", "e"];
+        let ids = |page: Vec<SubmissionView>| page.into_iter().map(|v| v.id).collect::<Vec<_>>();
+        assert_eq!(ids(first_page(views.clone(), None, None, 9)), listed);
+        for (at, id) in listed.iter().enumerate() {
+            let view = views.iter().find(|v| v.id == *id).unwrap();
+            let key = Operation::of_submission(view).sort_key();
+            let page = ids(first_page(views.clone(), None, Some(&key), 2));
+            let rest = &listed[at + 1..];
+            assert_eq!(page, rest[..rest.len().min(2)], "after {id}");
+        }
+    }
 
     #[test]
     fn an_operation_follows_the_submission_state() {

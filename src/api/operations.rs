@@ -147,12 +147,169 @@ impl Operation {
     }
 
     /// The seed's default order: not started, running, completed; each oldest first.
-    pub fn sort_key(&self) -> (u8, i64, u64, String) {
-        (
-            self.status.sort_group(),
-            self.created_ms,
-            self.seq,
-            self.id.clone(),
-        )
+    pub fn sort_key(&self) -> SortKey {
+        SortKey {
+            group: self.status.sort_group(),
+            created_ms: self.created_ms,
+            seq: self.seq,
+            id: self.id.clone(),
+        }
+    }
+
+    /// Where the operation is listed: by [`Operation::sort_key`], and a submission before a
+    /// workflow with an equal key (their ids are apart, so this is only ever a tie of names).
+    pub fn position(&self) -> Position {
+        Position {
+            key: self.sort_key(),
+            workflow: self.kind != Kind::Submission,
+        }
+    }
+}
+
+/// The order operations are listed in (fields compared in this order): the status group
+/// ([`Status::sort_group`]), the creation time, the creation order among equal times, the id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SortKey {
+    pub group: u8,
+    pub created_ms: i64,
+    pub seq: u64,
+    pub id: String,
+}
+
+/// Where an operation stands in the listing; `$skiptoken` carries the last one of a page.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub key: SortKey,
+    /// A workflow comes after a submission with an equal key.
+    pub workflow: bool,
+}
+
+/// A `$skiptoken` that is not one this service handed out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid $skiptoken: {0}")]
+pub struct TokenError(&'static str);
+
+/// Version of the token layout, its first byte.
+const TOKEN_VERSION: u8 = 1;
+/// Version, group, created ms, seq, workflow flag; then the id.
+const TOKEN_HEAD: usize = 1 + 1 + 8 + 8 + 1;
+
+impl Position {
+    /// An opaque, URL-safe token (lower-case hex of a versioned binary layout). Not secret and
+    /// not signed: [`Position::from_token`] checks every field instead.
+    pub fn to_token(&self) -> String {
+        let mut bytes = Vec::with_capacity(TOKEN_HEAD + self.key.id.len());
+        bytes.push(TOKEN_VERSION);
+        bytes.push(self.key.group);
+        bytes.extend_from_slice(&self.key.created_ms.to_be_bytes());
+        bytes.extend_from_slice(&self.key.seq.to_be_bytes());
+        bytes.push(u8::from(self.workflow));
+        bytes.extend_from_slice(self.key.id.as_bytes());
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_token(token: &str) -> Result<Position, TokenError> {
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let text = token.as_bytes();
+        if text.len() % 2 != 0 {
+            return Err(TokenError("not hex"));
+        }
+        let bytes = text
+            .chunks_exact(2)
+            .map(|pair| Some((digit(pair[0])? << 4) | digit(pair[1])?))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or(TokenError("not hex"))?;
+        if bytes.len() <= TOKEN_HEAD {
+            return Err(TokenError("too short"));
+        }
+        let (head, id) = bytes.split_at(TOKEN_HEAD);
+        if head[0] != TOKEN_VERSION {
+            return Err(TokenError("unknown version"));
+        }
+        let group = head[1];
+        if group > Status::Cancelled.sort_group() {
+            return Err(TokenError("no such status group"));
+        }
+        let number = |at: usize| {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(&head[at..at + 8]);
+            be
+        };
+        let workflow = match head[18] {
+            0 => false,
+            1 => true,
+            _ => return Err(TokenError("no such kind")),
+        };
+        let id = String::from_utf8(id.to_vec()).map_err(|_| TokenError("id is not UTF-8"))?;
+        Ok(Position {
+            key: SortKey {
+                group,
+                created_ms: i64::from_be_bytes(number(2)),
+                seq: u64::from_be_bytes(number(10)),
+                id,
+            },
+            workflow,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn position(workflow: bool) -> Position {
+        Position {
+            key: SortKey {
+                group: 1,
+                created_ms: -5,
+                seq: u64::MAX,
+                id: "a-é/?&=".into(),
+            },
+            workflow,
+        }
+    }
+
+    #[test]
+    fn a_token_is_url_safe_and_gives_back_its_position() {
+        for workflow in [false, true] {
+            let token = position(workflow).to_token();
+            assert!(token.bytes().all(|b| b.is_ascii_alphanumeric()), "{token}");
+            assert_eq!(Position::from_token(&token), Ok(position(workflow)));
+        }
+    }
+
+    #[test]
+    fn a_workflow_follows_a_submission_of_an_equal_key() {
+        assert!(position(false) < position(true));
+    }
+
+    #[test]
+    fn a_bad_token_is_refused_without_panicking() {
+        let good = position(true).to_token();
+        let with = |at: usize, byte: &str| {
+            let mut t = good.clone();
+            t.replace_range(at * 2..at * 2 + 2, byte);
+            t
+        };
+        let invalid_utf8 = format!("{}ff", &good[..TOKEN_HEAD * 2]);
+        for bad in [
+            String::new(),
+            "x".into(),
+            "abc".into(),
+            "zz".repeat(30),
+            good.to_uppercase(),
+            good[..TOKEN_HEAD * 2].to_owned(),
+            with(0, "02"),
+            with(1, "03"),
+            with(18, "02"),
+            invalid_utf8,
+            "é".repeat(20),
+        ] {
+            assert!(Position::from_token(&bad).is_err(), "{bad}");
+        }
     }
 }

@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 use super::backend::{Cancel, Recorded, SubmissionView};
 use super::error::ApiError;
 use super::filter;
-use super::operations::{location, Operation, FILTER_FIELDS};
+use super::operations::{location, Operation, Position, FILTER_FIELDS};
 use super::respond::{accepted, created, list, optional_body, polled};
 use super::time::{format_rfc3339, now_ms};
 use super::workers::{DispatchError, Holdings, RegisteredWorker, Report, Taken};
@@ -345,7 +345,11 @@ fn encode(text: &str) -> String {
 }
 
 /// Operations: not started, running, then completed, each oldest first; `$filter`, `$top`,
-/// `$skip` (also without the `$`); `nextLink` when there are more.
+/// `$skip` or `$skiptoken` (also without the `$`); `nextLink` when there are more. `nextLink`
+/// carries the position of the page's last operation (`$skiptoken`), so a page deep in the
+/// listing reads as much as the first. An operation changes group as it runs (not started,
+/// running, completed), so it may move to a page the client has read or has yet to read;
+/// following `nextLink` never repeats or skips one whose status did not change meanwhile.
 async fn list_operations(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -358,41 +362,60 @@ async fn list_operations(
             "$top must be between 1 and {max_top}"
         )));
     }
-    let skip = query_number(&query, "skip")?.unwrap_or(0);
+    let skip = query_number(&query, "skip")?;
+    let after = query
+        .get("$skiptoken")
+        .or_else(|| query.get("skiptoken"))
+        .map(|token| Position::from_token(token))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if skip.is_some() && after.is_some() {
+        return Err(ApiError::bad_request(
+            "$skip and $skiptoken cannot be given together",
+        ));
+    }
+    let skip = skip.unwrap_or(0);
     let filter_text = query.get("$filter").or_else(|| query.get("filter"));
     let filter = filter_text
         .map(|text| filter::parse(text, FILTER_FIELDS))
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("invalid $filter {e}")))?;
-    let selects = |op: &Operation| {
+    let listed = |op: &Operation| {
         filter
             .as_ref()
             .is_none_or(|f| f.matches(&|field| op.field(field)))
+            && after.as_ref().is_none_or(|after| op.position() > *after)
     };
     // One more than the page: whether there is a next one.
     let limit = skip.saturating_add(top).saturating_add(1);
-    let mut ops: Vec<Operation> = state
+    let mut ops: Vec<(Position, Operation)> = state
         .backend
-        .list_page(filter.as_ref(), limit)
+        .list_page(filter.as_ref(), after.as_ref().map(|a| &a.key), limit)
         .await?
         .iter()
         .map(Operation::of_submission)
+        .map(|op| (op.position(), op))
         .collect();
     if let Some(runner) = &state.workflows {
         let workflows = runner.views().await?;
-        ops.extend(workflows.iter().map(Operation::of_workflow).filter(selects));
+        ops.extend(
+            workflows
+                .iter()
+                .map(Operation::of_workflow)
+                .filter(listed)
+                .map(|op| (op.position(), op)),
+        );
     }
-    ops.sort_by_cached_key(Operation::sort_key);
+    ops.sort_by(|a, b| a.0.cmp(&b.0));
     let more = ops.len() > skip.saturating_add(top);
-    let page: Vec<Value> = ops
-        .iter()
-        .skip(skip)
-        .take(top)
-        .map(Operation::to_json)
-        .collect();
-    let Json(mut body) = list(page);
-    if more {
-        let mut link = format!("/v1.0/operations?$top={top}&$skip={}", skip + top);
+    let page: Vec<&(Position, Operation)> = ops.iter().skip(skip).take(top).collect();
+    let next = page
+        .last()
+        .filter(|_| more)
+        .map(|(last, _)| last.to_token());
+    let Json(mut body) = list(page.iter().map(|(_, op)| op.to_json()).collect());
+    if let Some(token) = next {
+        let mut link = format!("/v1.0/operations?$top={top}&$skiptoken={token}");
         if let Some(text) = filter_text {
             link.push_str(&format!("&$filter={}", encode(text)));
         }

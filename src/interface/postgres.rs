@@ -40,7 +40,7 @@ use super::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, CompileResult, Message, Submission};
 
 pub use super::state::{SubmissionState, UnknownState};
-pub use listing::{Column, Comparison, Condition, Operand};
+pub use listing::{Column, Comparison, Condition, ListingKey, Operand};
 pub use records::{Cancelled, SubmissionRecord};
 
 /// The embedded schema (`migrations/`), applied by [`PostgresInterface::connect`].

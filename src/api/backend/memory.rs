@@ -16,6 +16,7 @@ use super::{
     first_page, Backend, BackendError, Cancel, Recorded, Status, SubmissionView, WorkflowStores,
 };
 use crate::api::filter::Expr;
+use crate::api::operations::SortKey;
 use crate::api::time::now_ms;
 use crate::interface::{Interface, InterfaceError, MemoryInterface, Sent, SubmissionState};
 use crate::protocol::{Body, Message, Submission};
@@ -268,10 +269,11 @@ impl Backend for MemoryBackend {
     async fn list_page(
         &self,
         filter: Option<&Expr>,
+        after: Option<&SortKey>,
         limit: usize,
     ) -> Result<Vec<SubmissionView>, BackendError> {
         let views: Vec<SubmissionView> = self.table().entries.values().map(Entry::view).collect();
-        Ok(first_page(views, filter, limit))
+        Ok(first_page(views, filter, after, limit))
     }
 
     async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError> {

@@ -23,7 +23,10 @@ use super::{
     selects, Backend, BackendError, Cancel, Recorded, Status, SubmissionView, WorkflowStores,
 };
 use crate::api::filter::Expr;
-use crate::interface::postgres::{Cancelled, Condition, SubmissionRecord, STATE_CHANNEL};
+use crate::api::operations::SortKey;
+use crate::interface::postgres::{
+    Cancelled, Condition, ListingKey, SubmissionRecord, STATE_CHANNEL,
+};
 use crate::interface::{Interface, PostgresInterface, SubmissionState};
 use crate::language::Registry;
 use crate::problem::ProblemStore;
@@ -255,6 +258,17 @@ fn rebuild(
     messages
 }
 
+/// Where a scan starts to read the submissions listed after `after`. Every row's seq is 0
+/// (see `PostgresBackend::view_of`), so after a key with a greater seq (not one of these rows)
+/// come the rows of a later rank or time, whatever their ids.
+fn listing_key(after: &SortKey) -> ListingKey {
+    ListingKey {
+        rank: i32::from(after.group),
+        submitted_ms: after.created_ms,
+        id: (after.seq == 0).then(|| after.id.clone()),
+    }
+}
+
 #[async_trait]
 impl Backend for PostgresBackend {
     async fn submit(
@@ -281,6 +295,7 @@ impl Backend for PostgresBackend {
     async fn list_page(
         &self,
         filter: Option<&Expr>,
+        after: Option<&SortKey>,
         limit: usize,
     ) -> Result<Vec<SubmissionView>, BackendError> {
         if limit == 0 {
@@ -302,13 +317,18 @@ impl Backend for PostgresBackend {
         let mut page = Vec::new();
         let mut view = self.viewer();
         self.interface
-            .scan_listing(&pushdown.condition, batch, |record| {
-                let view = view(record);
-                if filter.is_none_or(|f| selects(f, &view)) {
-                    page.push(view);
-                }
-                page.len() < limit
-            })
+            .scan_listing(
+                &pushdown.condition,
+                after.map(listing_key),
+                batch,
+                |record| {
+                    let view = view(record);
+                    if filter.is_none_or(|f| selects(f, &view)) {
+                        page.push(view);
+                    }
+                    page.len() < limit
+                },
+            )
             .await?;
         Ok(page)
     }

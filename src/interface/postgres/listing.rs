@@ -68,6 +68,9 @@ const BATCH_HEAD: &str = concat!(
 );
 /// After the condition: rows past the last one handed out.
 const BATCH_AFTER: &str = concat!(" AND (", listing_order!(), ") > (");
+/// After the condition: rows past every id of a status rank and submission time (a prefix of
+/// the index order, so the index serves it as well).
+const BATCH_AFTER_TIME: &str = concat!(" AND (", status_rank!(), ", ", submitted_ms!(), ") > (");
 const BATCH_ORDER: &str = concat!(" ORDER BY ", listing_order!(), " LIMIT ");
 const BATCH_TAIL: &str = concat!(") s ORDER BY ", listing_order!());
 
@@ -244,26 +247,36 @@ fn push_operand(query: &mut QueryBuilder<'_, Postgres>, operand: &Operand, bytew
     }
 }
 
-/// Where a scan stands: the listing key of the last row handed out.
-struct Key {
-    rank: i32,
-    submitted_ms: i64,
-    id: String,
+/// Where a scan stands: rows strictly after this in the listing order are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListingKey {
+    /// Not started 0, running 1, completed 2.
+    pub rank: i32,
+    pub submitted_ms: i64,
+    /// `None`: after every id of this rank and time.
+    pub id: Option<String>,
 }
 
 /// One batch: the rows `condition` selects after `after`, in the listing order.
 fn batch_query<'a>(
     condition: &Condition,
-    after: Option<&Key>,
+    after: Option<&ListingKey>,
     limit: usize,
 ) -> QueryBuilder<'a, Postgres> {
     let mut query = QueryBuilder::new(BATCH_HEAD);
     condition.push(&mut query);
     if let Some(key) = after {
-        query.push(BATCH_AFTER);
+        query.push(if key.id.is_some() {
+            BATCH_AFTER
+        } else {
+            BATCH_AFTER_TIME
+        });
         query.push_bind(key.rank).push(", ");
-        query.push_bind(key.submitted_ms).push(", ");
-        query.push_bind(key.id.clone()).push(")");
+        query.push_bind(key.submitted_ms);
+        if let Some(id) = &key.id {
+            query.push(", ").push_bind(id.clone());
+        }
+        query.push(")");
     }
     query.push(BATCH_ORDER);
     query.push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
@@ -272,13 +285,14 @@ fn batch_query<'a>(
 }
 
 impl PostgresInterface {
-    /// Hands the submissions `condition` selects to `take`, in the order the HTTP API lists
-    /// operations, until `take` answers `false` or none are left. Reads `batch` rows per
-    /// statement, all in one snapshot: a submission that changes meanwhile is neither skipped
-    /// nor handed out twice.
+    /// Hands the submissions `condition` selects and listed after `after` (all without it) to
+    /// `take`, in the order the HTTP API lists operations, until `take` answers `false` or none
+    /// are left. Reads `batch` rows per statement, all in one snapshot: a submission that
+    /// changes meanwhile is neither skipped nor handed out twice.
     pub async fn scan_listing(
         &self,
         condition: &Condition,
+        after: Option<ListingKey>,
         batch: usize,
         mut take: impl FnMut(SubmissionRecord) -> bool + Send,
     ) -> Result<(), InterfaceError> {
@@ -290,7 +304,7 @@ impl PostgresInterface {
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
             .map_err(|e| read(e.to_string()))?;
-        let mut after: Option<Key> = None;
+        let mut after = after;
         loop {
             let rows = batch_query(condition, after.as_ref(), batch)
                 .build()
@@ -303,10 +317,10 @@ impl PostgresInterface {
                 let rank: i32 = row
                     .try_get("status_rank")
                     .map_err(|e| read(e.to_string()))?;
-                after = Some(Key {
+                after = Some(ListingKey {
                     rank,
                     submitted_ms: record.submitted_ms,
-                    id: record.id.clone(),
+                    id: Some(record.id.clone()),
                 });
                 if !take(record) {
                     return tx.commit().await.map_err(|e| read(e.to_string()));
@@ -364,10 +378,10 @@ mod tests {
                 ),
             ),
         );
-        let key = Key {
+        let key = ListingKey {
             rank: 1,
             submitted_ms: 2,
-            id: "x".into(),
+            id: Some("x".into()),
         };
         let query = batch_query(&condition, Some(&key), 10);
         let sql = query.sql();
@@ -382,6 +396,18 @@ mod tests {
         assert!(!sql.contains("DROP"));
         assert!(sql.contains(") > ($4, $5, $6) ORDER BY "));
         assert!(sql.contains(" LIMIT $7) s ORDER BY "));
+
+        let past_every_id = ListingKey { id: None, ..key };
+        let query = batch_query(&Condition::True, Some(&past_every_id), 10);
+        let expected = concat!(
+            "TRUE AND (",
+            status_rank!(),
+            ", ",
+            submitted_ms!(),
+            ") > ($1, $2) ORDER BY "
+        );
+        assert!(query.sql().contains(expected), "{}", query.sql());
+        assert!(query.sql().contains(" LIMIT $3) s ORDER BY "));
     }
 
     #[test]
