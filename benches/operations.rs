@@ -1,6 +1,7 @@
 //! What one `GET /v1.0/operations` costs over the Postgres store holding a contest's worth of
-//! submissions: the first page, filtered pages, and a page deep into the list, through the
-//! API's router in process (no socket), against a real PostgreSQL.
+//! submissions: the first page, filtered pages, and a page deep into the list (by `$skip`, and by
+//! the `$skiptoken` of the nextLink of the page before), through the API's router in process
+//! (no socket), against a real PostgreSQL.
 //!
 //! `cargo bench --bench operations` with `EXECUTIONER_TEST_DATABASE_URL` set
 //! (scripts/postgres-up prints it). `BENCH_SUBMISSIONS` (default 20000) submissions: 2% queued,
@@ -139,7 +140,8 @@ async fn populate(front: &PostgresInterface, worker: &PostgresInterface, n: usiz
     }
 }
 
-async fn get(state: &AppState, uri: &str) -> Duration {
+/// How long `GET uri` took, and its body.
+async fn get(state: &AppState, uri: &str) -> (Duration, serde_json::Value) {
     let started = Instant::now();
     let response = api::router(state.clone())
         .oneshot(Request::get(uri).body(HttpBody::empty()).expect("request"))
@@ -151,7 +153,7 @@ async fn get(state: &AppState, uri: &str) -> Duration {
         .expect("body");
     let elapsed = started.elapsed();
     assert_eq!(status, StatusCode::OK, "{uri}: {body:?}");
-    elapsed
+    (elapsed, serde_json::from_slice(&body).expect("a JSON body"))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -200,6 +202,9 @@ async fn main() -> anyhow::Result<()> {
         .expect("stored")
         .submitted_ms;
     let filter = |f: &str| format!("/v1.0/operations?$top=50&$filter={}", client::encode(f));
+    // The nextLink of the page before: the same page as `$skip=10000`, by its `$skiptoken`.
+    let (_, before) = get(&state, "/v1.0/operations?$top=50&$skip=9950").await;
+    let token_page = before["nextLink"].as_str().expect("a next page").to_owned();
     let cases = [
         ("first page", "/v1.0/operations?$top=50".to_owned()),
         ("status eq 'failed'", filter("status eq 'failed'")),
@@ -215,12 +220,13 @@ async fn main() -> anyhow::Result<()> {
             "page at $skip=10000",
             "/v1.0/operations?$top=50&$skip=10000".into(),
         ),
+        ("page at 10000 by nextLink", token_page),
     ];
     for (what, uri) in &cases {
         get(&state, uri).await;
         let mut times: Vec<Duration> = Vec::new();
         for _ in 0..repeat {
-            times.push(get(&state, uri).await);
+            times.push(get(&state, uri).await.0);
         }
         times.sort();
         println!(
