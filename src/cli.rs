@@ -392,17 +392,6 @@ pub struct ServeConfig {
     pub database: Option<PostgresConfig>,
 }
 
-/// Whether anyone off this machine could register as a worker.
-fn api_open_to_workers_beyond_loopback(
-    listener: &tokio::net::TcpListener,
-    state: &crate::api::AppState,
-) -> bool {
-    state.config().worker_token.is_none()
-        && listener
-            .local_addr()
-            .is_ok_and(|addr| !addr.ip().is_loopback())
-}
-
 /// `executioner serve`: the HTTP operations API on `config.listen` until `shutdown` fires, with
 /// a local worker judging what it accepts (unless its concurrency is 0) beside any remote
 /// workers, and rejudges and validations run in this process. Submissions are kept in memory,
@@ -474,8 +463,16 @@ pub async fn serve(
         tracing::info!("no local worker: only remote workers judge");
     }
     tracing::info!(listen = %listener.local_addr().map_or_else(|_| listen.to_owned(), |a| a.to_string()), "serving the HTTP API");
-    if api_open_to_workers_beyond_loopback(&listener, &state) {
-        warn!("the API is reachable beyond this machine and has no --worker-token: any client can act as a worker and report verdicts");
+    if listener
+        .local_addr()
+        .is_ok_and(|addr| !addr.ip().is_loopback())
+    {
+        if state.config().worker_token.is_none() {
+            warn!("the API is reachable beyond this machine and has no --worker-token: any client can act as a worker and report verdicts");
+        }
+        if state.config().client_token.is_none() {
+            warn!("the API is reachable beyond this machine and has no --client-token: any client can submit, cancel and rejudge");
+        }
     }
     let judging = async {
         if let Some(local) = local {

@@ -103,6 +103,10 @@ enum Command {
         /// worker, so set it whenever the API is reachable beyond this machine.
         #[arg(long, env = "EXECUTIONER_WORKER_TOKEN", hide_env_values = true)]
         worker_token: Option<String>,
+        /// A secret every other call must send (submitting, polling, cancelling, rejudging,
+        /// listing workers); only the OpenAPI document is open without it.
+        #[arg(long, env = "EXECUTIONER_CLIENT_TOKEN", hide_env_values = true)]
+        client_token: Option<String>,
         /// Seconds between the heartbeats remote workers must send; one that misses 3 is
         /// unresponsive and its submissions are queued again (default: 10).
         #[arg(long, env = "EXECUTIONER_HEARTBEAT_SECONDS")]
@@ -501,6 +505,7 @@ async fn run(command: Command) -> ExitCode {
             rate_burst,
             webhook_allow,
             worker_token,
+            client_token,
             heartbeat_seconds,
         } => {
             let worker = WorkerConfig {
@@ -535,6 +540,9 @@ async fn run(command: Command) -> ExitCode {
                         }),
                         webhook_hosts: webhook_allow,
                         worker_token: worker_token
+                            .filter(|t| !t.is_empty())
+                            .map(executioner::api::auth::Token::new),
+                        client_token: client_token
                             .filter(|t| !t.is_empty())
                             .map(executioner::api::auth::Token::new),
                         ..defaults

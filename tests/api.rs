@@ -1867,3 +1867,88 @@ async fn with_a_worker_token_only_workers_that_show_it_act_as_workers() {
     );
     assert_eq!(api.get("/v1.0/operations").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn with_a_client_token_only_the_platform_drives_the_judge() {
+    let api = Api::new(ApiConfig {
+        client_token: Some(executioner::api::auth::Token::new("platform")),
+        ..ApiConfig::default()
+    });
+    let call =
+        |method: Method, uri: &'static str, body: Option<Value>, token: Option<&'static str>| {
+            let mut request = Request::builder().method(method).uri(uri);
+            if let Some(token) = token {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let body = match body {
+                Some(body) => {
+                    request = request.header(header::CONTENT_TYPE, "application/json");
+                    HttpBody::from(body.to_string())
+                }
+                None => HttpBody::empty(),
+            };
+            let router = api::router(api.state.clone());
+            async move {
+                router
+                    .oneshot(request.body(body).unwrap())
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+    for (method, uri, body) in [
+        (Method::POST, "/v1.0/submissions", Some(a_plus_b())),
+        (Method::GET, "/v1.0/operations", None),
+        (Method::GET, "/v1.0/operations/x", None),
+        (Method::DELETE, "/v1.0/operations/x", None),
+        (
+            Method::POST,
+            "/v1.0/rejudges",
+            Some(json!({"problem": "test-base"})),
+        ),
+        (Method::GET, "/v1.0/workers", None),
+        (Method::GET, "/v1.0/submissions/x/events", None),
+    ] {
+        for token in [None, Some("guessed")] {
+            assert_eq!(
+                call(method.clone(), uri, body.clone(), token).await,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} with {token:?}"
+            );
+        }
+    }
+    assert!(
+        api.backend.list().await.unwrap().is_empty(),
+        "nothing submitted"
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            "/v1.0/submissions",
+            Some(a_plus_b()),
+            Some("platform")
+        )
+        .await,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        call(Method::GET, "/v1.0/operations", None, Some("platform")).await,
+        StatusCode::OK
+    );
+    // The document describing the API is open; workers need no client token (they have their
+    // own, not configured here).
+    assert_eq!(
+        call(Method::GET, "/v1.0/openapi.json", None, None).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            "/v1.0/workers",
+            Some(json!({"name": "w"})),
+            None
+        )
+        .await,
+        StatusCode::CREATED
+    );
+}

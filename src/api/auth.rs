@@ -1,7 +1,11 @@
-//! Worker authentication (`serve --worker-token`): registering, heartbeats, takes, reports and
-//! deregistering need `Authorization: Bearer TOKEN`, so that only the operator's workers can
-//! take submissions or report verdicts. Listing the workers stays open, like the rest of the
-//! API; without a token configured nothing is checked (a service on loopback, tests).
+//! Tokens (`serve --worker-token`, `--client-token`), each sent as `Authorization: Bearer`:
+//! - the worker token for registering, heartbeats, takes, reports and deregistering, so that
+//!   only the operator's workers can take submissions or report verdicts;
+//! - the client token for everything else (submitting, polling, cancelling, rejudging,
+//!   listing workers...), so that only the contest platform drives the judge.
+//!
+//! The OpenAPI document stays open. A token not configured is not checked (a service on
+//! loopback, tests).
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -57,21 +61,34 @@ fn bearer(request: &Request) -> Option<&[u8]> {
         .then(|| token.trim_ascii())
 }
 
-/// Middleware: refuses a worker call without the configured token (401).
-pub async fn workers(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(expected) = &state.config.worker_token else {
+/// Middleware: a worker call needs the worker token, any other call (but the OpenAPI
+/// document) the client token, each when configured; else 401.
+pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let config = &state.config;
+    let (expected, who) = if is_worker_call(&request) {
+        (
+            &config.worker_token,
+            "worker calls need the service's worker token",
+        )
+    } else if request.uri().path() == "/v1.0/openapi.json" {
+        (&None, "")
+    } else {
+        (
+            &config.client_token,
+            "this API needs the service's client token",
+        )
+    };
+    let Some(expected) = expected else {
         return next.run(request).await;
     };
-    if !is_worker_call(&request)
-        || bearer(&request).is_some_and(|token| same(token, expected.expose().as_bytes()))
-    {
+    if bearer(&request).is_some_and(|token| same(token, expected.expose().as_bytes())) {
         return next.run(request).await;
     }
-    tracing::warn!(path = %request.uri().path(), "a worker call without the worker token was refused");
+    tracing::warn!(method = %request.method(), path = %request.uri().path(), "a call without its token was refused");
     let mut response = ApiError::new(
         StatusCode::UNAUTHORIZED,
         "unauthorized",
-        "worker calls need Authorization: Bearer with the service's worker token",
+        format!("{who} (Authorization: Bearer TOKEN)"),
     )
     .into_response();
     response

@@ -71,6 +71,9 @@ pub struct ApiConfig {
     /// The bearer token workers must show to register, heartbeat, take and report; `None`:
     /// any client may act as a worker.
     pub worker_token: Option<auth::Token>,
+    /// The bearer token every other call needs (submitting, polling, rejudging...); `None`:
+    /// any client may.
+    pub client_token: Option<auth::Token>,
     /// Where a rejudge may send its webhook (SSRF guard): `host` (any port) or `host:port`,
     /// compared with the URL's host as written. Empty: webhooks are refused.
     pub webhook_hosts: Vec<String>,
@@ -80,7 +83,7 @@ impl Default for ApiConfig {
     /// 1 MiB bodies, 256 KiB sources, 1000 queued submissions, poll after 1 s, pages of 50
     /// (at most 1000), no problem or language checks, heartbeats every 10 s, unresponsive after
     /// 3 missed, workers wait at most 30 s for a submission, workflows judge 2 at once with 3
-    /// attempts each, no rate limit, no worker token, no webhooks.
+    /// attempts each, no rate limit, no tokens, no webhooks.
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 1 << 20,
@@ -97,6 +100,7 @@ impl Default for ApiConfig {
             workflow_concurrency: 2,
             rate_limit: None,
             worker_token: None,
+            client_token: None,
             webhook_hosts: Vec::new(),
         }
     }

@@ -59,7 +59,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            super::auth::workers,
+            super::auth::check,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
