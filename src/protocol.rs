@@ -122,6 +122,19 @@ pub enum CompileResult {
 }
 
 #[cfg(test)]
+impl Submission {
+    /// A C submission `id` of problem `p`, for tests that never judge it.
+    pub(crate) fn sample(id: &str) -> Submission {
+        Submission {
+            id: id.into(),
+            problem: "p".into(),
+            language: "c".into(),
+            source_code: "x".into(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -454,6 +454,16 @@ impl InProcess {
         .await
     }
 
+    /// Has `interface` judge `id` with one accepted test, and checks the service kept exactly
+    /// those messages.
+    async fn judge_one_test(&self, interface: &HttpInterface, id: &str) {
+        judge_one_test(interface, id).await;
+        assert_eq!(
+            self.states(id).await,
+            ["executing", "testing", "tested", "done"]
+        );
+    }
+
     async fn states(&self, id: &str) -> Vec<&'static str> {
         let messages = self.backend.messages(id).await.expect("memory store");
         messages
@@ -524,13 +534,9 @@ async fn a_submission_taken_for_a_dropped_next_is_kept_for_the_next_one() {
     // Claimed for the worker with no next() waiting.
     service.until_state("s", SubmissionState::Judging).await;
     assert_eq!(take(&interface).await.id, "s");
-    judge_one_test(&interface, "s").await;
+    service.judge_one_test(&interface, "s").await;
     let view = service.backend.get("s").await.unwrap().unwrap();
     assert_eq!(view.status, Status::Succeeded);
-    assert_eq!(
-        service.states("s").await,
-        ["executing", "testing", "tested", "done"]
-    );
     interface.close().await;
     assert!(service.state.workers().all().is_empty());
     assert_eq!(
@@ -594,11 +600,7 @@ async fn a_submission_taken_back_is_dropped_and_judged_afresh() {
     .await;
 
     assert_eq!(take(&interface).await.id, "f");
-    judge_one_test(&interface, "f").await;
-    assert_eq!(
-        service.states("f").await,
-        ["executing", "testing", "tested", "done"]
-    );
+    service.judge_one_test(&interface, "f").await;
     interface.close().await;
 }
 
@@ -628,11 +630,7 @@ async fn a_forgotten_worker_registers_again_and_goes_on() {
     assert_eq!(take(&interface).await.id, "a");
     let new = interface.worker_id().expect("registered again");
     assert_ne!(new, old);
-    judge_one_test(&interface, "a").await;
-    assert_eq!(
-        service.states("a").await,
-        ["executing", "testing", "tested", "done"]
-    );
+    service.judge_one_test(&interface, "a").await;
     let listed = service.state.workers().all();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, new);
@@ -675,11 +673,7 @@ async fn a_take_whose_answer_was_lost_comes_back_through_the_heartbeat() {
     until_heartbeat(&service, seen).await;
     until_heartbeat(&service, workers.all()[0].last_heartbeat_ms).await;
     assert_eq!(workers.all()[0].running.iter().collect::<Vec<_>>(), ["l"]);
-    judge_one_test(&interface, "l").await;
-    assert_eq!(
-        service.states("l").await,
-        ["executing", "testing", "tested", "done"]
-    );
+    service.judge_one_test(&interface, "l").await;
     interface.close().await;
 }
 
@@ -710,10 +704,6 @@ async fn a_submission_given_again_while_its_old_attempt_runs_is_not_run_twice() 
     judge_one_test(&interface, "z").await;
 
     assert_eq!(take(&interface).await.id, "r");
-    judge_one_test(&interface, "r").await;
-    assert_eq!(
-        service.states("r").await,
-        ["executing", "testing", "tested", "done"]
-    );
+    service.judge_one_test(&interface, "r").await;
     interface.close().await;
 }

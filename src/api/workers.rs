@@ -605,12 +605,7 @@ mod tests {
     }
 
     fn submission(id: &str) -> Submission {
-        Submission {
-            id: id.into(),
-            problem: "p".into(),
-            language: "c".into(),
-            source_code: "x".into(),
-        }
+        Submission::sample(id)
     }
 
     #[tokio::test]

@@ -128,12 +128,7 @@ mod tests {
     use std::sync::Arc;
 
     fn submission(id: &str) -> Submission {
-        Submission {
-            id: id.into(),
-            problem: "p".into(),
-            language: "c".into(),
-            source_code: "x".into(),
-        }
+        Submission::sample(id)
     }
 
     #[tokio::test]
