@@ -36,7 +36,7 @@ mod value;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -58,7 +58,7 @@ use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
 use super::SubmissionState;
-use super::{Interface, InterfaceError, Sent};
+use super::{lock, Interface, InterfaceError, Sent};
 use crate::protocol::{Body, CompileResult, Message, Submission};
 use value::Fields;
 
@@ -177,10 +177,6 @@ fn failure(reason: impl Into<String>) -> InterfaceError {
         interface: "firestore",
         reason: reason.into(),
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Failures worth another try: the service is unreachable, overloaded or asks to try again.

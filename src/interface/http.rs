@@ -30,7 +30,7 @@
 //!   worker stopped asking.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 
-use super::{Interface, InterfaceError, Sent};
+use super::{lock, Interface, InterfaceError, Sent};
 use crate::protocol::{Body, Message, Submission};
 
 /// First and longest pause between tries of a message that did not get through.
@@ -179,10 +179,6 @@ fn failure(reason: impl Into<String>) -> InterfaceError {
         interface: "http",
         reason: reason.into(),
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `url` checked (`http://` or `https://`, nothing after the path), without a trailing slash.

@@ -24,7 +24,7 @@ mod sql;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
-use super::{Interface, InterfaceError, Sent};
+use super::{lock, Interface, InterfaceError, Sent};
 use crate::protocol::{Body, CompileResult, Message, Submission};
 
 pub use super::state::{SubmissionState, UnknownState};
@@ -160,10 +160,6 @@ fn failure(reason: impl Into<String>) -> InterfaceError {
         interface: "postgres",
         reason: reason.into(),
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn millis(d: Duration) -> f64 {
