@@ -1,5 +1,6 @@
 //! Judging one submission: the message sequence of SPEC §2, from `executing` to its end.
 
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -279,11 +280,16 @@ impl Judge {
                 subtask: test.subtask,
             })
             .await?;
+            let mut input = Vec::new();
+            test.input
+                .open()
+                .and_then(|mut r| r.read_to_end(&mut input))
+                .map_err(|e| Failure::Error(format!("cannot read test {}: {e}", test.name)))?;
             let run = Run {
                 argv: argv.clone(),
                 env: language.env.clone(),
                 work_dir: WorkDir::Fresh,
-                stdin: Some(test.input.as_bytes()),
+                stdin: Some(&input),
                 limits,
             };
             let out = cancellable(cancel, container.run(run)).await??;
@@ -291,9 +297,14 @@ impl Judge {
                 let actual = tokio::fs::read(&out.stdout).await.map_err(|e| {
                     Failure::Error(format!("cannot read the program's output: {e}"))
                 })?;
-                let matches = tokens_equal(test.output.as_bytes(), &actual);
+                let mut expected = Vec::new();
+                test.answer
+                    .open()
+                    .and_then(|mut r| r.read_to_end(&mut expected))
+                    .map_err(|e| Failure::Error(format!("cannot read test {}: {e}", test.name)))?;
+                let matches = tokens_equal(&expected, &actual);
                 if !matches {
-                    info!(test_case, diff = %short_diff(&test.output, &actual), "wrong answer");
+                    info!(test_case, diff = %short_diff(&String::from_utf8_lossy(&expected), &actual), "wrong answer");
                 }
                 matches
             } else {

@@ -2,6 +2,7 @@
 //! in Docker containers through the demoter, and reports verdicts test by test.
 
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod interface;
 pub mod judge;

@@ -71,28 +71,39 @@ pub fn score(problem: &Problem, verdicts: &[Verdict]) -> Score {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::problem::{Subtask, TestCase};
+    use crate::problem::{Checker, Data, Format, Scoring, Subtask, TestCase};
     use Verdict::*;
 
     fn problem(subtask_scores: &[f64], test_subtasks: &[Option<u32>]) -> Problem {
         Problem {
             id: "p".into(),
             name: "P".into(),
+            format: Format::Staoj,
+            dir: "p".into(),
             time_ms: 1000,
             memory_kb: 65536,
+            output_limit_bytes: None,
+            scoring: if subtask_scores.is_empty() { Scoring::PassFail } else { Scoring::Subtasks },
+            checker: Checker::Default,
+            io: Default::default(),
+            validation: Default::default(),
             subtasks: subtask_scores
                 .iter()
                 .map(|&score| Subtask {
                     score,
                     constraints: String::new(),
+                    aggregation: Default::default(),
                 })
                 .collect(),
             tests: test_subtasks
                 .iter()
                 .map(|&subtask| TestCase {
-                    input: String::new(),
-                    output: String::new(),
+                    name: String::new(),
+                    input: Data::Inline("".into()),
+                    answer: Data::Inline("".into()),
                     subtask,
+                    weight: 1.0,
+                    checker_args: Vec::new(),
                 })
                 .collect(),
         }

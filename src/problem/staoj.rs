@@ -1,76 +1,14 @@
-//! Problems in the STAOJ folder format (SPEC §5): loading, validation and a cache.
+//! The STAOJ folder format (SPEC §5a): `statement.json` and `test-cases.json`, tests inline,
+//! outputs compared by token equality.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::path::Path;
 
 use serde::Deserialize;
 
-/// A validated problem.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    pub id: String,
-    pub name: String,
-    /// CPU time limit per test, ms.
-    pub time_ms: u64,
-    /// Memory limit per test, KB.
-    pub memory_kb: u64,
-    /// Empty when the problem has no subtasks.
-    pub subtasks: Vec<Subtask>,
-    pub tests: Vec<TestCase>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Subtask {
-    pub score: f64,
-    #[serde(default)]
-    pub constraints: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct TestCase {
-    pub input: String,
-    pub output: String,
-    /// 1-based subtask number.
-    #[serde(default)]
-    pub subtask: Option<u32>,
-}
-
-impl Problem {
-    pub fn has_subtasks(&self) -> bool {
-        !self.subtasks.is_empty()
-    }
-}
-
-/// Why a problem cannot be used. Any of these ends a submission with `error` (SPEC §5): it is a
-/// deployment fault, and the submission can be judged again once the problem is fixed.
-#[derive(Debug, thiserror::Error)]
-pub enum ProblemError {
-    #[error("problem {id:?} not found: {path} does not exist")]
-    Missing { id: String, path: PathBuf },
-    #[error("cannot read {path}: {source}")]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not valid: {source}")]
-    Malformed {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("problem {id:?} is inconsistent: {reason}")]
-    Inconsistent { id: String, reason: String },
-}
-
-/// True when `id` is a syntactically possible problem id: `[a-z0-9-]+` (no dots, no slashes).
-pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
+use super::{
+    Checker, Data, Format, Problem, ProblemError, ProblemIo, Scoring, Subtask, TestCase,
+    ValidationLimits,
+};
 
 #[derive(Deserialize)]
 struct Statement {
@@ -80,6 +18,15 @@ struct Statement {
     memory: i64,
     #[serde(default)]
     subtasks: Option<Vec<Subtask>>,
+}
+
+#[derive(Deserialize)]
+struct RawTest {
+    input: String,
+    output: String,
+    /// 1-based subtask number.
+    #[serde(default)]
+    subtask: Option<u32>,
 }
 
 fn read(id: &str, path: &Path) -> Result<Vec<u8>, ProblemError> {
@@ -105,17 +52,12 @@ fn parse<T: for<'de> Deserialize<'de>>(path: &Path, bytes: &[u8]) -> Result<T, P
     })
 }
 
-/// Loads and validates problem `id` from `root`. The caller has checked `is_valid_id(id)`.
-pub fn load(root: &Path, id: &str) -> Result<Problem, ProblemError> {
-    let dir = root.join(id);
+/// Loads the STAOJ problem in `dir`. What every format must hold is checked by the caller.
+pub(super) fn load(dir: &Path, id: &str) -> Result<Problem, ProblemError> {
     let statement_path = dir.join("statement.json");
     let tests_path = dir.join("test-cases.json");
     let statement: Statement = parse(&statement_path, &read(id, &statement_path)?)?;
-    let tests: Vec<TestCase> = parse(&tests_path, &read(id, &tests_path)?)?;
-    validate(id, statement, tests)
-}
-
-fn validate(id: &str, statement: Statement, tests: Vec<TestCase>) -> Result<Problem, ProblemError> {
+    let tests: Vec<RawTest> = parse(&tests_path, &read(id, &tests_path)?)?;
     let inconsistent = |reason: String| ProblemError::Inconsistent {
         id: id.to_owned(),
         reason,
@@ -132,119 +74,57 @@ fn validate(id: &str, statement: Statement, tests: Vec<TestCase>) -> Result<Prob
             statement.memory
         )));
     }
-    if tests.is_empty() {
-        return Err(inconsistent("it has no test cases".into()));
-    }
     let subtasks = statement.subtasks.unwrap_or_default();
+    // Every test of a problem with subtasks names one (the shared checks catch a wrong number).
     if !subtasks.is_empty() {
-        if let Some((i, s)) = subtasks
-            .iter()
-            .enumerate()
-            .find(|(_, s)| !(s.score.is_finite() && s.score >= 0.0))
-        {
+        if let Some(i) = tests.iter().position(|t| t.subtask.is_none()) {
             return Err(inconsistent(format!(
-                "subtask {} has an invalid score {}",
+                "test {} names no subtask, but the problem has {} subtasks",
                 i + 1,
-                s.score
-            )));
-        }
-        let total: f64 = subtasks.iter().map(|s| s.score).sum();
-        if (total - 1.0).abs() > 1e-6 {
-            return Err(inconsistent(format!(
-                "subtask scores add up to {total}, not 1"
+                subtasks.len()
             )));
         }
     }
-    for (i, test) in tests.iter().enumerate() {
-        match (test.subtask, subtasks.len()) {
-            (Some(s), n) if s == 0 || s as usize > n => {
-                return Err(inconsistent(format!(
-                    "test {} names subtask {s}, but the problem has {n} subtask(s)",
-                    i + 1
-                )))
-            }
-            (None, n) if n > 0 => {
-                return Err(inconsistent(format!(
-                    "test {} names no subtask, but the problem has {n} subtasks",
-                    i + 1
-                )))
-            }
-            _ => {}
-        }
-    }
-    for (i, _) in subtasks.iter().enumerate() {
-        let number = i as u32 + 1;
-        if !tests.iter().any(|t| t.subtask == Some(number)) {
-            return Err(inconsistent(format!("subtask {number} has no tests")));
-        }
-    }
+    let scoring = if subtasks.is_empty() {
+        Scoring::PassFail
+    } else {
+        Scoring::Subtasks
+    };
+    let tests = tests
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| TestCase {
+            name: (i + 1).to_string(),
+            input: Data::Inline(t.input.into()),
+            answer: Data::Inline(t.output.into()),
+            subtask: t.subtask,
+            weight: 1.0,
+            // SPEC §3: token equality, case and all.
+            checker_args: vec!["case_sensitive".to_owned()],
+        })
+        .collect();
     Ok(Problem {
         id: id.to_owned(),
         name: statement.name,
+        format: Format::Staoj,
+        dir: dir.to_owned(),
         time_ms: statement.time as u64,
         memory_kb: statement.memory as u64,
+        output_limit_bytes: None,
         subtasks,
+        scoring,
         tests,
+        checker: Checker::Default,
+        io: ProblemIo::default(),
+        validation: ValidationLimits::default(),
     })
-}
-
-/// Problems under one root, cached: a problem is read again only when one of its files changed.
-#[derive(Debug)]
-pub struct ProblemStore {
-    root: PathBuf,
-    cache: Mutex<HashMap<String, Cached>>,
-}
-
-#[derive(Debug)]
-struct Cached {
-    stamp: (SystemTime, SystemTime),
-    problem: Arc<Problem>,
-}
-
-impl ProblemStore {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        ProblemStore {
-            root: root.into(),
-            cache: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn stamp(&self, id: &str) -> Option<(SystemTime, SystemTime)> {
-        let dir = self.root.join(id);
-        let m = |name: &str| std::fs::metadata(dir.join(name)).and_then(|m| m.modified());
-        Some((m("statement.json").ok()?, m("test-cases.json").ok()?))
-    }
-
-    /// The problem `id` (a valid id), loaded from disk or from the cache.
-    pub fn get(&self, id: &str) -> Result<Arc<Problem>, ProblemError> {
-        let stamp = self.stamp(id);
-        if let Some(stamp) = stamp {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(cached) = cache.get(id).filter(|c| c.stamp == stamp) {
-                return Ok(cached.problem.clone());
-            }
-        }
-        let problem = Arc::new(load(&self.root, id)?);
-        if let Some(stamp) = stamp {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            cache.insert(
-                id.to_owned(),
-                Cached {
-                    stamp,
-                    problem: problem.clone(),
-                },
-            );
-        }
-        Ok(problem)
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::super::{load, ProblemStore};
     use super::*;
 
     fn write(dir: &Path, id: &str, statement: &str, tests: &str) {
@@ -258,15 +138,6 @@ mod tests {
         r#"[{"input":"1 2","output":"3","subtask":1},{"input":"2 2","output":"4","subtask":2}]"#;
 
     #[test]
-    fn ids_are_checked() {
-        assert!(is_valid_id("test-base"));
-        assert!(is_valid_id("a1"));
-        for bad in ["", "../x", "a/b", "A", "a.b", "a b", "..", "é"] {
-            assert!(!is_valid_id(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn loads_a_problem_with_subtasks() {
         let dir = tempfile::tempdir().unwrap();
         write(
@@ -276,10 +147,14 @@ mod tests {
             TWO_TESTS,
         );
         let p = load(dir.path(), "p").unwrap();
+        assert_eq!(p.format, Format::Staoj);
         assert_eq!(p.time_ms, 1000);
         assert_eq!(p.memory_kb, 65536);
         assert_eq!(p.subtasks.len(), 2);
+        assert_eq!(p.scoring, Scoring::Subtasks);
         assert_eq!(p.tests[1].subtask, Some(2));
+        assert_eq!(p.tests[1].answer, Data::Inline("4".into()));
+        assert_eq!(p.checker, Checker::Default);
     }
 
     #[test]
@@ -291,7 +166,9 @@ mod tests {
             r#"{"name":"P","time":1000,"memory":1000}"#,
             r#"[{"input":"","output":""}]"#,
         );
-        assert!(!load(dir.path(), "p").unwrap().has_subtasks());
+        let p = load(dir.path(), "p").unwrap();
+        assert!(!p.has_subtasks());
+        assert_eq!(p.scoring, Scoring::PassFail);
         write(
             dir.path(),
             "q",
@@ -386,6 +263,9 @@ mod tests {
             .unwrap()
             .set_modified(later)
             .unwrap();
-        assert_eq!(store.get("p").unwrap().tests[0].output, "2");
+        assert_eq!(
+            store.get("p").unwrap().tests[0].answer,
+            Data::Inline("2".into())
+        );
     }
 }
