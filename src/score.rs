@@ -93,6 +93,7 @@ mod tests {
                     score,
                     constraints: String::new(),
                     aggregation: Default::default(),
+                    requires: Vec::new(),
                 })
                 .collect(),
             tests: test_subtasks
@@ -103,6 +104,7 @@ mod tests {
                     answer: Data::Inline("".into()),
                     subtask,
                     weight: 1.0,
+                    max_score: 1.0,
                     checker_args: Vec::new(),
                 })
                 .collect(),

@@ -79,6 +79,10 @@ pub struct Subtask {
     /// How its tests' results make its score. STAOJ subtasks are pass-fail.
     #[serde(skip, default)]
     pub aggregation: Aggregation,
+    /// Subtasks (1-based, earlier ones) that must get their full share for this one to score at
+    /// all (ICPC `require_pass`, Polygon group dependencies).
+    #[serde(skip, default)]
+    pub requires: Vec<u32>,
 }
 
 /// How a group's tests make its score (ICPC `score_aggregation`, Polygon `points-policy`).
@@ -129,6 +133,9 @@ pub struct TestCase {
     pub subtask: Option<u32>,
     /// Its weight in a `Sum` aggregation (Polygon points; 1 elsewhere); 0 = not scored.
     pub weight: f64,
+    /// The most it can score in the package's own points: an ICPC validator's `score.txt` is
+    /// divided by it to give the test's fraction. 1 where a package has no points.
+    pub max_score: f64,
     /// Arguments of the checker for this test: the default checker's flags
     /// (`case_sensitive`, `float_tolerance 1e-6`, ...) or a custom validator's extra arguments.
     pub checker_args: Vec<String>,

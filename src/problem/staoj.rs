@@ -99,6 +99,7 @@ pub(super) fn load(dir: &Path, id: &str) -> Result<Problem, ProblemError> {
             answer: Data::Inline(t.output.into()),
             subtask: t.subtask,
             weight: 1.0,
+            max_score: 1.0,
             // SPEC §3: token equality, case and all.
             checker_args: vec!["case_sensitive".to_owned()],
         })
