@@ -59,6 +59,7 @@ fn tested(id: &str, test_case: u32) -> [Message; 2] {
                 result: Verdict::Accepted,
                 time: Some(4),
                 memory: Some(1800),
+                score: None,
             },
         ),
     ]

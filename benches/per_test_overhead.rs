@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use demoter::protocol::Limits;
 use executioner::cli::find_demoter;
 use executioner::language::{Placeholders, Registry};
-use executioner::sandbox::{Run, Sandbox, SandboxConfig, WorkDir, BUILD_DIR};
+use executioner::sandbox::{Input, Run, Sandbox, SandboxConfig, WorkDir, BUILD_DIR};
 
 const RUNS: usize = 100;
 const PROGRAM: &str = "#include <stdio.h>\nint main(void){int a,b;if(scanf(\"%d %d\",&a,&b)!=2)return 1;printf(\"%d\\n\",a+b);return 0;}\n";
@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
             argv: c.expand(&c.run, &values),
             env: c.env.clone(),
             work_dir: WorkDir::Fresh,
-            stdin: Some(input.as_bytes()),
+            stdin: Some(Input::Bytes(input.as_bytes())),
             limits,
         };
         let t = Instant::now();

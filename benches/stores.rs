@@ -41,6 +41,7 @@ fn sequence() -> Vec<Body> {
             result: Verdict::Accepted,
             time: Some(4),
             memory: Some(1800),
+            score: None,
         });
     }
     bodies.push(Body::Done {

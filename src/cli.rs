@@ -84,7 +84,10 @@ pub async fn build_judge(setup: &Setup) -> Result<Arc<Judge>, CommandError> {
     config.cgroup_parent = setup.cgroup_parent.clone();
     let sandbox = Sandbox::connect(config).await?;
     Ok(Arc::new(Judge::new(
-        Arc::new(ProblemStore::new(&setup.problems)),
+        Arc::new(ProblemStore::with_defaults(
+            &setup.problems,
+            setup.judge.problem_defaults,
+        )),
         Arc::new(registry),
         sandbox,
         setup.judge.clone(),

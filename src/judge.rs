@@ -1,6 +1,5 @@
 //! Judging one submission: the message sequence of SPEC §2, from `executing` to its end.
 
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -8,13 +7,15 @@ use demoter::protocol::{LimitHit, Limits, RunResult};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
+use crate::check::custom::{CheckError, CheckOutcome, CheckerBox, CheckerCache, CheckerConfig};
+use crate::check::{compare, DefaultFlags};
 use crate::interface::{Interface, InterfaceError, Sent};
 use crate::language::{Language, Placeholders, Registry};
-use crate::problem::{is_valid_id, Problem, ProblemStore};
+use crate::problem::{is_valid_id, Checker, Defaults, Problem, ProblemStore, TestCase};
 use crate::protocol::{Body, CompileResult, Message, Submission};
-use crate::sandbox::{Container, Run, Sandbox, SandboxError, WorkDir, BUILD_DIR};
-use crate::score::score;
-use crate::verdict::{tokens_equal, Verdict};
+use crate::sandbox::{Container, Input, Run, Sandbox, SandboxError, WorkDir, BUILD_DIR};
+use crate::score::{round4, score, Graded};
+use crate::verdict::Verdict;
 
 /// Judging settings. Defaults are in [`JudgeConfig::default`].
 #[derive(Debug, Clone)]
@@ -31,11 +32,16 @@ pub struct JudgeConfig {
     pub compile_limits: Limits,
     /// Longest `compileOutput`, characters.
     pub compile_output_chars: usize,
+    /// What packages that do not say get (time, memory, output limits).
+    pub problem_defaults: Defaults,
+    /// Custom checkers: their cache, limits and uid.
+    pub checker: CheckerConfig,
 }
 
 impl Default for JudgeConfig {
     /// 3× wall time, 256 KiB sources, 64 MiB of output per test; compiling gets 30 s of CPU,
-    /// 60 s of wall time, 1 GiB, 64 tasks and 64 MiB files; 8000 characters of compiler output.
+    /// 60 s of wall time, 1 GiB, 64 tasks and 64 MiB files; 8000 characters of compiler output;
+    /// package and checker defaults as [`Defaults::default`] and [`CheckerConfig::default`].
     fn default() -> Self {
         JudgeConfig {
             wall_multiplier: 3.0,
@@ -51,6 +57,8 @@ impl Default for JudgeConfig {
                 stderr_bytes: 64 * 1024,
             },
             compile_output_chars: 8000,
+            problem_defaults: Defaults::default(),
+            checker: CheckerConfig::default(),
         }
     }
 }
@@ -80,6 +88,12 @@ impl From<InterfaceError> for Failure {
     }
 }
 
+impl From<CheckError> for Failure {
+    fn from(e: CheckError) -> Self {
+        Failure::Error(e.to_string())
+    }
+}
+
 impl From<SandboxError> for Failure {
     fn from(e: SandboxError) -> Self {
         Failure::Error(format!("sandbox failure: {e}"))
@@ -91,6 +105,7 @@ pub struct Judge {
     problems: Arc<ProblemStore>,
     languages: Arc<Registry>,
     sandbox: Sandbox,
+    checkers: CheckerCache,
     config: JudgeConfig,
 }
 
@@ -105,6 +120,7 @@ impl Judge {
             problems,
             languages,
             sandbox,
+            checkers: CheckerCache::new(config.checker.clone()),
             config,
         }
     }
@@ -221,6 +237,53 @@ impl Judge {
         interface: &dyn Interface,
         cancel: &CancellationToken,
     ) -> Result<Body, Failure> {
+        // The checker's container starts (and the checker compiles, once per content) while the
+        // submission compiles.
+        let (compiled, checker) = tokio::join!(
+            self.compile(container, submission, language, problem, interface, cancel),
+            self.checker_box(problem),
+        );
+        let mut checker = match (compiled, checker) {
+            (Ok(None), Ok(checker)) => checker,
+            (Ok(None), Err(e)) => return Err(e.into()),
+            (compiled, checker) => {
+                if let Ok(Some(checker)) = checker {
+                    checker.close().await;
+                }
+                // Compiled with an error (`done`), or failed: the checker's fate does not matter.
+                return compiled.and_then(|done| {
+                    done.ok_or_else(|| Failure::Error("compiling ended without a result".into()))
+                });
+            }
+        };
+        let result = self
+            .run_tests(
+                container,
+                checker.as_mut(),
+                submission,
+                language,
+                problem,
+                interface,
+                cancel,
+            )
+            .await;
+        if let Some(checker) = checker {
+            checker.close().await;
+        }
+        result
+    }
+
+    /// Saves and compiles the source, sealing the build directory. `Some(done)` when it did not
+    /// compile (`compiled error` was sent).
+    async fn compile(
+        &self,
+        container: &mut Container,
+        submission: &Submission,
+        language: &Language,
+        problem: &Problem,
+        interface: &dyn Interface,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Body>, Failure> {
         let id = submission.id.as_str();
         let send = |body: Body| async move { interface.send(&Message::new(id, body)).await };
         let values = Placeholders {
@@ -250,10 +313,10 @@ impl Judge {
                     compile_output: Some(output),
                 })
                 .await?;
-                return Ok(Body::Done {
+                return Ok(Some(Body::Done {
                     score: None,
                     failed_subtasks: None,
-                });
+                }));
             }
             send(Body::Compiled {
                 result: CompileResult::Success,
@@ -262,17 +325,56 @@ impl Judge {
             .await?;
         }
         container.seal_build().await?;
+        Ok(None)
+    }
 
+    /// The container of the problem's custom checker, if it has one (compiled first if the
+    /// cache does not hold it).
+    async fn checker_box(&self, problem: &Problem) -> Result<Option<CheckerBox>, CheckError> {
+        let program = match &problem.checker {
+            Checker::Default => return Ok(None),
+            Checker::Icpc(program) | Checker::Testlib(program) => program,
+        };
+        let built = self
+            .checkers
+            .build(program, &self.sandbox, &self.languages)
+            .await?;
+        let config = self.checkers.config();
+        Ok(Some(
+            CheckerBox::open(&self.sandbox, config, built, problem).await?,
+        ))
+    }
+
+    /// Runs every test in order, sending `testing` and `tested`; ends with `done`.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_tests(
+        &self,
+        container: &mut Container,
+        mut checker: Option<&mut CheckerBox>,
+        submission: &Submission,
+        language: &Language,
+        problem: &Problem,
+        interface: &dyn Interface,
+        cancel: &CancellationToken,
+    ) -> Result<Body, Failure> {
+        let id = submission.id.as_str();
+        let send = |body: Body| async move { interface.send(&Message::new(id, body)).await };
+        let values = Placeholders {
+            build: BUILD_DIR,
+            memory_kb: problem.memory_kb,
+        };
         let limits = Limits {
             cpu_ms: problem.time_ms,
             wall_ms: (problem.time_ms as f64 * self.config.wall_multiplier).ceil() as u64,
             memory_kb: problem.memory_kb + language.memory_extra_kb,
             pids: language.run_pids,
-            output_bytes: self.config.output_limit_bytes,
+            output_bytes: problem
+                .output_limit_bytes
+                .unwrap_or(self.config.output_limit_bytes),
             stderr_bytes: self.config.stderr_limit_bytes,
         };
         let argv = language.expand(&language.run, &values);
-        let mut verdicts = Vec::with_capacity(problem.tests.len());
+        let mut graded = Vec::with_capacity(problem.tests.len());
         for (index, test) in problem.tests.iter().enumerate() {
             let test_case = index as u32 + 1;
             send(Body::Testing {
@@ -280,56 +382,59 @@ impl Judge {
                 subtask: test.subtask,
             })
             .await?;
-            let mut input = Vec::new();
-            test.input
-                .open()
-                .and_then(|mut r| r.read_to_end(&mut input))
-                .map_err(|e| Failure::Error(format!("cannot read test {}: {e}", test.name)))?;
             let run = Run {
                 argv: argv.clone(),
                 env: language.env.clone(),
                 work_dir: WorkDir::Fresh,
-                stdin: Some(&input),
+                stdin: Some(Input::Data(&test.input)),
                 limits,
             };
             let out = cancellable(cancel, container.run(run)).await??;
-            let matches = if out.result.exited_normally() {
-                let actual = tokio::fs::read(&out.stdout).await.map_err(|e| {
-                    Failure::Error(format!("cannot read the program's output: {e}"))
-                })?;
-                let mut expected = Vec::new();
-                test.answer
-                    .open()
-                    .and_then(|mut r| r.read_to_end(&mut expected))
-                    .map_err(|e| Failure::Error(format!("cannot read test {}: {e}", test.name)))?;
-                let matches = tokens_equal(&expected, &actual);
-                if !matches {
-                    info!(test_case, diff = %short_diff(&String::from_utf8_lossy(&expected), &actual), "wrong answer");
+            // What the checker said: accepted, and the fraction if it gave one.
+            let (accepted, fraction) = if out.result.exited_normally() {
+                let outcome = match checker.as_deref_mut() {
+                    Some(checker) => checker.check(test, &out.stdout).await?,
+                    None => compare_default(test, &out.stdout).await?,
+                };
+                if !outcome.accepted {
+                    info!(test_case, test = %test.name, message = %outcome.message, "wrong answer");
+                } else if !outcome.message.is_empty() {
+                    info!(test_case, test = %test.name, message = %outcome.message, "checker message");
                 }
-                matches
+                (outcome.accepted, outcome.fraction.map(round4))
             } else {
-                false
+                (false, None)
             };
-            let verdict = Verdict::of_run(&out.result, language.oom_exit_code, || matches);
+            let full = accepted && fraction.is_none_or(|f| f >= 1.0);
+            let verdict = Verdict::of_run(&out.result, language.oom_exit_code, || full);
             info!(
                 test_case,
                 verdict = verdict.as_str(),
                 cpu_ms = out.result.cpu_ms,
                 wall_ms = out.result.wall_ms,
                 memory_kb = out.result.memory_kb,
+                score = fraction,
                 "tested"
             );
-            verdicts.push(verdict);
+            graded.push(Graded {
+                verdict,
+                fraction: match (verdict, fraction) {
+                    (Verdict::Accepted, _) => 1.0,
+                    (Verdict::Wrong, Some(f)) if accepted => f,
+                    _ => 0.0,
+                },
+            });
             send(Body::Tested {
                 test_case,
                 subtask: test.subtask,
                 result: verdict,
                 time: Some(out.result.cpu_ms),
                 memory: Some(out.result.memory_kb),
+                score: fraction,
             })
             .await?;
         }
-        let score = score(problem, &verdicts);
+        let score = score(problem, &graded);
         info!(score = score.score, failed_subtasks = ?score.failed_subtasks, "judged");
         Ok(Body::Done {
             score: Some(score.score),
@@ -396,20 +501,33 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// A short line diff of expected and actual output, for the logs only.
-fn short_diff(expected: &str, actual: &[u8]) -> String {
-    const HEAD: usize = 4096;
-    const LINES: usize = 12;
-    let head = |s: &str| -> String { s.chars().take(HEAD).collect() };
-    let actual = String::from_utf8_lossy(actual);
-    let (expected, actual) = (head(expected), head(&actual));
-    let diff = similar::TextDiff::from_lines(&expected, &actual);
-    let text = diff
-        .unified_diff()
-        .context_radius(1)
-        .header("expected", "actual")
-        .to_string();
-    text.lines().take(LINES).collect::<Vec<_>>().join("\n")
+/// The default output validator on the program's output file, streamed on a blocking thread.
+async fn compare_default(test: &TestCase, output: &Path) -> Result<CheckOutcome, Failure> {
+    let (answer, args, output) = (
+        test.answer.clone(),
+        test.checker_args.clone(),
+        output.to_owned(),
+    );
+    let name = test.name.clone();
+    tokio::task::spawn_blocking(move || {
+        let flags = DefaultFlags::parse(&args)
+            .map_err(|e| Failure::Error(format!("test {name}: validator flags: {e}")))?;
+        let mut expected = answer
+            .open()
+            .map_err(|e| Failure::Error(format!("cannot read the answer of test {name}: {e}")))?;
+        let file = std::fs::File::open(&output)
+            .map_err(|e| Failure::Error(format!("cannot read the program's output: {e}")))?;
+        let mut actual = std::io::BufReader::with_capacity(64 * 1024, file);
+        let comparison = compare(&flags, &mut expected, &mut actual)
+            .map_err(|e| Failure::Error(format!("comparing the output of test {name}: {e}")))?;
+        Ok(CheckOutcome {
+            accepted: comparison.accepted,
+            fraction: None,
+            message: comparison.message,
+        })
+    })
+    .await
+    .map_err(|e| Failure::Error(format!("comparing the output failed: {e}")))?
 }
 
 #[cfg(test)]
@@ -421,12 +539,5 @@ mod tests {
         assert_eq!(truncate("abc", 5), "abc");
         assert_eq!(truncate("abcdef", 3), "abc… (truncated)");
         assert_eq!(truncate("ééé", 2), "éé… (truncated)");
-    }
-
-    #[test]
-    fn short_diff_shows_the_difference() {
-        let d = short_diff("1\n2\n3\n", b"1\n5\n3\n");
-        assert!(d.contains("-2"), "{d}");
-        assert!(d.contains("+5"), "{d}");
     }
 }

@@ -71,6 +71,10 @@ pub enum Body {
         /// Peak memory, KB.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         memory: Option<u64>,
+        /// The fraction of the test's points in [0, 1] (4 decimals), only when the problem's
+        /// checker gave one (SPEC §2, partial `tested`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        score: Option<f64>,
     },
     /// Normal end. After a compile error it carries neither field.
     Done {
@@ -173,9 +177,22 @@ mod tests {
                 subtask: None,
                 result: Verdict::MemoryLimitExceeded,
                 time: Some(12),
-                memory: Some(2048)
+                memory: Some(2048),
+                score: None,
             }),
             json!({"id": "s1", "state": "tested", "testCase": 3, "result": "MLE", "time": 12, "memory": 2048})
+        );
+        // A checker's fraction: the optional `score` of a partial `tested`.
+        assert_eq!(
+            wire(Body::Tested {
+                test_case: 4,
+                subtask: Some(2),
+                result: Verdict::Wrong,
+                time: Some(3),
+                memory: Some(1024),
+                score: Some(0.25),
+            }),
+            json!({"id": "s1", "state": "tested", "testCase": 4, "subtask": 2, "result": "wrong", "time": 3, "memory": 1024, "score": 0.25})
         );
         assert_eq!(
             wire(Body::Done {
@@ -203,6 +220,7 @@ mod tests {
                 result: Verdict::TimeLimitExceeded,
                 time: Some(1001),
                 memory: None,
+                score: None,
             },
         );
         let text = serde_json::to_string(&m).unwrap();

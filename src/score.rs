@@ -1,6 +1,6 @@
 //! The score of a judged submission (SPEC §4).
 
-use crate::problem::Problem;
+use crate::problem::{Aggregation, Problem, Scoring, TestCase};
 use crate::verdict::Verdict;
 
 /// Score and failed subtasks, as `done` carries them.
@@ -18,53 +18,102 @@ pub fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0 + 0.0
 }
 
-/// Scores `verdicts` (one per test of `problem`, in test order).
-pub fn score(problem: &Problem, verdicts: &[Verdict]) -> Score {
-    debug_assert_eq!(verdicts.len(), problem.tests.len());
-    let accepted = |v: &Verdict| *v == Verdict::Accepted;
-    if problem.subtasks.is_empty() {
-        let all = verdicts.len() == problem.tests.len() && verdicts.iter().all(accepted);
-        return Score {
-            score: if all { 1.0 } else { 0.0 },
-            failed_subtasks: None,
-        };
-    }
-    let mut failed = vec![false; problem.subtasks.len()];
-    for (test, verdict) in problem.tests.iter().zip(verdicts) {
-        if !accepted(verdict) {
-            // Problem validation guarantees every test of a subtask problem names a valid subtask.
-            if let Some(index) = test.subtask.and_then(|s| (s as usize).checked_sub(1)) {
-                if let Some(f) = failed.get_mut(index) {
-                    *f = true;
-                }
-            }
+/// What one test gave: its verdict and its fraction of the test's points (1 for `accepted`,
+/// 0 for a failure, or what the checker said).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Graded {
+    pub verdict: Verdict,
+    pub fraction: f64,
+}
+
+impl Graded {
+    /// A test judged without a fraction from its checker.
+    pub fn of(verdict: Verdict) -> Graded {
+        Graded {
+            verdict,
+            fraction: if verdict == Verdict::Accepted {
+                1.0
+            } else {
+                0.0
+            },
         }
     }
-    // Tests not judged count as failed (never happens in a complete run).
-    for test in problem.tests.iter().skip(verdicts.len()) {
-        if let Some(index) = test.subtask.and_then(|s| (s as usize).checked_sub(1)) {
-            if let Some(f) = failed.get_mut(index) {
-                *f = true;
-            }
-        }
+
+    fn full(&self) -> bool {
+        self.verdict == Verdict::Accepted
     }
-    let total: f64 = problem
-        .subtasks
+}
+
+/// A group's value in [0, 1]: how much of its share it earned.
+fn aggregate<'a>(
+    aggregation: Aggregation,
+    tests: impl Iterator<Item = (&'a TestCase, &'a Graded)>,
+) -> f64 {
+    let (mut all, mut weight, mut earned, mut min) = (true, 0.0, 0.0, 1.0_f64);
+    for (test, graded) in tests {
+        all &= graded.full();
+        weight += test.weight;
+        earned += test.weight * graded.fraction;
+        min = min.min(graded.fraction);
+    }
+    match aggregation {
+        Aggregation::PassFail => f64::from(u8::from(all)),
+        Aggregation::Sum if weight > 0.0 => earned / weight,
+        Aggregation::Sum => f64::from(u8::from(all)),
+        Aggregation::Min => min,
+    }
+}
+
+/// Scores `graded` (one per test of `problem`, in test order; tests missing count as failed).
+pub fn score(problem: &Problem, graded: &[Graded]) -> Score {
+    debug_assert_eq!(graded.len(), problem.tests.len());
+    let missing = Graded::of(Verdict::Error);
+    let results: Vec<(&TestCase, &Graded)> = problem
+        .tests
         .iter()
-        .zip(&failed)
-        .filter(|(_, failed)| !**failed)
-        .map(|(subtask, _)| subtask.score)
-        .fold(0.0, |sum, score| sum + score);
+        .enumerate()
+        .map(|(i, t)| (t, graded.get(i).unwrap_or(&missing)))
+        .collect();
+    // Each subtask's value, then zeroed where an earlier one it requires was not full.
+    let mut values: Vec<f64> = (1..=problem.subtasks.len() as u32)
+        .zip(&problem.subtasks)
+        .map(|(number, subtask)| {
+            let tests = results.iter().filter(|(t, _)| t.subtask == Some(number));
+            aggregate(subtask.aggregation, tests.copied())
+        })
+        .collect();
+    for (i, subtask) in problem.subtasks.iter().enumerate() {
+        let unmet = subtask.requires.iter().any(|&r| {
+            let r = r as usize;
+            r >= 1 && r - 1 < i && values[r - 1] < 1.0
+        });
+        if unmet {
+            values[i] = 0.0;
+        }
+    }
+    let failed_subtasks = (!problem.subtasks.is_empty()).then(|| {
+        (1..=values.len() as u32)
+            .zip(&values)
+            .filter(|(_, v)| **v < 1.0)
+            .map(|(n, _)| n)
+            .collect()
+    });
+    let total = match problem.scoring {
+        Scoring::PassFail => f64::from(u8::from(results.iter().all(|(_, g)| g.full()))),
+        Scoring::Subtasks => problem
+            .subtasks
+            .iter()
+            .zip(&values)
+            .map(|(subtask, value)| subtask.score * value)
+            .fold(0.0, |sum, score| sum + score),
+        Scoring::Tests(aggregation) => aggregate(
+            aggregation,
+            results.iter().filter(|(t, _)| t.weight > 0.0).copied(),
+        ),
+    };
     Score {
         score: round4(total).clamp(0.0, 1.0),
-        failed_subtasks: Some(
-            failed
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| **f)
-                .map(|(i, _)| i as u32 + 1)
-                .collect(),
-        ),
+        failed_subtasks,
     }
 }
 
@@ -73,6 +122,11 @@ mod tests {
     use super::*;
     use crate::problem::{Checker, Data, Format, Scoring, Subtask, TestCase};
     use Verdict::*;
+
+    fn score(problem: &Problem, verdicts: &[Verdict]) -> Score {
+        let graded: Vec<Graded> = verdicts.iter().copied().map(Graded::of).collect();
+        super::score(problem, &graded)
+    }
 
     fn problem(subtask_scores: &[f64], test_subtasks: &[Option<u32>]) -> Problem {
         Problem {
@@ -83,7 +137,11 @@ mod tests {
             time_ms: 1000,
             memory_kb: 65536,
             output_limit_bytes: None,
-            scoring: if subtask_scores.is_empty() { Scoring::PassFail } else { Scoring::Subtasks },
+            scoring: if subtask_scores.is_empty() {
+                Scoring::PassFail
+            } else {
+                Scoring::Subtasks
+            },
             checker: Checker::Default,
             io: Default::default(),
             validation: Default::default(),
@@ -150,5 +208,104 @@ mod tests {
         assert_eq!(s.failed_subtasks, Some(vec![3]));
         assert_eq!(round4(0.12346), 0.1235);
         assert_eq!(round4(0.1 + 0.2), 0.3);
+    }
+
+    fn graded(verdict: Verdict, fraction: f64) -> Graded {
+        Graded { verdict, fraction }
+    }
+
+    #[test]
+    fn groups_aggregate_fractions_by_sum_min_and_pass_fail() {
+        let mut p = problem(
+            &[0.2, 0.3, 0.5],
+            &[None, Some(1), Some(1), Some(2), Some(2), Some(3), Some(3)],
+        );
+        p.subtasks[1].aggregation = Aggregation::Sum;
+        p.subtasks[2].aggregation = Aggregation::Min;
+        // Polygon-style points: the second test of subtask 2 is worth three times the first.
+        p.tests[4].weight = 3.0;
+        let results = [
+            Graded::of(Wrong), // a sample outside every subtask counts for nothing here
+            Graded::of(Accepted),
+            Graded::of(Accepted),
+            Graded::of(Accepted),
+            graded(Wrong, 0.5),
+            graded(Wrong, 0.4),
+            Graded::of(Accepted),
+        ];
+        let s = super::score(&p, &results);
+        // 0.2 + 0.3 × (1 + 3 × 0.5) / 4 + 0.5 × 0.4
+        assert_eq!(s.score, round4(0.2 + 0.3 * 2.5 / 4.0 + 0.5 * 0.4));
+        assert_eq!(s.failed_subtasks, Some(vec![2, 3]));
+    }
+
+    #[test]
+    fn a_subtask_scores_only_when_the_ones_it_requires_are_full() {
+        let mut p = problem(&[0.4, 0.6], &[Some(1), Some(2), Some(2)]);
+        p.subtasks[1].aggregation = Aggregation::Sum;
+        p.subtasks[1].requires = vec![1];
+        let s = super::score(
+            &p,
+            &[
+                Graded::of(Wrong),
+                Graded::of(Accepted),
+                Graded::of(Accepted),
+            ],
+        );
+        assert_eq!((s.score, s.failed_subtasks), (0.0, Some(vec![1, 2])));
+        let s = super::score(
+            &p,
+            &[
+                Graded::of(Accepted),
+                Graded::of(Accepted),
+                graded(Wrong, 0.5),
+            ],
+        );
+        assert_eq!((s.score, s.failed_subtasks), (0.85, Some(vec![2])));
+    }
+
+    #[test]
+    fn a_pass_fail_problem_with_groups_is_all_or_nothing_and_names_failed_groups() {
+        let mut p = problem(&[0.5, 0.5], &[None, Some(1), Some(2)]);
+        p.scoring = Scoring::PassFail;
+        let s = super::score(
+            &p,
+            &[
+                Graded::of(Accepted),
+                Graded::of(Accepted),
+                Graded::of(Wrong),
+            ],
+        );
+        assert_eq!((s.score, s.failed_subtasks), (0.0, Some(vec![2])));
+        // A failed sample fails the problem, though it belongs to no group.
+        let s = super::score(
+            &p,
+            &[
+                Graded::of(Wrong),
+                Graded::of(Accepted),
+                Graded::of(Accepted),
+            ],
+        );
+        assert_eq!((s.score, s.failed_subtasks), (0.0, Some(vec![])));
+        let s = super::score(&p, &[Graded::of(Accepted); 3]);
+        assert_eq!((s.score, s.failed_subtasks), (1.0, Some(vec![])));
+    }
+
+    #[test]
+    fn a_problem_scored_by_its_tests_ignores_weightless_samples() {
+        let mut p = problem(&[], &[None, None, None]);
+        p.tests[0].weight = 0.0;
+        p.scoring = Scoring::Tests(Aggregation::Sum);
+        let s = super::score(
+            &p,
+            &[Graded::of(Wrong), graded(Wrong, 0.25), Graded::of(Accepted)],
+        );
+        assert_eq!((s.score, s.failed_subtasks), (0.625, None));
+        p.scoring = Scoring::Tests(Aggregation::Min);
+        let s = super::score(
+            &p,
+            &[Graded::of(Wrong), graded(Wrong, 0.25), Graded::of(Accepted)],
+        );
+        assert_eq!(s.score, 0.25);
     }
 }

@@ -104,6 +104,7 @@ fn tested(id: &str, test_case: u32, result: Verdict) -> Message {
             result,
             time: Some(5),
             memory: Some(1024),
+            score: None,
         },
     )
 }

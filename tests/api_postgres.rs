@@ -392,6 +392,7 @@ fn test(id: &str, test_case: u32) -> [Message; 2] {
         result: Verdict::Accepted,
         time: Some(3),
         memory: Some(900),
+        score: None,
     };
     [Message::new(id, testing), Message::new(id, tested)]
 }

@@ -519,6 +519,7 @@ fn one_test() -> [Body; 2] {
             result: Verdict::Accepted,
             time: Some(5),
             memory: Some(1024),
+            score: None,
         },
     ]
 }

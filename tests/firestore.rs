@@ -81,6 +81,7 @@ fn tested(test_case: u32) -> Body {
         result: executioner::verdict::Verdict::Accepted,
         time: Some(10),
         memory: Some(3000),
+        score: None,
     }
 }
 

@@ -273,6 +273,8 @@ fn tested(test_case: u32, subtask: Option<u32>, result: Verdict) -> Body {
         result,
         time: Some(12),
         memory: Some(3400),
+        // Every store keeps a checker's partial score with the result.
+        score: (result == Verdict::Wrong).then_some(0.25),
     }
 }
 

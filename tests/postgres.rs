@@ -75,6 +75,7 @@ fn passing_tests(n: u32) -> Vec<Body> {
                     result: Verdict::Accepted,
                     time: Some(10),
                     memory: Some(2000),
+                    score: None,
                 },
             ]
         })

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use demoter::protocol::{Exit, LimitHit, Limits, RunResult};
 use executioner::language::{Placeholders, Registry};
-use executioner::sandbox::{Container, Run, Sandbox, SandboxConfig, WorkDir, BUILD_DIR};
+use executioner::sandbox::{Container, Input, Run, Sandbox, SandboxConfig, WorkDir, BUILD_DIR};
 
 fn demoter() -> PathBuf {
     std::env::var_os("EXECUTIONER_DEMOTER")
@@ -60,7 +60,7 @@ async fn run(container: &mut Container, limits: Limits, stdin: &str) -> (RunResu
             argv: vec![format!("{BUILD_DIR}/main")],
             env: vec!["PATH=/usr/bin:/bin".into()],
             work_dir: WorkDir::Fresh,
-            stdin: Some(stdin.as_bytes()),
+            stdin: Some(Input::Bytes(stdin.as_bytes())),
             limits,
         })
         .await

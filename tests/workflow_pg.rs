@@ -56,6 +56,7 @@ async fn stale_result(worker: &PostgresInterface, id: &str) {
             result: Verdict::Wrong,
             time: Some(1),
             memory: Some(1),
+            score: None,
         },
         Body::Done {
             score: Some(0.5),

@@ -854,8 +854,12 @@ impl Shared {
                 result,
                 time,
                 memory,
+                score,
             } => {
                 document.insert("result".into(), value::string(result.as_str()));
+                if let Some(score) = score {
+                    document.insert("score".into(), value::double(score));
+                }
                 if let Some(time) = time {
                     document.insert("time".into(), value::count(time));
                 }
@@ -1134,6 +1138,7 @@ fn result_message(id: &str, document: &Document) -> Result<Message, String> {
                     .map_err(|e| e.to_string())?,
                 time: u64_of("time"),
                 memory: u64_of("memory"),
+                score: f.number("score"),
             }
         }
         other => return Err(format!("unknown result state {other:?}")),

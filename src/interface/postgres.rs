@@ -452,6 +452,7 @@ impl Shared {
                     .bind(row.result)
                     .bind(row.time)
                     .bind(row.memory)
+                    .bind(row.score)
                     .fetch_one(&self.pool)
             })
             .await?;
@@ -669,6 +670,7 @@ fn result_message(id: &str, row: &sqlx::postgres::PgRow) -> Result<Message, Stri
                     .map_err(|e| e.to_string())?,
                 time: get_u64("time")?,
                 memory: get_u64("memory")?,
+                score: row.try_get("score").map_err(|e| e.to_string())?,
             }
         }
         other => return Err(format!("unknown result state {other:?}")),

@@ -153,6 +153,7 @@ mod tests {
             result: Verdict::Wrong,
             time: None,
             memory: None,
+            score: None,
         };
         assert_eq!(
             fold(&[Body::Executing, tested.clone()]),

@@ -29,6 +29,7 @@ use demoter::protocol::{Limits, Request, Response, RunResult, RunSpec};
 
 use self::agent::Agent;
 use self::cgroup::{BoxCgroup, HostCgroups, Version};
+use crate::problem::Data;
 
 /// Where the box tmpfs is mounted in the container.
 pub const BOX_DIR: &str = "/box";
@@ -265,6 +266,16 @@ impl Sandbox {
 
     /// Starts a container from `image` with the demoter agent in it, ready for requests.
     pub async fn open(&self, image: &str) -> Result<Container, SandboxError> {
+        self.open_with(image, &OpenOptions::default()).await
+    }
+
+    /// [`Sandbox::open`] with extra read-only mounts and another identity for its runs (a
+    /// checker's container).
+    pub async fn open_with(
+        &self,
+        image: &str,
+        options: &OpenOptions,
+    ) -> Result<Container, SandboxError> {
         let name = format!("executioner-{}", uuid::Uuid::new_v4().simple());
         let io = tempfile::Builder::new()
             .prefix("executioner-")
@@ -273,8 +284,12 @@ impl Sandbox {
                 path: self.config.work_dir.clone(),
                 source,
             })?;
-        // The io dir is root-only: programs (uid 60000) cannot see inputs or outputs.
-        set_mode(io.path(), 0o700)?;
+        // The io dir is root-only: programs (uid 60000) cannot see inputs or outputs. A checker's
+        // may be entered (not listed) so it can write its feedback folder there.
+        set_mode(
+            io.path(),
+            if options.io_traversable { 0o711 } else { 0o700 },
+        )?;
         let cgroups = self.cgroups.clone();
         let (box_name, pids) = (name.clone(), self.config.pids);
         let cgroup = tokio::task::spawn_blocking(move || cgroups.create_box(&box_name, pids))
@@ -289,7 +304,7 @@ impl Sandbox {
             cgroup: Some(cgroup),
             io: Some(io),
         };
-        let body = self.container_body(image, &cleanup);
+        let body = self.container_body(image, &cleanup, options);
         let created = self
             .docker
             .create_container(
@@ -328,8 +343,8 @@ impl Sandbox {
                 .as_ref()
                 .map(|d| d.path().to_owned())
                 .unwrap_or_default(),
-            uid: self.config.uid,
-            gid: self.config.gid,
+            uid: options.uid.unwrap_or(self.config.uid),
+            gid: options.uid.unwrap_or(self.config.gid),
             cleanup: Some(cleanup),
         };
         let attached = self
@@ -370,7 +385,12 @@ impl Sandbox {
         Ok(container)
     }
 
-    fn container_body(&self, image: &str, cleanup: &Cleanup) -> ContainerCreateBody {
+    fn container_body(
+        &self,
+        image: &str,
+        cleanup: &Cleanup,
+        options: &OpenOptions,
+    ) -> ContainerCreateBody {
         let c = &self.config;
         let mut binds = vec![
             format!("{}:{DEMOTER_PATH}:ro", c.demoter.display()),
@@ -385,6 +405,12 @@ impl Sandbox {
         ];
         let cgroup = cleanup.cgroup.as_ref();
         binds.extend(cgroup.map(|g| g.binds(CGROUP_DIR)).unwrap_or_default());
+        binds.extend(
+            options
+                .read_only
+                .iter()
+                .map(|(host, inside)| format!("{}:{inside}:ro", host.display())),
+        );
         let tmpfs = HashMap::from([
             (
                 BOX_DIR.to_owned(),
@@ -526,6 +552,17 @@ impl Cleanup {
     }
 }
 
+/// How a container differs from a submission's.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Host paths mounted read-only at the given container paths.
+    pub read_only: Vec<(PathBuf, String)>,
+    /// The uid (and gid) its runs have instead of the configured one.
+    pub uid: Option<u32>,
+    /// The io dir may be entered (mode 0711) by the runs' uid, not only by root.
+    pub io_traversable: bool,
+}
+
 /// Where a run works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkDir {
@@ -541,9 +578,20 @@ pub struct Run<'a> {
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub work_dir: WorkDir,
-    /// Written to a file the program reads as stdin; `None` = `/dev/null`.
-    pub stdin: Option<&'a [u8]>,
+    /// What the program reads as stdin; `None` = `/dev/null`.
+    pub stdin: Option<Input<'a>>,
     pub limits: Limits,
+}
+
+/// A run's stdin.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// Test data (a package's file is copied in the kernel, never read into memory).
+    Data(&'a Data),
+    /// A file already in the container's io dir (see [`Container::io_dir`]), by name.
+    IoFile(&'a str),
 }
 
 /// What a run did, with its output files on the host.
@@ -637,19 +685,39 @@ impl Container {
         .await
     }
 
+    /// The host directory mounted at `/judge/io` (root-only): inputs and outputs of runs.
+    pub fn io_dir(&self) -> &Path {
+        &self.io_dir
+    }
+
     /// Runs one program through the demoter.
     pub async fn run(&mut self, run: Run<'_>) -> Result<RunOutput, SandboxError> {
+        let host = self.io_dir.join("stdin");
+        let io = |source| SandboxError::Io {
+            path: host.clone(),
+            source,
+        };
         let stdin = match run.stdin {
-            Some(bytes) => {
-                let host = self.io_dir.join("stdin");
-                tokio::fs::write(&host, bytes)
-                    .await
-                    .map_err(|e| SandboxError::Io {
-                        path: host,
-                        source: e,
-                    })?;
+            Some(Input::Bytes(bytes)) => {
+                tokio::fs::write(&host, bytes).await.map_err(io)?;
                 Some(PathBuf::from(format!("{IO_DIR}/stdin")))
             }
+            Some(Input::Data(data)) => {
+                let (data, dst) = (data.clone(), host.clone());
+                // A fresh file each time: never write through a link into a package's data.
+                tokio::task::spawn_blocking(move || {
+                    match std::fs::remove_file(&dst) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                    data.copy_to(&dst)
+                })
+                .await
+                .map_err(|e| io(std::io::Error::other(e)))?
+                .map_err(io)?;
+                Some(PathBuf::from(format!("{IO_DIR}/stdin")))
+            }
+            Some(Input::IoFile(name)) => Some(Path::new(IO_DIR).join(name)),
             None => None,
         };
         let (cwd, fresh_cwd) = match run.work_dir {

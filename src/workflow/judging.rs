@@ -103,6 +103,7 @@ impl Judgement {
                     result,
                     time,
                     memory,
+                    ..
                 } => judgement.tests.push(TestOutcome {
                     test_case: *test_case,
                     subtask: *subtask,
@@ -293,6 +294,7 @@ pub(crate) mod fake {
                         result,
                         time: Some(time),
                         memory: Some(1000),
+                        score: None,
                     },
                 ]
             })

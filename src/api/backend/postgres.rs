@@ -419,6 +419,7 @@ mod tests {
                     result: Verdict::Accepted,
                     time: Some(1),
                     memory: Some(1),
+                    score: None,
                 },
             ),
             5,

@@ -88,7 +88,7 @@ const RECORDS: &str = concat!(
 );
 
 const TIMED_RESULTS: &str = "
-    SELECT state, test_case, subtask, result, time, memory,
+    SELECT state, test_case, subtask, result, time, memory, score,
            (EXTRACT(EPOCH FROM judge_time) * 1000)::int8 AS judge_ms
     FROM judge_results WHERE submission_id = $1 ORDER BY seq";
 
@@ -143,9 +143,10 @@ const REPLACE: &str = "
 const DELETE_RESULTS: &str = "DELETE FROM judge_results WHERE submission_id = $1";
 
 const INSERT_RESULTS: &str = "
-    INSERT INTO judge_results (submission_id, seq, state, test_case, subtask, result, time, memory)
+    INSERT INTO judge_results
+        (submission_id, seq, state, test_case, subtask, result, time, memory, score)
     SELECT $1, * FROM unnest($2::int[], $3::text[], $4::int[], $5::int[], $6::text[],
-                             $7::int8[], $8::int8[])";
+                             $7::int8[], $8::int8[], $9::float8[])";
 
 /// A submission as the store holds it, for readers (the HTTP API).
 #[derive(Debug, Clone, PartialEq)]
@@ -240,6 +241,7 @@ pub(super) struct ResultRow {
     pub result: Option<&'static str>,
     pub time: Option<i64>,
     pub memory: Option<i64>,
+    pub score: Option<f64>,
 }
 
 impl ResultRow {
@@ -247,15 +249,16 @@ impl ResultRow {
     pub fn of(body: &Body) -> Option<ResultRow> {
         let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
         let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let (test_case, subtask, result, time, memory) = match *body {
-            Body::Testing { test_case, subtask } => (test_case, subtask, None, None, None),
+        let (test_case, subtask, result, time, memory, score) = match *body {
+            Body::Testing { test_case, subtask } => (test_case, subtask, None, None, None, None),
             Body::Tested {
                 test_case,
                 subtask,
                 result,
                 time,
                 memory,
-            } => (test_case, subtask, Some(result), time, memory),
+                score,
+            } => (test_case, subtask, Some(result), time, memory, score),
             _ => return None,
         };
         Some(ResultRow {
@@ -265,6 +268,7 @@ impl ResultRow {
             result: result.map(Verdict::as_str),
             time: time.map(big),
             memory: memory.map(big),
+            score,
         })
     }
 }
@@ -279,6 +283,7 @@ struct ResultColumns {
     result: Vec<Option<&'static str>>,
     time: Vec<Option<i64>>,
     memory: Vec<Option<i64>>,
+    score: Vec<Option<f64>>,
 }
 
 impl ResultColumns {
@@ -295,6 +300,7 @@ impl ResultColumns {
             columns.result.push(row.result);
             columns.time.push(row.time);
             columns.memory.push(row.memory);
+            columns.score.push(row.score);
         }
         columns
     }
@@ -499,6 +505,7 @@ impl PostgresInterface {
                     .bind(&columns.result)
                     .bind(&columns.time)
                     .bind(&columns.memory)
+                    .bind(&columns.score)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -577,6 +584,7 @@ mod tests {
                     result: Verdict::TimeLimitExceeded,
                     time: Some(1001),
                     memory: None,
+                    score: None,
                 },
             ),
         ];

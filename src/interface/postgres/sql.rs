@@ -127,8 +127,8 @@ pub const RESULT: &str = "
         SELECT id FROM submissions WHERE id = $1 AND claim_token = $2 FOR SHARE
     ), inserted AS (
         INSERT INTO judge_results
-            (submission_id, seq, state, test_case, subtask, result, time, memory)
-        SELECT id, $3, $4, $5, $6, $7, $8, $9 FROM holder
+            (submission_id, seq, state, test_case, subtask, result, time, memory, score)
+        SELECT id, $3, $4, $5, $6, $7, $8, $9, $10 FROM holder
         ON CONFLICT (submission_id, seq) DO NOTHING
     )
     SELECT count(*) FROM holder";
@@ -161,5 +161,5 @@ pub const STATUS: &str = "
     SELECT state, score, failed_subtasks, reason, attempts FROM submissions WHERE id = $1";
 
 pub const RESULTS: &str = "
-    SELECT state, test_case, subtask, result, time, memory FROM judge_results
+    SELECT state, test_case, subtask, result, time, memory, score FROM judge_results
     WHERE submission_id = $1 ORDER BY seq";
