@@ -405,8 +405,10 @@ impl Judge {
             } else {
                 (false, None)
             };
-            let full = accepted && fraction.is_none_or(|f| f >= 1.0);
-            let verdict = Verdict::of_run(&out.result, language.oom_exit_code, || full);
+            // An output the checker accepted for part of its points is `accepted` with its
+            // `score`; for none of them, `wrong`.
+            let passes = accepted && fraction.is_none_or(|f| f > 0.0);
+            let verdict = Verdict::of_run(&out.result, language.oom_exit_code, || passes);
             info!(
                 test_case,
                 verdict = verdict.as_str(),
@@ -418,9 +420,8 @@ impl Judge {
             );
             graded.push(Graded {
                 verdict,
-                fraction: match (verdict, fraction) {
-                    (Verdict::Accepted, _) => 1.0,
-                    (Verdict::Wrong, Some(f)) if accepted => f,
+                fraction: match verdict {
+                    Verdict::Accepted => fraction.unwrap_or(1.0),
                     _ => 0.0,
                 },
             });

@@ -18,8 +18,9 @@ pub fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0 + 0.0
 }
 
-/// What one test gave: its verdict and its fraction of the test's points (1 for `accepted`,
-/// 0 for a failure, or what the checker said).
+/// What one test gave: its verdict and its fraction of the test's points (1 for `accepted`
+/// unless the checker gave less, 0 for a failure). An accepted test with a fraction below 1 is
+/// not full: its pass-fail group fails and its group does not get its whole share.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Graded {
     pub verdict: Verdict,
@@ -39,8 +40,9 @@ impl Graded {
         }
     }
 
+    /// Accepted for all of the test's points.
     fn full(&self) -> bool {
-        self.verdict == Verdict::Accepted
+        self.verdict == Verdict::Accepted && self.fraction >= 1.0
     }
 }
 
@@ -229,8 +231,8 @@ mod tests {
             Graded::of(Accepted),
             Graded::of(Accepted),
             Graded::of(Accepted),
-            graded(Wrong, 0.5),
-            graded(Wrong, 0.4),
+            graded(Accepted, 0.5),
+            graded(Accepted, 0.4),
             Graded::of(Accepted),
         ];
         let s = super::score(&p, &results);

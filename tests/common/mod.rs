@@ -405,7 +405,7 @@ pub const MEASURED: &str = "<non-negative integer>";
 /// Stands for a `compileOutput` / `reason`: any non-empty string.
 pub const SOME_TEXT: &str = "<non-empty text>";
 
-fn score_text(score: f64) -> Value {
+pub fn score_text(score: f64) -> Value {
     Value::String(format!("<score {score:.4}>"))
 }
 
@@ -507,6 +507,12 @@ pub fn normalize(message: &Value) -> Value {
             for key in ["time", "memory"] {
                 if fields.get(key).is_some_and(Value::is_u64) {
                     fields.insert(key.into(), MEASURED.into());
+                }
+            }
+            // A checker's partial score: 4 decimals in [0, 1], as `done`'s.
+            if let Some(score) = fields.get("score").and_then(Value::as_f64) {
+                if (score - round4(score)).abs() < 1e-9 && (0.0..=1.0).contains(&score) {
+                    fields.insert("score".into(), score_text(score));
                 }
             }
         }

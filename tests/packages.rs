@@ -1,0 +1,386 @@
+//! Problem packages end to end (SPEC §5): every program in the `submissions/` folders of the
+//! ICPC and Polygon fixture packages, in C, C++, Python and Java, judged through `executioner
+//! judge` against real Docker, each whole message sequence compared exactly.
+//!
+//! What each program must get is not computed here from the judge's rules: it is read from the
+//! block between `verify:begin` and `verify:end` in the package's `EXPECTED.md`, written with
+//! the package and checked against the package's own validator by `fixtures/problems/
+//! icpc-verify.sh`. The one rule applied here is SPEC §4's for packages: `failedSubtasks` lists
+//! the groups that did not get their full share (a test accepted for part of its points fails
+//! its group).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{
+    judge, pass, problems_root, run_cases, score_text, Case, Pool, MEASURED, SOME_TEXT,
+};
+use serde_json::{json, Map, Value};
+
+const DEADLINE: Duration = Duration::from_secs(600);
+
+/// One test of a package as EXPECTED.md lists it.
+#[derive(Debug, Clone)]
+struct ExpectedTest {
+    name: String,
+    group: Option<u32>,
+}
+
+/// What one test must give: the wire verdict and the checker's fraction, if it gives one.
+#[derive(Debug, Clone, PartialEq)]
+struct Outcome {
+    result: &'static str,
+    score: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct Expected {
+    tests: Vec<ExpectedTest>,
+    /// (path under `submissions/`, per-test outcomes, score).
+    programs: Vec<(String, Vec<Outcome>, f64)>,
+}
+
+/// The verify block of `problem`'s EXPECTED.md.
+fn expected(problem: &str) -> Expected {
+    let path = problems_root().join(problem).join("EXPECTED.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let block = text
+        .split("<!-- verify:begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- verify:end -->").next())
+        .unwrap_or_else(|| panic!("{}: no verify block", path.display()));
+    let mut tests = Vec::new();
+    let mut programs = Vec::new();
+    let mut section = "";
+    for line in block.lines() {
+        let trimmed = line.trim();
+        if !line.starts_with("  ") {
+            section = trimmed.split(' ').next().unwrap_or("");
+            continue;
+        }
+        match section {
+            "tests" => {
+                // `t3 = secret/group1/02 (group 1) args: passfail`
+                let rest = trimmed.split_once(" = ").expect("tN = name").1;
+                let name = rest.split_whitespace().next().expect("a name").to_owned();
+                let group = rest
+                    .split_once("(group ")
+                    .and_then(|(_, g)| g.split(')').next())
+                    .map(|g| g.parse().expect("a group number"));
+                tests.push(ExpectedTest { name, group });
+            }
+            "results" => {
+                let (program, rest) = trimmed.split_once(": ").expect("program: results");
+                let mut columns = rest.split(" | ");
+                let outcomes = columns
+                    .next()
+                    .expect("results")
+                    .split_whitespace()
+                    .map(outcome)
+                    .collect();
+                let score = columns.next().expect("a score").trim();
+                let score = score.parse().unwrap_or(f64::NAN);
+                programs.push((program.to_owned(), outcomes, score));
+            }
+            _ => {}
+        }
+    }
+    Expected { tests, programs }
+}
+
+fn outcome(word: &str) -> Outcome {
+    let (result, score) = match word.split_once('(') {
+        Some((result, rest)) => (
+            result,
+            Some(rest.trim_end_matches(')').parse().expect("a fraction")),
+        ),
+        None => (word, None),
+    };
+    let result = match result {
+        "AC" => "accepted",
+        "WA" => "wrong",
+        "TLE" => "TLE",
+        "MLE" => "MLE",
+        "RTE" => "error",
+        other => panic!("unknown outcome {other:?}"),
+    };
+    Outcome { result, score }
+}
+
+/// The language a package's program is in, by its extension, and whether it compiles.
+fn language_of(path: &Path) -> (&'static str, bool) {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("c") => ("gcc-12", true),
+        Some("cpp") => ("g++-12", true),
+        Some("java") => ("java-17", true),
+        Some("py") => ("python-3.11", false),
+        other => panic!("{}: no language for {other:?}", path.display()),
+    }
+}
+
+fn message(id: &str, state: &str, extra: Value) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), id.into());
+    m.insert("state".into(), state.into());
+    if let Value::Object(extra) = extra {
+        m.extend(extra);
+    }
+    Value::Object(m)
+}
+
+/// The exact messages of a program that runs to `done`.
+fn messages(
+    id: &str,
+    expected: &Expected,
+    compiled: bool,
+    outcomes: &[Outcome],
+    score: f64,
+) -> Vec<Value> {
+    let mut out = vec![message(id, "executing", json!({}))];
+    if compiled {
+        out.push(message(id, "compiling", json!({})));
+        out.push(message(id, "compiled", json!({"result": "success"})));
+    }
+    let groups = expected.tests.iter().filter_map(|t| t.group).max();
+    let mut failed = Vec::new();
+    for (i, (test, outcome)) in expected.tests.iter().zip(outcomes).enumerate() {
+        let mut position = json!({"testCase": i + 1});
+        if let Some(group) = test.group {
+            position["subtask"] = json!(group);
+            let full = outcome.result == "accepted" && outcome.score.is_none_or(|s| s >= 1.0);
+            if !full && !failed.contains(&group) {
+                failed.push(group);
+            }
+        }
+        out.push(message(id, "testing", position.clone()));
+        position["result"] = json!(outcome.result);
+        position["time"] = json!(MEASURED);
+        position["memory"] = json!(MEASURED);
+        if let Some(score) = outcome.score {
+            position["score"] = score_text(score);
+        }
+        out.push(message(id, "tested", position));
+    }
+    failed.sort_unstable();
+    let mut done = json!({"score": score_text(score)});
+    if groups.is_some() {
+        done["failedSubtasks"] = json!(failed);
+    }
+    out.push(message(id, "done", done));
+    out
+}
+
+/// Every program of `problem`'s EXPECTED.md, judged as a case.
+fn package_cases(problem: &'static str) -> Vec<Case> {
+    let expected = expected(problem);
+    assert!(
+        !expected.programs.is_empty(),
+        "{problem}: EXPECTED.md names no program"
+    );
+    expected
+        .programs
+        .clone()
+        .into_iter()
+        .map(|(program, outcomes, score)| {
+            let source = problems_root().join(problem).join("submissions").join(&program);
+            let (language, compiled) = language_of(&source);
+            let expected = expected.clone();
+            let slow = outcomes.iter().any(|o| o.result == "TLE");
+            let cost = Duration::from_secs(if slow { 8 } else { 2 });
+            Case::new(format!("{problem} / {program}"), Pool::Cpu, cost, move || {
+                assert_eq!(outcomes.len(), expected.tests.len(), "{program}: one outcome a test");
+                judge(problem, language, &source, DEADLINE)?
+                    .check(|id| messages(id, &expected, compiled, &outcomes, score))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn icpc_float_tolerance_legacy_layout() {
+    run_cases(package_cases("icpc-float"));
+}
+
+#[test]
+fn icpc_case_insensitive_groups() {
+    run_cases(package_cases("icpc-case"));
+}
+
+#[test]
+fn icpc_custom_validator_in_cpp() {
+    run_cases(package_cases("icpc-custom-cpp"));
+}
+
+#[test]
+fn icpc_custom_validator_in_python() {
+    run_cases(package_cases("icpc-custom-py"));
+}
+
+#[test]
+fn icpc_scoring_groups_with_partial_scores() {
+    run_cases(package_cases("icpc-scoring"));
+}
+
+/// A broken package ends each submission with `error` naming the fault, never a verdict.
+fn broken(problem: &'static str, tests_started: usize, reason: &'static str) -> Case {
+    Case::new(problem, Pool::Cpu, Duration::from_secs(5), move || {
+        let source = problems_root()
+            .join(problem)
+            .join("submissions/accepted/sol.py");
+        let run = judge(problem, "python-3.11", &source, DEADLINE)?;
+        let said = run
+            .messages
+            .last()
+            .and_then(|m| m["reason"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        if !said.contains(reason) {
+            return Err(format!(
+                "{problem}: the reason {said:?} does not say {reason:?}\n{}",
+                run.stderr_tail
+            ));
+        }
+        run.check(|id| {
+            let mut out = vec![message(id, "executing", json!({}))];
+            for i in 1..=tests_started {
+                out.push(message(id, "testing", json!({"testCase": i})));
+            }
+            out.push(message(id, "error", json!({"reason": SOME_TEXT})));
+            out
+        })
+    })
+}
+
+#[test]
+fn broken_packages_are_judging_faults() {
+    run_cases(vec![
+        broken("broken-icpc-crash", 1, "exit code 1"),
+        broken("broken-icpc-hang", 1, "time limit"),
+        broken("broken-icpc-exit0", 1, "exit code 0"),
+        broken("broken-icpc-missing-ans", 0, ".ans"),
+        broken("broken-icpc-noncompiling", 0, "does not compile"),
+    ]);
+}
+
+/// `executioner workflow validate` with no `--solutions` judges the package's own
+/// `submissions/` and finds each program where its folder says.
+#[test]
+fn validate_judges_a_package_by_its_own_submissions() {
+    let mut cases = Vec::new();
+    for problem in ["icpc-float", "icpc-scoring"] {
+        cases.push(Case::new(
+            format!("validate {problem}"),
+            Pool::Cpu,
+            Duration::from_secs(30),
+            move || {
+                let output = common::executioner()
+                    .args(["workflow", "validate", "--problems"])
+                    .arg(problems_root())
+                    .args(["--problem", problem])
+                    .stderr(Stdio::piped())
+                    .output()
+                    .map_err(|e| format!("cannot run executioner: {e}"))?;
+                let report = String::from_utf8_lossy(&output.stdout);
+                if !output.status.success() {
+                    return Err(format!(
+                        "exit status {}; report:\n{report}\nstderr:\n{}",
+                        output.status,
+                        common::tail(&output.stderr, 3000)
+                    ));
+                }
+                for (program, _, _) in expected(problem).programs {
+                    if !report.contains(program.as_str()) {
+                        return Err(format!("the report does not name {program}:\n{report}"));
+                    }
+                }
+                Ok(())
+            },
+        ));
+    }
+    run_cases(cases);
+}
+
+/// A hostile output (60 MB on one line, NUL bytes in it) is judged `wrong` by a custom checker
+/// without the judge holding it: its peak memory stays within a few MB of judging a tiny wrong
+/// output.
+#[test]
+fn a_hostile_output_reaches_the_checker_without_growing_the_judge() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let program = |name: &str, body: &str| -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#include <stdio.h>\nint main(void) {{ {body} return 0; }}\n"))
+            .expect("write the program");
+        path
+    };
+    let tiny = program("tiny.c", "puts(\"1 1\");");
+    let flood = program(
+        "flood.c",
+        "static char line[1 << 20]; for (int i = 0; i < (int)sizeof line; i++) line[i] = i % 97 ? 'x' : 0; \
+         for (int i = 0; i < 60; i++) fwrite(line, 1, sizeof line, stdout);",
+    );
+    let peak = |source: &Path| -> Result<(u64, Vec<Value>), String> {
+        let mut child = common::executioner()
+            .args(["judge", "--problems"])
+            .arg(problems_root())
+            .args(["--problem", "icpc-custom-cpp", "--language", "gcc-12"])
+            .arg(source)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run executioner: {e}"))?;
+        let pid = child.id();
+        let stdout = common::drain(child.stdout.take().expect("piped"));
+        let status = wait4(pid)?;
+        let out = stdout.join().unwrap_or_default();
+        let messages = String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if status.0 != 0 {
+            return Err(format!("exit status {}: {messages:?}", status.0));
+        }
+        Ok((status.1, messages))
+    };
+    let check = || -> Result<(), String> {
+        let (base, _) = peak(&tiny)?;
+        let (hostile, messages) = peak(&flood)?;
+        let results: Vec<&str> = messages
+            .iter()
+            .filter(|m| m["state"] == "tested")
+            .map(|m| m["result"].as_str().unwrap_or_default())
+            .collect();
+        if results.is_empty() || results.iter().any(|r| *r != "wrong") {
+            return Err(format!("expected every test wrong, got {results:?}"));
+        }
+        // The output is 60 MB; the judge may grow by allocator noise, never by the output.
+        if hostile > base + 8 * 1024 {
+            return Err(format!(
+                "the judge peaked at {hostile} KB judging 60 MB outputs, {base} KB judging tiny ones"
+            ));
+        }
+        eprintln!("peak RSS: {base} KB (tiny output), {hostile} KB (60 MB output)");
+        Ok(())
+    };
+    pass(check());
+}
+
+/// Waits for `pid` (a child of this process); its exit code and peak resident memory in KB.
+fn wait4(pid: u32) -> Result<(i32, u64), String> {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not yet reaped; both pointers are to live locals.
+    let reaped = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    if reaped != pid as i32 {
+        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Ok((code, usage.ru_maxrss as u64))
+}
