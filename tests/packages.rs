@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{
-    judge, pass, problems_root, run_cases, score_text, Case, Pool, MEASURED, SOME_TEXT,
-};
+use common::{judge, pass, problems_root, run_cases, score_text, Case, Pool, MEASURED, SOME_TEXT};
 use serde_json::{json, Map, Value};
 
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -25,7 +23,6 @@ const DEADLINE: Duration = Duration::from_secs(600);
 /// One test of a package as EXPECTED.md lists it.
 #[derive(Debug, Clone)]
 struct ExpectedTest {
-    name: String,
     group: Option<u32>,
 }
 
@@ -65,12 +62,11 @@ fn expected(problem: &str) -> Expected {
             "tests" => {
                 // `t3 = secret/group1/02 (group 1) args: passfail`
                 let rest = trimmed.split_once(" = ").expect("tN = name").1;
-                let name = rest.split_whitespace().next().expect("a name").to_owned();
                 let group = rest
                     .split_once("(group ")
                     .and_then(|(_, g)| g.split(')').next())
                     .map(|g| g.parse().expect("a group number"));
-                tests.push(ExpectedTest { name, group });
+                tests.push(ExpectedTest { group });
             }
             "results" => {
                 let (program, rest) = trimmed.split_once(": ").expect("program: results");
@@ -185,16 +181,31 @@ fn package_cases(problem: &'static str) -> Vec<Case> {
         .clone()
         .into_iter()
         .map(|(program, outcomes, score)| {
-            let source = problems_root().join(problem).join("submissions").join(&program);
+            // ICPC programs are under `submissions/`; Polygon's are named from the package root.
+            let package = problems_root().join(problem);
+            let source = if program.starts_with("solutions/") {
+                package.join(&program)
+            } else {
+                package.join("submissions").join(&program)
+            };
             let (language, compiled) = language_of(&source);
             let expected = expected.clone();
             let slow = outcomes.iter().any(|o| o.result == "TLE");
             let cost = Duration::from_secs(if slow { 8 } else { 2 });
-            Case::new(format!("{problem} / {program}"), Pool::Cpu, cost, move || {
-                assert_eq!(outcomes.len(), expected.tests.len(), "{program}: one outcome a test");
-                judge(problem, language, &source, DEADLINE)?
-                    .check(|id| messages(id, &expected, compiled, &outcomes, score))
-            })
+            Case::new(
+                format!("{problem} / {program}"),
+                Pool::Cpu,
+                cost,
+                move || {
+                    assert_eq!(
+                        outcomes.len(),
+                        expected.tests.len(),
+                        "{program}: one outcome a test"
+                    );
+                    judge(problem, language, &source, DEADLINE)?
+                        .check(|id| messages(id, &expected, compiled, &outcomes, score))
+                },
+            )
         })
         .collect()
 }
@@ -222,6 +233,11 @@ fn icpc_custom_validator_in_python() {
 #[test]
 fn icpc_scoring_groups_with_partial_scores() {
     run_cases(package_cases("icpc-scoring"));
+}
+
+#[test]
+fn polygon_testlib_checker_with_points_groups() {
+    run_cases(package_cases("polygon-sum-points"));
 }
 
 /// A broken package ends each submission with `error` naming the fault, never a verdict.
@@ -311,8 +327,11 @@ fn a_hostile_output_reaches_the_checker_without_growing_the_judge() {
     let dir = tempfile::tempdir().expect("temp dir");
     let program = |name: &str, body: &str| -> PathBuf {
         let path = dir.path().join(name);
-        std::fs::write(&path, format!("#include <stdio.h>\nint main(void) {{ {body} return 0; }}\n"))
-            .expect("write the program");
+        std::fs::write(
+            &path,
+            format!("#include <stdio.h>\nint main(void) {{ {body} return 0; }}\n"),
+        )
+        .expect("write the program");
         path
     };
     let tiny = program("tiny.c", "puts(\"1 1\");");
