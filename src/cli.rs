@@ -94,6 +94,52 @@ pub async fn build_judge(setup: &Setup) -> Result<Arc<Judge>, CommandError> {
     )))
 }
 
+/// `executioner problem check`: what the judge understood of a problem, with its checker
+/// compiled; exit 1 with the reason when the problem cannot be judged.
+pub async fn problem_check(setup: &Setup, id: &str) -> Result<ExitCode, CommandError> {
+    if !crate::problem::is_valid_id(id) {
+        return Err(CommandError::Usage(format!(
+            "{id:?} is not a problem id: ids are [a-z0-9-]+"
+        )));
+    }
+    let defaults = &setup.judge.problem_defaults;
+    let problem = match crate::problem::load_with(&setup.problems, id, defaults) {
+        Ok(problem) => problem,
+        Err(e) => {
+            eprintln!("executioner: problem {id} is broken: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for line in crate::problem::describe(&problem) {
+        writeln!(out, "{line}").map_err(stdout_error)?;
+    }
+    drop(out);
+    let line = if problem.checker == crate::problem::Checker::Default {
+        "checker: compiled: nothing to compile".to_owned()
+    } else {
+        let judge = build_judge(setup).await?;
+        match judge.build_checker(&problem).await {
+            Ok(Some(built)) => format!(
+                "checker: compiled: {} ({})",
+                built.dir.display(),
+                if built.compiled {
+                    "compiled now"
+                } else {
+                    "from the cache"
+                }
+            ),
+            Ok(None) => "checker: compiled: nothing to compile".to_owned(),
+            Err(e) => {
+                eprintln!("executioner: problem {id} is broken: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    };
+    writeln!(std::io::stdout().lock(), "{line}").map_err(stdout_error)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `executioner languages`: one line per language, the id then its aliases.
 pub fn languages(path: Option<&Path>) -> Result<ExitCode, CommandError> {
     let registry = load_registry(path)?;

@@ -7,7 +7,9 @@ use demoter::protocol::{LimitHit, Limits, RunResult};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
-use crate::check::custom::{CheckError, CheckOutcome, CheckerBox, CheckerCache, CheckerConfig};
+use crate::check::custom::{
+    Built, CheckError, CheckOutcome, CheckerBox, CheckerCache, CheckerConfig,
+};
 use crate::check::{compare, DefaultFlags};
 use crate::interface::{Interface, InterfaceError, Sent};
 use crate::language::{Language, Placeholders, Registry};
@@ -328,17 +330,23 @@ impl Judge {
         Ok(None)
     }
 
-    /// The container of the problem's custom checker, if it has one (compiled first if the
-    /// cache does not hold it).
+    /// The problem's custom checker compiled (or found in the cache); `None` for the default.
+    pub async fn build_checker(&self, problem: &Problem) -> Result<Option<Built>, CheckError> {
+        match &problem.checker {
+            Checker::Default => Ok(None),
+            Checker::Icpc(program) | Checker::Testlib(program) => self
+                .checkers
+                .build(program, &self.sandbox, &self.languages)
+                .await
+                .map(Some),
+        }
+    }
+
+    /// The container of the problem's custom checker, if it has one.
     async fn checker_box(&self, problem: &Problem) -> Result<Option<CheckerBox>, CheckError> {
-        let program = match &problem.checker {
-            Checker::Default => return Ok(None),
-            Checker::Icpc(program) | Checker::Testlib(program) => program,
+        let Some(built) = self.build_checker(problem).await? else {
+            return Ok(None);
         };
-        let built = self
-            .checkers
-            .build(program, &self.sandbox, &self.languages)
-            .await?;
         let config = self.checkers.config();
         Ok(Some(
             CheckerBox::open(&self.sandbox, config, built, problem).await?,

@@ -117,13 +117,32 @@ enum Command {
         #[command(subcommand)]
         command: WorkflowCommand,
     },
+    /// Problem setters' tools.
+    Problem {
+        #[command(subcommand)]
+        command: ProblemCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProblemCommand {
+    /// Load a problem (STAOJ, ICPC or Polygon) and print what the judge understood: format,
+    /// limits, tests per group, scoring, checker (compiled now if needed); exit 1 with the
+    /// reason when it is broken.
+    Check {
+        #[command(flatten)]
+        common: Common,
+        /// Problem id (a folder under --problems).
+        #[arg(long)]
+        problem: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum WorkflowCommand {
     /// Judge a problem's solutions, each filed under the outcome it must get
-    /// (DIR/accepted, wrong_answer, time_limit_exceeded, run_time_error, partially_accepted);
-    /// exit 0 only when every one got it.
+    /// (DIR/accepted, wrong_answer, time_limit_exceeded, run_time_error, partially_accepted,
+    /// rejected, brute_force); exit 0 only when every one got it.
     Validate {
         #[command(flatten)]
         common: Common,
@@ -132,9 +151,10 @@ enum WorkflowCommand {
         /// Problem id (a folder under --problems).
         #[arg(long)]
         problem: String,
-        /// Folder of the solutions, one sub-folder per expected outcome.
+        /// Folder of the solutions, one sub-folder per expected outcome (default: the
+        /// package's own `submissions/`).
         #[arg(long)]
-        solutions: PathBuf,
+        solutions: Option<PathBuf>,
     },
     /// Judge submissions again (all of a problem, or the ids given), printing their new
     /// messages as JSON lines.
@@ -200,6 +220,8 @@ async fn workflow(command: WorkflowCommand) -> Result<ExitCode, cli::CommandErro
             solutions,
         } => {
             let setup = common.setup().map_err(cli::CommandError::Usage)?;
+            let solutions =
+                solutions.unwrap_or_else(|| setup.problems.join(&problem).join("submissions"));
             Ok(
                 command::validate(&setup, &workflow.common(), &problem, &solutions, shutdown)
                     .await?,
@@ -369,7 +391,8 @@ enum InterfaceKind {
 
 #[derive(Args)]
 struct Common {
-    /// Root folder of the problems (STAOJ format).
+    /// Root folder of the problems: STAOJ folders, ICPC packages (problem.yaml) and Polygon
+    /// packages (problem.xml).
     #[arg(long, env = "EXECUTIONER_PROBLEMS")]
     problems: PathBuf,
     /// Language registry file (default: the built-in registry).
@@ -384,6 +407,30 @@ struct Common {
     /// Wall time limit as a multiple of the CPU time limit.
     #[arg(long, env = "EXECUTIONER_WALL_MULTIPLIER", default_value_t = 3.0)]
     wall_multiplier: f64,
+    /// Time limit (seconds) of an ICPC package that gives none (no `limits.time_limit`, no
+    /// `.timelimit` file).
+    #[arg(long, env = "EXECUTIONER_DEFAULT_TIME_LIMIT", default_value_t = 1.0)]
+    default_time_limit: f64,
+    /// Memory limit (MiB) of an ICPC package that gives none.
+    #[arg(long, env = "EXECUTIONER_DEFAULT_MEMORY_LIMIT", default_value_t = 2048)]
+    default_memory_limit: u64,
+    /// Output limit (MiB) of an ICPC package that gives none.
+    #[arg(long, env = "EXECUTIONER_DEFAULT_OUTPUT_LIMIT", default_value_t = 8)]
+    default_output_limit: u64,
+    /// Where compiled checkers are kept (one folder per checker content; safe to delete).
+    #[arg(
+        long,
+        env = "EXECUTIONER_CHECKER_CACHE",
+        default_value = "/var/cache/executioner/checkers"
+    )]
+    checker_cache: PathBuf,
+    /// CPU seconds one run of a checker may take unless its problem says
+    /// (`limits.validation_time`); wall time is 3×.
+    #[arg(long, env = "EXECUTIONER_VALIDATION_TIME", default_value_t = 30)]
+    validation_time: u64,
+    /// Memory (MiB) of one run of a checker unless its problem says (`limits.validation_memory`).
+    #[arg(long, env = "EXECUTIONER_VALIDATION_MEMORY", default_value_t = 1024)]
+    validation_memory: u64,
 }
 
 impl Common {
@@ -394,6 +441,23 @@ impl Common {
                 self.wall_multiplier
             ));
         }
+        if !(self.default_time_limit.is_finite() && self.default_time_limit > 0.0) {
+            return Err(format!(
+                "--default-time-limit must be a positive number of seconds, is {}",
+                self.default_time_limit
+            ));
+        }
+        for (flag, value) in [
+            ("--default-memory-limit", self.default_memory_limit),
+            ("--default-output-limit", self.default_output_limit),
+            ("--validation-time", self.validation_time),
+            ("--validation-memory", self.validation_memory),
+        ] {
+            if value == 0 {
+                return Err(format!("{flag} must be positive"));
+            }
+        }
+        let defaults = JudgeConfig::default();
         Ok(Setup {
             problems: self.problems,
             languages: self.languages,
@@ -401,7 +465,18 @@ impl Common {
             cgroup_parent: self.cgroup_parent,
             judge: JudgeConfig {
                 wall_multiplier: self.wall_multiplier,
-                ..JudgeConfig::default()
+                problem_defaults: executioner::problem::Defaults {
+                    time_ms: (self.default_time_limit * 1000.0).ceil() as u64,
+                    memory_kb: self.default_memory_limit * 1024,
+                    output_bytes: self.default_output_limit * 1024 * 1024,
+                },
+                checker: executioner::check::custom::CheckerConfig {
+                    cache_dir: self.checker_cache,
+                    time_ms: self.validation_time * 1000,
+                    memory_kb: self.validation_memory * 1024,
+                    ..defaults.checker.clone()
+                },
+                ..defaults
             },
         })
     }
@@ -558,6 +633,12 @@ async fn run(command: Command) -> ExitCode {
             }
         }
         Command::Workflow { command } => workflow(command).await,
+        Command::Problem {
+            command: ProblemCommand::Check { common, problem },
+        } => match common.setup() {
+            Ok(setup) => cli::problem_check(&setup, &problem).await,
+            Err(e) => Err(cli::CommandError::Usage(e)),
+        },
     };
     match result {
         Ok(code) => code,

@@ -403,3 +403,48 @@ fn wait4(pid: u32) -> Result<(i32, u64), String> {
     };
     Ok((code, usage.ru_maxrss as u64))
 }
+
+/// `executioner problem check` says what the judge understood, compiles the checker, and
+/// refuses a broken package with its reason.
+#[test]
+fn problem_check_describes_packages_and_names_what_is_broken() {
+    let check = |problem: &str| {
+        let output = common::executioner()
+            .args(["problem", "check", "--problems"])
+            .arg(problems_root())
+            .args(["--problem", problem])
+            .output()
+            .expect("run executioner problem check");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = check("polygon-sum-points");
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    for expected in [
+        "(polygon format)",
+        "limits: time 1000 ms, memory 262144 KB",
+        "subtask 3 2: share 0.6000, sum, 4 test(s), requires [2]: 05 06 07 08",
+        "checker: testlib checker in C++",
+        "checker: compiled: ",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing in:\n{out}");
+    }
+    let (code, out, err) = check("icpc-scoring");
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("subtask 2 secret/group2: share 0.7000, sum, 4 test(s)"),
+        "{out}"
+    );
+    for (problem, reason) in [
+        ("broken-icpc-missing-ans", ".ans"),
+        ("broken-icpc-noncompiling", "does not compile"),
+        ("broken-scores", "add up to"),
+    ] {
+        let (code, out, err) = check(problem);
+        assert_eq!(code, Some(1), "{problem}: {out}\n{err}");
+        assert!(err.contains(reason), "{problem}: {reason:?} not in {err}");
+    }
+}

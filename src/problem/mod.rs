@@ -444,6 +444,114 @@ fn check(problem: &Problem) -> Result<(), ProblemError> {
     Ok(())
 }
 
+/// What the judge understood of `problem`, as lines for people (`executioner problem check`).
+pub fn describe(problem: &Problem) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "problem {}: {} ({} format)",
+            problem.id,
+            problem.name,
+            problem.format.as_str()
+        ),
+        format!(
+            "limits: time {} ms, memory {} KB, output {}",
+            problem.time_ms,
+            problem.memory_kb,
+            problem
+                .output_limit_bytes
+                .map_or("the judge's default".to_owned(), |b| format!("{b} bytes"))
+        ),
+        format!(
+            "io: input from {}, output to {}",
+            problem.io.input_file.as_deref().unwrap_or("stdin"),
+            problem.io.output_file.as_deref().unwrap_or("stdout")
+        ),
+        format!(
+            "scoring: {}",
+            match problem.scoring {
+                Scoring::PassFail => "pass-fail (1 when every test is accepted)".to_owned(),
+                Scoring::Subtasks => "the sum of the subtasks' scores".to_owned(),
+                Scoring::Tests(a) => format!("the tests' scores, aggregated by {}", a.as_str()),
+            }
+        ),
+        format!("tests: {}", problem.tests.len()),
+    ];
+    let outside: Vec<&str> = problem
+        .tests
+        .iter()
+        .filter(|t| t.subtask.is_none())
+        .map(|t| t.name.as_str())
+        .collect();
+    if !outside.is_empty() && problem.has_subtasks() {
+        lines.push(format!(
+            "  in no subtask: {} test(s): {}",
+            outside.len(),
+            outside.join(" ")
+        ));
+    }
+    for (i, subtask) in problem.subtasks.iter().enumerate() {
+        let number = i as u32 + 1;
+        let tests: Vec<&TestCase> = problem
+            .tests
+            .iter()
+            .filter(|t| t.subtask == Some(number))
+            .collect();
+        let requires = if subtask.requires.is_empty() {
+            String::new()
+        } else {
+            format!(", requires {:?}", subtask.requires)
+        };
+        lines.push(format!(
+            "  subtask {number} {}: share {:.4}, {}, {} test(s){requires}: {}",
+            subtask.constraints,
+            subtask.score,
+            subtask.aggregation.as_str(),
+            tests.len(),
+            tests
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    let args: Vec<&Vec<String>> = problem
+        .tests
+        .iter()
+        .map(|t| &t.checker_args)
+        .filter(|a| !a.is_empty())
+        .collect();
+    lines.push(match &problem.checker {
+        Checker::Default => "checker: the default output validator".to_owned(),
+        Checker::Icpc(program) => format!(
+            "checker: ICPC output validator in {}, {} ({:?})",
+            program.language.as_str(),
+            program.dir.display(),
+            program.sources
+        ),
+        Checker::Testlib(program) => format!(
+            "checker: testlib checker in {}, {} ({:?})",
+            program.language.as_str(),
+            program.dir.display(),
+            program.sources
+        ),
+    });
+    if let Some(first) = args.first() {
+        lines.push(format!(
+            "checker arguments: {:?} ({} of {} tests have some)",
+            first,
+            args.len(),
+            problem.tests.len()
+        ));
+    }
+    if let Some(ms) = problem.validation.time_ms {
+        lines.push(format!("checker time limit: {ms} ms"));
+    }
+    if let Some(kb) = problem.validation.memory_kb {
+        lines.push(format!("checker memory limit: {kb} KB"));
+    }
+    lines
+}
+
 /// Problems under one root, cached: a problem is read again only when one of its files changed.
 #[derive(Debug)]
 pub struct ProblemStore {

@@ -36,15 +36,22 @@ pub enum Expected {
     RunTimeError,
     /// A score strictly between 0 and 1 (problems with subtasks).
     PartiallyAccepted,
+    /// Not accepted, for whatever reason (the ICPC format's `rejected`).
+    Rejected,
+    /// Never a wrong answer, but too slow or crashing somewhere (the ICPC format's
+    /// `brute_force`).
+    BruteForce,
 }
 
 impl Expected {
-    pub const ALL: [Expected; 5] = [
+    pub const ALL: [Expected; 7] = [
         Expected::Accepted,
         Expected::WrongAnswer,
         Expected::TimeLimitExceeded,
         Expected::RunTimeError,
         Expected::PartiallyAccepted,
+        Expected::Rejected,
+        Expected::BruteForce,
     ];
 
     /// Its folder name.
@@ -55,6 +62,8 @@ impl Expected {
             Expected::TimeLimitExceeded => "time_limit_exceeded",
             Expected::RunTimeError => "run_time_error",
             Expected::PartiallyAccepted => "partially_accepted",
+            Expected::Rejected => "rejected",
+            Expected::BruteForce => "brute_force",
         }
     }
 
@@ -64,9 +73,20 @@ impl Expected {
             return false;
         }
         let score = judgement.score.unwrap_or(0.0);
+        let outcome = outcome(judgement);
         match self {
             Expected::PartiallyAccepted => score > 0.0 && score < 1.0,
-            expected => outcome(judgement) == Some(expected),
+            // Every test accepted, each for all of its points.
+            Expected::Accepted => outcome == Some(Expected::Accepted) && score >= 1.0,
+            Expected::Rejected => outcome != Some(Expected::Accepted) || score < 1.0,
+            Expected::BruteForce => {
+                !judgement.tests.iter().any(|t| t.result == Verdict::Wrong)
+                    && matches!(
+                        outcome,
+                        Some(Expected::TimeLimitExceeded | Expected::RunTimeError)
+                    )
+            }
+            expected => outcome == Some(expected),
         }
     }
 }
@@ -110,12 +130,16 @@ pub enum ValidateError {
     NoSolutions { dir: PathBuf, folders: String },
     #[error("{path} is not valid UTF-8")]
     NotText { path: PathBuf },
+    #[error("{dir} holds {count} programs; a folder submission must hold one (several files per submission are not supported yet)")]
+    NotOneProgram { dir: PathBuf, count: usize },
     #[error(transparent)]
     Build(#[from] BuildError),
 }
 
 /// The solutions under `dir`, folder by folder in [`Expected::ALL`] order, files sorted by name.
-/// A missing folder has no solutions; a file whose extension no language has is an error.
+/// A missing folder has no solutions; a file whose extension no language has is an error
+/// (hidden files and notes, `.md` / `.txt`, are skipped). A folder inside holding one program is
+/// that program (the ICPC format's directory submissions), named by the folder.
 pub fn discover(dir: &Path, registry: &Registry) -> Result<Vec<Solution>, ValidateError> {
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -131,12 +155,23 @@ pub fn discover(dir: &Path, registry: &Registry) -> Result<Vec<Solution>, Valida
         let mut files = Vec::new();
         for entry in std::fs::read_dir(&folder).map_err(io(&folder))? {
             let path = entry.map_err(io(&folder))?.path();
-            if path.is_file() {
-                files.push(path);
+            if path.is_dir() {
+                let inside = program_files(&path).map_err(io(&path))?;
+                match inside.as_slice() {
+                    [one] => files.push((one.clone(), path)),
+                    _ => {
+                        return Err(ValidateError::NotOneProgram {
+                            dir: path,
+                            count: inside.len(),
+                        })
+                    }
+                }
+            } else if path.is_file() && !is_note(&path) {
+                files.push((path.clone(), path));
             }
         }
         files.sort();
-        for path in files {
+        for (path, named) in files {
             let extension = path
                 .extension()
                 .and_then(|e| e.to_str())
@@ -148,7 +183,7 @@ pub fn discover(dir: &Path, registry: &Registry) -> Result<Vec<Solution>, Valida
                     extension,
                 }
             })?;
-            let file = path.file_name().unwrap_or_default().to_string_lossy();
+            let file = named.file_name().unwrap_or_default().to_string_lossy();
             let source = std::fs::read(&path).map_err(io(&path))?;
             let source_code = String::from_utf8(source)
                 .map_err(|_| ValidateError::NotText { path: path.clone() })?;
@@ -167,6 +202,29 @@ pub fn discover(dir: &Path, registry: &Registry) -> Result<Vec<Solution>, Valida
         });
     }
     Ok(solutions)
+}
+
+/// Hidden files and notes beside the solutions.
+fn is_note(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    name.starts_with('.')
+        || matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("md" | "txt" | "yaml" | "yml")
+        )
+}
+
+/// The program files of a folder submission.
+fn program_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() && !is_note(&path) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// What the validation settles about one solution.
