@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         work_dir: WorkDir::Build,
         stdin: None,
         limits: executioner::judge::JudgeConfig::default().compile_limits,
+        io: None,
     };
     let compiled = container.run(compile).await?;
     anyhow::ensure!(
@@ -74,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
             work_dir: WorkDir::Fresh,
             stdin: Some(Input::Bytes(input.as_bytes())),
             limits,
+            io: None,
         };
         let t = Instant::now();
         let out = container.run(run).await?;

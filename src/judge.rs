@@ -303,6 +303,7 @@ impl Judge {
                 work_dir: WorkDir::Build,
                 stdin: None,
                 limits: self.config.compile_limits,
+                io: None,
             };
             let out = cancellable(cancel, container.run(run)).await??;
             if !out.result.exited_normally() {
@@ -396,6 +397,7 @@ impl Judge {
                 work_dir: WorkDir::Fresh,
                 stdin: Some(Input::Data(&test.input)),
                 limits,
+                io: Some(&problem.io),
             };
             let out = cancellable(cancel, container.run(run)).await??;
             // What the checker said: accepted, and the fraction if it gave one.

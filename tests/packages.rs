@@ -240,6 +240,11 @@ fn polygon_testlib_checker_with_points_groups() {
     run_cases(package_cases("polygon-sum-points"));
 }
 
+#[test]
+fn polygon_input_and_output_files() {
+    run_cases(package_cases("polygon-file-io"));
+}
+
 /// A broken package ends each submission with `error` naming the fault, never a verdict.
 fn broken(problem: &'static str, tests_started: usize, reason: &'static str) -> Case {
     Case::new(problem, Pool::Cpu, Duration::from_secs(5), move || {

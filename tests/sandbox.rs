@@ -45,6 +45,7 @@ async fn compiled(sandbox: &Sandbox, program: &str) -> Container {
             work_dir: WorkDir::Build,
             stdin: None,
             limits: executioner::judge::JudgeConfig::default().compile_limits,
+            io: None,
         })
         .await
         .unwrap();
@@ -62,6 +63,7 @@ async fn run(container: &mut Container, limits: Limits, stdin: &str) -> (RunResu
             work_dir: WorkDir::Fresh,
             stdin: Some(Input::Bytes(stdin.as_bytes())),
             limits,
+            io: None,
         })
         .await
         .expect("the run is a result, not a sandbox failure");

@@ -198,6 +198,8 @@ mod tests {
                 output_bytes: 1,
                 stderr_bytes: 1,
             },
+            input_name: None,
+            output_name: None,
         };
         match agent.handle(&Request::Run(spec)) {
             Response::Failed { error } => assert!(error.contains("root"), "{error}"),

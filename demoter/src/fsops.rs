@@ -170,6 +170,32 @@ pub fn open_stdin(path: Option<&Path>) -> Result<File, Error> {
     Ok(file)
 }
 
+/// Replaces the content of `stdout` (the agent's own file) with the program's file `from`:
+/// opened without following a link, copied only if it is a regular file; missing, `stdout`
+/// is left empty.
+pub fn take_output(from: &Path, stdout: &Path) -> Result<(), Error> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(from)
+    {
+        Ok(file) => Some(file),
+        // Not there, or a link or something else in the way: no output.
+        Err(_) => None,
+    };
+    let mut out = create_file(stdout, 0o644)?;
+    out.set_len(0).at("truncate", stdout)?;
+    let Some(mut file) = file else {
+        return Ok(());
+    };
+    if !file.metadata().at("stat", from)?.is_file() {
+        return Ok(());
+    }
+    clear_nonblocking(&file, from)?;
+    io::copy(&mut file, &mut out).at("copy the output file", from)?;
+    Ok(())
+}
+
 /// Creates (or truncates) a file the agent writes as root: never through a symlink, never a
 /// FIFO or device (O_NONBLOCK keeps a FIFO from blocking the open), never a file with other
 /// hard links (which could be anyone's file).

@@ -62,6 +62,15 @@ pub struct RunSpec {
     pub uid: u32,
     pub gid: u32,
     pub limits: Limits,
+    /// With `fresh_cwd`: the stdin file is also copied into the working directory under this
+    /// plain name, owned by the program (a problem's `input-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_name: Option<String>,
+    /// With `fresh_cwd`: after the run, this plain-named file of the working directory (a
+    /// regular file, never followed through a link) replaces what `stdout` captured; absent,
+    /// `stdout` is left empty (a problem's `output-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_name: Option<String>,
 }
 
 /// Limits of one run.

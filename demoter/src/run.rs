@@ -65,8 +65,17 @@ pub fn run(spec: &RunSpec, env: &RunEnv<'_>) -> Result<RunResult, Error> {
     } else {
         None
     };
+    if let (Some(_), Some(name), Some(stdin)) = (&fresh, &spec.input_name, &spec.stdin) {
+        fsops::put(stdin, &spec.cwd.join(name), spec.uid, spec.gid, 0o644)?;
+    }
 
-    let outcome = execute(spec, &plan, cg.get(), env.ncpus);
+    let mut outcome = execute(spec, &plan, cg.get(), env.ncpus);
+    if let (Some(_), Some(name), Ok(_)) = (&fresh, &spec.output_name, &outcome) {
+        // The program is gone (its cgroup is empty): the file cannot change under the copy.
+        if let Err(e) = fsops::take_output(&spec.cwd.join(name), &spec.stdout) {
+            outcome = Err(e);
+        }
+    }
 
     let mut cleanup = cg.destroy();
     if let Some(dir) = fresh {
@@ -99,6 +108,11 @@ fn validate(spec: &RunSpec) -> Result<u64, Error> {
     }
     if !spec.cwd.is_absolute() {
         return invalid("cwd must be an absolute path");
+    }
+    for name in [&spec.input_name, &spec.output_name].into_iter().flatten() {
+        if !spec.fresh_cwd || name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return invalid("input_name and output_name are plain file names, with fresh_cwd");
+        }
     }
     if l.cpu_ms == 0 || l.wall_ms == 0 || l.memory_kb == 0 || l.pids == 0 {
         return invalid("cpu_ms, wall_ms, memory_kb and pids must be positive");
@@ -415,6 +429,8 @@ mod tests {
                 output_bytes: 1 << 20,
                 stderr_bytes: 1 << 16,
             },
+            input_name: None,
+            output_name: None,
         }
     }
 

@@ -29,6 +29,37 @@ fn output_goes_to_the_files_and_stdin_comes_from_one() {
 }
 
 #[test]
+fn named_input_and_output_files_live_in_the_fresh_directory() {
+    let fx = Fixture::new();
+    fs::write(fx.path("input"), "3 4\n").unwrap();
+    // Reads its input file by name, writes the answer to its output file, chatter to stdout.
+    let mut spec = fx.spec(&[
+        "sh",
+        "-c",
+        "read a b < input.txt; echo $((a + b)) > output.txt; echo chatter",
+    ]);
+    spec.stdin = Some(fx.path("input"));
+    spec.input_name = Some("input.txt".into());
+    spec.output_name = Some("output.txt".into());
+    let r = fx.run(&spec);
+    assert!(r.exited_normally(), "{r:?}");
+    assert_eq!(fx.read("box/stdout"), "7\n");
+    assert!(!fx.path("box/cwd").exists());
+    // No output file: no output. A link planted in its place is not followed.
+    let mut spec = fx.spec(&["sh", "-c", "echo to-stdout; ln -s /etc/passwd output.txt"]);
+    spec.output_name = Some("output.txt".into());
+    let r = fx.run(&spec);
+    assert!(r.exited_normally(), "{r:?}");
+    assert_eq!(fx.read("box/stdout"), "");
+    // A name with a slash is refused.
+    let mut spec = fx.spec(&["true"]);
+    spec.output_name = Some("../escape".into());
+    let (response, _, _) = fx.run_raw(&[], &serde_json::to_string(&spec).unwrap());
+    assert!(matches!(response, Response::Failed { .. }), "{response:?}");
+    fx.assert_clean();
+}
+
+#[test]
 fn runs_as_the_given_user_with_exactly_the_given_environment() {
     let fx = Fixture::new();
     let mut spec = fx.spec(&["sh", "-c", "id -u; id -g; id -G; env | sort; ulimit -c"]);

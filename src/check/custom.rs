@@ -321,6 +321,7 @@ impl CheckerCache {
                     work_dir: WorkDir::Build,
                     stdin: None,
                     limits: self.config.compile_limits,
+                    io: None,
                 })
                 .await?;
             if !ran.result.exited_normally() {
@@ -338,6 +339,7 @@ impl CheckerCache {
                     work_dir: WorkDir::Build,
                     stdin: None,
                     limits: self.config.compile_limits,
+                    io: None,
                 })
                 .await?;
             if !fetched.result.exited_normally() {
@@ -548,6 +550,7 @@ impl CheckerBox {
                 work_dir: WorkDir::Fresh,
                 stdin,
                 limits: self.limits,
+                io: None,
             })
             .await?;
         let fault = |reason: String| CheckError::Fault {

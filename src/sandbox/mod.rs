@@ -29,7 +29,7 @@ use demoter::protocol::{Limits, Request, Response, RunResult, RunSpec};
 
 use self::agent::Agent;
 use self::cgroup::{BoxCgroup, HostCgroups, Version};
-use crate::problem::Data;
+use crate::problem::{Data, ProblemIo};
 
 /// Where the box tmpfs is mounted in the container.
 pub const BOX_DIR: &str = "/box";
@@ -581,6 +581,9 @@ pub struct Run<'a> {
     /// What the program reads as stdin; `None` = `/dev/null`.
     pub stdin: Option<Input<'a>>,
     pub limits: Limits,
+    /// The problem's input and output files (with [`WorkDir::Fresh`]): stdin is also that file
+    /// in the working directory, and the output is that file instead of stdout.
+    pub io: Option<&'a ProblemIo>,
 }
 
 /// A run's stdin.
@@ -735,6 +738,8 @@ impl Container {
             uid: self.uid,
             gid: self.gid,
             limits: run.limits,
+            input_name: run.io.and_then(|io| io.input_file.clone()),
+            output_name: run.io.and_then(|io| io.output_file.clone()),
         };
         // The demoter enforces the wall limit; this only catches an agent that stopped answering.
         let timeout = Duration::from_millis(run.limits.wall_ms) + Duration::from_secs(20);

@@ -83,6 +83,8 @@ impl Fixture {
                 output_bytes: 1 << 20,
                 stderr_bytes: 64 * 1024,
             },
+            input_name: None,
+            output_name: None,
         }
     }
 
