@@ -1,0 +1,183 @@
+//! What a custom checker costs per test: one C submission judged end to end through the
+//! library's judge on two ICPC packages of the same 100 tests, one checked by the default
+//! output validator (in the worker), one by a compiled C++ output validator (a process in the
+//! checker's own container per test); beside them, the bare fork+exec floor of the program on
+//! the host, measured in the same run.
+//!
+//! Run: `cargo bench --bench checkers` with EXECUTIONER_DEMOTER set and the gcc-12 / g++-12
+//! images built. Prints medians of the per-test time (from one `testing` to the next `tested`),
+//! over 3 submissions each; nothing is asserted.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use executioner::cli::{build_judge, Setup};
+use executioner::interface::{Interface, InterfaceError, Sent};
+use executioner::judge::JudgeConfig;
+use executioner::protocol::{Body, Message, Submission};
+use tokio_util::sync::CancellationToken;
+
+const TESTS: usize = 100;
+const ROUNDS: usize = 3;
+const PROGRAM: &str = "#include <stdio.h>\nint main(void){long long a,b;if(scanf(\"%lld %lld\",&a,&b)!=2)return 1;printf(\"%lld\\n\",a+b);return 0;}\n";
+const VALIDATOR: &str = r#"#include <fstream>
+#include <iostream>
+// Accepts when the team's one number equals the answer's.
+int main(int argc, char** argv) {
+    if (argc < 4) return 1;
+    std::ifstream ans(argv[2]);
+    long long want, got;
+    if (!(ans >> want)) return 1;
+    if (!(std::cin >> got) || got != want) return 43;
+    std::string extra;
+    return (std::cin >> extra) ? 43 : 42;
+}
+"#;
+
+/// Records when each message arrived.
+#[derive(Default)]
+struct Clock {
+    seen: Mutex<Vec<(Instant, Body)>>,
+}
+
+#[async_trait]
+impl Interface for Clock {
+    async fn next(&self) -> Result<Option<Submission>, InterfaceError> {
+        Ok(None)
+    }
+
+    async fn send(&self, message: &Message) -> Result<Sent, InterfaceError> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.push((Instant::now(), message.body.clone()));
+        Ok(Sent::Recorded)
+    }
+}
+
+fn package(root: &Path, id: &str, validator: bool) -> anyhow::Result<()> {
+    let dir = root.join(id);
+    std::fs::create_dir_all(dir.join("data/secret"))?;
+    std::fs::write(
+        dir.join("problem.yaml"),
+        format!(
+            "problem_format_version: 2025-09\nname: {id}\nuuid: 0\nlimits:\n  time_limit: 1\n  memory: 64\n"
+        ),
+    )?;
+    for i in 0..TESTS {
+        let stem = dir.join(format!("data/secret/{i:03}"));
+        std::fs::write(stem.with_extension("in"), format!("{i} {}\n", i * 7))?;
+        std::fs::write(stem.with_extension("ans"), format!("{}\n", i * 8))?;
+    }
+    if validator {
+        std::fs::create_dir_all(dir.join("output_validator"))?;
+        std::fs::write(dir.join("output_validator/validator.cpp"), VALIDATOR)?;
+    }
+    Ok(())
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    package(root.path(), "sum-default", false)?;
+    package(root.path(), "sum-validator", true)?;
+    let mut config = JudgeConfig::default();
+    config.checker.cache_dir = cache.path().to_owned();
+    let setup = Setup {
+        problems: root.path().to_owned(),
+        languages: None,
+        demoter: std::env::var_os("EXECUTIONER_DEMOTER").map(Into::into),
+        cgroup_parent: "executioner".into(),
+        judge: config,
+    };
+    let judge = build_judge(&setup).await?;
+    let cancel = CancellationToken::new();
+    let mut report = Vec::new();
+    for problem in ["sum-default", "sum-validator"] {
+        let mut per_test = Vec::new();
+        let mut whole = Vec::new();
+        // One more submission than measured: the first compiles the checker into the cache.
+        for round in 0..=ROUNDS {
+            let clock = Clock::default();
+            let submission = Submission {
+                id: format!("{problem}-{round}"),
+                problem: problem.into(),
+                language: "gcc-12".into(),
+                source_code: PROGRAM.into(),
+            };
+            let started = Instant::now();
+            judge.judge(&submission, &clock, &cancel).await?;
+            let took = started.elapsed();
+            let seen = clock.seen.into_inner().unwrap_or_else(|e| e.into_inner());
+            let accepted = seen.iter().filter(
+                |(_, b)| matches!(b, Body::Tested { result, .. } if result.as_str() == "accepted"),
+            );
+            anyhow::ensure!(
+                accepted.count() == TESTS,
+                "{problem}: not all accepted: {seen:?}"
+            );
+            if round == 0 {
+                continue;
+            }
+            whole.push(took);
+            let mut testing = None;
+            for (at, body) in &seen {
+                match body {
+                    Body::Testing { .. } => testing = Some(*at),
+                    Body::Tested { .. } => per_test.extend(testing.take().map(|t| *at - t)),
+                    _ => {}
+                }
+            }
+        }
+        report.push((problem, median(per_test), median(whole)));
+    }
+
+    // The floor: the same program compiled and run directly on the host.
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("main.c"), PROGRAM)?;
+    let status = std::process::Command::new("gcc")
+        .args(["-O2", "-o", "main", "main.c"])
+        .current_dir(dir.path())
+        .status()?;
+    anyhow::ensure!(status.success(), "host gcc failed");
+    let mut bare = Vec::new();
+    for i in 0..TESTS + 5 {
+        let input = dir.path().join("in");
+        std::fs::write(&input, format!("{i} 1\n"))?;
+        let t = Instant::now();
+        let out = std::process::Command::new(dir.path().join("main"))
+            .stdin(std::fs::File::open(&input)?)
+            .output()?;
+        let elapsed = t.elapsed();
+        anyhow::ensure!(out.status.success());
+        if i >= 5 {
+            bare.push(elapsed);
+        }
+    }
+    let bare = median(bare);
+    for (problem, test, submission) in &report {
+        println!(
+            "{problem:14} median per test {:.2} ms ({:.2} ms over the bare fork+exec), whole submission {:.0} ms",
+            ms(*test),
+            ms(test.saturating_sub(bare)),
+            ms(*submission)
+        );
+    }
+    println!("bare fork+exec on the host: {:.2} ms", ms(bare));
+    let (default, custom) = (report[0].1, report[1].1);
+    println!(
+        "the compiled C++ validator adds {:.2} ms per test over the default comparison",
+        ms(custom.saturating_sub(default))
+    );
+    Ok(())
+}
