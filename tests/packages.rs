@@ -453,3 +453,50 @@ fn problem_check_describes_packages_and_names_what_is_broken() {
         assert!(err.contains(reason), "{problem}: {reason:?} not in {err}");
     }
 }
+
+/// The program never sees what the checker sees: the package (answers, checker sources), the
+/// compiled checker, its feedback folder. A program that finds any of them exits 3 (`error`);
+/// one that finds none solves the problem (`accepted`).
+#[test]
+fn the_program_cannot_see_answers_checker_or_feedback() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("snoop.c");
+    std::fs::write(
+        &source,
+        r#"#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+    const char *secrets[] = {
+        "/judge/problem", "/judge/problem/tests/01.a", "/judge/checker",
+        "/judge/checker/checker", "/judge/io/feedback", "/judge/io/team_output",
+        "/judge/io/answer", "/judge/io/stdout", "/box/build/../../judge/problem",
+    };
+    for (unsigned i = 0; i < sizeof secrets / sizeof *secrets; i++)
+        if (access(secrets[i], F_OK) == 0) return 3;
+    long long a, b;
+    FILE *in = fopen("input.txt", "r"), *out = fopen("output.txt", "w");
+    if (!in || !out || fscanf(in, "%lld %lld", &a, &b) != 2) return 1;
+    fprintf(out, "%lld\n", a + b);
+    return fclose(out) != 0;
+}
+"#,
+    )
+    .expect("write the program");
+    let run = judge("polygon-file-io", "gcc-12", &source, DEADLINE);
+    pass(run.and_then(|run| {
+        let results: Vec<String> = run
+            .messages
+            .iter()
+            .filter(|m| m["state"] == "tested")
+            .map(|m| m["result"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if results.len() == 3 && results.iter().all(|r| r == "accepted") {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected 3 accepted tests, got {results:?}\n{}",
+                run.stderr_tail
+            ))
+        }
+    }));
+}
