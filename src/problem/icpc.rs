@@ -1452,3 +1452,723 @@ fn round_up(amount: f64, scale: f64) -> u64 {
     // `as` saturates: absurdly large limits become u64::MAX rather than wrap.
     x.max(1.0) as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::load_with;
+    use super::*;
+
+    /// A package `p` under a fresh problems root, with `files` (path under `p`, contents).
+    fn package(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = root.path().join("p").join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        root
+    }
+
+    fn load_pkg(root: &tempfile::TempDir) -> Result<Problem, ProblemError> {
+        load_with(root.path(), "p", &Defaults::default())
+    }
+
+    fn names(problem: &Problem) -> Vec<&str> {
+        problem.tests.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    /// The reason of an `Inconsistent` error (and fails on any other outcome).
+    fn inconsistent(root: &tempfile::TempDir) -> String {
+        match load_pkg(root) {
+            Err(ProblemError::Inconsistent { reason, .. }) => reason,
+            other => panic!("expected an inconsistent problem, got {other:?}"),
+        }
+    }
+
+    /// The file and reason of an `Invalid` error.
+    fn invalid(root: &tempfile::TempDir) -> (PathBuf, String) {
+        match load_pkg(root) {
+            Err(ProblemError::Invalid { path, reason }) => (path, reason),
+            other => panic!("expected an invalid file, got {other:?}"),
+        }
+    }
+
+    fn test<'p>(problem: &'p Problem, name: &str) -> &'p TestCase {
+        problem.tests.iter().find(|t| t.name == name).unwrap()
+    }
+
+    const PAIR: [&str; 2] = ["1 2\n", "3\n"];
+
+    /// `name.in` and `name.ans` under `data/`.
+    fn case(name: &str) -> [(String, &'static str); 2] {
+        [
+            (format!("data/{name}.in"), PAIR[0]),
+            (format!("data/{name}.ans"), PAIR[1]),
+        ]
+    }
+
+    fn with_cases<'a>(files: &[(&'a str, &'a str)], cases: &[&str]) -> tempfile::TempDir {
+        let owned: Vec<(String, &str)> = cases.iter().flat_map(|c| case(c)).collect();
+        let mut all: Vec<(&str, &str)> = files.to_vec();
+        all.extend(owned.iter().map(|(p, t)| (p.as_str(), *t)));
+        package(&all)
+    }
+
+    #[test]
+    fn legacy_pass_fail_with_float_flags_and_a_timelimit_file() {
+        let root = with_cases(
+            &[
+                (
+                    "problem.yaml",
+                    "name: Sum\nvalidator_flags: float_tolerance 1e-6\nlimits:\n  memory: 256\n  \
+                     output: 16\n  validation_time: 30\n  validation_memory: 512\nauthor: x\n",
+                ),
+                (".timelimit", " 2.5\n"),
+                (
+                    "data/secret/testdata.yaml",
+                    "output_validator_flags: case_sensitive\n",
+                ),
+            ],
+            &["sample/1", "secret/10", "secret/02"],
+        );
+        // Float flags are the default validator's to parse (crate::check): the loader alone.
+        let p = load(&root.path().join("p"), "p", &Defaults::default()).unwrap();
+        assert_eq!(p.name, "Sum");
+        assert_eq!(p.format, Format::Icpc);
+        assert_eq!(p.dir, root.path().join("p"));
+        assert_eq!((p.time_ms, p.memory_kb), (2500, 256 * 1024));
+        assert_eq!(p.output_limit_bytes, Some(16 * 1024 * 1024));
+        assert_eq!(
+            p.validation,
+            ValidationLimits {
+                time_ms: Some(30_000),
+                memory_kb: Some(512 * 1024)
+            }
+        );
+        assert_eq!(names(&p), ["sample/1", "secret/02", "secret/10"]);
+        assert_eq!(p.checker, Checker::Default);
+        assert_eq!(p.scoring, Scoring::PassFail);
+        assert!(p.subtasks.is_empty());
+        assert_eq!(
+            test(&p, "sample/1").checker_args,
+            ["float_tolerance", "1e-6"]
+        );
+        assert_eq!(
+            test(&p, "secret/02").checker_args,
+            ["float_tolerance", "1e-6", "case_sensitive"]
+        );
+        let Data::File(input) = &p.tests[1].input else {
+            panic!("not a file")
+        };
+        assert!(input.is_absolute());
+        assert!(input.ends_with("data/secret/02.in"), "{}", input.display());
+        assert_eq!(p.tests[1].answer.len().unwrap(), 2);
+        assert!(p
+            .tests
+            .iter()
+            .all(|t| t.subtask.is_none() && t.weight == 1.0));
+    }
+
+    #[test]
+    fn defaults_apply_and_limits_round_up() {
+        let root = with_cases(&[("problem.yaml", "")], &["secret/1"]);
+        let p = load_pkg(&root).unwrap();
+        let d = Defaults::default();
+        assert_eq!(p.name, "p");
+        assert_eq!((p.time_ms, p.memory_kb), (d.time_ms, d.memory_kb));
+        assert_eq!(p.output_limit_bytes, Some(d.output_bytes));
+        assert_eq!(p.validation, ValidationLimits::default());
+        for (limit, ms) in [("1.1", 1100), ("0.0005", 1), ("2", 2000), ("1.0001", 1001)] {
+            let root = with_cases(
+                &[("problem.yaml", &format!("limits:\n  time_limit: {limit}\n"))],
+                &["secret/1"],
+            );
+            assert_eq!(load_pkg(&root).unwrap().time_ms, ms, "{limit}");
+        }
+        let root = with_cases(
+            &[("problem.yaml", ""), (".timelimit", "1.2345")],
+            &["secret/1"],
+        );
+        assert_eq!(load_pkg(&root).unwrap().time_ms, 1235);
+    }
+
+    #[test]
+    fn new_format_pass_fail_groups_become_subtasks_in_order() {
+        let root = with_cases(
+            &[
+                (
+                    "problem.yaml",
+                    "problem_format_version: 2025-09\nname:\n  de: Summe\n  en: Sum\n\
+                     uuid: 1\nlimits:\n  time_limit: 1.1\n",
+                ),
+                (
+                    "data/secret/test_group.yaml",
+                    "output_validator_args: case_sensitive\n",
+                ),
+                (
+                    "data/secret/group2/test_group.yaml",
+                    "output_validator_args: []\n",
+                ),
+                (
+                    "data/secret/group1/03.yaml",
+                    "output_validator_args: [case_sensitive]\n",
+                ),
+                ("data/secret/group1/.hidden.in", "x"),
+                ("data/secret/group1/-draft.in", "x"),
+                ("data/secret/group1/notes.txt", "x"),
+            ],
+            &[
+                "sample/b",
+                "sample/a",
+                "secret/group2/1",
+                "secret/group1/10",
+                "secret/group1/04/01",
+                "secret/group1/03",
+            ],
+        );
+        let p = load_pkg(&root).unwrap();
+        assert_eq!(p.name, "Sum");
+        assert_eq!(p.time_ms, 1100);
+        assert_eq!(
+            names(&p),
+            [
+                "sample/a",
+                "sample/b",
+                "secret/group1/03",
+                "secret/group1/04/01",
+                "secret/group1/10",
+                "secret/group2/1"
+            ]
+        );
+        assert_eq!(p.scoring, Scoring::PassFail);
+        let subtasks: Vec<(&str, f64, Aggregation)> = p
+            .subtasks
+            .iter()
+            .map(|s| (s.constraints.as_str(), s.score, s.aggregation))
+            .collect();
+        assert_eq!(
+            subtasks,
+            [
+                ("secret/group1", 0.5, Aggregation::PassFail),
+                ("secret/group2", 0.5, Aggregation::PassFail)
+            ]
+        );
+        let numbers: Vec<Option<u32>> = p.tests.iter().map(|t| t.subtask).collect();
+        assert_eq!(numbers, [None, None, Some(1), Some(1), Some(1), Some(2)]);
+        let args: Vec<usize> = p.tests.iter().map(|t| t.checker_args.len()).collect();
+        // Samples inherit nothing from secret; group2 empties what secret set.
+        assert_eq!(args, [0, 0, 1, 1, 1, 0]);
+        assert!(p
+            .tests
+            .iter()
+            .all(|t| t.weight == 1.0 && t.max_score == 1.0));
+    }
+
+    #[test]
+    fn scoring_groups_have_shares_test_maxima_and_dependencies() {
+        let root = with_cases(
+            &[
+                (
+                    "problem.yaml",
+                    "problem_format_version: 2025-09\ntype: scoring\n",
+                ),
+                ("data/secret/g1/test_group.yaml", "max_score: 20\n"),
+                (
+                    "data/secret/g2/test_group.yaml",
+                    "max_score: 30\nscore_aggregation: min\nrequire_pass: g1\n",
+                ),
+                (
+                    "data/secret/g3/test_group.yaml",
+                    "max_score: 50\nscore_aggregation: sum\nrequire_pass: [secret/g1]\n",
+                ),
+            ],
+            &[
+                "sample/1",
+                "secret/g1/1",
+                "secret/g2/1",
+                "secret/g2/2",
+                "secret/g3/1",
+                "secret/g3/2",
+            ],
+        );
+        let p = load_pkg(&root).unwrap();
+        assert_eq!(p.scoring, Scoring::Subtasks);
+        let subtasks: Vec<(f64, Aggregation, Vec<u32>)> = p
+            .subtasks
+            .iter()
+            .map(|s| (s.score, s.aggregation, s.requires.clone()))
+            .collect();
+        assert_eq!(
+            subtasks,
+            [
+                (0.2, Aggregation::PassFail, vec![]),
+                (0.3, Aggregation::Min, vec![1]),
+                (0.5, Aggregation::Sum, vec![1])
+            ]
+        );
+        let tests: Vec<(Option<u32>, f64, f64)> = p
+            .tests
+            .iter()
+            .map(|t| (t.subtask, t.weight, t.max_score))
+            .collect();
+        assert_eq!(
+            tests,
+            [
+                (None, 0.0, 1.0),
+                (Some(1), 1.0, 20.0),
+                (Some(2), 1.0, 30.0),
+                (Some(2), 1.0, 30.0),
+                (Some(3), 1.0, 25.0),
+                (Some(3), 1.0, 25.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_2023_draft_infers_missing_group_scores() {
+        let root = with_cases(
+            &[
+                (
+                    "problem.yaml",
+                    "problem_format_version: 2023-07-draft\ntype: scoring\n",
+                ),
+                ("data/secret/a/test_group.yaml", "scoring:\n  score: 40\n"),
+            ],
+            &["secret/a/1", "secret/b/1", "secret/c/1"],
+        );
+        let p = load_pkg(&root).unwrap();
+        let shares: Vec<f64> = p.subtasks.iter().map(|s| s.score).collect();
+        assert_eq!(shares, [0.4, 0.3, 0.3]);
+        assert_eq!(p.tests[2].max_score, 30.0);
+        // 2025-09 wants every group to say.
+        let root = with_cases(
+            &[
+                (
+                    "problem.yaml",
+                    "problem_format_version: 2025-09\ntype: scoring\n",
+                ),
+                ("data/secret/a/test_group.yaml", "max_score: 40\n"),
+            ],
+            &["secret/a/1", "secret/b/1"],
+        );
+        assert!(inconsistent(&root).contains("group secret/b has no max_score"));
+    }
+
+    #[test]
+    fn scoring_without_groups_scores_the_tests() {
+        let root = with_cases(
+            &[(
+                "problem.yaml",
+                "problem_format_version: 2025-09\ntype: [scoring]\n",
+            )],
+            &["sample/1", "secret/1", "secret/2", "secret/3", "secret/4"],
+        );
+        let p = load_pkg(&root).unwrap();
+        assert_eq!(p.scoring, Scoring::Tests(Aggregation::Sum));
+        assert!(p.subtasks.is_empty());
+        let tests: Vec<(f64, f64)> = p.tests.iter().map(|t| (t.weight, t.max_score)).collect();
+        assert_eq!(
+            tests,
+            [
+                (0.0, 1.0),
+                (1.0, 25.0),
+                (1.0, 25.0),
+                (1.0, 25.0),
+                (1.0, 25.0)
+            ]
+        );
+        let root = with_cases(
+            &[
+                (
+                    "problem.yaml",
+                    "problem_format_version: 2023-07\ntype: scoring\n",
+                ),
+                (
+                    "data/secret/test_group.yaml",
+                    "scoring:\n  score: 50\n  aggregation: min\n",
+                ),
+            ],
+            &["secret/1", "secret/2"],
+        );
+        let p = load_pkg(&root).unwrap();
+        assert_eq!(p.scoring, Scoring::Tests(Aggregation::Min));
+        assert!(p.tests.iter().all(|t| t.max_score == 50.0));
+    }
+
+    #[test]
+    fn legacy_scoring_maps_accept_scores_and_ranges() {
+        let root = with_cases(
+            &[
+                ("problem.yaml", "type: scoring\nvalidation: custom score\n"),
+                ("output_validators/v/v.cpp", "int main() {}\n"),
+                (
+                    "data/testdata.yaml",
+                    "on_reject: continue\nrange: 0 100\ngrader_flags: first_error ignore_sample\n",
+                ),
+                (
+                    "data/secret/g1/testdata.yaml",
+                    "accept_score: 10\ngrader_flags: min\nrange: 0 40\n",
+                ),
+                (
+                    "data/secret/g2/testdata.yaml",
+                    "accept_score: 20\ngrader_flags: sum\n",
+                ),
+            ],
+            &[
+                "sample/1",
+                "secret/g1/1",
+                "secret/g1/2",
+                "secret/g2/1",
+                "secret/g2/2",
+                "secret/g2/3",
+            ],
+        );
+        let p = load_pkg(&root).unwrap();
+        assert_eq!(p.scoring, Scoring::Subtasks);
+        let subtasks: Vec<(f64, Aggregation)> = p
+            .subtasks
+            .iter()
+            .map(|s| (s.score, s.aggregation))
+            .collect();
+        assert_eq!(subtasks, [(0.4, Aggregation::Min), (0.6, Aggregation::Sum)]);
+        let tests: Vec<(Option<u32>, f64, f64)> = p
+            .tests
+            .iter()
+            .map(|t| (t.subtask, t.weight, t.max_score))
+            .collect();
+        assert_eq!(
+            tests,
+            [
+                (None, 0.0, 1.0),
+                (Some(1), 1.0, 40.0),
+                (Some(1), 1.0, 40.0),
+                (Some(2), 20.0, 20.0),
+                (Some(2), 20.0, 20.0),
+                (Some(2), 20.0, 20.0)
+            ]
+        );
+
+        // No groups: a range above the accept scores scales each test's maximum.
+        let root = with_cases(
+            &[
+                ("problem.yaml", "type: scoring\n"),
+                ("data/secret/testdata.yaml", "range: 0 8\n"),
+            ],
+            &["secret/1", "secret/2", "secret/3", "secret/4"],
+        );
+        let p = load_pkg(&root).unwrap();
+        assert_eq!(p.scoring, Scoring::Tests(Aggregation::Sum));
+        assert!(p
+            .tests
+            .iter()
+            .all(|t| t.weight == 1.0 && t.max_score == 2.0));
+    }
+
+    #[test]
+    fn legacy_scoring_refuses_what_it_cannot_represent() {
+        // (secret's testdata.yaml, group a's, what the reason says)
+        for (secret, group, expected) in [
+            (
+                "grader_flags: accept_if_any_accepted\n",
+                "",
+                "accept_if_any_accepted is not supported",
+            ),
+            ("", "reject_score: 1\n", "reject_score 1"),
+            ("", "range: 1 10\n", "range starting at 1"),
+            ("grading: custom\n", "", "custom graders"),
+            (
+                "grader_flags: min\n",
+                "",
+                "secret aggregates its groups with min",
+            ),
+            ("range: 0 50\n", "", "add up to 2, not the range maximum 50"),
+        ] {
+            let group = format!("accept_score: 1\n{group}");
+            let root = with_cases(
+                &[
+                    ("problem.yaml", "type: scoring\n"),
+                    ("data/secret/testdata.yaml", secret),
+                    ("data/secret/a/testdata.yaml", &group),
+                    ("data/secret/b/testdata.yaml", "accept_score: 1\n"),
+                ],
+                &["secret/a/1", "secret/b/1"],
+            );
+            let reason = inconsistent(&root);
+            assert!(reason.contains(expected), "{secret}{group}: {reason}");
+        }
+        let root = with_cases(
+            &[
+                ("problem.yaml", "type: scoring\n"),
+                ("data/secret/testdata.yaml", "grader_flags: median\n"),
+            ],
+            &["secret/1"],
+        );
+        assert!(invalid(&root).1.contains("unknown grader flag"));
+    }
+
+    #[test]
+    fn custom_validators_are_found_with_their_language() {
+        // A C++ folder with a header and a C file: every C/C++ file is compiled, the header not.
+        let root = with_cases(
+            &[
+                ("problem.yaml", "problem_format_version: 2025-09\n"),
+                ("output_validator/validate.cpp", "#include \"validate.h\"\n"),
+                ("output_validator/validate.h", ""),
+                ("output_validator/util.c", ""),
+                ("output_validator/README", ""),
+                (
+                    "data/secret/test_group.yaml",
+                    "output_validator_args: [\"a b\", c]\n",
+                ),
+            ],
+            &["secret/1"],
+        );
+        let p = load_pkg(&root).unwrap();
+        let Checker::Icpc(program) = &p.checker else {
+            panic!("{:?}", p.checker)
+        };
+        assert_eq!(program.language, CheckerLanguage::Cpp);
+        assert_eq!(
+            program.sources,
+            [PathBuf::from("util.c"), PathBuf::from("validate.cpp")]
+        );
+        assert!(program.dir.ends_with("p/output_validator"));
+        // A custom validator gets its arguments as written.
+        assert_eq!(p.tests[0].checker_args, ["a b", "c"]);
+
+        // A single Python file; several need a __main__.py.
+        let root = with_cases(
+            &[
+                ("problem.yaml", "problem_format_version: 2025-09\n"),
+                ("output_validator/check.py", ""),
+            ],
+            &["secret/1"],
+        );
+        let Checker::Icpc(program) = load_pkg(&root).unwrap().checker else {
+            panic!("no custom checker")
+        };
+        assert_eq!(program.language, CheckerLanguage::Python);
+        assert_eq!(program.sources, [PathBuf::from("check.py")]);
+        let root = with_cases(
+            &[
+                ("problem.yaml", "problem_format_version: 2025-09\n"),
+                ("output_validator/__init__.py", ""),
+                ("output_validator/__main__.py", ""),
+                ("output_validator/lib.py", ""),
+            ],
+            &["secret/1"],
+        );
+        let Checker::Icpc(program) = load_pkg(&root).unwrap().checker else {
+            panic!("no custom checker")
+        };
+        assert_eq!(program.sources, [PathBuf::from("__main__.py")]);
+
+        // Legacy: output_validators/NAME/, or a single file right under output_validators/.
+        let root = with_cases(
+            &[
+                ("problem.yaml", "validation: custom\nvalidator_flags: x y\n"),
+                ("output_validators/x/validate.c", ""),
+            ],
+            &["secret/1"],
+        );
+        let p = load_pkg(&root).unwrap();
+        let Checker::Icpc(program) = &p.checker else {
+            panic!("no custom checker")
+        };
+        assert_eq!(program.language, CheckerLanguage::C);
+        assert!(program.dir.ends_with("output_validators/x"));
+        assert_eq!(p.tests[0].checker_args, ["x", "y"]);
+        let root = with_cases(
+            &[
+                ("problem.yaml", "validation: custom score\n"),
+                ("output_validators/Check.java", ""),
+            ],
+            &["secret/1"],
+        );
+        let Checker::Icpc(program) = load_pkg(&root).unwrap().checker else {
+            panic!("no custom checker")
+        };
+        assert_eq!(program.language, CheckerLanguage::Java);
+        assert_eq!(program.sources, [PathBuf::from("Check.java")]);
+        assert!(program.dir.ends_with("p/output_validators"));
+
+        // Legacy `validation: default` keeps the default checker, validators or not.
+        let root = with_cases(
+            &[
+                ("problem.yaml", "validation: default\n"),
+                ("output_validators/x/validate.c", ""),
+            ],
+            &["secret/1"],
+        );
+        assert_eq!(load_pkg(&root).unwrap().checker, Checker::Default);
+    }
+
+    #[test]
+    fn validator_problems_are_reported() {
+        let root = with_cases(
+            &[
+                ("problem.yaml", "problem_format_version: 2025-09\n"),
+                ("output_validator/build", "#!/bin/sh\n"),
+                ("output_validator/run", "#!/bin/sh\n"),
+                ("output_validator/v.cpp", ""),
+            ],
+            &["secret/1"],
+        );
+        assert!(inconsistent(&root).contains("build/run scripts are not supported yet"));
+        let root = with_cases(&[("problem.yaml", "validation: custom\n")], &["secret/1"]);
+        assert!(inconsistent(&root).contains("no output validator"));
+        let root = with_cases(
+            &[
+                ("problem.yaml", "validation: custom\n"),
+                ("output_validators/a.py", ""),
+                ("output_validators/b/b.cpp", ""),
+            ],
+            &["secret/1"],
+        );
+        assert!(inconsistent(&root).contains("only one output validator"));
+    }
+
+    #[test]
+    fn errors_name_their_cause() {
+        let root = package(&[
+            ("problem.yaml", ""),
+            ("data/secret/1.in", ""),
+            ("data/secret/1.ans", ""),
+            ("data/secret/3.in", ""),
+        ]);
+        assert_eq!(
+            inconsistent(&root),
+            "test secret/3 has no answer file secret/3.ans"
+        );
+
+        let root = with_cases(
+            &[("problem.yaml", "problem_format_version: 2020-01\n")],
+            &["secret/1"],
+        );
+        let (path, reason) = invalid(&root);
+        assert!(path.ends_with("problem.yaml"));
+        assert!(
+            reason.contains("unknown problem_format_version \"2020-01\""),
+            "{reason}"
+        );
+
+        for yaml in [
+            "problem_format_version: 2025-09\ntype: [pass-fail, interactive]\n",
+            "validation: custom interactive\n",
+        ] {
+            let root = with_cases(&[("problem.yaml", yaml)], &["secret/1"]);
+            assert_eq!(
+                inconsistent(&root),
+                "interactive problems are not supported yet"
+            );
+        }
+        let root = with_cases(
+            &[(
+                "problem.yaml",
+                "problem_format_version: draft\ntype: multi-pass\n",
+            )],
+            &["secret/1"],
+        );
+        assert_eq!(
+            inconsistent(&root),
+            "multi-pass problems are not supported yet"
+        );
+
+        let root = with_cases(
+            &[
+                (
+                    "problem.yaml",
+                    "problem_format_version: 2025-09\ntype: scoring\n",
+                ),
+                ("data/secret/a/test_group.yaml", "max_score: 20\n"),
+                ("data/secret/b/test_group.yaml", "max_score: 40\n"),
+            ],
+            &["secret/a/1", "secret/b/1"],
+        );
+        assert_eq!(
+            inconsistent(&root),
+            "group scores add up to 60, not max_score 100"
+        );
+
+        let root = with_cases(
+            &[
+                (
+                    "problem.yaml",
+                    "problem_format_version: 2025-09\ntype: scoring\n",
+                ),
+                (
+                    "data/secret/a/test_group.yaml",
+                    "max_score: 100\nrequire_pass: sample\n",
+                ),
+            ],
+            &["sample/1", "secret/a/1"],
+        );
+        assert_eq!(
+            inconsistent(&root),
+            "require_pass on sample is not supported yet"
+        );
+
+        let root = with_cases(
+            &[
+                (
+                    "problem.yaml",
+                    "problem_format_version: 2025-09\ntype: scoring\n",
+                ),
+                ("data/secret/test_group.yaml", "max_score: unbounded\n"),
+            ],
+            &["secret/1"],
+        );
+        assert!(inconsistent(&root).contains("unbounded"));
+
+        let root = with_cases(&[("problem.yaml", "name: [unclosed\n")], &["secret/1"]);
+        let (path, reason) = invalid(&root);
+        assert!(path.ends_with("problem.yaml"));
+        assert!(reason.contains("YAML does not parse"), "{reason}");
+        let root = with_cases(
+            &[
+                ("problem.yaml", ""),
+                ("data/secret/testdata.yaml", "output_validator_flags: [a\n"),
+            ],
+            &["secret/1"],
+        );
+        assert!(invalid(&root).0.ends_with("data/secret/testdata.yaml"));
+
+        for (limits, key) in [
+            ("memory: 0", "limits.memory"),
+            ("time_limit: fast", "limits.time_limit"),
+            ("output: -1", "limits.output"),
+        ] {
+            let root = with_cases(
+                &[("problem.yaml", &format!("limits:\n  {limits}\n"))],
+                &["secret/1"],
+            );
+            let reason = invalid(&root).1;
+            assert!(reason.contains(key), "{reason}");
+        }
+        let root = with_cases(
+            &[("problem.yaml", ""), (".timelimit", "soon")],
+            &["secret/1"],
+        );
+        assert!(invalid(&root).0.ends_with(".timelimit"));
+    }
+
+    #[test]
+    fn symlinks_must_stay_inside_the_package() {
+        use std::os::unix::fs::symlink;
+        let root = with_cases(&[("problem.yaml", "")], &["secret/1"]);
+        let p = root.path().join("p");
+        std::fs::write(p.join("shared.ans"), "3\n").unwrap();
+        std::fs::write(p.join("data/secret/2.in"), "1 2\n").unwrap();
+        symlink("../../shared.ans", p.join("data/secret/2.ans")).unwrap();
+        let problem = load_pkg(&root).unwrap();
+        let canonical = std::fs::canonicalize(p.join("shared.ans")).unwrap();
+        assert_eq!(problem.tests[1].answer, Data::File(canonical));
+
+        std::fs::write(root.path().join("outside"), "secret\n").unwrap();
+        symlink("../../../outside", p.join("data/secret/3.in")).unwrap();
+        std::fs::write(p.join("data/secret/3.ans"), "").unwrap();
+        let (path, reason) = invalid(&root);
+        assert!(path.ends_with("data/secret/3.in"));
+        assert!(reason.contains("outside the package"), "{reason}");
+    }
+}
