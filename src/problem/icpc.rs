@@ -1621,6 +1621,7 @@ mod tests {
                 "sample/b",
                 "sample/a",
                 "secret/group2/1",
+                "secret/group1/10-big/01",
                 "secret/group1/10",
                 "secret/group1/04/01",
                 "secret/group1/03",
@@ -1637,6 +1638,8 @@ mod tests {
                 "secret/group1/03",
                 "secret/group1/04/01",
                 "secret/group1/10",
+                // By name: `10` sorts before `10-big`, though `10-big` sorts before `10.in`.
+                "secret/group1/10-big/01",
                 "secret/group2/1"
             ]
         );
@@ -1654,10 +1657,13 @@ mod tests {
             ]
         );
         let numbers: Vec<Option<u32>> = p.tests.iter().map(|t| t.subtask).collect();
-        assert_eq!(numbers, [None, None, Some(1), Some(1), Some(1), Some(2)]);
+        assert_eq!(
+            numbers,
+            [None, None, Some(1), Some(1), Some(1), Some(1), Some(2)]
+        );
         let args: Vec<usize> = p.tests.iter().map(|t| t.checker_args.len()).collect();
         // Samples inherit nothing from secret; group2 empties what secret set.
-        assert_eq!(args, [0, 0, 1, 1, 1, 0]);
+        assert_eq!(args, [0, 0, 1, 1, 1, 1, 0]);
         assert!(p
             .tests
             .iter()
