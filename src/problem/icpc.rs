@@ -56,7 +56,8 @@
 //! - Refused: `grading: custom`, `max`, `always_accept`, `accept_if_any_accepted`, a non-zero
 //!   `reject_score`, a positive `range` minimum, `min`/`avg` over groups, tests directly in
 //!   `secret` next to groups, nested `testdata.yaml` below a group other than a `sum` without
-//!   `range` under a `sum` group, and `grading: {objective: min}`.
+//!   `range` under a `sum` group, and `grading: {objective: min}`. Pass-fail problems refuse
+//!   `grading: custom`, `always_accept` and `accept_if_any_accepted` (they change verdicts).
 //!
 //! Not supported yet (refused with a reason): interactive, multi-pass and submit-answer problems,
 //! validators with `build` / `run` scripts, tests with `.files` folders or `args`.
@@ -156,7 +157,12 @@ pub(super) fn load(dir: &Path, id: &str, defaults: &Defaults) -> Result<Problem,
     }
 
     let (subtasks, scoring) = match (scoring, version) {
-        (Kind::PassFail, _) => pass_fail(&groups, &walk, &mut tests),
+        (Kind::PassFail, version) => {
+            if version == Version::Legacy {
+                legacy_verdicts(&pkg, &configs)?;
+            }
+            pass_fail(&groups, &walk, &mut tests)
+        }
         (Kind::Scoring, Version::Legacy) => {
             legacy_scoring(&pkg, &groups, &walk, &configs, &mut tests)?
         }
@@ -902,6 +908,29 @@ fn legacy_args(
 /// Legacy: the `testdata.yaml` that applies to folder `rel`, the nearest one up.
 fn nearest<'c>(configs: &'c Configs, rel: &str) -> Option<&'c (PathBuf, Value)> {
     ancestors(rel).into_iter().find_map(|a| configs.get(a))
+}
+
+/// Legacy pass-fail: a grader that would accept what the judge rejects is refused (score modes
+/// and numbers do not matter without scores).
+fn legacy_verdicts(pkg: &Package, configs: &Configs) -> Result<(), ProblemError> {
+    for (path, value) in configs.values() {
+        let flags = match field(value, "grader_flags") {
+            Some(flags) => pkg.strings(path, "grader_flags", flags)?,
+            None => Vec::new(),
+        };
+        let custom = field(value, "grading").and_then(Value::as_str) == Some("custom");
+        if let Some(what) = flags
+            .iter()
+            .map(String::as_str)
+            .find(|f| matches!(*f, "always_accept" | "accept_if_any_accepted"))
+            .or(custom.then_some("grading: custom"))
+        {
+            return Err(
+                pkg.inconsistent(format!("{}: {what} is not supported yet", path.display()))
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Pass-fail: each top-level group of secret is a pass-fail subtask of equal share.
@@ -1904,6 +1933,17 @@ mod tests {
         }
         let root = with_cases(
             &[
+                ("problem.yaml", ""),
+                (
+                    "data/testdata.yaml",
+                    "grader_flags: accept_if_any_accepted\n",
+                ),
+            ],
+            &["secret/1"],
+        );
+        assert!(inconsistent(&root).contains("accept_if_any_accepted is not supported"));
+        let root = with_cases(
+            &[
                 ("problem.yaml", "type: scoring\n"),
                 ("data/secret/testdata.yaml", "grader_flags: median\n"),
             ],
@@ -2156,6 +2196,26 @@ mod tests {
             &["secret/1"],
         );
         assert!(invalid(&root).0.ends_with(".timelimit"));
+    }
+
+    #[test]
+    fn file_input_and_submission_arguments_are_refused() {
+        let root = with_cases(
+            &[
+                ("problem.yaml", "problem_format_version: 2025-09\n"),
+                ("data/secret/1.files/extra.txt", ""),
+            ],
+            &["secret/1"],
+        );
+        assert!(inconsistent(&root).contains("test secret/1 has a 1.files folder"));
+        let root = with_cases(
+            &[
+                ("problem.yaml", "problem_format_version: 2025-09\n"),
+                ("data/secret/1.yaml", "args: [--fast]\n"),
+            ],
+            &["secret/1"],
+        );
+        assert!(inconsistent(&root).contains("passes arguments to submissions"));
     }
 
     #[test]
