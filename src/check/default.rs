@@ -461,8 +461,7 @@ enum Part {
     Int,
     /// A dot with no digit before it: a digit must follow.
     LeadingDot,
-    /// A dot after digits: may end the number.
-    TrailingDot,
+    /// After a dot that has a digit before or after it: the number may end here.
     Frac,
     ExpMark,
     ExpSign,
@@ -503,15 +502,15 @@ impl FloatScan {
                     Part::Int
                 }
                 (Part::Start | Part::Sign, b'.') => Part::LeadingDot,
-                (Part::Int, b'.') => Part::TrailingDot,
-                (Part::LeadingDot | Part::TrailingDot | Part::Frac, b'0'..=b'9') => {
+                (Part::Int, b'.') => Part::Frac,
+                (Part::LeadingDot | Part::Frac, b'0'..=b'9') => {
                     if !self.digit(b) {
                         // A leading zero after the point moves the point.
                         self.point = self.point.saturating_sub(1);
                     }
                     Part::Frac
                 }
-                (Part::Int | Part::TrailingDot | Part::Frac, b'e' | b'E') => Part::ExpMark,
+                (Part::Int | Part::Frac, b'e' | b'E') => Part::ExpMark,
                 (Part::ExpMark, b'+' | b'-') => {
                     self.exponent_negative = b == b'-';
                     Part::ExpSign
@@ -544,10 +543,7 @@ impl FloatScan {
 
     /// The value, if the bytes fed make a whole float.
     fn finish(&self) -> Option<f64> {
-        if !matches!(
-            self.part,
-            Part::Int | Part::TrailingDot | Part::Frac | Part::Exp
-        ) {
+        if !matches!(self.part, Part::Int | Part::Frac | Part::Exp) {
             return None;
         }
         let magnitude = if self.digits.is_empty() {
