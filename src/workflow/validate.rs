@@ -564,7 +564,27 @@ mod tests {
                 ("run_time_error/mle.py", "python-3.11"),
             ]
         );
+        // Notes and hidden files beside the programs are not programs.
         put("accepted/notes.txt");
+        put("accepted/README.md");
+        put("accepted/.gitkeep");
+        assert_eq!(discover(dir.path(), &registry).unwrap().len(), 4);
+        // A folder holding one program is that program, named by the folder.
+        put("brute_force/slow/main.py");
+        put("brute_force/slow/README.md");
+        let found = discover(dir.path(), &registry).unwrap();
+        let last = found.last().unwrap();
+        assert_eq!(
+            (last.name.as_str(), last.expected),
+            ("brute_force/slow", Expected::BruteForce)
+        );
+        put("brute_force/slow/helper.py");
+        assert!(matches!(
+            discover(dir.path(), &registry),
+            Err(ValidateError::NotOneProgram { count: 2, .. })
+        ));
+        std::fs::remove_file(dir.path().join("brute_force/slow/helper.py")).unwrap();
+        put("accepted/notes.xyz");
         assert!(matches!(
             discover(dir.path(), &registry),
             Err(ValidateError::UnknownExtension { .. })
