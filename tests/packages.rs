@@ -345,29 +345,7 @@ fn a_hostile_output_reaches_the_checker_without_growing_the_judge() {
         "static char line[1 << 20]; for (int i = 0; i < (int)sizeof line; i++) line[i] = i % 97 ? 'x' : 0; \
          for (int i = 0; i < 60; i++) fwrite(line, 1, sizeof line, stdout);",
     );
-    let peak = |source: &Path| -> Result<(u64, Vec<Value>), String> {
-        let mut child = common::executioner()
-            .args(["judge", "--problems"])
-            .arg(problems_root())
-            .args(["--problem", "icpc-custom-cpp", "--language", "gcc-12"])
-            .arg(source)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run executioner: {e}"))?;
-        let pid = child.id();
-        let stdout = common::drain(child.stdout.take().expect("piped"));
-        let status = wait4(pid)?;
-        let out = stdout.join().unwrap_or_default();
-        let messages = String::from_utf8_lossy(&out)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if status.0 != 0 {
-            return Err(format!("exit status {}: {messages:?}", status.0));
-        }
-        Ok((status.1, messages))
-    };
+    let peak = |source: &Path| peak_judging(&problems_root(), "icpc-custom-cpp", source);
     let check = || -> Result<(), String> {
         let (base, _) = peak(&tiny)?;
         let (hostile, messages) = peak(&flood)?;
@@ -386,6 +364,97 @@ fn a_hostile_output_reaches_the_checker_without_growing_the_judge() {
             ));
         }
         eprintln!("peak RSS: {base} KB (tiny output), {hostile} KB (60 MB output)");
+        Ok(())
+    };
+    pass(check());
+}
+
+/// Judges `source` (C) with `executioner judge`: the judge's peak resident memory (KB) and its
+/// messages.
+fn peak_judging(
+    problems: &Path,
+    problem: &str,
+    source: &Path,
+) -> Result<(u64, Vec<Value>), String> {
+    let mut child = common::executioner()
+        .args(["judge", "--problems"])
+        .arg(problems)
+        .args(["--problem", problem, "--language", "gcc-12"])
+        .arg(source)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run executioner: {e}"))?;
+    let pid = child.id();
+    let stdout = common::drain(child.stdout.take().expect("piped"));
+    let status = wait4(pid)?;
+    let out = stdout.join().unwrap_or_default();
+    let messages = String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if status.0 != 0 {
+        return Err(format!("exit status {}: {messages:?}", status.0));
+    }
+    Ok((status.1, messages))
+}
+
+/// Big test data is streamed: a package of 4 tests whose inputs and answers are 50 MB each is
+/// judged (input copied in by the kernel, output compared by the default validator as streams)
+/// with the judge's memory as flat as for a package of tiny tests.
+#[test]
+fn big_test_data_is_streamed_with_the_judge_memory_flat() {
+    const MB: usize = 1 << 20;
+    let root = tempfile::tempdir().expect("temp dir");
+    let write_package = |id: &str, tests: usize, megabytes: usize| {
+        let dir = root.path().join(id);
+        std::fs::create_dir_all(dir.join("data/secret")).expect("package dir");
+        std::fs::write(
+            dir.join("problem.yaml"),
+            "problem_format_version: 2025-09\nname: Echo\nuuid: 1\nlimits:\n  time_limit: 5\n  memory: 64\n  output: 100\n",
+        )
+        .expect("problem.yaml");
+        // One line of numbers, repeated: the program echoes it, the answer is the same.
+        let line: String = (0..MB / 8)
+            .map(|i| format!("{:07}\n", i % 9_999_999))
+            .collect();
+        for t in 0..tests {
+            for ext in ["in", "ans"] {
+                let path = dir.join(format!("data/secret/{t:02}.{ext}"));
+                let mut file =
+                    std::io::BufWriter::new(std::fs::File::create(&path).expect("test file"));
+                for _ in 0..megabytes {
+                    std::io::Write::write_all(&mut file, line.as_bytes()).expect("write");
+                }
+            }
+        }
+    };
+    write_package("tiny", 4, 0);
+    write_package("big", 4, 50);
+    let source = root.path().join("echo.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\nint main(void) { static char b[1 << 16]; size_t n; \
+         while ((n = fread(b, 1, sizeof b, stdin)) > 0) fwrite(b, 1, n, stdout); return 0; }\n",
+    )
+    .expect("write the program");
+    let check = || -> Result<(), String> {
+        let (tiny, _) = peak_judging(root.path(), "tiny", &source)?;
+        let (big, messages) = peak_judging(root.path(), "big", &source)?;
+        let results: Vec<&str> = messages
+            .iter()
+            .filter(|m| m["state"] == "tested")
+            .map(|m| m["result"].as_str().unwrap_or_default())
+            .collect();
+        if results != ["accepted"; 4] {
+            return Err(format!("expected 4 accepted tests, got {results:?}"));
+        }
+        if big > tiny + 8 * 1024 {
+            return Err(format!(
+                "the judge peaked at {big} KB on 200 MB of tests, {tiny} KB on tiny ones"
+            ));
+        }
+        eprintln!("peak RSS: {tiny} KB (tiny tests), {big} KB (4 tests of 50 MB)");
         Ok(())
     };
     pass(check());
