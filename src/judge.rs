@@ -356,13 +356,13 @@ impl Judge {
 
     /// Runs every test in order, sending `testing` and `tested`; ends with `done`.
     #[allow(clippy::too_many_arguments)]
-    async fn run_tests(
+    async fn run_tests<'a>(
         &self,
         container: &mut Container,
         mut checker: Option<&mut CheckerBox>,
         submission: &Submission,
-        language: &Language,
-        problem: &Problem,
+        language: &'a Language,
+        problem: &'a Problem,
         interface: &dyn Interface,
         cancel: &CancellationToken,
     ) -> Result<Body, Failure> {
@@ -383,7 +383,17 @@ impl Judge {
             stderr_bytes: self.config.stderr_limit_bytes,
         };
         let argv = language.expand(&language.run, &values);
+        let run_of = |test: &'a TestCase| Run {
+            argv: argv.clone(),
+            env: language.env.clone(),
+            work_dir: WorkDir::Fresh,
+            stdin: Some(Input::Data(&test.input)),
+            limits,
+            io: Some(&problem.io),
+        };
         let mut graded = Vec::with_capacity(problem.tests.len());
+        // The next test's run, made while a custom checker judged this one.
+        let mut ahead = None;
         for (index, test) in problem.tests.iter().enumerate() {
             let test_case = index as u32 + 1;
             send(Body::Testing {
@@ -391,19 +401,30 @@ impl Judge {
                 subtask: test.subtask,
             })
             .await?;
-            let run = Run {
-                argv: argv.clone(),
-                env: language.env.clone(),
-                work_dir: WorkDir::Fresh,
-                stdin: Some(Input::Data(&test.input)),
-                limits,
-                io: Some(&problem.io),
+            let out = match ahead.take() {
+                Some(out) => out,
+                None => cancellable(cancel, container.run(run_of(test))).await??,
             };
-            let out = cancellable(cancel, container.run(run)).await??;
             // What the checker said: accepted, and the fraction if it gave one.
             let (accepted, fraction) = if out.result.exited_normally() {
                 let outcome = match checker.as_deref_mut() {
-                    Some(checker) => checker.check(test, &out.stdout).await?,
+                    Some(checker) => {
+                        // The checker's process and the next test's run overlap: each has its
+                        // own container, cgroups and limits, and messages keep their order.
+                        checker.take(&out.stdout).await?;
+                        let next = problem.tests.get(index + 1).map(run_of);
+                        let both = async {
+                            tokio::join!(checker.check(test), async {
+                                match next {
+                                    Some(run) => container.run(run).await.map(Some),
+                                    None => Ok(None),
+                                }
+                            })
+                        };
+                        let (outcome, next) = cancellable(cancel, both).await?;
+                        ahead = next?;
+                        outcome?
+                    }
                     None => compare_default(test, &out.stdout).await?,
                 };
                 if !outcome.accepted {

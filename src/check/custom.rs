@@ -24,7 +24,7 @@ use crate::sandbox::{
 };
 
 /// Bump when the way checkers are built changes: every cached checker is built again.
-const RECIPE: &str = "1";
+const RECIPE: &str = "2";
 /// Where the compiled checker is mounted in its container.
 const CHECKER_DIR: &str = "/judge/checker";
 /// Where the problem's folder is mounted in the checker's container.
@@ -283,20 +283,36 @@ impl CheckerCache {
                 .collect();
             let (compile, artifact): (Vec<String>, &str) = match program.language {
                 CheckerLanguage::C => (
-                    ["gcc", "-std=gnu17", "-O2", "-pipe", "-o", "checker"]
-                        .into_iter()
-                        .map(String::from)
-                        .chain(sources)
-                        .chain(["-lm".to_owned()])
-                        .collect(),
+                    [
+                        "gcc",
+                        "-std=gnu17",
+                        "-O2",
+                        "-pipe",
+                        "-static",
+                        "-o",
+                        "checker",
+                    ]
+                    .into_iter()
+                    .map(String::from)
+                    .chain(sources)
+                    .chain(["-lm".to_owned()])
+                    .collect(),
                     "checker",
                 ),
                 CheckerLanguage::Cpp => (
-                    ["g++", "-std=gnu++17", "-O2", "-pipe", "-o", "checker"]
-                        .into_iter()
-                        .map(String::from)
-                        .chain(sources)
-                        .collect(),
+                    [
+                        "g++",
+                        "-std=gnu++17",
+                        "-O2",
+                        "-pipe",
+                        "-static",
+                        "-o",
+                        "checker",
+                    ]
+                    .into_iter()
+                    .map(String::from)
+                    .chain(sources)
+                    .collect(),
                     "checker",
                 ),
                 CheckerLanguage::Java => (
@@ -508,25 +524,29 @@ impl CheckerBox {
         Ok(format!("{IO_DIR}/{name}"))
     }
 
-    /// Judges `output` (a file on the host, moved away by this call) of `test`.
-    pub async fn check(
-        &mut self,
-        test: &TestCase,
-        output: &Path,
-    ) -> Result<CheckOutcome, CheckError> {
+    /// Takes the program's `output` (a file on the host, moved away, so the program's next run
+    /// can begin at once) for the next [`CheckerBox::check`], with a fresh feedback folder.
+    pub async fn take(&mut self, output: &Path) -> Result<(), CheckError> {
+        let io = self.container.io_dir().to_owned();
+        let (output, team, feedback, uid) = (
+            output.to_owned(),
+            io.join("team_output"),
+            io.join("feedback"),
+            self.uid,
+        );
+        tokio::task::spawn_blocking(move || prepare(&output, &team, &feedback, uid))
+            .await
+            .map_err(|e| CheckError::Io {
+                path: io,
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    /// Judges the output taken last of `test`.
+    pub async fn check(&mut self, test: &TestCase) -> Result<CheckOutcome, CheckError> {
         let io = self.container.io_dir().to_owned();
         let team = io.join("team_output");
         let feedback = io.join("feedback");
-        {
-            let (output, team, feedback, uid) =
-                (output.to_owned(), team.clone(), feedback.clone(), self.uid);
-            tokio::task::spawn_blocking(move || prepare(&output, &team, &feedback, uid))
-                .await
-                .map_err(|e| CheckError::Io {
-                    path: io.clone(),
-                    source: std::io::Error::other(e),
-                })??;
-        }
         let input = self.place(&test.input, "input")?;
         let answer = self.place(&test.answer, "answer")?;
         let team_path = format!("{IO_DIR}/team_output");
