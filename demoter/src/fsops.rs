@@ -174,15 +174,12 @@ pub fn open_stdin(path: Option<&Path>) -> Result<File, Error> {
 /// opened without following a link, copied only if it is a regular file; missing, `stdout`
 /// is left empty.
 pub fn take_output(from: &Path, stdout: &Path) -> Result<(), Error> {
-    let file = match OpenOptions::new()
+    // Not there, or a link or something else in the way: no output.
+    let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(from)
-    {
-        Ok(file) => Some(file),
-        // Not there, or a link or something else in the way: no output.
-        Err(_) => None,
-    };
+        .ok();
     let mut out = create_file(stdout, 0o644)?;
     out.set_len(0).at("truncate", stdout)?;
     let Some(mut file) = file else {
