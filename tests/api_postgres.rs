@@ -244,6 +244,57 @@ async fn a_submission_is_queued_in_postgres_judged_and_streamed() {
     service.stop().await;
 }
 
+/// A problem package through the API over Postgres with the real judge: the ICPC scoring
+/// package's partial submission, its checker's fractions kept with the results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_package_submission_keeps_its_partial_scores_in_postgres() {
+    let db = TestDatabase::create().await;
+    let service = Service::start(&db, true).await;
+    let source = problems().join("icpc-scoring/submissions/partially_accepted/greedy.py");
+    let source = std::fs::read_to_string(&source).expect("the fixture program");
+    let body = json!({"problem": "icpc-scoring", "language": "python3", "sourceCode": source});
+    let (status, accepted) = service.http("POST", "/v1.0/submissions", Some(body)).await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let op = service.wait_for_operation(&id, "succeeded").await;
+    let (_, submission) = service
+        .http("GET", op["resourceLocation"].as_str().unwrap(), None)
+        .await;
+    // EXPECTED.md: group 2 earns 70 × (2/3 + 1 + 2/5 + 1) / 4 of 70, group 1 all of its 30.
+    assert_eq!(submission["score"].as_f64(), Some(0.8367), "{submission}");
+    assert_eq!(submission["failedSubtasks"], json!([2]), "{submission}");
+    let (_, results) = service
+        .http(
+            "GET",
+            &format!("/v1.0/submissions/{id}/judge-results"),
+            None,
+        )
+        .await;
+    let tested: Vec<(Value, Value, Value)> = results["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "tested")
+        .map(|m| (m["subtask"].clone(), m["result"].clone(), m["score"].clone()))
+        .collect();
+    let partial = |subtask: u32, score: f64| (json!(subtask), json!("accepted"), json!(score));
+    let full = |subtask: Value| (subtask, json!("accepted"), Value::Null);
+    assert_eq!(
+        tested,
+        [
+            full(Value::Null),
+            full(json!(1)),
+            full(json!(1)),
+            full(json!(1)),
+            partial(2, 0.6667),
+            partial(2, 1.0),
+            partial(2, 0.4),
+            partial(2, 1.0),
+        ]
+    );
+    service.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_service_continues_the_rejudge_it_was_running() {
     let db = TestDatabase::create().await;

@@ -231,6 +231,11 @@ fn icpc_custom_validator_in_python() {
 }
 
 #[test]
+fn icpc_custom_validator_in_java() {
+    run_cases(package_cases("icpc-custom-java"));
+}
+
+#[test]
 fn icpc_scoring_groups_with_partial_scores() {
     run_cases(package_cases("icpc-scoring"));
 }
