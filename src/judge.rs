@@ -34,6 +34,9 @@ pub struct JudgeConfig {
     pub compile_limits: Limits,
     /// Longest `compileOutput`, characters.
     pub compile_output_chars: usize,
+    /// Test runs and checker runs of all submissions at once (a checker's run overlaps the next
+    /// test's run, but never beyond this many processes judged at once on the host).
+    pub cpu_slots: usize,
     /// What packages that do not say get (time, memory, output limits).
     pub problem_defaults: Defaults,
     /// Custom checkers: their cache, limits and uid.
@@ -43,6 +46,7 @@ pub struct JudgeConfig {
 impl Default for JudgeConfig {
     /// 3× wall time, 256 KiB sources, 64 MiB of output per test; compiling gets 30 s of CPU,
     /// 60 s of wall time, 1 GiB, 64 tasks and 64 MiB files; 8000 characters of compiler output;
+    /// as many test and checker runs at once as the host has cores;
     /// package and checker defaults as [`Defaults::default`] and [`CheckerConfig::default`].
     fn default() -> Self {
         JudgeConfig {
@@ -59,6 +63,7 @@ impl Default for JudgeConfig {
                 stderr_bytes: 64 * 1024,
             },
             compile_output_chars: 8000,
+            cpu_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
             problem_defaults: Defaults::default(),
             checker: CheckerConfig::default(),
         }
@@ -92,7 +97,18 @@ impl From<InterfaceError> for Failure {
 
 impl From<CheckError> for Failure {
     fn from(e: CheckError) -> Self {
-        Failure::Error(e.to_string())
+        match e {
+            // The compiler quotes the checker's source: the setter reads it in the log or in
+            // `executioner problem check`, the contest platform only learns that it failed.
+            CheckError::Compile { output } => {
+                warn!(%output, "the problem's checker does not compile");
+                Failure::Error(
+                    "the checker does not compile (see the worker's log or `executioner problem check`)"
+                        .into(),
+                )
+            }
+            e => Failure::Error(e.to_string()),
+        }
     }
 }
 
@@ -108,6 +124,8 @@ pub struct Judge {
     languages: Arc<Registry>,
     sandbox: Sandbox,
     checkers: CheckerCache,
+    /// One permit per test or checker run in progress (see `JudgeConfig::cpu_slots`).
+    cpu: tokio::sync::Semaphore,
     config: JudgeConfig,
 }
 
@@ -123,6 +141,7 @@ impl Judge {
             languages,
             sandbox,
             checkers: CheckerCache::new(config.checker.clone()),
+            cpu: tokio::sync::Semaphore::new(config.cpu_slots.max(1)),
             config,
         }
     }
@@ -243,11 +262,12 @@ impl Judge {
         // submission compiles.
         let (compiled, checker) = tokio::join!(
             self.compile(container, submission, language, problem, interface, cancel),
-            self.checker_box(problem),
+            cancellable(cancel, self.checker_box(problem)),
         );
+        let checker = checker.and_then(|built| built.map_err(Failure::from));
         let mut checker = match (compiled, checker) {
             (Ok(None), Ok(checker)) => checker,
-            (Ok(None), Err(e)) => return Err(e.into()),
+            (Ok(None), Err(e)) => return Err(e),
             (compiled, checker) => {
                 if let Ok(Some(checker)) = checker {
                     checker.close().await;
@@ -354,6 +374,13 @@ impl Judge {
         ))
     }
 
+    /// Runs `work` (a test's or a checker's run) once a CPU slot is free.
+    async fn on_cpu<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        // The semaphore is never closed; without a permit the work still runs.
+        let _slot = self.cpu.acquire().await.ok();
+        work.await
+    }
+
     /// Runs every test in order, sending `testing` and `tested`; ends with `done`.
     #[allow(clippy::too_many_arguments)]
     async fn run_tests<'a>(
@@ -375,7 +402,7 @@ impl Judge {
         let limits = Limits {
             cpu_ms: problem.time_ms,
             wall_ms: (problem.time_ms as f64 * self.config.wall_multiplier).ceil() as u64,
-            memory_kb: problem.memory_kb + language.memory_extra_kb,
+            memory_kb: problem.memory_kb.saturating_add(language.memory_extra_kb),
             pids: language.run_pids,
             output_bytes: problem
                 .output_limit_bytes
@@ -403,7 +430,7 @@ impl Judge {
             .await?;
             let out = match ahead.take() {
                 Some(out) => out,
-                None => cancellable(cancel, container.run(run_of(test))).await??,
+                None => cancellable(cancel, self.on_cpu(container.run(run_of(test)))).await??,
             };
             // What the checker said: accepted, and the fraction if it gave one.
             let (accepted, fraction) = if out.result.exited_normally() {
@@ -414,9 +441,9 @@ impl Judge {
                         checker.take(&out.stdout).await?;
                         let next = problem.tests.get(index + 1).map(run_of);
                         let both = async {
-                            tokio::join!(checker.check(test), async {
+                            tokio::join!(self.on_cpu(checker.check(test)), async {
                                 match next {
-                                    Some(run) => container.run(run).await.map(Some),
+                                    Some(run) => self.on_cpu(container.run(run)).await.map(Some),
                                     None => Ok(None),
                                 }
                             })

@@ -424,13 +424,19 @@ struct Common {
         default_value = "/var/cache/executioner/checkers"
     )]
     checker_cache: PathBuf,
-    /// CPU seconds one run of a checker may take unless its problem says
-    /// (`limits.validation_time`); wall time is 3×.
+    /// CPU seconds one run of a checker may take: the default and the most a problem may ask
+    /// for (`limits.validation_time`); wall time is 3×.
     #[arg(long, env = "EXECUTIONER_VALIDATION_TIME", default_value_t = 30)]
     validation_time: u64,
-    /// Memory (MiB) of one run of a checker unless its problem says (`limits.validation_memory`).
+    /// Memory (MiB) of one run of a checker: the default and the most a problem may ask for
+    /// (`limits.validation_memory`).
     #[arg(long, env = "EXECUTIONER_VALIDATION_MEMORY", default_value_t = 1024)]
     validation_memory: u64,
+    /// Test runs and checker runs this process makes at once, all submissions together
+    /// (default: the number of cores). A custom checker's run overlaps the next test's run
+    /// only while a slot is free.
+    #[arg(long, env = "EXECUTIONER_CPU_SLOTS")]
+    cpu_slots: Option<usize>,
 }
 
 impl Common {
@@ -452,6 +458,7 @@ impl Common {
             ("--default-output-limit", self.default_output_limit),
             ("--validation-time", self.validation_time),
             ("--validation-memory", self.validation_memory),
+            ("--cpu-slots", self.cpu_slots.map_or(1, |n| n as u64)),
         ] {
             if value == 0 {
                 return Err(format!("{flag} must be positive"));
@@ -465,6 +472,7 @@ impl Common {
             cgroup_parent: self.cgroup_parent,
             judge: JudgeConfig {
                 wall_multiplier: self.wall_multiplier,
+                cpu_slots: self.cpu_slots.unwrap_or(defaults.cpu_slots),
                 problem_defaults: executioner::problem::Defaults {
                     time_ms: (self.default_time_limit * 1000.0).ceil() as u64,
                     memory_kb: self.default_memory_limit * 1024,

@@ -275,7 +275,13 @@ async fn a_package_submission_keeps_its_partial_scores_in_postgres() {
         .unwrap()
         .iter()
         .filter(|m| m["state"] == "tested")
-        .map(|m| (m["subtask"].clone(), m["result"].clone(), m["score"].clone()))
+        .map(|m| {
+            (
+                m["subtask"].clone(),
+                m["result"].clone(),
+                m["score"].clone(),
+            )
+        })
         .collect();
     let partial = |subtask: u32, score: f64| (json!(subtask), json!("accepted"), json!(score));
     let full = |subtask: Value| (subtask, json!("accepted"), Value::Null);

@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex};
 
 use demoter::protocol::{Exit, LimitHit, Limits, RunResult};
 use sha2::{Digest, Sha256};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::language::Registry;
-use crate::problem::{Checker, CheckerLanguage, CheckerProgram, Data, Problem, TestCase};
+use crate::problem::{Checker, CheckerLanguage, CheckerProgram, Data, Problem, Scoring, TestCase};
 use crate::sandbox::{
     Container, Input, OpenOptions, Run, Sandbox, SandboxError, WorkDir, BUILD_DIR,
 };
@@ -40,9 +40,10 @@ const MESSAGE_BYTES: usize = 4096;
 pub struct CheckerConfig {
     /// Where compiled checkers are kept, one folder per content hash.
     pub cache_dir: PathBuf,
-    /// CPU time of one check, ms, unless the problem says (`validation_time`); wall time is 3×.
+    /// CPU time of one check, ms, and the most a problem may ask for (`validation_time`);
+    /// wall time is 3×.
     pub time_ms: u64,
-    /// Memory of one check, KB, unless the problem says (`validation_memory`).
+    /// Memory of one check, KB, and the most a problem may ask for (`validation_memory`).
     pub memory_kb: u64,
     /// The uid (and gid) checkers run as: never the programs' uid.
     pub uid: u32,
@@ -141,7 +142,11 @@ fn language_id(language: CheckerLanguage) -> &'static str {
 }
 
 impl CheckerCache {
-    pub fn new(config: CheckerConfig) -> Self {
+    pub fn new(mut config: CheckerConfig) -> Self {
+        // Bind-mounted by this path: it must be absolute.
+        if let Ok(absolute) = std::path::absolute(&config.cache_dir) {
+            config.cache_dir = absolute;
+        }
         CheckerCache {
             config,
             building: Mutex::new(HashMap::new()),
@@ -163,8 +168,8 @@ impl CheckerCache {
             .resolve(language_id(program.language))
             .ok_or(CheckError::NoImage(program.language.as_str()))?;
         let (key, files) = {
-            let program = program.clone();
-            tokio::task::spawn_blocking(move || content_key(&program))
+            let (program, image) = (program.clone(), language.image.clone());
+            tokio::task::spawn_blocking(move || content_key(&program, &image))
                 .await
                 .map_err(|e| CheckError::Io {
                     path: PathBuf::new(),
@@ -181,34 +186,29 @@ impl CheckerCache {
         let compiled = if tokio::fs::try_exists(&ready).await.unwrap_or(false) {
             false
         } else {
-            let tmp = self
-                .config
-                .cache_dir
-                .join(format!("{key}.tmp-{}", uuid::Uuid::new_v4().simple()));
-            let made = self
-                .compile(
-                    program,
-                    &files,
-                    &language.image,
-                    &language.env,
-                    sandbox,
-                    &tmp,
-                )
-                .await;
-            let made = match made {
-                Ok(()) => std::fs::write(tmp.join(".ready"), b"")
-                    .and_then(|()| match std::fs::rename(&tmp, &dir) {
-                        // Another process built the same content meanwhile: theirs is as good.
-                        Err(_) if ready.exists() => std::fs::remove_dir_all(&tmp),
-                        other => other,
-                    })
-                    .map_err(io_error(&dir)),
-                Err(e) => Err(e),
-            };
-            if made.is_err() {
-                let _ = std::fs::remove_dir_all(&tmp);
-            }
-            made?;
+            // Removed whatever happens (a failure, a cancelled judging) unless it became `dir`.
+            let tmp = Scratch(Some(
+                self.config
+                    .cache_dir
+                    .join(format!("{key}.tmp-{}", uuid::Uuid::new_v4().simple())),
+            ));
+            let path = tmp.path().to_owned();
+            self.compile(
+                program,
+                &files,
+                &language.image,
+                &language.env,
+                sandbox,
+                &path,
+            )
+            .await?;
+            std::fs::write(path.join(".ready"), b"")
+                .and_then(|()| match std::fs::rename(&path, &dir) {
+                    // Another process built the same content meanwhile: theirs is as good.
+                    Err(_) if ready.exists() => Ok(()),
+                    other => other.map(|()| tmp.keep()),
+                })
+                .map_err(io_error(&dir))?;
             info!(checker = %program.dir.display(), cache = %dir.display(), "checker compiled");
             true
         };
@@ -375,8 +375,32 @@ impl CheckerCache {
     }
 }
 
+/// A folder being built in the cache, removed when dropped unless kept.
+struct Scratch(Option<PathBuf>);
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
 /// The content hash of a checker (its folder's files and how it is built), and those files.
-fn content_key(program: &CheckerProgram) -> Result<(String, Vec<PathBuf>), CheckError> {
+fn content_key(
+    program: &CheckerProgram,
+    image: &str,
+) -> Result<(String, Vec<PathBuf>), CheckError> {
     let mut files = Vec::new();
     let mut total = 0;
     for entry in std::fs::read_dir(&program.dir).map_err(io_error(&program.dir))? {
@@ -399,6 +423,8 @@ fn content_key(program: &CheckerProgram) -> Result<(String, Vec<PathBuf>), Check
     let mut hash = Sha256::new();
     hash.update(RECIPE.as_bytes());
     hash.update(program.language.as_str().as_bytes());
+    // A new image may need the checker built again (another JVM, another Python).
+    hash.update(image.as_bytes());
     for source in &program.sources {
         hash.update(b"\0source\0");
         hash.update(source.to_string_lossy().as_bytes());
@@ -466,6 +492,8 @@ pub struct CheckerBox {
     problem_dir: PathBuf,
     limits: Limits,
     uid: u32,
+    /// Whether score files mean anything: in a pass-fail problem they are ignored.
+    scored: bool,
 }
 
 impl CheckerBox {
@@ -485,11 +513,18 @@ impl CheckerBox {
             io_traversable: true,
         };
         let container = sandbox.open_with(&built.image, &options).await?;
-        let time_ms = problem.validation.time_ms.unwrap_or(config.time_ms);
+        // A package may ask for less than the operator's limits, never for more.
+        let time_ms = problem
+            .validation
+            .time_ms
+            .map_or(config.time_ms, |t| t.min(config.time_ms));
         let limits = Limits {
             cpu_ms: time_ms,
             wall_ms: time_ms.saturating_mul(3),
-            memory_kb: problem.validation.memory_kb.unwrap_or(config.memory_kb),
+            memory_kb: problem
+                .validation
+                .memory_kb
+                .map_or(config.memory_kb, |m| m.min(config.memory_kb)),
             pids: built.pids,
             output_bytes: 8 * 1024 * 1024,
             stderr_bytes: 64 * 1024,
@@ -501,6 +536,7 @@ impl CheckerBox {
             problem_dir: problem.dir.clone(),
             limits,
             uid: config.uid,
+            scored: problem.scoring != Scoring::PassFail,
         })
     }
 
@@ -573,36 +609,31 @@ impl CheckerBox {
                 io: None,
             })
             .await?;
-        let fault = |reason: String| CheckError::Fault {
-            test: test.name.clone(),
-            reason,
-        };
         let stderr = read_head(&ran.stderr, MESSAGE_BYTES);
+        // What the checker itself said stays in the log: it may quote the answer, and the
+        // reason of an `error` reaches the contest platform.
+        let fault = |reason: String| {
+            let said = feedback_file(&feedback, "judgemessage.txt", MESSAGE_BYTES);
+            warn!(test = %test.name, %reason, stderr = %stderr.trim(), judgemessage = %said.unwrap_or_default().trim(), "checker failed");
+            CheckError::Fault {
+                test: test.name.clone(),
+                reason,
+            }
+        };
         if ran.result.limit.is_some() || matches!(ran.result.exit, Exit::Signaled { .. }) {
-            return Err(fault(format!(
-                "it {}{}",
-                describe(&ran.result),
-                suffix(&stderr)
-            )));
+            return Err(fault(format!("it {}", describe(&ran.result))));
         }
         let Exit::Exited { code } = ran.result.exit else {
             unreachable!("signals are handled above")
         };
         let outcome = match self.checker {
             Checker::Testlib(_) => testlib_outcome(code, &stderr).map_err(fault)?,
-            _ => icpc_outcome(code, &feedback, test).map_err(fault)?,
+            // Samples of a scoring problem are not scored: their score files are ignored too.
+            _ => icpc_outcome(code, &feedback, test, self.scored && test.weight > 0.0)
+                .map_err(fault)?,
         };
         let _ = tokio::fs::remove_file(&team).await;
         Ok(outcome)
-    }
-}
-
-fn suffix(stderr: &str) -> String {
-    let line = stderr.trim();
-    if line.is_empty() {
-        String::new()
-    } else {
-        format!(": {line}")
     }
 }
 
@@ -641,7 +672,7 @@ fn parse_fraction(text: &str, what: &str) -> Result<f64, String> {
     let value: f64 = text
         .trim()
         .parse()
-        .map_err(|_| format!("{what} holds {:?}, not a number", text.trim()))?;
+        .map_err(|_| format!("{what} does not hold a number"))?;
     if value.is_finite() {
         Ok(value)
     } else {
@@ -651,10 +682,15 @@ fn parse_fraction(text: &str, what: &str) -> Result<f64, String> {
 
 /// The ICPC protocol: 42 accepts, 43 rejects, anything else is the validator's failure;
 /// `score_multiplier.txt` is a fraction, `score.txt` points out of the test's maximum.
-fn icpc_outcome(code: i32, feedback: &Path, test: &TestCase) -> Result<CheckOutcome, String> {
+fn icpc_outcome(
+    code: i32,
+    feedback: &Path,
+    test: &TestCase,
+    scored: bool,
+) -> Result<CheckOutcome, String> {
     let message = feedback_file(feedback, "judgemessage.txt", MESSAGE_BYTES).unwrap_or_default();
-    let multiplier = feedback_file(feedback, "score_multiplier.txt", 256);
-    let score = feedback_file(feedback, "score.txt", 256);
+    let score_file = |name| feedback_file(feedback, name, 256).filter(|_| scored);
+    let (multiplier, score) = (score_file("score_multiplier.txt"), score_file("score.txt"));
     match code {
         42 => {
             let fraction = match (multiplier, score) {
@@ -695,8 +731,7 @@ fn icpc_outcome(code: i32, feedback: &Path, test: &TestCase) -> Result<CheckOutc
             })
         }
         other => Err(format!(
-            "exit code {other} (an output validator exits 42 to accept, 43 to reject){}",
-            suffix(&message)
+            "exit code {other} (an output validator exits 42 to accept, 43 to reject)"
         )),
     }
 }
@@ -716,7 +751,7 @@ fn testlib_outcome(code: i32, stderr: &str) -> Result<CheckOutcome, String> {
             fraction: None,
             message,
         }),
-        3 => Err(format!("it reported FAIL{}", suffix(stderr))),
+        3 => Err("it reported FAIL".to_owned()),
         7 => {
             let mut words = message.split_whitespace();
             let first = words.next().unwrap_or_default();
@@ -738,8 +773,7 @@ fn testlib_outcome(code: i32, stderr: &str) -> Result<CheckOutcome, String> {
             })
         }
         other => Err(format!(
-            "exit code {other} (testlib checkers exit 0, 1, 2, 3 or 7){}",
-            suffix(stderr)
+            "exit code {other} (testlib checkers exit 0, 1, 2, 3 or 7)"
         )),
     }
 }
@@ -765,32 +799,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path();
         let t = test_case(20.0);
-        let ok = icpc_outcome(42, f, &t).unwrap();
+        let ok = icpc_outcome(42, f, &t, true).unwrap();
         assert!(ok.accepted && ok.fraction.is_none());
         std::fs::write(f.join("judgemessage.txt"), "token 3 wrong").unwrap();
-        let wa = icpc_outcome(43, f, &t).unwrap();
+        let wa = icpc_outcome(43, f, &t, true).unwrap();
         assert!(!wa.accepted);
         assert_eq!(wa.message, "token 3 wrong");
-        assert!(icpc_outcome(0, f, &t).unwrap_err().contains("exit code 0"));
-        assert!(icpc_outcome(1, f, &t).is_err());
+        assert!(icpc_outcome(0, f, &t, true)
+            .unwrap_err()
+            .contains("exit code 0"));
+        assert!(icpc_outcome(1, f, &t, true).is_err());
         std::fs::write(f.join("score.txt"), "5\n").unwrap();
-        assert_eq!(icpc_outcome(42, f, &t).unwrap().fraction, Some(0.25));
-        assert!(icpc_outcome(43, f, &t)
+        assert_eq!(icpc_outcome(42, f, &t, true).unwrap().fraction, Some(0.25));
+        assert!(icpc_outcome(43, f, &t, true)
             .unwrap_err()
             .contains("wrote a score"));
         std::fs::write(f.join("score.txt"), "25").unwrap();
-        assert!(icpc_outcome(42, f, &t)
+        assert!(icpc_outcome(42, f, &t, true)
             .unwrap_err()
             .contains("not in [0, 1]"));
         std::fs::write(f.join("score.txt"), "lots").unwrap();
-        assert!(icpc_outcome(42, f, &t)
+        assert!(icpc_outcome(42, f, &t, true)
             .unwrap_err()
-            .contains("not a number"));
+            .contains("not hold a number"));
         std::fs::remove_file(f.join("score.txt")).unwrap();
         std::fs::write(f.join("score_multiplier.txt"), "0.5").unwrap();
-        assert_eq!(icpc_outcome(42, f, &t).unwrap().fraction, Some(0.5));
+        assert_eq!(icpc_outcome(42, f, &t, true).unwrap().fraction, Some(0.5));
         std::fs::write(f.join("score.txt"), "1").unwrap();
-        assert!(icpc_outcome(42, f, &t).unwrap_err().contains("both"));
+        assert!(icpc_outcome(42, f, &t, true).unwrap_err().contains("both"));
+        // Where scores mean nothing (pass-fail problems, samples) score files are ignored.
+        let plain = icpc_outcome(42, f, &t, false).unwrap();
+        assert!(plain.accepted && plain.fraction.is_none());
+        assert!(!icpc_outcome(43, f, &t, false).unwrap().accepted);
     }
 
     #[test]
@@ -802,9 +842,9 @@ mod tests {
                 .accepted
         );
         assert!(!testlib_outcome(2, "wrong output format").unwrap().accepted);
-        assert!(testlib_outcome(3, "FAIL answer is bad")
-            .unwrap_err()
-            .contains("FAIL answer is bad"));
+        // What the checker said is logged, never put in the reason (it may quote the answer).
+        let fail = testlib_outcome(3, "FAIL expected 42").unwrap_err();
+        assert!(fail.contains("FAIL") && !fail.contains("42"), "{fail}");
         assert_eq!(
             testlib_outcome(7, "points 0.5 sum only").unwrap().fraction,
             Some(0.5)
@@ -825,10 +865,11 @@ mod tests {
             sources: vec!["check.cpp".into()],
             language: CheckerLanguage::Cpp,
         };
-        let (first, files) = content_key(&program).unwrap();
+        let (first, files) = content_key(&program, "gxx").unwrap();
         assert_eq!(files, vec![PathBuf::from("check.cpp"), "testlib.h".into()]);
-        assert_eq!(content_key(&program).unwrap().0, first);
+        assert_eq!(content_key(&program, "gxx").unwrap().0, first);
+        assert_ne!(content_key(&program, "other").unwrap().0, first);
         std::fs::write(dir.path().join("testlib.h"), "// b").unwrap();
-        assert_ne!(content_key(&program).unwrap().0, first);
+        assert_ne!(content_key(&program, "gxx").unwrap().0, first);
     }
 }

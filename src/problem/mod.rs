@@ -340,16 +340,65 @@ pub fn load(root: &Path, id: &str) -> Result<Problem, ProblemError> {
 
 /// [`load`] with the operator's defaults for what a package does not say.
 pub fn load_with(root: &Path, id: &str, defaults: &Defaults) -> Result<Problem, ProblemError> {
+    // Absolute and without links: the folder is bind-mounted into checkers' containers by this
+    // path, and every file the judge reads must stay below it.
     let dir = root.join(id);
-    let problem = match detect(&dir) {
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    let mut problem = match detect(&dir) {
         Some(Format::Staoj) => staoj::load(&dir, id)?,
         Some(Format::Icpc) => icpc::load(&dir, id, defaults)?,
         Some(Format::Polygon) => polygon::load(&dir, id)?,
         // No marker: the STAOJ loader names what is missing, as it always has.
         None => staoj::load(&dir, id)?,
     };
+    problem.dir = dir;
     check(&problem)?;
+    contained(&problem)?;
     Ok(problem)
+}
+
+/// Every file of a package the judge reads (test data, the checker's folder) is inside the
+/// package, links resolved: a package cannot make the worker read a host file into a sandbox,
+/// a compile error or a reason.
+fn contained(problem: &Problem) -> Result<(), ProblemError> {
+    let outside = |path: &Path| ProblemError::Invalid {
+        path: path.to_owned(),
+        reason: format!(
+            "it is not inside the problem's folder {} (a link out of the package?)",
+            problem.dir.display()
+        ),
+    };
+    let check = |path: &Path| match std::fs::canonicalize(path) {
+        Ok(real) if real.starts_with(&problem.dir) => Ok(()),
+        Ok(_) => Err(outside(path)),
+        Err(source) => Err(ProblemError::Unreadable {
+            path: path.to_owned(),
+            source,
+        }),
+    };
+    for test in &problem.tests {
+        for data in [&test.input, &test.answer] {
+            if let Data::File(path) = data {
+                check(path)?;
+            }
+        }
+    }
+    if let Checker::Icpc(program) | Checker::Testlib(program) = &problem.checker {
+        check(&program.dir)?;
+        let entries =
+            std::fs::read_dir(&program.dir).map_err(|source| ProblemError::Unreadable {
+                path: program.dir.clone(),
+                source,
+            })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| ProblemError::Unreadable {
+                path: program.dir.clone(),
+                source,
+            })?;
+            check(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// What every format must hold, whatever its loader checked.
@@ -669,6 +718,42 @@ mod tests {
     }
 
     use std::io::Read;
+
+    /// A Polygon package whose test is a link out of the package, or whose checker folder
+    /// holds one, is refused: the worker would read a host file.
+    #[test]
+    fn links_out_of_a_package_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("p");
+        std::fs::create_dir_all(dir.join("tests")).unwrap();
+        std::fs::create_dir_all(dir.join("files")).unwrap();
+        std::fs::write(
+            dir.join("problem.xml"),
+            r#"<problem><judging input-file="" output-file=""><testset name="tests">
+            <time-limit>1000</time-limit><memory-limit>67108864</memory-limit>
+            <test-count>1</test-count><input-path-pattern>tests/%02d</input-path-pattern>
+            <answer-path-pattern>tests/%02d.a</answer-path-pattern><tests><test/></tests>
+            </testset></judging><assets><checker type="testlib">
+            <source path="files/check.cpp" type="cpp.g++17"/></checker></assets></problem>"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("files/check.cpp"), "int main() {}").unwrap();
+        std::fs::write(dir.join("tests/01.a"), "1").unwrap();
+        let secret = root.path().join("secret");
+        std::fs::write(&secret, "host data").unwrap();
+        std::os::unix::fs::symlink(&secret, dir.join("tests/01")).unwrap();
+        let err = load(root.path(), "p").unwrap_err().to_string();
+        assert!(err.contains("not inside the problem's folder"), "{err}");
+        // A link inside the package is fine.
+        std::fs::remove_file(dir.join("tests/01")).unwrap();
+        std::fs::write(dir.join("tests/real"), "1 2").unwrap();
+        std::os::unix::fs::symlink(dir.join("tests/real"), dir.join("tests/01")).unwrap();
+        assert!(load(root.path(), "p").is_ok());
+        // A header linked out of the checker's folder is refused too.
+        std::os::unix::fs::symlink(&secret, dir.join("files/testlib.h")).unwrap();
+        let err = load(root.path(), "p").unwrap_err().to_string();
+        assert!(err.contains("testlib.h"), "{err}");
+    }
 
     #[test]
     fn the_format_is_detected_by_its_marker_file() {

@@ -74,15 +74,46 @@ pub(super) fn load(dir: &Path, id: &str) -> Result<Problem, ProblemError> {
             statement.memory
         )));
     }
+    if tests.is_empty() {
+        return Err(inconsistent("it has no test cases".into()));
+    }
     let subtasks = statement.subtasks.unwrap_or_default();
-    // Every test of a problem with subtasks names one (the shared checks catch a wrong number).
+    // The checks in the order this format always made them, so a problem with several faults
+    // is told the same one as before; the shared checks then find nothing more.
     if !subtasks.is_empty() {
-        if let Some(i) = tests.iter().position(|t| t.subtask.is_none()) {
+        if let Some((i, s)) = subtasks
+            .iter()
+            .enumerate()
+            .find(|(_, s)| !(s.score.is_finite() && s.score >= 0.0))
+        {
             return Err(inconsistent(format!(
-                "test {} names no subtask, but the problem has {} subtasks",
+                "subtask {} has an invalid score {}",
                 i + 1,
-                subtasks.len()
+                s.score
             )));
+        }
+        let total: f64 = subtasks.iter().map(|s| s.score).sum();
+        if (total - 1.0).abs() > 1e-6 {
+            return Err(inconsistent(format!(
+                "subtask scores add up to {total}, not 1"
+            )));
+        }
+    }
+    for (i, test) in tests.iter().enumerate() {
+        match (test.subtask, subtasks.len()) {
+            (Some(s), n) if s == 0 || s as usize > n => {
+                return Err(inconsistent(format!(
+                    "test {} names subtask {s}, but the problem has {n} subtask(s)",
+                    i + 1
+                )))
+            }
+            (None, n) if n > 0 => {
+                return Err(inconsistent(format!(
+                    "test {} names no subtask, but the problem has {n} subtasks",
+                    i + 1
+                )))
+            }
+            _ => {}
         }
     }
     let scoring = if subtasks.is_empty() {
@@ -227,6 +258,12 @@ mod tests {
             r#"[{"input":"","output":"","subtask":1}]"#
         )
         .contains("names subtask 1"));
+        // Several faults: the first in test order, as always.
+        assert!(inconsistency(
+            &two,
+            r#"[{"input":"","output":"","subtask":3},{"input":"","output":""}]"#
+        )
+        .contains("test 1 names subtask 3"));
     }
 
     #[test]
