@@ -8,9 +8,12 @@
 //! images built. Prints the per-test time (first `testing` to last `tested`, over the tests),
 //! median of 3 submissions each; nothing is asserted.
 
+mod floor;
+
+use floor::{median, ms};
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use executioner::cli::{build_judge, Setup};
@@ -76,15 +79,6 @@ fn package(root: &Path, id: &str, validator: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
@@ -146,28 +140,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // The floor: the same program compiled and run directly on the host.
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("main.c"), PROGRAM)?;
-    let status = std::process::Command::new("gcc")
-        .args(["-O2", "-o", "main", "main.c"])
-        .current_dir(dir.path())
-        .status()?;
-    anyhow::ensure!(status.success(), "host gcc failed");
-    let mut bare = Vec::new();
-    for i in 0..TESTS + 5 {
-        let input = dir.path().join("in");
-        std::fs::write(&input, format!("{i} 1\n"))?;
-        let t = Instant::now();
-        let out = std::process::Command::new(dir.path().join("main"))
-            .stdin(std::fs::File::open(&input)?)
-            .output()?;
-        let elapsed = t.elapsed();
-        anyhow::ensure!(out.status.success());
-        if i >= 5 {
-            bare.push(elapsed);
-        }
-    }
-    let bare = median(bare);
+    let bare = floor::bare_fork_exec(PROGRAM, TESTS)?;
     for (problem, test, submission) in &report {
         println!(
             "{problem:14} median per test {:.2} ms ({:.2} ms over the bare fork+exec), whole submission {:.0} ms",

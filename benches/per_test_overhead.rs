@@ -4,7 +4,10 @@
 //! Run: `scripts/bench` (or `cargo bench --bench per_test_overhead` with EXECUTIONER_DEMOTER set
 //! and the gcc-12 image built). Prints medians; nothing is asserted.
 
-use std::time::{Duration, Instant};
+mod floor;
+
+use floor::{median, ms};
+use std::time::Instant;
 
 use demoter::protocol::Limits;
 use executioner::cli::find_demoter;
@@ -13,15 +16,6 @@ use executioner::sandbox::{Input, Run, Sandbox, SandboxConfig, WorkDir, BUILD_DI
 
 const RUNS: usize = 100;
 const PROGRAM: &str = "#include <stdio.h>\nint main(void){int a,b;if(scanf(\"%d %d\",&a,&b)!=2)return 1;printf(\"%d\\n\",a+b);return 0;}\n";
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -88,28 +82,8 @@ async fn main() -> anyhow::Result<()> {
     container.close().await;
 
     // The same program, compiled and run directly on the host.
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("main.c"), PROGRAM)?;
-    let status = std::process::Command::new("gcc")
-        .args(["-O2", "-o", "main", "main.c"])
-        .current_dir(dir.path())
-        .status()?;
-    anyhow::ensure!(status.success(), "host gcc failed");
-    let mut bare = Vec::with_capacity(RUNS);
-    for i in 0..RUNS + 5 {
-        let input = dir.path().join("in");
-        std::fs::write(&input, format!("{i} 1\n"))?;
-        let t = Instant::now();
-        let out = std::process::Command::new(dir.path().join("main"))
-            .stdin(std::fs::File::open(&input)?)
-            .output()?;
-        let elapsed = t.elapsed();
-        anyhow::ensure!(out.status.success());
-        if i >= 5 {
-            bare.push(elapsed);
-        }
-    }
-    let (s, b) = (median(sandboxed), median(bare));
+    let bare = floor::bare_fork_exec(PROGRAM, RUNS)?;
+    let (s, b) = (median(sandboxed), bare);
     println!(
         "container start + agent ready: {:.1} ms (once per submission)",
         ms(start_cost)
