@@ -147,6 +147,7 @@ impl CheckerCache {
         if let Ok(absolute) = std::path::absolute(&config.cache_dir) {
             config.cache_dir = absolute;
         }
+        sweep(&config.cache_dir, std::time::Duration::from_secs(3600));
         CheckerCache {
             config,
             building: Mutex::new(HashMap::new()),
@@ -372,6 +373,27 @@ impl CheckerCache {
         .await;
         container.close().await;
         result
+    }
+}
+
+/// Removes what builds that never finished (a process killed mid-build) left in the cache:
+/// `*.tmp-*` folders older than `age` (a younger one may be another process's build).
+fn sweep(cache: &Path, age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed >= age);
+        if old && entry.file_name().to_string_lossy().contains(".tmp-") {
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                warn!(path = %entry.path().display(), error = %e, "could not remove a stale checker build");
+            }
+        }
     }
 }
 
@@ -853,6 +875,28 @@ mod tests {
         assert!(testlib_outcome(7, "points 3").is_err());
         assert!(testlib_outcome(7, "").is_err());
         assert!(testlib_outcome(4, "").is_err());
+    }
+
+    #[test]
+    fn stale_builds_are_swept_and_fresh_ones_kept() {
+        let cache = tempfile::tempdir().unwrap();
+        for name in ["abc.tmp-1", "abc", "def.tmp-2"] {
+            std::fs::create_dir(cache.path().join(name)).unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for name in ["abc.tmp-1", "abc"] {
+            std::fs::File::open(cache.path().join(name))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        sweep(cache.path(), std::time::Duration::from_secs(3600));
+        let mut left: Vec<String> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["abc", "def.tmp-2"]);
     }
 
     #[test]
