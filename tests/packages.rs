@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{judge, pass, problems_root, run_cases, score_text, Case, Pool, MEASURED, SOME_TEXT};
-use serde_json::{json, Map, Value};
+use common::{
+    judge, message, pass, problems_root, run_cases, score_text, Case, Pool, MEASURED, SOME_TEXT,
+};
+use serde_json::{json, Value};
 
 const DEADLINE: Duration = Duration::from_secs(600);
 
@@ -115,16 +117,6 @@ fn language_of(path: &Path) -> (&'static str, bool) {
         Some("py") => ("python-3.11", false),
         other => panic!("{}: no language for {other:?}", path.display()),
     }
-}
-
-fn message(id: &str, state: &str, extra: Value) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), id.into());
-    m.insert("state".into(), state.into());
-    if let Value::Object(extra) = extra {
-        m.extend(extra);
-    }
-    Value::Object(m)
 }
 
 /// The exact messages of a program that runs to `done`.

@@ -283,39 +283,23 @@ impl CheckerCache {
                 .map(|s| s.to_string_lossy().into_owned())
                 .collect();
             let (compile, artifact): (Vec<String>, &str) = match program.language {
-                CheckerLanguage::C => (
-                    [
-                        "gcc",
-                        "-std=gnu17",
-                        "-O2",
-                        "-pipe",
-                        "-static",
-                        "-o",
+                CheckerLanguage::C | CheckerLanguage::Cpp => {
+                    let (compiler, standard) = match program.language {
+                        CheckerLanguage::C => ("gcc", "-std=gnu17"),
+                        _ => ("g++", "-std=gnu++17"),
+                    };
+                    (
+                        [
+                            compiler, standard, "-O2", "-pipe", "-static", "-o", "checker",
+                        ]
+                        .into_iter()
+                        .map(String::from)
+                        .chain(sources)
+                        .chain(["-lm".to_owned()])
+                        .collect(),
                         "checker",
-                    ]
-                    .into_iter()
-                    .map(String::from)
-                    .chain(sources)
-                    .chain(["-lm".to_owned()])
-                    .collect(),
-                    "checker",
-                ),
-                CheckerLanguage::Cpp => (
-                    [
-                        "g++",
-                        "-std=gnu++17",
-                        "-O2",
-                        "-pipe",
-                        "-static",
-                        "-o",
-                        "checker",
-                    ]
-                    .into_iter()
-                    .map(String::from)
-                    .chain(sources)
-                    .collect(),
-                    "checker",
-                ),
+                    )
+                }
                 CheckerLanguage::Java => (
                     vec![
                         "/bin/sh".into(),

@@ -401,6 +401,29 @@ fn contained(problem: &Problem) -> Result<(), ProblemError> {
     Ok(())
 }
 
+/// Subtask shares are finite, not negative, and add up to 1 (within 1e-6); none is fine.
+fn shares(subtasks: &[Subtask]) -> Result<(), String> {
+    if subtasks.is_empty() {
+        return Ok(());
+    }
+    if let Some((i, s)) = subtasks
+        .iter()
+        .enumerate()
+        .find(|(_, s)| !(s.score.is_finite() && s.score >= 0.0))
+    {
+        return Err(format!(
+            "subtask {} has an invalid score {}",
+            i + 1,
+            s.score
+        ));
+    }
+    let total: f64 = subtasks.iter().map(|s| s.score).sum();
+    if (total - 1.0).abs() > 1e-6 {
+        return Err(format!("subtask scores add up to {total}, not 1"));
+    }
+    Ok(())
+}
+
 /// What every format must hold, whatever its loader checked.
 fn check(problem: &Problem) -> Result<(), ProblemError> {
     let inconsistent = |reason: String| ProblemError::Inconsistent {
@@ -417,26 +440,7 @@ fn check(problem: &Problem) -> Result<(), ProblemError> {
         return Err(inconsistent("it has no test cases".into()));
     }
     let n = problem.subtasks.len();
-    if n > 0 {
-        if let Some((i, s)) = problem
-            .subtasks
-            .iter()
-            .enumerate()
-            .find(|(_, s)| !(s.score.is_finite() && s.score >= 0.0))
-        {
-            return Err(inconsistent(format!(
-                "subtask {} has an invalid score {}",
-                i + 1,
-                s.score
-            )));
-        }
-        let total: f64 = problem.subtasks.iter().map(|s| s.score).sum();
-        if (total - 1.0).abs() > 1e-6 {
-            return Err(inconsistent(format!(
-                "subtask scores add up to {total}, not 1"
-            )));
-        }
-    }
+    shares(&problem.subtasks).map_err(inconsistent)?;
     for (i, test) in problem.tests.iter().enumerate() {
         if let Some(s) = test.subtask {
             if s == 0 || s as usize > n {

@@ -80,25 +80,7 @@ pub(super) fn load(dir: &Path, id: &str) -> Result<Problem, ProblemError> {
     let subtasks = statement.subtasks.unwrap_or_default();
     // The checks in the order this format always made them, so a problem with several faults
     // is told the same one as before; the shared checks then find nothing more.
-    if !subtasks.is_empty() {
-        if let Some((i, s)) = subtasks
-            .iter()
-            .enumerate()
-            .find(|(_, s)| !(s.score.is_finite() && s.score >= 0.0))
-        {
-            return Err(inconsistent(format!(
-                "subtask {} has an invalid score {}",
-                i + 1,
-                s.score
-            )));
-        }
-        let total: f64 = subtasks.iter().map(|s| s.score).sum();
-        if (total - 1.0).abs() > 1e-6 {
-            return Err(inconsistent(format!(
-                "subtask scores add up to {total}, not 1"
-            )));
-        }
-    }
+    super::shares(&subtasks).map_err(inconsistent)?;
     for (i, test) in tests.iter().enumerate() {
         match (test.subtask, subtasks.len()) {
             (Some(s), n) if s == 0 || s as usize > n => {

@@ -409,7 +409,8 @@ pub fn score_text(score: f64) -> Value {
     Value::String(format!("<score {score:.4}>"))
 }
 
-fn message(id: &str, state: &str, extra: Value) -> Value {
+/// One expected message: `id`, `state` and the fields of `extra`.
+pub fn message(id: &str, state: &str, extra: Value) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), id.into());
     m.insert("state".into(), state.into());
