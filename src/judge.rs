@@ -348,6 +348,13 @@ impl Judge {
             .await?;
         }
         container.seal_build().await?;
+        match container.warm(&language.warm).await {
+            // Best effort: a cold cache costs the first test memory, not its verdict here.
+            Err(SandboxError::AgentFailed { error, .. }) => {
+                warn!(language = %language.id, %error, "reading the runtime ahead failed")
+            }
+            other => other?,
+        }
         Ok(None)
     }
 

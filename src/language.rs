@@ -45,6 +45,12 @@ pub struct Language {
     /// failing verdict it gets (`MLE` instead of `error`).
     #[serde(default)]
     pub oom_exit_code: Option<i32>,
+    /// Files and folders of the runtime (absolute paths in the image) read into the page cache by
+    /// the agent before the first test: a page a run reads first is charged to the run's memory
+    /// cgroup, so a cold 60 MB interpreter library would count against the program's limit (and
+    /// thrash in it) on the first test only.
+    #[serde(default)]
+    pub warm: Vec<String>,
 }
 
 /// Default `run_pids`: enough for a single-threaded program and a helper or two.

@@ -69,6 +69,7 @@ impl Agent {
                 mode,
             } => fsops::put(src, dst, *uid, *gid, *mode).map(|()| Response::Ok),
             Request::Seal { path } => fsops::seal(path).map(|()| Response::Ok),
+            Request::Warm { paths } => fsops::warm(paths).map(|()| Response::Ok),
             Request::Run(spec) => self.run(spec).map(Response::Ran),
         };
         done.unwrap_or_else(failed)

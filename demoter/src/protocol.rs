@@ -33,6 +33,12 @@ pub enum Request {
     /// Make `path` and everything below it owned by root and writable by nobody else, so that
     /// later runs can read and execute what is there but not change it. Symlinks are not followed.
     Seal { path: PathBuf },
+    /// Read `paths` (files, and the files below directories; symlinks not followed) ahead into
+    /// the page cache, as the agent. A file first read by a run is charged to the run's memory
+    /// cgroup: a runtime's 60 MB library read from disk would count against the program's memory
+    /// limit (and thrash inside it) on the first test only. Read by the agent, it is charged to
+    /// the container. A path that does not exist is an error; the pages are best effort.
+    Warm { paths: Vec<PathBuf> },
     /// Run one program.
     Run(RunSpec),
 }
@@ -96,7 +102,7 @@ pub struct Limits {
 pub enum Response {
     /// Sent once when the agent has started and is ready for requests.
     Ready { version: u32 },
-    /// `Mkdir`, `Put` or `Seal` succeeded.
+    /// `Mkdir`, `Put`, `Seal` or `Warm` succeeded.
     Ok,
     /// `Run` finished; the program's outcome is in the result (whatever it was).
     Ran(RunResult),
@@ -159,6 +165,13 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&req).unwrap(),
             r#"{"op":"seal","path":"/box/build"}"#
+        );
+        let req = Request::Warm {
+            paths: vec!["/usr/lib/x.so".into()],
+        };
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"op":"warm","paths":["/usr/lib/x.so"]}"#
         );
         let res = Response::Ran(RunResult {
             exit: Exit::Signaled { signal: 9 },

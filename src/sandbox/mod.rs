@@ -688,6 +688,18 @@ impl Container {
         .await
     }
 
+    /// Reads `paths` (absolute, in the image) into the page cache as the agent, so that no run
+    /// is charged for them (see [`Request::Warm`]).
+    pub async fn warm(&mut self, paths: &[String]) -> Result<(), SandboxError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        self.expect_ok(&Request::Warm {
+            paths: paths.iter().map(PathBuf::from).collect(),
+        })
+        .await
+    }
+
     /// The host directory mounted at `/judge/io` (root-only): inputs and outputs of runs.
     pub fn io_dir(&self) -> &Path {
         &self.io_dir

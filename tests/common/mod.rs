@@ -58,6 +58,10 @@ pub struct Language {
     pub extension: String,
     /// Compiled languages send `compiling` and `compiled`; interpreted ones go straight to tests.
     pub compiled: bool,
+    /// Docker image.
+    pub image: String,
+    /// The runtime files the agent reads ahead (`warm`).
+    pub warm: Vec<String>,
 }
 
 pub fn languages() -> Vec<Language> {
@@ -87,20 +91,25 @@ pub fn languages() -> Vec<Language> {
                 .and_then(|e| e.to_str())
                 .unwrap_or_else(|| panic!("source file {source:?} has no extension"))
                 .to_owned();
-            let aliases = table
-                .get("aliases")
-                .and_then(toml::Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let strings = |key: &str| -> Vec<String> {
+                table
+                    .get(key)
+                    .and_then(toml::Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let aliases = strings("aliases");
             Language {
                 id: text("id"),
                 aliases,
                 extension,
                 compiled: table.get("compile").is_some(),
+                image: text("image"),
+                warm: strings("warm"),
             }
         })
         .collect()
