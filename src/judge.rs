@@ -1,6 +1,6 @@
 //! Judging one submission: the message sequence of SPEC §2, from `executing` to its end.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use demoter::protocol::{LimitHit, Limits, RunResult};
@@ -13,9 +13,13 @@ use crate::check::custom::{
 use crate::check::{compare, DefaultFlags};
 use crate::interface::{Interface, InterfaceError, Sent};
 use crate::language::{Language, Placeholders, Registry};
-use crate::problem::{is_valid_id, Checker, Defaults, Problem, ProblemStore, TestCase};
+use crate::problem::{
+    is_valid_id, Checker, Defaults, Interaction, Problem, ProblemStore, TestCase,
+};
 use crate::protocol::{Body, CompileResult, Message, Submission};
-use crate::sandbox::{Container, Input, Run, Sandbox, SandboxError, WorkDir, BUILD_DIR};
+use crate::sandbox::{
+    Container, Input, Run, RunOutput, Sandbox, SandboxError, Side, WorkDir, BUILD_DIR,
+};
 use crate::score::{round4, score, Graded};
 use crate::verdict::Verdict;
 
@@ -260,9 +264,12 @@ impl Judge {
     ) -> Result<Body, Failure> {
         // The checker's container starts (and the checker compiles, once per content) while the
         // submission compiles.
+        // An interactor reaches the program through FIFOs in the program's io dir.
+        let peer_io = (problem.interaction == Interaction::Interactive)
+            .then(|| container.io_dir().to_owned());
         let (compiled, checker) = tokio::join!(
             self.compile(container, submission, language, problem, interface, cancel),
-            cancellable(cancel, self.checker_box(problem)),
+            cancellable(cancel, self.checker_box(problem, peer_io)),
         );
         let checker = checker.and_then(|built| built.map_err(Failure::from));
         let mut checker = match (compiled, checker) {
@@ -371,13 +378,17 @@ impl Judge {
     }
 
     /// The container of the problem's custom checker, if it has one.
-    async fn checker_box(&self, problem: &Problem) -> Result<Option<CheckerBox>, CheckError> {
+    async fn checker_box(
+        &self,
+        problem: &Problem,
+        peer_io: Option<PathBuf>,
+    ) -> Result<Option<CheckerBox>, CheckError> {
         let Some(built) = self.build_checker(problem).await? else {
             return Ok(None);
         };
         let config = self.checkers.config();
         Ok(Some(
-            CheckerBox::open(&self.sandbox, config, built, problem).await?,
+            CheckerBox::open(&self.sandbox, config, built, problem, peer_io).await?,
         ))
     }
 
@@ -435,45 +446,66 @@ impl Judge {
                 subtask: test.subtask,
             })
             .await?;
-            let out = match ahead.take() {
-                Some(out) => out,
-                None => cancellable(cancel, self.on_cpu(container.run(run_of(test)))).await??,
-            };
-            // What the checker said: accepted, and the fraction if it gave one.
-            let (accepted, fraction) = if out.result.exited_normally() {
-                let outcome = match checker.as_deref_mut() {
-                    Some(checker) => {
-                        // The checker's process and the next test's run overlap: each has its
-                        // own container, cgroups and limits, and messages keep their order.
-                        checker.take(&out.stdout).await?;
-                        let next = problem.tests.get(index + 1).map(run_of);
-                        let both = async {
-                            tokio::join!(self.on_cpu(checker.check(test)), async {
-                                match next {
-                                    Some(run) => self.on_cpu(container.run(run)).await.map(Some),
-                                    None => Ok(None),
-                                }
-                            })
-                        };
-                        let (outcome, next) = cancellable(cancel, both).await?;
-                        ahead = next?;
-                        outcome?
-                    }
-                    None => compare_default(test, &out.stdout).await?,
-                };
-                if !outcome.accepted {
-                    info!(test_case, test = %test.name, message = %outcome.message, "wrong answer");
-                } else if !outcome.message.is_empty() {
-                    info!(test_case, test = %test.name, message = %outcome.message, "checker message");
-                }
-                (outcome.accepted, outcome.fraction.map(round4))
+            // Whether the interactor rejected before the program ended: then nothing the
+            // program did afterwards (a crash on the closed pipe, a timeout) matters.
+            let mut rejected_first = false;
+            let (out, accepted, fraction) = if problem.interaction == Interaction::Interactive {
+                let checker = checker.as_deref_mut().ok_or_else(|| {
+                    Failure::Error("an interactive problem without its interactor".into())
+                })?;
+                let (out, outcome, interactor_first) = cancellable(
+                    cancel,
+                    self.interact(container, checker, run_of(test), test),
+                )
+                .await??;
+                rejected_first = interactor_first && !outcome.accepted;
+                self.log_outcome(test_case, test, &outcome);
+                (out, outcome.accepted, outcome.fraction.map(round4))
             } else {
-                (false, None)
+                let out = match ahead.take() {
+                    Some(out) => out,
+                    None => cancellable(cancel, self.on_cpu(container.run(run_of(test)))).await??,
+                };
+                // What the checker said: accepted, and the fraction if it gave one.
+                let (accepted, fraction) = if out.result.exited_normally() {
+                    let outcome = match checker.as_deref_mut() {
+                        Some(checker) => {
+                            // The checker's process and the next test's run overlap: each has
+                            // its own container, cgroups and limits, and messages keep their
+                            // order.
+                            checker.take(&out.stdout).await?;
+                            let next = problem.tests.get(index + 1).map(run_of);
+                            let both = async {
+                                tokio::join!(self.on_cpu(checker.check(test)), async {
+                                    match next {
+                                        Some(run) => {
+                                            self.on_cpu(container.run(run)).await.map(Some)
+                                        }
+                                        None => Ok(None),
+                                    }
+                                })
+                            };
+                            let (outcome, next) = cancellable(cancel, both).await?;
+                            ahead = next?;
+                            outcome?
+                        }
+                        None => compare_default(test, &out.stdout).await?,
+                    };
+                    self.log_outcome(test_case, test, &outcome);
+                    (outcome.accepted, outcome.fraction.map(round4))
+                } else {
+                    (false, None)
+                };
+                (out, accepted, fraction)
             };
             // An output the checker accepted for part of its points is `accepted` with its
             // `score`; for none of them, `wrong`.
             let passes = accepted && fraction.is_none_or(|f| f > 0.0);
-            let verdict = Verdict::of_run(&out.result, language.oom_exit_code, || passes);
+            let verdict = if rejected_first {
+                Verdict::Wrong
+            } else {
+                Verdict::of_run(&out.result, language.oom_exit_code, || passes)
+            };
             info!(
                 test_case,
                 verdict = verdict.as_str(),
@@ -506,6 +538,43 @@ impl Judge {
             score: Some(score.score),
             failed_subtasks: score.failed_subtasks,
         })
+    }
+
+    fn log_outcome(&self, test_case: u32, test: &TestCase, outcome: &CheckOutcome) {
+        if !outcome.accepted {
+            info!(test_case, test = %test.name, message = %outcome.message, "wrong answer");
+        } else if !outcome.message.is_empty() {
+            info!(test_case, test = %test.name, message = %outcome.message, "checker message");
+        }
+    }
+
+    /// One interactive test: the program (`run`, its stdin and stdout turned into the FIFOs)
+    /// and the interactor start together, each in its own container, cgroup and limits.
+    /// Gives the program's run, the interactor's outcome, and whether the interactor ended
+    /// first.
+    async fn interact(
+        &self,
+        container: &mut Container,
+        checker: &mut CheckerBox,
+        run: Run<'_>,
+        test: &TestCase,
+    ) -> Result<(RunOutput, CheckOutcome, bool), Failure> {
+        container.make_fifos().await?;
+        let run = Run {
+            stdin: Some(Input::Pipe(Side::Program)),
+            io: None,
+            ..run
+        };
+        let (program, interactor) =
+            tokio::join!(self.on_cpu(container.run(run)), checker.interact(test));
+        let out = program?;
+        let (outcome, interactor_ended) = interactor?;
+        // Both ends are stamped on the host's monotonic clock when their process was reaped.
+        let interactor_first = out
+            .result
+            .ended_ns
+            .is_some_and(|program_ended| interactor_ended < program_ended);
+        Ok((out, outcome, interactor_first))
     }
 
     /// What the compiler said (stderr, then stdout), truncated, with why it stopped if a limit

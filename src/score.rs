@@ -147,6 +147,7 @@ mod tests {
             checker: Checker::Default,
             io: Default::default(),
             validation: Default::default(),
+            interaction: Default::default(),
             subtasks: subtask_scores
                 .iter()
                 .map(|&score| Subtask {

@@ -87,6 +87,7 @@ mod tests {
             memory_kb: 1,
             limit,
             stdout_bytes: 0,
+            ended_ns: None,
         }
     }
 

@@ -201,8 +201,9 @@ mod tests {
             },
             input_name: None,
             output_name: None,
+            pipe: None,
         };
-        match agent.handle(&Request::Run(spec)) {
+        match agent.handle(&Request::Run(Box::new(spec))) {
             Response::Failed { error } => assert!(error.contains("root"), "{error}"),
             other => panic!("expected failed, got {other:?}"),
         }

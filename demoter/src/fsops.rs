@@ -5,11 +5,16 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{fchown, lchown, DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
 
 use crate::error::{Error, IoContext};
+use crate::protocol::Pipe;
 
 /// Bits a mode from the host may carry: no setuid/setgid (a root-owned setuid file would be a
 /// way out of the sandbox).
@@ -72,6 +77,55 @@ pub fn seal(path: &Path) -> Result<(), Error> {
         fs::set_permissions(&path, Permissions::from_mode(mode)).at("chmod", &path)?;
     }
     Ok(())
+}
+
+/// Opens an interactive run's FIFOs in the order `pipe` gives: `(read, write)`, both blocking
+/// and close-on-exec. Each open waits for the other side's end, at most `deadline`.
+pub fn open_pipe(pipe: &Pipe, deadline: Duration) -> Result<(OwnedFd, OwnedFd), Error> {
+    if pipe.read_first {
+        let read = open_fifo(&pipe.read, false, deadline)?;
+        Ok((read, open_fifo(&pipe.write, true, deadline)?))
+    } else {
+        let write = open_fifo(&pipe.write, true, deadline)?;
+        Ok((open_fifo(&pipe.read, false, deadline)?, write))
+    }
+}
+
+/// Opens FIFO `path` for reading or writing, waiting at most `deadline` for the other end.
+fn open_fifo(path: &Path, write: bool, deadline: Duration) -> Result<OwnedFd, Error> {
+    let meta = fs::symlink_metadata(path).at("stat", path)?;
+    if !meta.file_type().is_fifo() {
+        return Err(Error::Refused {
+            path: path.to_path_buf(),
+            reason: "not a FIFO",
+        });
+    }
+    let open = move |path: &Path, write: bool, flags: libc::c_int| {
+        OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | flags)
+            .open(path)
+    };
+    // A blocking open has no timeout: it waits on a thread, and if the other side never comes
+    // this process becomes the other end itself, which lets the thread go.
+    let (tx, rx) = mpsc::channel();
+    let owned = path.to_path_buf();
+    thread::spawn(move || {
+        let _ = tx.send(open(&owned, write, 0));
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(opened) => opened.map(OwnedFd::from).at("open", path),
+        Err(_) => {
+            let unblock = open(path, !write, libc::O_NONBLOCK);
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+            drop(unblock);
+            Err(Error::Refused {
+                path: path.to_path_buf(),
+                reason: "the other side of the interaction never opened its end",
+            })
+        }
+    }
 }
 
 /// Most files `warm` opens in one request: a language's runtime is a few libraries and one
@@ -327,6 +381,75 @@ mod tests {
     fn is_root() -> bool {
         // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() == 0 }
+    }
+
+    #[test]
+    fn the_two_sides_of_an_interaction_open_their_fifos_in_opposite_orders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            tmp.path().join("to-program"),
+            tmp.path().join("to-interactor"),
+        );
+        for fifo in [&a, &b] {
+            nix::unistd::mkfifo(fifo.as_path(), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        }
+        let program = Pipe {
+            read: a.clone(),
+            write: b.clone(),
+            read_first: true,
+            ignore_sigpipe: false,
+        };
+        let interactor = Pipe {
+            read: b.clone(),
+            write: a.clone(),
+            read_first: false,
+            ignore_sigpipe: true,
+        };
+        let other = thread::spawn(move || open_pipe(&interactor, Duration::from_secs(5)));
+        let (p_read, p_write) = open_pipe(&program, Duration::from_secs(5)).unwrap();
+        let (i_read, i_write) = other.join().unwrap().unwrap();
+        let mut line = [0u8; 3];
+        use std::io::{Read, Write};
+        File::from(i_write).write_all(b"? 1").unwrap();
+        File::from(p_read).read_exact(&mut line).unwrap();
+        assert_eq!(&line, b"? 1");
+        File::from(p_write).write_all(b"ok").unwrap();
+        let mut back = String::new();
+        File::from(i_read).read_to_string(&mut back).unwrap();
+        assert_eq!(back, "ok");
+
+        // Alone, a side gives up at its deadline, and nothing stays blocked.
+        let lonely = Pipe {
+            read: a.clone(),
+            write: b.clone(),
+            read_first: true,
+            ignore_sigpipe: false,
+        };
+        let err = open_pipe(&lonely, Duration::from_millis(200)).unwrap_err();
+        assert!(err.to_string().contains("never opened"), "{err}");
+        let err = open_pipe(
+            &Pipe {
+                read_first: false,
+                ..lonely
+            },
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("never opened"), "{err}");
+        // Not a FIFO: refused at once.
+        let plain = tmp.path().join("plain");
+        fs::write(&plain, "").unwrap();
+        let err = open_pipe(
+            &Pipe {
+                read: plain,
+                write: b,
+                read_first: true,
+                ignore_sigpipe: false,
+            },
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not a FIFO"), "{err}");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub enum Request {
     /// the container. A path that does not exist is an error; the pages are best effort.
     Warm { paths: Vec<PathBuf> },
     /// Run one program.
-    Run(RunSpec),
+    Run(Box<RunSpec>),
 }
 
 /// One program run.
@@ -77,6 +77,28 @@ pub struct RunSpec {
     /// `stdout` is left empty (a problem's `output-file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_name: Option<String>,
+    /// An interactive run: stdin and stdout are FIFOs shared with a run on the other side (the
+    /// problem's interactor, in another container), instead of `stdin` and the stdout pump
+    /// (`stdout` is left empty, no output limit: the other side reads what it wants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipe: Option<Pipe>,
+}
+
+/// The FIFOs of an interactive run, opened by the agent as root before the program starts.
+/// Opening a FIFO waits for its other end, so the two sides open in opposite orders: the
+/// side with `read_first` opens `read` then `write`, the other `write` then `read`. A side
+/// whose peer never opens gives up after a few seconds (`Failed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pipe {
+    /// FIFO the program reads as its stdin.
+    pub read: PathBuf,
+    /// FIFO the program writes as its stdout.
+    pub write: PathBuf,
+    pub read_first: bool,
+    /// The program starts with SIGPIPE ignored, so a write to a side that has gone fails with
+    /// EPIPE instead of killing it (for interactors, which must then decide, not crash).
+    #[serde(default)]
+    pub ignore_sigpipe: bool,
 }
 
 /// Limits of one run.
@@ -126,6 +148,10 @@ pub struct RunResult {
     pub limit: Option<LimitHit>,
     /// Bytes the program wrote to stdout (counted up to the point it was stopped).
     pub stdout_bytes: u64,
+    /// Interactive runs: when the main process ended, on the kernel's monotonic clock (the
+    /// same in every container of the host), nanoseconds. Tells which side ended first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ns: Option<u64>,
 }
 
 /// How the main process ended.
@@ -180,6 +206,7 @@ mod tests {
             memory_kb: 1024,
             limit: Some(LimitHit::Time),
             stdout_bytes: 0,
+            ended_ns: None,
         });
         let text = serde_json::to_string(&res).unwrap();
         assert_eq!(
@@ -198,6 +225,7 @@ mod tests {
             memory_kb: 1,
             limit: None,
             stdout_bytes: 0,
+            ended_ns: None,
         };
         assert!(r.exited_normally());
         r.limit = Some(LimitHit::Time);

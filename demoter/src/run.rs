@@ -34,6 +34,9 @@ const NO_PIDFD_TICK: Duration = Duration::from_millis(5);
 /// Shortest pause between two CPU checks.
 const MIN_CHECK: Duration = Duration::from_millis(1);
 
+/// How long an interactive run waits for the other side to open its ends of the FIFOs.
+const PIPE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Bytes read from a pipe at a time.
 const CHUNK: usize = 64 * 1024;
 
@@ -130,7 +133,15 @@ fn execute(
     cg: &dyn RunCgroup,
     ncpus: u64,
 ) -> Result<RunResult, Error> {
-    let stdin = fsops::open_stdin(spec.stdin.as_deref())?;
+    // An interactive run reads and writes the FIFOs; its stdout pipe is then never handed to
+    // the program, and its pump ends at once.
+    let (stdin, fifo_out) = match &spec.pipe {
+        Some(pipe) => {
+            let (read, write) = fsops::open_pipe(pipe, PIPE_DEADLINE)?;
+            (File::from(read), Some(write))
+        }
+        None => (fsops::open_stdin(spec.stdin.as_deref())?, None),
+    };
     let stdout = fsops::create_file(&spec.stdout, 0o644)?;
     let stderr = fsops::create_file(&spec.stderr, 0o644)?;
     let (stdout_r, stdout_w) = sys::pipe()?;
@@ -166,12 +177,14 @@ fn execute(
         &ChildFds {
             cgroup_procs: &cgroup_procs,
             stdin: stdin.as_fd(),
-            stdout: stdout_w.as_fd(),
+            stdout: fifo_out
+                .as_ref()
+                .map_or(stdout_w.as_fd(), |fifo| fifo.as_fd()),
             stderr: stderr_w.as_fd(),
         },
     )?;
     // Only the program may hold the write ends, or the pipes would never reach EOF.
-    drop((stdin, stdout_w, stderr_w, cgroup_procs));
+    drop((stdin, fifo_out, stdout_w, stderr_w, cgroup_procs));
 
     let watch = Watch {
         cg,
@@ -207,6 +220,7 @@ fn execute(
         memory_kb: peak_bytes.div_ceil(1024),
         limit: limit::decide(&observed, &spec.limits),
         stdout_bytes: watched.stdout_bytes,
+        ended_ns: spec.pipe.as_ref().map(|_| watched.ended_ns),
     })
 }
 
@@ -276,6 +290,8 @@ struct Watched {
     killed_for: Option<LimitHit>,
     output_exceeded: bool,
     stdout_bytes: u64,
+    /// When the main process was reaped (monotonic clock, ns).
+    ended_ns: u64,
 }
 
 /// The watch loop of one run.
@@ -303,6 +319,7 @@ impl Watch<'_> {
         let mut output_exceeded = false;
         let mut buf = vec![0u8; CHUNK];
 
+        let mut ended_ns = 0;
         let (main, wall_ms) = loop {
             let now = Instant::now();
             let mut timeout = match (ended, killed) {
@@ -374,6 +391,7 @@ impl Watch<'_> {
             if ended.is_none() && (self.pidfd.is_none() || fds[2].revents != 0) {
                 if let Some(reaped) = sys::try_reap(self.pid)? {
                     let wall_ms = self.start.elapsed().as_millis() as u64;
+                    ended_ns = sys::monotonic_ns();
                     ended = Some((reaped, wall_ms));
                     // Whatever the main process left behind (daemons, children) ends with it.
                     cgroup::kill_all(self.cg, KILL_DEADLINE)?;
@@ -387,6 +405,7 @@ impl Watch<'_> {
             killed_for: killed.map(|(limit, _)| limit),
             output_exceeded,
             stdout_bytes: self.stdout.seen,
+            ended_ns,
         })
     }
 
@@ -431,6 +450,7 @@ mod tests {
             },
             input_name: None,
             output_name: None,
+            pipe: None,
         }
     }
 

@@ -70,6 +70,8 @@ pub struct Plan {
     exec_failed_prefix: Vec<u8>,
     /// Highest descriptor to close if `close_range` is not available.
     max_fd: RawFd,
+    /// SIGPIPE starts ignored (an interactor's writes to a program that is gone fail instead).
+    ignore_sigpipe: bool,
 }
 
 impl Plan {
@@ -133,6 +135,7 @@ impl Plan {
             rlimits,
             exec_failed_prefix: format!("demoter: cannot execute {program}: ").into_bytes(),
             max_fd,
+            ignore_sigpipe: spec.pipe.as_ref().is_some_and(|p| p.ignore_sigpipe),
         })
     }
 }
@@ -305,6 +308,9 @@ unsafe fn child(
         for signal in 1..=libc::SIGRTMAX() {
             // Fails harmlessly for SIGKILL, SIGSTOP and the signals glibc reserves.
             libc::signal(signal, libc::SIG_DFL);
+        }
+        if plan.ignore_sigpipe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         }
 
         if libc::setsid() == -1 {

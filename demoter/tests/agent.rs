@@ -115,7 +115,7 @@ fn serves_requests_in_order_and_answers_garbage_with_failed() {
         let mut spec = fx.spec(&["sh", "-c", "cat; echo round $0 > /dev/stderr; exit $0"]);
         spec.argv.push(round.to_string());
         spec.stdin = Some(data.join("input"));
-        match agent.request(&Request::Run(spec)) {
+        match agent.request(&Request::Run(Box::new(spec))) {
             Response::Ran(r) => {
                 assert_eq!(r.exit, Exit::Exited { code: round });
                 assert_eq!(r.limit, None);
@@ -129,7 +129,7 @@ fn serves_requests_in_order_and_answers_garbage_with_failed() {
 
     // The sealed directory cannot be written by a run.
     let script = format!("echo x > {}", data.join("input").display());
-    match agent.request(&Request::Run(fx.spec(&["sh", "-c", &script]))) {
+    match agent.request(&Request::Run(Box::new(fx.spec(&["sh", "-c", &script])))) {
         Response::Ran(r) => assert_ne!(r.exit, Exit::Exited { code: 0 }),
         other => panic!("{other:?}"),
     }
@@ -158,7 +158,7 @@ fn serves_requests_in_order_and_answers_garbage_with_failed() {
         Response::Failed { .. }
     ));
     assert!(matches!(
-        agent.request(&Request::Run(fx.spec(&["true"]))),
+        agent.request(&Request::Run(Box::new(fx.spec(&["true"])))),
         Response::Ran(_)
     ));
 
@@ -206,7 +206,7 @@ fn measure_agent_overhead() {
     let mut walls = Vec::new();
     for _ in 0..100 {
         let start = Instant::now();
-        match agent.request(&Request::Run(spec.clone())) {
+        match agent.request(&Request::Run(Box::new(spec.clone()))) {
             Response::Ran(r) => walls.push(r.wall_ms),
             other => panic!("{other:?}"),
         }

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::language::Registry;
 use crate::problem::{Checker, CheckerLanguage, CheckerProgram, Data, Problem, Scoring, TestCase};
 use crate::sandbox::{
-    Container, Input, OpenOptions, Run, Sandbox, SandboxError, WorkDir, BUILD_DIR,
+    Container, Input, OpenOptions, Run, RunOutput, Sandbox, SandboxError, Side, WorkDir, BUILD_DIR,
 };
 
 /// Bump when the way checkers are built changes: every cached checker is built again.
@@ -503,12 +503,15 @@ pub struct CheckerBox {
 }
 
 impl CheckerBox {
-    /// Starts the container for `problem`'s checker (compiled as `built`).
+    /// Starts the container for `problem`'s checker (compiled as `built`). An interactive
+    /// problem's checker gets `peer_io`, the io dir of the program's container (where the
+    /// FIFOs are), mounted for its agent.
     pub async fn open(
         sandbox: &Sandbox,
         config: &CheckerConfig,
         built: Built,
         problem: &Problem,
+        peer_io: Option<PathBuf>,
     ) -> Result<CheckerBox, CheckError> {
         let options = OpenOptions {
             read_only: vec![
@@ -517,6 +520,7 @@ impl CheckerBox {
             ],
             uid: Some(config.uid),
             io_traversable: true,
+            peer_io,
         };
         let container = sandbox.open_with(&built.image, &options).await?;
         // A package may ask for less than the operator's limits, never for more.
@@ -588,7 +592,6 @@ impl CheckerBox {
     pub async fn check(&mut self, test: &TestCase) -> Result<CheckOutcome, CheckError> {
         let io = self.container.io_dir().to_owned();
         let team = io.join("team_output");
-        let feedback = io.join("feedback");
         let input = self.place(&test.input, "input")?;
         let answer = self.place(&test.answer, "answer")?;
         let team_path = format!("{IO_DIR}/team_output");
@@ -615,6 +618,47 @@ impl CheckerBox {
                 io: None,
             })
             .await?;
+        let outcome = self.outcome(test, &ran)?;
+        let _ = tokio::fs::remove_file(&team).await;
+        Ok(outcome)
+    }
+
+    /// Runs the interactor of `test` (ICPC: `validator input answer feedback_dir [args]`)
+    /// talking to the program's run through the FIFOs of the program's container, which the
+    /// caller starts at the same time. Also gives when the interactor ended (monotonic ns),
+    /// to tell which side ended first.
+    pub async fn interact(&mut self, test: &TestCase) -> Result<(CheckOutcome, u64), CheckError> {
+        let io = self.container.io_dir().to_owned();
+        let (feedback, uid) = (io.join("feedback"), self.uid);
+        tokio::task::spawn_blocking(move || fresh_feedback(&feedback, uid))
+            .await
+            .map_err(|e| CheckError::Io {
+                path: io,
+                source: std::io::Error::other(e),
+            })??;
+        let input = self.place(&test.input, "input")?;
+        let answer = self.place(&test.answer, "answer")?;
+        let mut argv = self.built.argv.clone();
+        argv.extend([input, answer, format!("{IO_DIR}/feedback/")]);
+        argv.extend(test.checker_args.iter().cloned());
+        let ran = self
+            .container
+            .run(Run {
+                argv,
+                env: self.built.env.clone(),
+                work_dir: WorkDir::Fresh,
+                stdin: Some(Input::Pipe(Side::Interactor)),
+                limits: self.limits,
+                io: None,
+            })
+            .await?;
+        let ended = ran.result.ended_ns.unwrap_or(u64::MAX);
+        Ok((self.outcome(test, &ran)?, ended))
+    }
+
+    /// What the checker's finished run means, or its fault.
+    fn outcome(&self, test: &TestCase, ran: &RunOutput) -> Result<CheckOutcome, CheckError> {
+        let feedback = self.container.io_dir().join("feedback");
         let stderr = read_head(&ran.stderr, MESSAGE_BYTES);
         // What the checker itself said stays in the log: it may quote the answer, and the
         // reason of an `error` reaches the contest platform.
@@ -632,14 +676,13 @@ impl CheckerBox {
         let Exit::Exited { code } = ran.result.exit else {
             unreachable!("signals are handled above")
         };
-        let outcome = match self.checker {
-            Checker::Testlib(_) => testlib_outcome(code, &stderr).map_err(fault)?,
+        match self.checker {
+            Checker::Testlib(_) => testlib_outcome(code, &stderr).map_err(fault),
             // Samples of a scoring problem are not scored: their score files are ignored too.
-            _ => icpc_outcome(code, &feedback, test, self.scored && test.weight > 0.0)
-                .map_err(fault)?,
-        };
-        let _ = tokio::fs::remove_file(&team).await;
-        Ok(outcome)
+            _ => {
+                icpc_outcome(code, &feedback, test, self.scored && test.weight > 0.0).map_err(fault)
+            }
+        }
     }
 }
 
@@ -653,6 +696,11 @@ fn prepare(output: &Path, team: &Path, feedback: &Path, uid: u32) -> Result<(), 
         let _ = std::fs::remove_file(output);
     }
     set_mode(team, 0o644)?;
+    fresh_feedback(feedback, uid)
+}
+
+/// An empty feedback folder that the checker's uid owns.
+fn fresh_feedback(feedback: &Path, uid: u32) -> Result<(), CheckError> {
     match std::fs::remove_dir_all(feedback) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(io_error(feedback)(e));

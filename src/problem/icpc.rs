@@ -59,7 +59,10 @@
 //!   `range` under a `sum` group, and `grading: {objective: min}`. Pass-fail problems refuse
 //!   `grading: custom`, `always_accept` and `accept_if_any_accepted` (they change verdicts).
 //!
-//! Not supported yet (refused with a reason): interactive, multi-pass and submit-answer problems,
+//! Interactive problems (`type: interactive`, legacy `validation: custom interactive`) run the
+//! output validator as the interactor (see `judge`).
+//!
+//! Not supported yet (refused with a reason): multi-pass and submit-answer problems,
 //! validators with `build` / `run` scripts, tests with `.files` folders or `args`.
 
 use std::collections::{HashMap, HashSet};
@@ -68,8 +71,8 @@ use std::path::{Path, PathBuf};
 use serde_norway::Value;
 
 use super::{
-    Aggregation, Checker, CheckerLanguage, CheckerProgram, Data, Defaults, Format, Problem,
-    ProblemError, ProblemIo, Scoring, Subtask, TestCase, ValidationLimits,
+    Aggregation, Checker, CheckerLanguage, CheckerProgram, Data, Defaults, Format, Interaction,
+    Problem, ProblemError, ProblemIo, Scoring, Subtask, TestCase, ValidationLimits,
 };
 
 /// Folders deeper than this under `data/` are refused (a symlink loop shows up as one).
@@ -91,7 +94,7 @@ pub(super) fn load(dir: &Path, id: &str, defaults: &Defaults) -> Result<Problem,
     let yaml_path = pkg.root.join("problem.yaml");
     let meta = pkg.read_yaml(&yaml_path)?.unwrap_or(Value::Null);
     let version = version(&yaml_path, &meta)?;
-    let scoring = pkg.problem_type(&yaml_path, &meta, version)?;
+    let (scoring, interaction) = pkg.problem_type(&yaml_path, &meta, version)?;
     let (time_ms, memory_kb, output_limit_bytes, validation) =
         pkg.limits(&yaml_path, &meta, defaults)?;
     let checker = pkg.checker(&meta, version)?;
@@ -183,6 +186,7 @@ pub(super) fn load(dir: &Path, id: &str, defaults: &Defaults) -> Result<Problem,
         checker,
         io: ProblemIo::default(),
         validation,
+        interaction,
     })
 }
 
@@ -372,7 +376,8 @@ impl Package<'_> {
         path: &Path,
         meta: &Value,
         version: Version,
-    ) -> Result<Kind, ProblemError> {
+    ) -> Result<(Kind, Interaction), ProblemError> {
+        let mut interaction = Interaction::Batch;
         // Legacy `validation: custom interactive` (also seen in transitional packages).
         if let Some(validation) = field(meta, "validation") {
             let text = validation.as_str().ok_or_else(|| {
@@ -391,8 +396,15 @@ impl Package<'_> {
             for word in words {
                 match word {
                     "score" => {}
+                    "interactive" if text.starts_with("custom") => {
+                        interaction = Interaction::Interactive
+                    }
                     "interactive" => {
-                        return Err(self.inconsistent("interactive problems are not supported yet"))
+                        return Err(self.invalid(
+                            path,
+                            "validation `default interactive`: an interactive problem needs a \
+                             custom validator",
+                        ))
                     }
                     other => {
                         return Err(self.invalid(
@@ -442,9 +454,12 @@ impl Package<'_> {
         if let Some(t) = types.iter().find(|t| !known.contains(&t.as_str())) {
             return Err(self.invalid(path, format!("unknown problem type {t:?}")));
         }
+        if types.iter().any(|t| t == "interactive") {
+            interaction = Interaction::Interactive;
+        }
         if let Some(t) = types
             .iter()
-            .find(|t| matches!(t.as_str(), "interactive" | "multi-pass" | "submit-answer"))
+            .find(|t| matches!(t.as_str(), "multi-pass" | "submit-answer"))
         {
             return Err(self.inconsistent(format!("{t} problems are not supported yet")));
         }
@@ -465,11 +480,12 @@ impl Package<'_> {
                 }
             }
         }
-        Ok(if scoring {
+        let kind = if scoring {
             Kind::Scoring
         } else {
             Kind::PassFail
-        })
+        };
+        Ok((kind, interaction))
     }
 
     /// Time (ms), memory (KB), output (bytes) and the checker's limits.
@@ -2098,16 +2114,44 @@ mod tests {
             "{reason}"
         );
 
-        for yaml in [
-            "problem_format_version: 2025-09\ntype: [pass-fail, interactive]\n",
-            "validation: custom interactive\n",
+        // Interactive: the output validator is the interactor, in either format's words.
+        for (yaml, folder) in [
+            (
+                "problem_format_version: 2025-09\ntype: [pass-fail, interactive]\n",
+                "output_validator/interactor.cpp",
+            ),
+            (
+                "problem_format_version: 2023-07-draft\ntype: interactive\n",
+                "output_validator/interactor.cpp",
+            ),
+            (
+                "validation: custom interactive\n",
+                "output_validators/interactor.cpp",
+            ),
         ] {
-            let root = with_cases(&[("problem.yaml", yaml)], &["secret/1"]);
-            assert_eq!(
-                inconsistent(&root),
-                "interactive problems are not supported yet"
-            );
+            let root = with_cases(&[("problem.yaml", yaml), (folder, "")], &["secret/1"]);
+            let problem = load_pkg(&root).unwrap();
+            assert_eq!(problem.interaction, Interaction::Interactive, "{yaml}");
+            assert!(matches!(problem.checker, Checker::Icpc(_)), "{yaml}");
         }
+        let root = with_cases(
+            &[(
+                "problem.yaml",
+                "problem_format_version: 2025-09\ntype: interactive\n",
+            )],
+            &["secret/1"],
+        );
+        assert_eq!(
+            inconsistent(&root),
+            "an interactive problem needs its own validator to talk to the program"
+        );
+        let root = with_cases(
+            &[("problem.yaml", "validation: default interactive\n")],
+            &["secret/1"],
+        );
+        assert!(invalid(&root).1.contains("needs a custom validator"));
+        let root = with_cases(&[("problem.yaml", "")], &["secret/1"]);
+        assert_eq!(load_pkg(&root).unwrap().interaction, Interaction::Batch);
         let root = with_cases(
             &[(
                 "problem.yaml",

@@ -66,6 +66,19 @@ pub struct Problem {
     pub io: ProblemIo,
     /// Limits of the checker's runs; `None` fields = the judge's defaults.
     pub validation: ValidationLimits,
+    /// How the program meets the checker.
+    pub interaction: Interaction,
+}
+
+/// How a test runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interaction {
+    /// The program reads the input and writes an output; then the checker judges the output.
+    #[default]
+    Batch,
+    /// The program and the checker (an ICPC output validator acting as interactor) run at
+    /// the same time, each one's stdout the other's stdin; the checker's exit decides.
+    Interactive,
 }
 
 /// A subtask (STAOJ) or top-level test group (packages).
@@ -438,6 +451,18 @@ fn check(problem: &Problem) -> Result<(), ProblemError> {
     }
     if problem.tests.is_empty() {
         return Err(inconsistent("it has no test cases".into()));
+    }
+    if problem.interaction == Interaction::Interactive {
+        if !matches!(problem.checker, Checker::Icpc(_)) {
+            return Err(inconsistent(
+                "an interactive problem needs its own validator to talk to the program".into(),
+            ));
+        }
+        if problem.io != ProblemIo::default() {
+            return Err(inconsistent(
+                "an interactive program talks through stdin and stdout, not files".into(),
+            ));
+        }
     }
     let n = problem.subtasks.len();
     shares(&problem.subtasks).map_err(inconsistent)?;

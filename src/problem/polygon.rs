@@ -119,6 +119,7 @@ pub(super) fn load(dir: &Path, id: &str) -> Result<Problem, ProblemError> {
         checker,
         io,
         validation: ValidationLimits::default(),
+        interaction: super::Interaction::Batch,
     })
 }
 

@@ -131,6 +131,7 @@ pub(super) fn load(dir: &Path, id: &str) -> Result<Problem, ProblemError> {
         checker: Checker::Default,
         io: ProblemIo::default(),
         validation: ValidationLimits::default(),
+        interaction: super::Interaction::Batch,
     })
 }
 

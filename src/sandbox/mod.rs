@@ -25,7 +25,7 @@ use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
 };
 use bollard::Docker;
-use demoter::protocol::{Limits, Request, Response, RunResult, RunSpec};
+use demoter::protocol::{Limits, Pipe, Request, Response, RunResult, RunSpec};
 
 use self::agent::Agent;
 use self::cgroup::{BoxCgroup, HostCgroups, Version};
@@ -38,6 +38,12 @@ pub const BUILD_DIR: &str = "/box/build";
 /// The per-run working directory inside the container (fresh for every run).
 const RUN_DIR: &str = "/box/run";
 const IO_DIR: &str = "/judge/io";
+/// Where a checker's container sees the io dir of the program it interacts with.
+const PEER_DIR: &str = "/judge/peer";
+/// The FIFO the interactor writes and the program reads, in the program's io dir.
+const TO_PROGRAM: &str = "to-program";
+/// The FIFO the program writes and the interactor reads.
+const TO_INTERACTOR: &str = "to-interactor";
 const CGROUP_DIR: &str = "/judge/cgroup";
 const DEMOTER_PATH: &str = "/judge/demoter";
 /// Container label that marks sandboxes, with the owning process as `host:pid`.
@@ -411,6 +417,12 @@ impl Sandbox {
                 .iter()
                 .map(|(host, inside)| format!("{}:{inside}:ro", host.display())),
         );
+        binds.extend(
+            options
+                .peer_io
+                .iter()
+                .map(|host| format!("{}:{PEER_DIR}:rw", host.display())),
+        );
         let tmpfs = HashMap::from([
             (
                 BOX_DIR.to_owned(),
@@ -561,6 +573,9 @@ pub struct OpenOptions {
     pub uid: Option<u32>,
     /// The io dir may be entered (mode 0711) by the runs' uid, not only by root.
     pub io_traversable: bool,
+    /// The io dir of another container (a program's), mounted for the agent (root-only) so
+    /// that an interactor's run can open the FIFOs [`Container::make_fifos`] made there.
+    pub peer_io: Option<PathBuf>,
 }
 
 /// Where a run works.
@@ -595,6 +610,37 @@ pub enum Input<'a> {
     Data(&'a Data),
     /// A file already in the container's io dir (see [`Container::io_dir`]), by name.
     IoFile(&'a str),
+    /// An interaction: stdin and stdout are the FIFOs of [`Container::make_fifos`], from the
+    /// program's side or from the interactor's (which sees them through its peer mount).
+    Pipe(Side),
+}
+
+/// The two ends of an interaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Program,
+    Interactor,
+}
+
+impl Side {
+    /// The demoter's FIFOs for this side: the program opens its read end first, the
+    /// interactor its write end, so that neither waits for the other forever.
+    fn pipe(self) -> Pipe {
+        match self {
+            Side::Program => Pipe {
+                read: Path::new(IO_DIR).join(TO_PROGRAM),
+                write: Path::new(IO_DIR).join(TO_INTERACTOR),
+                read_first: true,
+                ignore_sigpipe: false,
+            },
+            Side::Interactor => Pipe {
+                read: Path::new(PEER_DIR).join(TO_INTERACTOR),
+                write: Path::new(PEER_DIR).join(TO_PROGRAM),
+                read_first: false,
+                ignore_sigpipe: true,
+            },
+        }
+    }
 }
 
 /// What a run did, with its output files on the host.
@@ -688,6 +734,37 @@ impl Container {
         .await
     }
 
+    /// Makes fresh FIFOs for the next interaction in this container's io dir (root-only: the
+    /// agents open them and hand them to the two runs).
+    pub async fn make_fifos(&mut self) -> Result<(), SandboxError> {
+        let io = self.io_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            for name in [TO_PROGRAM, TO_INTERACTOR] {
+                let path = io.join(name);
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(SandboxError::Io { path, source: e })
+                    }
+                    _ => {}
+                }
+                nix::unistd::mkfifo(
+                    &path,
+                    nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+                )
+                .map_err(|e| SandboxError::Io {
+                    path: path.clone(),
+                    source: e.into(),
+                })?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| SandboxError::Io {
+            path: self.io_dir.clone(),
+            source: std::io::Error::other(e),
+        })?
+    }
+
     /// Reads `paths` (absolute, in the image) into the page cache as the agent, so that no run
     /// is charged for them (see [`Request::Warm`]).
     pub async fn warm(&mut self, paths: &[String]) -> Result<(), SandboxError> {
@@ -733,7 +810,11 @@ impl Container {
                 Some(PathBuf::from(format!("{IO_DIR}/stdin")))
             }
             Some(Input::IoFile(name)) => Some(Path::new(IO_DIR).join(name)),
-            None => None,
+            Some(Input::Pipe(_)) | None => None,
+        };
+        let pipe = match run.stdin {
+            Some(Input::Pipe(side)) => Some(side.pipe()),
+            _ => None,
         };
         let (cwd, fresh_cwd) = match run.work_dir {
             WorkDir::Build => (BUILD_DIR, false),
@@ -752,10 +833,11 @@ impl Container {
             limits: run.limits,
             input_name: run.io.and_then(|io| io.input_file.clone()),
             output_name: run.io.and_then(|io| io.output_file.clone()),
+            pipe,
         };
         // The demoter enforces the wall limit; this only catches an agent that stopped answering.
         let timeout = Duration::from_millis(run.limits.wall_ms) + Duration::from_secs(20);
-        match self.request(&Request::Run(spec), timeout).await? {
+        match self.request(&Request::Run(Box::new(spec)), timeout).await? {
             Response::Ran(result) => Ok(RunOutput {
                 result,
                 stdout: self.io_dir.join("stdout"),

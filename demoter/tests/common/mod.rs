@@ -85,6 +85,7 @@ impl Fixture {
             },
             input_name: None,
             output_name: None,
+            pipe: None,
         }
     }
 
