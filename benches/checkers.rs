@@ -1,8 +1,10 @@
 //! What a custom checker costs per test: one C submission judged end to end through the
-//! library's judge on two ICPC packages of the same 100 tests, one checked by the default
+//! library's judge on three ICPC packages of the same 100 tests, one checked by the default
 //! output validator (in the worker), one by a compiled C++ output validator (a process in the
-//! checker's own container per test); beside them, the bare fork+exec floor of the program on
-//! the host, measured in the same run.
+//! checker's own container per test), one interactive (the C++ interactor, in its own
+//! container, hands the program its input through the FIFOs and checks the answer it writes
+//! back); beside them, the bare fork+exec floor of the program on the host, measured in the
+//! same run.
 //!
 //! Run: `cargo bench --bench checkers` with EXECUTIONER_DEMOTER set and the gcc-12 / g++-12
 //! images built. Prints the per-test time (first `testing` to last `tested`, over the tests),
@@ -39,6 +41,30 @@ int main(int argc, char** argv) {
 }
 "#;
 
+const INTERACTOR: &str = r#"#include <cstdio>
+#include <fstream>
+#include <iostream>
+// Hands the program the input's two numbers, accepts when it answers their sum.
+int main(int argc, char** argv) {
+    if (argc < 4) return 1;
+    std::ifstream in(argv[1]);
+    long long a, b, got;
+    if (!(in >> a >> b)) return 1;
+    std::cout << a << ' ' << b << std::endl;
+    if (!(std::cin >> got) || got != a + b) return 43;
+    std::string extra;
+    return (std::cin >> extra) ? 43 : 42;
+}
+"#;
+
+/// How a package judges.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Default,
+    Validator,
+    Interactive,
+}
+
 /// Records when each message arrived.
 #[derive(Default)]
 struct Clock {
@@ -58,13 +84,18 @@ impl Interface for Clock {
     }
 }
 
-fn package(root: &Path, id: &str, validator: bool) -> anyhow::Result<()> {
+fn package(root: &Path, id: &str, kind: Kind) -> anyhow::Result<()> {
     let dir = root.join(id);
     std::fs::create_dir_all(dir.join("data/secret"))?;
+    let interactive = if kind == Kind::Interactive {
+        "type: interactive\n"
+    } else {
+        ""
+    };
     std::fs::write(
         dir.join("problem.yaml"),
         format!(
-            "problem_format_version: 2025-09\nname: {id}\nuuid: 0\nlimits:\n  time_limit: 1\n  memory: 64\n"
+            "problem_format_version: 2025-09\nname: {id}\nuuid: 0\n{interactive}limits:\n  time_limit: 1\n  memory: 64\n"
         ),
     )?;
     for i in 0..TESTS {
@@ -72,10 +103,13 @@ fn package(root: &Path, id: &str, validator: bool) -> anyhow::Result<()> {
         std::fs::write(stem.with_extension("in"), format!("{i} {}\n", i * 7))?;
         std::fs::write(stem.with_extension("ans"), format!("{}\n", i * 8))?;
     }
-    if validator {
-        std::fs::create_dir_all(dir.join("output_validator"))?;
-        std::fs::write(dir.join("output_validator/validator.cpp"), VALIDATOR)?;
-    }
+    let source = match kind {
+        Kind::Default => return Ok(()),
+        Kind::Validator => VALIDATOR,
+        Kind::Interactive => INTERACTOR,
+    };
+    std::fs::create_dir_all(dir.join("output_validator"))?;
+    std::fs::write(dir.join("output_validator/validator.cpp"), source)?;
     Ok(())
 }
 
@@ -83,8 +117,9 @@ fn package(root: &Path, id: &str, validator: bool) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
     let cache = tempfile::tempdir()?;
-    package(root.path(), "sum-default", false)?;
-    package(root.path(), "sum-validator", true)?;
+    package(root.path(), "sum-default", Kind::Default)?;
+    package(root.path(), "sum-validator", Kind::Validator)?;
+    package(root.path(), "sum-interactive", Kind::Interactive)?;
     let mut config = JudgeConfig::default();
     config.checker.cache_dir = cache.path().to_owned();
     let setup = Setup {
@@ -97,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
     let judge = build_judge(&setup).await?;
     let cancel = CancellationToken::new();
     let mut report = Vec::new();
-    for problem in ["sum-default", "sum-validator"] {
+    for problem in ["sum-default", "sum-validator", "sum-interactive"] {
         let mut per_test = Vec::new();
         let mut whole = Vec::new();
         // One more submission than measured: the first compiles the checker into the cache.
@@ -143,17 +178,22 @@ async fn main() -> anyhow::Result<()> {
     let bare = floor::bare_fork_exec(PROGRAM, TESTS)?;
     for (problem, test, submission) in &report {
         println!(
-            "{problem:14} median per test {:.2} ms ({:.2} ms over the bare fork+exec), whole submission {:.0} ms",
+            "{problem:15} median per test {:.2} ms ({:.2} ms over the bare fork+exec), whole submission {:.0} ms",
             ms(*test),
             ms(test.saturating_sub(bare)),
             ms(*submission)
         );
     }
     println!("bare fork+exec on the host: {:.2} ms", ms(bare));
-    let (default, custom) = (report[0].1, report[1].1);
+    let (default, custom, interactive) = (report[0].1, report[1].1, report[2].1);
     println!(
         "the compiled C++ validator adds {:.2} ms per test over the default comparison",
         ms(custom.saturating_sub(default))
+    );
+    println!(
+        "an interactive test costs {:.2} ms more than a batch test with the default comparison, {:+.2} ms against one with the compiled validator",
+        ms(interactive.saturating_sub(default)),
+        ms(interactive) - ms(custom)
     );
     Ok(())
 }

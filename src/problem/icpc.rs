@@ -60,9 +60,11 @@
 //!   `grading: custom`, `always_accept` and `accept_if_any_accepted` (they change verdicts).
 //!
 //! Interactive problems (`type: interactive`, legacy `validation: custom interactive`) run the
-//! output validator as the interactor (see `judge`).
+//! output validator as the interactor; multi-pass problems (`type: multi-pass`,
+//! `limits.validation_passes`, default 2) run the program again on the `nextpass.in` the
+//! validator writes (see `judge`).
 //!
-//! Not supported yet (refused with a reason): multi-pass and submit-answer problems,
+//! Not supported yet (refused with a reason): interactive multi-pass and submit-answer problems,
 //! validators with `build` / `run` scripts, tests with `.files` folders or `args`.
 
 use std::collections::{HashMap, HashSet};
@@ -94,9 +96,13 @@ pub(super) fn load(dir: &Path, id: &str, defaults: &Defaults) -> Result<Problem,
     let yaml_path = pkg.root.join("problem.yaml");
     let meta = pkg.read_yaml(&yaml_path)?.unwrap_or(Value::Null);
     let version = version(&yaml_path, &meta)?;
-    let (scoring, interaction) = pkg.problem_type(&yaml_path, &meta, version)?;
+    let (scoring, mut interaction) = pkg.problem_type(&yaml_path, &meta, version)?;
     let (time_ms, memory_kb, output_limit_bytes, validation) =
         pkg.limits(&yaml_path, &meta, defaults)?;
+    if let (Interaction::MultiPass { passes }, Some(given)) = (&mut interaction, validation.passes)
+    {
+        *passes = given;
+    }
     let checker = pkg.checker(&meta, version)?;
 
     let data = pkg.root.join("data");
@@ -457,10 +463,16 @@ impl Package<'_> {
         if types.iter().any(|t| t == "interactive") {
             interaction = Interaction::Interactive;
         }
-        if let Some(t) = types
-            .iter()
-            .find(|t| matches!(t.as_str(), "multi-pass" | "submit-answer"))
-        {
+        if types.iter().any(|t| t == "multi-pass") {
+            if interaction == Interaction::Interactive {
+                return Err(self.inconsistent(
+                    "interactive multi-pass problems are not supported yet",
+                ));
+            }
+            // `limits.validation_passes` (default 2) is read with the other limits.
+            interaction = Interaction::MultiPass { passes: 2 };
+        }
+        if let Some(t) = types.iter().find(|t| t.as_str() == "submit-answer") {
             return Err(self.inconsistent(format!("{t} problems are not supported yet")));
         }
         let scoring = types.iter().any(|t| t == "scoring");
@@ -533,6 +545,23 @@ impl Package<'_> {
         let validation = ValidationLimits {
             time_ms: positive("validation_time")?.map(|s| round_up(s, 1000.0)),
             memory_kb: positive("validation_memory")?.map(|m| round_up(m, 1024.0)),
+            passes: match field(&limits, "validation_passes") {
+                None => None,
+                Some(value) => Some(
+                    value
+                        .as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| {
+                            self.invalid(
+                                path,
+                                format!(
+                                    "limits.validation_passes must be a whole number, is {}",
+                                    describe(value)
+                                ),
+                            )
+                        })?,
+                ),
+            },
         };
         Ok((time_ms, memory_kb, Some(output), validation))
     }
@@ -1587,7 +1616,8 @@ mod tests {
             p.validation,
             ValidationLimits {
                 time_ms: Some(30_000),
-                memory_kb: Some(512 * 1024)
+                memory_kb: Some(512 * 1024),
+                passes: None,
             }
         );
         assert_eq!(names(&p), ["sample/1", "secret/02", "secret/10"]);
@@ -2152,6 +2182,33 @@ mod tests {
         assert!(invalid(&root).1.contains("needs a custom validator"));
         let root = with_cases(&[("problem.yaml", "")], &["secret/1"]);
         assert_eq!(load_pkg(&root).unwrap().interaction, Interaction::Batch);
+        // Multi-pass: two passes unless `limits.validation_passes` says more.
+        let multi = |limits: &str| {
+            with_cases(
+                &[
+                    (
+                        "problem.yaml",
+                        format!("problem_format_version: draft\ntype: multi-pass\n{limits}")
+                            .leak(),
+                    ),
+                    ("output_validator/v.cpp", ""),
+                ],
+                &["secret/1"],
+            )
+        };
+        let passes = |root| load_pkg(&root).unwrap().interaction;
+        assert_eq!(passes(multi("")), Interaction::MultiPass { passes: 2 });
+        assert_eq!(
+            passes(multi("limits:\n  validation_passes: 5\n")),
+            Interaction::MultiPass { passes: 5 }
+        );
+        assert_eq!(
+            inconsistent(&multi("limits:\n  validation_passes: 1\n")),
+            "validation_passes must be from 2 to 100, is 1"
+        );
+        assert!(invalid(&multi("limits:\n  validation_passes: two\n"))
+            .1
+            .contains("validation_passes must be a whole number"));
         let root = with_cases(
             &[(
                 "problem.yaml",
@@ -2161,7 +2218,21 @@ mod tests {
         );
         assert_eq!(
             inconsistent(&root),
-            "multi-pass problems are not supported yet"
+            "a multi-pass problem needs its own validator to write the next pass's input"
+        );
+        let root = with_cases(
+            &[
+                (
+                    "problem.yaml",
+                    "problem_format_version: draft\ntype: [interactive, multi-pass]\n",
+                ),
+                ("output_validator/v.cpp", ""),
+            ],
+            &["secret/1"],
+        );
+        assert_eq!(
+            inconsistent(&root),
+            "interactive multi-pass problems are not supported yet"
         );
 
         let root = with_cases(

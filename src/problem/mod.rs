@@ -70,6 +70,9 @@ pub struct Problem {
     pub interaction: Interaction,
 }
 
+/// Most passes a multi-pass test may have.
+pub const MAX_PASSES: u32 = 100;
+
 /// How a test runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Interaction {
@@ -79,6 +82,10 @@ pub enum Interaction {
     /// The program and the checker (an ICPC output validator acting as interactor) run at
     /// the same time, each one's stdout the other's stdin; the checker's exit decides.
     Interactive,
+    /// ICPC multi-pass: after accepting a pass the validator may write `nextpass.in` to its
+    /// feedback folder (which it keeps between passes), and the program runs again on it, at
+    /// most `passes` times in all.
+    MultiPass { passes: u32 },
 }
 
 /// A subtask (STAOJ) or top-level test group (packages).
@@ -269,6 +276,8 @@ pub struct ProblemIo {
 pub struct ValidationLimits {
     pub time_ms: Option<u64>,
     pub memory_kb: Option<u64>,
+    /// ICPC `limits.validation_passes`: most runs of a multi-pass test.
+    pub passes: Option<u32>,
 }
 
 /// What the operator sets for packages that do not say (`--default-time-limit`, ...).
@@ -451,6 +460,19 @@ fn check(problem: &Problem) -> Result<(), ProblemError> {
     }
     if problem.tests.is_empty() {
         return Err(inconsistent("it has no test cases".into()));
+    }
+    if let Interaction::MultiPass { passes } = problem.interaction {
+        if !matches!(problem.checker, Checker::Icpc(_)) {
+            return Err(inconsistent(
+                "a multi-pass problem needs its own validator to write the next pass's input"
+                    .into(),
+            ));
+        }
+        if !(2..=MAX_PASSES).contains(&passes) {
+            return Err(inconsistent(format!(
+                "validation_passes must be from 2 to {MAX_PASSES}, is {passes}"
+            )));
+        }
     }
     if problem.interaction == Interaction::Interactive {
         if !matches!(problem.checker, Checker::Icpc(_)) {
