@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use demoter::protocol::{LimitHit, Limits, RunResult};
+use demoter::protocol::{Exit, LimitHit, Limits, RunResult};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
@@ -449,7 +449,23 @@ impl Judge {
             // Whether the interactor rejected before the program ended: then nothing the
             // program did afterwards (a crash on the closed pipe, a timeout) matters.
             let mut rejected_first = false;
-            let (out, accepted, fraction) = if problem.interaction == Interaction::Interactive {
+            let (out, accepted, fraction) = if let Interaction::MultiPass { passes } =
+                problem.interaction
+            {
+                let checker = checker.as_deref_mut().ok_or_else(|| {
+                    Failure::Error("a multi-pass problem without its validator".into())
+                })?;
+                let (out, outcome) = self
+                    .passes(container, checker, run_of(test), test, passes, cancel)
+                    .await?;
+                match outcome {
+                    Some(outcome) => {
+                        self.log_outcome(test_case, test, &outcome);
+                        (out, outcome.accepted, outcome.fraction.map(round4))
+                    }
+                    None => (out, false, None),
+                }
+            } else if problem.interaction == Interaction::Interactive {
                 let checker = checker.as_deref_mut().ok_or_else(|| {
                     Failure::Error("an interactive problem without its interactor".into())
                 })?;
@@ -548,6 +564,60 @@ impl Judge {
         }
     }
 
+    /// One multi-pass test: the program runs on the input, then on each `nextpass.in` the
+    /// validator writes when it accepts a pass, at most `passes` times. Gives the last run
+    /// (its CPU time the sum of all passes', its memory their peak) and the validator's last
+    /// outcome; `None` when a run failed.
+    async fn passes(
+        &self,
+        container: &mut Container,
+        checker: &mut CheckerBox,
+        run: Run<'_>,
+        test: &TestCase,
+        passes: u32,
+        cancel: &CancellationToken,
+    ) -> Result<(RunOutput, Option<CheckOutcome>), Failure> {
+        let next_input = container.io_dir().join("nextpass");
+        let (mut cpu_ms, mut memory_kb) = (0, 0);
+        for pass in 1..=passes {
+            let this = Run {
+                stdin: Some(if pass == 1 {
+                    Input::Data(&test.input)
+                } else {
+                    Input::IoFile("nextpass")
+                }),
+                ..run.clone()
+            };
+            let mut out = cancellable(cancel, self.on_cpu(container.run(this))).await??;
+            cpu_ms += out.result.cpu_ms;
+            memory_kb = memory_kb.max(out.result.memory_kb);
+            out.result.cpu_ms = cpu_ms;
+            out.result.memory_kb = memory_kb;
+            if !out.result.exited_normally() {
+                return Ok((out, None));
+            }
+            if pass == 1 {
+                checker.take(&out.stdout).await?;
+            } else {
+                checker.take_next_pass(&out.stdout).await?;
+            }
+            let outcome = cancellable(cancel, self.on_cpu(checker.check(test))).await??;
+            let again = outcome.accepted && checker.take_next_input(test, &next_input).await?;
+            if !again {
+                return Ok((out, Some(outcome)));
+            }
+            if pass == passes {
+                return Err(CheckError::Fault {
+                    test: test.name.clone(),
+                    reason: format!("it asked for a pass after the last one ({passes})"),
+                }
+                .into());
+            }
+            info!(test = %test.name, pass = pass + 1, "next pass");
+        }
+        unreachable!("the last pass returns")
+    }
+
     /// One interactive test: the program (`run`, its stdin and stdout turned into the FIFOs)
     /// and the interactor start together, each in its own container, cgroup and limits.
     /// Gives the program's run, the interactor's outcome, and whether the interactor ended
@@ -569,11 +639,20 @@ impl Judge {
             tokio::join!(self.on_cpu(container.run(run)), checker.interact(test));
         let out = program?;
         let (outcome, interactor_ended) = interactor?;
-        // Both ends are stamped on the host's monotonic clock when their process was reaped.
-        let interactor_first = out
-            .result
-            .ended_ns
-            .is_some_and(|program_ended| interactor_ended < program_ended);
+        // A program killed by SIGPIPE wrote to an interactor that had gone. Otherwise both ends
+        // are stamped on the host's monotonic clock when their process was reaped; a process
+        // closes its pipes before it can be reaped, so when one side's end made the other
+        // end at once, their order on the clock may come out either way (the verdict is then
+        // a failure either way, only which one differs).
+        let sigpipe = out.result.exit
+            == Exit::Signaled {
+                signal: nix::sys::signal::Signal::SIGPIPE as i32,
+            };
+        let interactor_first = sigpipe
+            || out
+                .result
+                .ended_ns
+                .is_some_and(|program_ended| interactor_ended < program_ended);
         Ok((out, outcome, interactor_first))
     }
 

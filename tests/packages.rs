@@ -232,6 +232,21 @@ fn icpc_scoring_groups_with_partial_scores() {
     run_cases(package_cases("icpc-scoring"));
 }
 
+/// The output validator is the interactor: each program's whole message sequence, including
+/// one that never flushes (TLE), one that crashes after a correct answer (`error`) and one that
+/// floods the interactor (`wrong`).
+#[test]
+fn icpc_interactive_guess_the_number() {
+    run_cases(package_cases("icpc-interactive-guess"));
+}
+
+/// Multi-pass: the program runs again on the `nextpass.in` the validator wrote, up to three
+/// passes.
+#[test]
+fn icpc_multi_pass() {
+    run_cases(package_cases("icpc-multipass-sum"));
+}
+
 #[test]
 fn polygon_testlib_checker_with_points_groups() {
     run_cases(package_cases("polygon-sum-points"));
@@ -280,6 +295,8 @@ fn broken_packages_are_judging_faults() {
         broken("broken-icpc-exit0", 1, "exit code 0"),
         broken("broken-icpc-missing-ans", 0, ".ans"),
         broken("broken-icpc-noncompiling", 0, "does not compile"),
+        // An interactor that spins: its own CPU limit ends it, a judging fault, never a TLE.
+        broken("broken-icpc-interactive-hang", 1, "time limit"),
     ]);
 }
 
@@ -288,7 +305,7 @@ fn broken_packages_are_judging_faults() {
 #[test]
 fn validate_judges_a_package_by_its_own_submissions() {
     let mut cases = Vec::new();
-    for problem in ["icpc-float", "icpc-scoring"] {
+    for problem in ["icpc-float", "icpc-scoring", "icpc-interactive-guess"] {
         cases.push(Case::new(
             format!("validate {problem}"),
             Pool::Cpu,
@@ -561,6 +578,74 @@ int main(void) {
         } else {
             Err(format!(
                 "expected 3 accepted tests, got {results:?}\n{}",
+                run.stderr_tail
+            ))
+        }
+    }));
+}
+
+/// An interactive program sees only its two pipes: not the interactor's container (its
+/// binary, the input, the answer, the feedback folder), not the FIFOs' files, not the
+/// interactor's process. A program that finds any of them exits 3 or 4 (`error`); one that
+/// finds none plays the game (`accepted`).
+#[test]
+fn an_interactive_program_sees_only_its_pipes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("snoop.c");
+    std::fs::write(
+        &source,
+        r#"#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(void) {
+    const char *secrets[] = {
+        "/judge/peer", "/judge/peer/to-program", "/judge/problem", "/judge/checker",
+        "/judge/io/to-program", "/judge/io/to-interactor", "/judge/io/answer",
+        "/judge/io/input", "/judge/io/feedback",
+    };
+    for (unsigned i = 0; i < sizeof secrets / sizeof *secrets; i++)
+        if (access(secrets[i], F_OK) == 0) return 3;
+    DIR *proc = opendir("/proc");
+    for (struct dirent *e; proc && (e = readdir(proc));) {
+        char path[300], text[512];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < n; i++) if (!text[i]) text[i] = ' ';
+        text[n] = 0;
+        if (strstr(text, "/judge/checker") || strstr(text, "feedback")) return 4;
+    }
+    long n, lo = 1, hi;
+    if (scanf("%ld", &n) != 1) return 1;
+    for (hi = n; lo <= hi;) {
+        long mid = lo + (hi - lo) / 2;
+        printf("? %ld\n", mid);
+        fflush(stdout);
+        char reply[4];
+        if (scanf("%3s", reply) != 1 || reply[0] == '=') return 0;
+        if (reply[0] == '<') hi = mid - 1; else lo = mid + 1;
+    }
+    return 0;
+}
+"#,
+    )
+    .expect("write the program");
+    let run = judge("icpc-interactive-guess", "gcc-12", &source, DEADLINE);
+    pass(run.and_then(|run| {
+        let results: Vec<String> = run
+            .messages
+            .iter()
+            .filter(|m| m["state"] == "tested")
+            .map(|m| m["result"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if results.len() == 6 && results.iter().all(|r| r == "accepted") {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected 6 accepted tests, got {results:?}\n{}",
                 run.stderr_tail
             ))
         }

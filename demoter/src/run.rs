@@ -319,6 +319,9 @@ impl Watch<'_> {
         let mut output_exceeded = false;
         let mut buf = vec![0u8; CHUNK];
 
+        // A run killed at a limit ended when it was killed: its pipes close as it dies, and the
+        // other side of an interaction may end before the kill is complete.
+        let mut killed_ns = None;
         let mut ended_ns = 0;
         let (main, wall_ms) = loop {
             let now = Instant::now();
@@ -337,6 +340,7 @@ impl Watch<'_> {
                 (None, None) => {
                     if now >= wall_deadline {
                         killed = Some((LimitHit::Wall, now));
+                        killed_ns = Some(sys::monotonic_ns());
                         cgroup::kill_all(self.cg, KILL_DEADLINE)?;
                         continue;
                     }
@@ -345,6 +349,7 @@ impl Watch<'_> {
                         let used = self.cg.cpu_usage_ns()?;
                         if used >= cpu_limit_ns {
                             killed = Some((LimitHit::Time, now));
+                            killed_ns = Some(sys::monotonic_ns());
                             cgroup::kill_all(self.cg, KILL_DEADLINE)?;
                             continue;
                         }
@@ -381,6 +386,7 @@ impl Watch<'_> {
                 output_exceeded = true;
                 if ended.is_none() && killed.is_none() {
                     killed = Some((LimitHit::Output, Instant::now()));
+                    killed_ns = Some(sys::monotonic_ns());
                     cgroup::kill_all(self.cg, KILL_DEADLINE)?;
                 }
             }
@@ -405,7 +411,7 @@ impl Watch<'_> {
             killed_for: killed.map(|(limit, _)| limit),
             output_exceeded,
             stdout_bytes: self.stdout.seen,
-            ended_ns,
+            ended_ns: killed_ns.unwrap_or(ended_ns),
         })
     }
 

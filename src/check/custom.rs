@@ -573,6 +573,16 @@ impl CheckerBox {
     /// Takes the program's `output` (a file on the host, moved away, so the program's next run
     /// can begin at once) for the next [`CheckerBox::check`], with a fresh feedback folder.
     pub async fn take(&mut self, output: &Path) -> Result<(), CheckError> {
+        self.take_output(output, true).await
+    }
+
+    /// [`CheckerBox::take`] for a later pass of a multi-pass test: the feedback folder stays
+    /// as the validator left it, without the `nextpass.in` already taken.
+    pub async fn take_next_pass(&mut self, output: &Path) -> Result<(), CheckError> {
+        self.take_output(output, false).await
+    }
+
+    async fn take_output(&mut self, output: &Path, fresh: bool) -> Result<(), CheckError> {
         let io = self.container.io_dir().to_owned();
         let (output, team, feedback, uid) = (
             output.to_owned(),
@@ -580,12 +590,60 @@ impl CheckerBox {
             io.join("feedback"),
             self.uid,
         );
-        tokio::task::spawn_blocking(move || prepare(&output, &team, &feedback, uid))
-            .await
-            .map_err(|e| CheckError::Io {
-                path: io,
-                source: std::io::Error::other(e),
-            })?
+        tokio::task::spawn_blocking(move || {
+            prepare(&output, &team, fresh.then_some((&feedback, uid)))
+        })
+        .await
+        .map_err(|e| CheckError::Io {
+            path: io,
+            source: std::io::Error::other(e),
+        })?
+    }
+
+    /// Moves the `nextpass.in` the validator wrote in its feedback folder to `to` (a file of
+    /// the program's io dir); `false` when it wrote none. A link or anything but a plain file
+    /// there is the validator's fault.
+    pub async fn take_next_input(
+        &mut self,
+        test: &TestCase,
+        to: &Path,
+    ) -> Result<bool, CheckError> {
+        let from = self.container.io_dir().join("feedback/nextpass.in");
+        let (to, name) = (to.to_owned(), test.name.clone());
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc_o_nofollow())
+                .open(&from)
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(_) => {
+                    return Err(CheckError::Fault {
+                        test: name,
+                        reason: "its nextpass.in is not a plain file".into(),
+                    })
+                }
+                Ok(file) => file,
+            };
+            let plain = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+            if !plain {
+                return Err(CheckError::Fault {
+                    test: name,
+                    reason: "its nextpass.in is not a plain file".into(),
+                });
+            }
+            let _ = std::fs::remove_file(&to);
+            let mut out = std::fs::File::create(&to).map_err(io_error(&to))?;
+            std::io::copy(&mut &file, &mut out).map_err(io_error(&to))?;
+            std::fs::remove_file(&from).map_err(io_error(&from))?;
+            Ok(true)
+        })
+        .await
+        .map_err(|e| CheckError::Io {
+            path: PathBuf::from("nextpass.in"),
+            source: std::io::Error::other(e),
+        })?
     }
 
     /// Judges the output taken last of `test`.
@@ -688,7 +746,7 @@ impl CheckerBox {
 
 /// Moves the program's output to the checker's io dir and makes an empty feedback folder its
 /// uid owns.
-fn prepare(output: &Path, team: &Path, feedback: &Path, uid: u32) -> Result<(), CheckError> {
+fn prepare(output: &Path, team: &Path, feedback: Option<(&Path, u32)>) -> Result<(), CheckError> {
     let _ = std::fs::remove_file(team);
     if std::fs::rename(output, team).is_err() {
         // Another file system: a kernel copy, then the program's file goes.
@@ -696,7 +754,15 @@ fn prepare(output: &Path, team: &Path, feedback: &Path, uid: u32) -> Result<(), 
         let _ = std::fs::remove_file(output);
     }
     set_mode(team, 0o644)?;
-    fresh_feedback(feedback, uid)
+    match feedback {
+        Some((feedback, uid)) => fresh_feedback(feedback, uid),
+        None => Ok(()),
+    }
+}
+
+/// `O_NOFOLLOW`: a link the checker left is never followed on the host.
+fn libc_o_nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
 }
 
 /// An empty feedback folder that the checker's uid owns.

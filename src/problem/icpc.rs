@@ -465,9 +465,9 @@ impl Package<'_> {
         }
         if types.iter().any(|t| t == "multi-pass") {
             if interaction == Interaction::Interactive {
-                return Err(self.inconsistent(
-                    "interactive multi-pass problems are not supported yet",
-                ));
+                return Err(
+                    self.inconsistent("interactive multi-pass problems are not supported yet")
+                );
             }
             // `limits.validation_passes` (default 2) is read with the other limits.
             interaction = Interaction::MultiPass { passes: 2 };
@@ -2188,8 +2188,7 @@ mod tests {
                 &[
                     (
                         "problem.yaml",
-                        format!("problem_format_version: draft\ntype: multi-pass\n{limits}")
-                            .leak(),
+                        format!("problem_format_version: draft\ntype: multi-pass\n{limits}").leak(),
                     ),
                     ("output_validator/v.cpp", ""),
                 ],
