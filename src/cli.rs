@@ -137,6 +137,27 @@ pub async fn problem_check(setup: &Setup, id: &str) -> Result<ExitCode, CommandE
         }
     };
     writeln!(std::io::stdout().lock(), "{line}").map_err(stdout_error)?;
+    if let crate::problem::Interaction::Interactor(_) = &problem.interaction {
+        let judge = build_judge(setup).await?;
+        match judge.build_interactor(&problem).await {
+            Ok(Some(built)) => writeln!(
+                std::io::stdout().lock(),
+                "interactor: compiled: {} ({})",
+                built.dir.display(),
+                if built.compiled {
+                    "compiled now"
+                } else {
+                    "from the cache"
+                }
+            )
+            .map_err(stdout_error)?,
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("executioner: problem {id} is broken: the interactor: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

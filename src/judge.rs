@@ -265,8 +265,11 @@ impl Judge {
         // The checker's container starts (and the checker compiles, once per content) while the
         // submission compiles.
         // An interactor reaches the program through FIFOs in the program's io dir.
-        let peer_io = (problem.interaction == Interaction::Interactive)
-            .then(|| container.io_dir().to_owned());
+        let interactive = matches!(
+            problem.interaction,
+            Interaction::Interactive | Interaction::Interactor(_)
+        );
+        let peer_io = interactive.then(|| container.io_dir().to_owned());
         let (compiled, checker) = tokio::join!(
             self.compile(container, submission, language, problem, interface, cancel),
             cancellable(cancel, self.checker_box(problem, peer_io)),
@@ -377,6 +380,18 @@ impl Judge {
         }
     }
 
+    /// A Polygon problem's interactor compiled (or found in the cache); `None` for others.
+    pub async fn build_interactor(&self, problem: &Problem) -> Result<Option<Built>, CheckError> {
+        match &problem.interaction {
+            Interaction::Interactor(program) => self
+                .checkers
+                .build(program, &self.sandbox, &self.languages)
+                .await
+                .map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// The container of the problem's custom checker, if it has one.
     async fn checker_box(
         &self,
@@ -386,9 +401,10 @@ impl Judge {
         let Some(built) = self.build_checker(problem).await? else {
             return Ok(None);
         };
+        let interactor = self.build_interactor(problem).await?;
         let config = self.checkers.config();
         Ok(Some(
-            CheckerBox::open(&self.sandbox, config, built, problem, peer_io).await?,
+            CheckerBox::open(&self.sandbox, config, built, problem, peer_io, interactor).await?,
         ))
     }
 
@@ -465,7 +481,10 @@ impl Judge {
                     }
                     None => (out, false, None),
                 }
-            } else if problem.interaction == Interaction::Interactive {
+            } else if matches!(
+                problem.interaction,
+                Interaction::Interactive | Interaction::Interactor(_)
+            ) {
                 let checker = checker.as_deref_mut().ok_or_else(|| {
                     Failure::Error("an interactive problem without its interactor".into())
                 })?;

@@ -29,6 +29,8 @@ const RECIPE: &str = "2";
 const CHECKER_DIR: &str = "/judge/checker";
 /// Where the problem's folder is mounted in the checker's container.
 const PROBLEM_DIR: &str = "/judge/problem";
+/// Where a Polygon interactor's build is mounted in the checker's container.
+const INTERACTOR_DIR: &str = "/judge/interactor";
 const IO_DIR: &str = "/judge/io";
 /// Most source a checker may have, bytes (all files of its folder together).
 const MAX_SOURCE_BYTES: u64 = 16 * 1024 * 1024;
@@ -494,6 +496,8 @@ fn describe(result: &RunResult) -> String {
 pub struct CheckerBox {
     container: Container,
     built: Built,
+    /// A Polygon interactor's command (a static binary, mounted beside the checker).
+    interactor: Option<Vec<String>>,
     checker: Checker,
     problem_dir: PathBuf,
     limits: Limits,
@@ -512,12 +516,22 @@ impl CheckerBox {
         built: Built,
         problem: &Problem,
         peer_io: Option<PathBuf>,
+        interactor: Option<Built>,
     ) -> Result<CheckerBox, CheckError> {
+        let mut read_only = vec![
+            (built.dir.clone(), CHECKER_DIR.to_owned()),
+            (problem.dir.clone(), PROBLEM_DIR.to_owned()),
+        ];
+        let interactor = interactor.map(|it| {
+            read_only.push((it.dir.clone(), INTERACTOR_DIR.to_owned()));
+            // C and C++ build to one static binary, which runs in any checker's image.
+            it.argv
+                .iter()
+                .map(|arg| arg.replacen(CHECKER_DIR, INTERACTOR_DIR, 1))
+                .collect()
+        });
         let options = OpenOptions {
-            read_only: vec![
-                (built.dir.clone(), CHECKER_DIR.to_owned()),
-                (problem.dir.clone(), PROBLEM_DIR.to_owned()),
-            ],
+            read_only,
             uid: Some(config.uid),
             io_traversable: true,
             peer_io,
@@ -542,6 +556,7 @@ impl CheckerBox {
         Ok(CheckerBox {
             container,
             built,
+            interactor,
             checker: problem.checker.clone(),
             problem_dir: problem.dir.clone(),
             limits,
@@ -696,9 +711,22 @@ impl CheckerBox {
             })??;
         let input = self.place(&test.input, "input")?;
         let answer = self.place(&test.answer, "answer")?;
-        let mut argv = self.built.argv.clone();
-        argv.extend([input, answer, format!("{IO_DIR}/feedback/")]);
-        argv.extend(test.checker_args.iter().cloned());
+        // ICPC: the validator interacts and decides. Polygon: the interactor writes a log
+        // (`interactor input log answer`) that the checker then judges.
+        let log = format!("{IO_DIR}/feedback/log");
+        let argv = match &self.interactor {
+            Some(interactor) => {
+                let mut argv = interactor.clone();
+                argv.extend([input, log, answer]);
+                argv
+            }
+            None => {
+                let mut argv = self.built.argv.clone();
+                argv.extend([input, answer, format!("{IO_DIR}/feedback/")]);
+                argv.extend(test.checker_args.iter().cloned());
+                argv
+            }
+        };
         let ran = self
             .container
             .run(Run {
@@ -711,11 +739,33 @@ impl CheckerBox {
             })
             .await?;
         let ended = ran.result.ended_ns.unwrap_or(u64::MAX);
-        Ok((self.outcome(test, &ran)?, ended))
+        if self.interactor.is_none() {
+            return Ok((self.outcome(test, &ran)?, ended));
+        }
+        // testlib's exit codes: anything but ok is the interactor's verdict (or fault);
+        // after ok, the checker judges the log as the program's output.
+        let said = self.outcome_as(test, &ran, true)?;
+        if !said.accepted {
+            return Ok((said, ended));
+        }
+        let log = self.container.io_dir().join("feedback/log");
+        self.take(&log).await?;
+        Ok((self.check(test).await?, ended))
     }
 
     /// What the checker's finished run means, or its fault.
     fn outcome(&self, test: &TestCase, ran: &RunOutput) -> Result<CheckOutcome, CheckError> {
+        self.outcome_as(test, ran, false)
+    }
+
+    /// [`CheckerBox::outcome`]; `testlib` reads the exit code as testlib's whatever the
+    /// checker is (a Polygon interactor).
+    fn outcome_as(
+        &self,
+        test: &TestCase,
+        ran: &RunOutput,
+        testlib: bool,
+    ) -> Result<CheckOutcome, CheckError> {
         let feedback = self.container.io_dir().join("feedback");
         let stderr = read_head(&ran.stderr, MESSAGE_BYTES);
         // What the checker itself said stays in the log: it may quote the answer, and the
@@ -735,6 +785,7 @@ impl CheckerBox {
             unreachable!("signals are handled above")
         };
         match self.checker {
+            _ if testlib => testlib_outcome(code, &stderr).map_err(fault),
             Checker::Testlib(_) => testlib_outcome(code, &stderr).map_err(fault),
             // Samples of a scoring problem are not scored: their score files are ignored too.
             _ => {

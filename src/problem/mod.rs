@@ -74,7 +74,7 @@ pub struct Problem {
 pub const MAX_PASSES: u32 = 100;
 
 /// How a test runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Interaction {
     /// The program reads the input and writes an output; then the checker judges the output.
     #[default]
@@ -86,6 +86,9 @@ pub enum Interaction {
     /// feedback folder (which it keeps between passes), and the program runs again on it, at
     /// most `passes` times in all.
     MultiPass { passes: u32 },
+    /// Polygon: a testlib interactor (C or C++) talks to the program, writing a log the
+    /// problem's testlib checker then judges as the program's output.
+    Interactor(CheckerProgram),
 }
 
 /// A subtask (STAOJ) or top-level test group (packages).
@@ -474,6 +477,26 @@ fn check(problem: &Problem) -> Result<(), ProblemError> {
             )));
         }
     }
+    if let Interaction::Interactor(program) = &problem.interaction {
+        if !matches!(program.language, CheckerLanguage::C | CheckerLanguage::Cpp) {
+            return Err(inconsistent(format!(
+                "the interactor is in {}; interactors must be C or C++",
+                program.language.as_str()
+            )));
+        }
+        if !matches!(problem.checker, Checker::Testlib(_)) {
+            return Err(inconsistent(
+                "an interactor's log needs a testlib checker".into(),
+            ));
+        }
+    }
+    if matches!(problem.interaction, Interaction::Interactor(_))
+        && problem.io != ProblemIo::default()
+    {
+        return Err(inconsistent(
+            "an interactive program talks through stdin and stdout, not files".into(),
+        ));
+    }
     if problem.interaction == Interaction::Interactive {
         if !matches!(problem.checker, Checker::Icpc(_)) {
             return Err(inconsistent(
@@ -572,6 +595,27 @@ pub fn describe(problem: &Problem) -> Vec<String> {
                 Scoring::PassFail => "pass-fail (1 when every test is accepted)".to_owned(),
                 Scoring::Subtasks => "the sum of the subtasks' scores".to_owned(),
                 Scoring::Tests(a) => format!("the tests' scores, aggregated by {}", a.as_str()),
+            }
+        ),
+        format!(
+            "runs: {}",
+            match &problem.interaction {
+                Interaction::Batch => "batch (the program reads the input, then the checker \
+                                       judges its output)"
+                    .to_owned(),
+                Interaction::Interactive => {
+                    "interactive (the output validator talks to the program)".to_owned()
+                }
+                Interaction::MultiPass { passes } => format!(
+                    "multi-pass, at most {passes} passes (the program runs again on the \
+                     validator's nextpass.in)"
+                ),
+                Interaction::Interactor(program) => format!(
+                    "interactive: testlib interactor in {}, {} ({:?}); the checker judges its log",
+                    program.language.as_str(),
+                    program.dir.display(),
+                    program.sources
+                ),
             }
         ),
         format!("tests: {}", problem.tests.len()),

@@ -6,7 +6,8 @@
 //!   stdin / stdout), and its `<testset name="tests">`: limits, `<test-count>`, the input and
 //!   answer path patterns (`tests/%02d`, `tests/%02d.a`), `<tests><test points group/>` and
 //!   `<groups><group name points points-policy><dependencies><dependency group/>`;
-//! - `<assets><checker><source path/>`: the testlib checker. An `<interactor>` is refused.
+//! - `<assets><checker><source path/>`: the testlib checker; `<assets><interactor><source
+//!   path/>`: a testlib interactor (C or C++), which makes the problem interactive.
 //!
 //! Scoring: points on tests or groups make the problem scored. With groups, each group that has
 //! tests is a subtask (in the order the tests first name it) worth its points over the total;
@@ -19,8 +20,8 @@ use std::path::{Component, Path, PathBuf};
 use roxmltree::{Document, Node};
 
 use super::{
-    Aggregation, Checker, CheckerLanguage, CheckerProgram, Data, Format, Problem, ProblemError,
-    ProblemIo, Scoring, Subtask, TestCase, ValidationLimits,
+    Aggregation, Checker, CheckerLanguage, CheckerProgram, Data, Format, Interaction, Problem,
+    ProblemError, ProblemIo, Scoring, Subtask, TestCase, ValidationLimits,
 };
 
 /// The testset judged: Polygon's main one (others, like `pretests`, are not).
@@ -47,9 +48,10 @@ pub(super) fn load(dir: &Path, id: &str) -> Result<Problem, ProblemError> {
         )));
     }
     let assets = child(root, "assets");
-    if assets.and_then(|a| child(a, "interactor")).is_some() {
-        return Err(cx.inconsistent("interactive problems are not supported yet".into()));
-    }
+    let interaction = match assets.and_then(|a| child(a, "interactor")) {
+        Some(node) => Interaction::Interactor(cx.program(node, "interactor")?),
+        None => Interaction::Batch,
+    };
 
     let judging = child(root, "judging").ok_or_else(|| cx.invalid("no <judging>".into()))?;
     let io = ProblemIo {
@@ -119,7 +121,7 @@ pub(super) fn load(dir: &Path, id: &str) -> Result<Problem, ProblemError> {
         checker,
         io,
         validation: ValidationLimits::default(),
-        interaction: super::Interaction::Batch,
+        interaction,
     })
 }
 
@@ -459,34 +461,39 @@ impl Cx<'_> {
         let checker = assets
             .and_then(|a| child(a, "checker"))
             .ok_or_else(|| self.inconsistent("no checker in <assets>".into()))?;
-        let source = child(checker, "source")
+        Ok(Checker::Testlib(self.program(checker, "checker")?))
+    }
+
+    /// The program of a `<checker>` or `<interactor>`: its `<source path>`.
+    fn program(&self, node: Node, what: &str) -> Result<CheckerProgram, ProblemError> {
+        let source = child(node, "source")
             .and_then(|s| s.attribute("path"))
-            .ok_or_else(|| self.invalid("<checker> has no <source path=...>".into()))?;
+            .ok_or_else(|| self.invalid(format!("<{what}> has no <source path=...>")))?;
         let rel = relative_path(source)
-            .map_err(|reason| self.invalid(format!("checker source {source:?}: {reason}")))?;
+            .map_err(|reason| self.invalid(format!("{what} source {source:?}: {reason}")))?;
         let path = self.dir.join(&rel);
         if !path.is_file() {
             return Err(self.inconsistent(format!(
-                "the checker source {} does not exist",
+                "the {what} source {} does not exist",
                 rel.display()
             )));
         }
         let language = CheckerLanguage::of(&rel).ok_or_else(|| {
             self.inconsistent(format!(
-                "the checker source {} is in no supported language",
+                "the {what} source {} is in no supported language",
                 rel.display()
             ))
         })?;
         // `relative_path` returns a non-empty path of normal components: it has both.
         let (Some(parent), Some(file)) = (path.parent(), rel.file_name()) else {
-            return Err(self.invalid(format!("checker source {source:?}: not a file path")));
+            return Err(self.invalid(format!("{what} source {source:?}: not a file path")));
         };
         // The folder, not the file: `testlib.h` beside a C++ checker is what it includes.
-        Ok(Checker::Testlib(CheckerProgram {
+        Ok(CheckerProgram {
             dir: parent.to_owned(),
             sources: vec![PathBuf::from(file)],
             language,
-        }))
+        })
     }
 }
 
@@ -808,16 +815,35 @@ mod tests {
     }
 
     #[test]
-    fn interactors_and_missing_checkers_are_refused() {
+    fn interactors_are_read_and_missing_checkers_refused() {
         let interactor = format!(
             r#"{CHECKER}<interactor><source path="files/interactor.cpp" type="cpp.g++17"/></interactor>"#
         );
         let root = package(&judging(STD_IO, "<test/>", 1, ""), &interactor, 1);
-        let e = load_p(&root).unwrap_err();
-        assert!(matches!(e, ProblemError::Inconsistent { .. }));
-        assert!(e
-            .to_string()
-            .contains("interactive problems are not supported yet"));
+        // Named but not there.
+        assert!(error(&root).contains("the interactor source files/interactor.cpp does not exist"));
+        std::fs::write(
+            root.path().join("p/files/interactor.cpp"),
+            "int main() {}\n",
+        )
+        .unwrap();
+        let problem = load_p(&root).unwrap();
+        let Interaction::Interactor(program) = &problem.interaction else {
+            panic!("not interactive: {:?}", problem.interaction)
+        };
+        assert_eq!(program.sources, [PathBuf::from("interactor.cpp")]);
+        assert_eq!(program.language, CheckerLanguage::Cpp);
+        assert!(matches!(problem.checker, Checker::Testlib(_)));
+
+        // A Python interactor, or one with files for input and output, is refused.
+        std::fs::write(root.path().join("p/files/interactor.py"), "\n").unwrap();
+        let python = interactor.replace(
+            "interactor.cpp\" type=\"cpp.g++17",
+            "interactor.py\" type=\"python.3",
+        );
+        let root_py = package(&judging(STD_IO, "<test/>", 1, ""), &python, 1);
+        std::fs::write(root_py.path().join("p/files/interactor.py"), "\n").unwrap();
+        assert!(error(&root_py).contains("interactors must be C or C++"));
 
         let root = package(&judging(STD_IO, "<test/>", 1, ""), "", 1);
         assert!(error(&root).contains("no checker"));
