@@ -247,6 +247,12 @@ fn icpc_multi_pass() {
     run_cases(package_cases("icpc-multipass-sum"));
 }
 
+/// Polygon: a testlib interactor talks to the program, then the testlib checker judges its log.
+#[test]
+fn polygon_interactor_and_checker() {
+    run_cases(package_cases("polygon-interactive-guess"));
+}
+
 #[test]
 fn polygon_testlib_checker_with_points_groups() {
     run_cases(package_cases("polygon-sum-points"));
@@ -650,4 +656,59 @@ int main(void) {
             ))
         }
     }));
+}
+
+/// Hostile programs on an interactive problem end with the right verdict within the wall limit,
+/// and nothing is left waiting: one that closes its stdout at once and then waits forever (the
+/// interactor rejects first: `wrong`), one whose child keeps the pipes open after the parent
+/// exits (the child dies with the run, the interactor rejects: `wrong`), one that never reads
+/// nor writes (`TLE`).
+#[test]
+fn hostile_interactive_programs_get_their_verdicts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let programs = [
+        (
+            "closes_stdout",
+            "#include <unistd.h>\nint main(void) { close(1); for (;;) pause(); }\n",
+            "wrong",
+        ),
+        (
+            "forks",
+            "#include <unistd.h>\nint main(void) { if (fork() == 0) for (;;) pause(); return 0; }\n",
+            "wrong",
+        ),
+        (
+            "silent",
+            "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n",
+            "TLE",
+        ),
+    ];
+    let mut cases = Vec::new();
+    for (name, text, verdict) in programs {
+        let source = dir.path().join(format!("{name}.c"));
+        std::fs::write(&source, text).expect("write the program");
+        cases.push(Case::new(
+            name,
+            Pool::Idle,
+            Duration::from_secs(20),
+            move || {
+                let run = judge("icpc-interactive-guess", "gcc-12", &source, DEADLINE)?;
+                let results: Vec<&str> = run
+                    .messages
+                    .iter()
+                    .filter(|m| m["state"] == "tested")
+                    .filter_map(|m| m["result"].as_str())
+                    .collect();
+                if results.len() == 6 && results.iter().all(|r| *r == verdict) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{name}: expected 6 × {verdict}, got {results:?}\n{}",
+                        run.stderr_tail
+                    ))
+                }
+            },
+        ));
+    }
+    run_cases(cases);
 }
