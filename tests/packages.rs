@@ -16,7 +16,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{
-    judge, message, pass, problems_root, run_cases, score_text, Case, Pool, MEASURED, SOME_TEXT,
+    judge, message, pass, problems_root, run_cases, score_text, Case, JudgeRun, Pool, MEASURED,
+    SOME_TEXT,
 };
 use serde_json::{json, Value};
 
@@ -572,22 +573,7 @@ int main(void) {
     )
     .expect("write the program");
     let run = judge("polygon-file-io", "gcc-12", &source, DEADLINE);
-    pass(run.and_then(|run| {
-        let results: Vec<String> = run
-            .messages
-            .iter()
-            .filter(|m| m["state"] == "tested")
-            .map(|m| m["result"].as_str().unwrap_or_default().to_owned())
-            .collect();
-        if results.len() == 3 && results.iter().all(|r| r == "accepted") {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected 3 accepted tests, got {results:?}\n{}",
-                run.stderr_tail
-            ))
-        }
-    }));
+    pass(run.and_then(|run| every_test(&run, 3, "accepted")));
 }
 
 /// An interactive program sees only its two pipes: not the interactor's container (its
@@ -640,22 +626,7 @@ int main(void) {
     )
     .expect("write the program");
     let run = judge("icpc-interactive-guess", "gcc-12", &source, DEADLINE);
-    pass(run.and_then(|run| {
-        let results: Vec<String> = run
-            .messages
-            .iter()
-            .filter(|m| m["state"] == "tested")
-            .map(|m| m["result"].as_str().unwrap_or_default().to_owned())
-            .collect();
-        if results.len() == 6 && results.iter().all(|r| r == "accepted") {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected 6 accepted tests, got {results:?}\n{}",
-                run.stderr_tail
-            ))
-        }
-    }));
+    pass(run.and_then(|run| every_test(&run, 6, "accepted")));
 }
 
 /// Hostile programs on an interactive problem end with the right verdict within the wall limit,
@@ -693,22 +664,27 @@ fn hostile_interactive_programs_get_their_verdicts() {
             Duration::from_secs(20),
             move || {
                 let run = judge("icpc-interactive-guess", "gcc-12", &source, DEADLINE)?;
-                let results: Vec<&str> = run
-                    .messages
-                    .iter()
-                    .filter(|m| m["state"] == "tested")
-                    .filter_map(|m| m["result"].as_str())
-                    .collect();
-                if results.len() == 6 && results.iter().all(|r| *r == verdict) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{name}: expected 6 × {verdict}, got {results:?}\n{}",
-                        run.stderr_tail
-                    ))
-                }
+                every_test(&run, 6, verdict).map_err(|e| format!("{name}: {e}"))
             },
         ));
     }
     run_cases(cases);
+}
+
+/// Checks that `run` judged `count` tests, each with `verdict`.
+fn every_test(run: &JudgeRun, count: usize, verdict: &str) -> Result<(), String> {
+    let results: Vec<&str> = run
+        .messages
+        .iter()
+        .filter(|m| m["state"] == "tested")
+        .filter_map(|m| m["result"].as_str())
+        .collect();
+    if results.len() == count && results.iter().all(|r| *r == verdict) {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected {count} × {verdict}, got {results:?}\n{}",
+            run.stderr_tail
+        ))
+    }
 }

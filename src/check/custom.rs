@@ -680,17 +680,7 @@ impl CheckerBox {
                 Some(Input::IoFile("team_output"))
             }
         };
-        let ran = self
-            .container
-            .run(Run {
-                argv,
-                env: self.built.env.clone(),
-                work_dir: WorkDir::Fresh,
-                stdin,
-                limits: self.limits,
-                io: None,
-            })
-            .await?;
+        let ran = self.run(argv, stdin).await?;
         let outcome = self.outcome(test, &ran)?;
         let _ = tokio::fs::remove_file(&team).await;
         Ok(outcome)
@@ -727,17 +717,7 @@ impl CheckerBox {
                 argv
             }
         };
-        let ran = self
-            .container
-            .run(Run {
-                argv,
-                env: self.built.env.clone(),
-                work_dir: WorkDir::Fresh,
-                stdin: Some(Input::Pipe(Side::Interactor)),
-                limits: self.limits,
-                io: None,
-            })
-            .await?;
+        let ran = self.run(argv, Some(Input::Pipe(Side::Interactor))).await?;
         let ended = ran.result.ended_ns.unwrap_or(u64::MAX);
         if self.interactor.is_none() {
             return Ok((self.outcome(test, &ran)?, ended));
@@ -751,6 +731,23 @@ impl CheckerBox {
         let log = self.container.io_dir().join("feedback/log");
         self.take(&log).await?;
         Ok((self.check(test).await?, ended))
+    }
+
+    /// One run of the checker's (or interactor's) `argv` in a fresh folder, under its limits.
+    async fn run(
+        &mut self,
+        argv: Vec<String>,
+        stdin: Option<Input<'_>>,
+    ) -> Result<RunOutput, CheckError> {
+        let run = Run {
+            argv,
+            env: self.built.env.clone(),
+            work_dir: WorkDir::Fresh,
+            stdin,
+            limits: self.limits,
+            io: None,
+        };
+        Ok(self.container.run(run).await?)
     }
 
     /// What the checker's finished run means, or its fault.
