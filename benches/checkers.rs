@@ -22,6 +22,7 @@ use executioner::cli::{build_judge, Setup};
 use executioner::interface::{Interface, InterfaceError, Sent};
 use executioner::judge::JudgeConfig;
 use executioner::protocol::{Body, Message, Submission};
+use executioner::worker::judge_for;
 use tokio_util::sync::CancellationToken;
 
 const TESTS: usize = 100;
@@ -145,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
                 source_code: PROGRAM.into(),
             };
             let started = Instant::now();
-            judge.judge(&submission, &clock, &cancel).await?;
+            judge_for(&judge, &submission, &clock, &cancel).await?;
             let took = started.elapsed();
             let seen = clock.seen.into_inner().unwrap_or_else(|e| e.into_inner());
             let accepted = seen.iter().filter(

@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::broadcast;
@@ -14,7 +15,7 @@ use crate::interface::{
     FirestoreConfig, FirestoreInterface, HttpConfig, HttpInterface, Interface, InterfaceError,
     MemoryInterface, PostgresConfig, PostgresInterface,
 };
-use crate::judge::{Judge, JudgeConfig, Outcome};
+use crate::judge::{Judge, JudgeConfig};
 use crate::language::{Registry, RegistryError};
 use crate::problem::ProblemStore;
 use crate::protocol::{Body, Message, Submission};
@@ -218,8 +219,8 @@ fn progress_line(message: &Message, tests: Option<usize>) -> Option<String> {
     }
 }
 
-/// `executioner judge`: judges one file with the in-memory interface, printing every message
-/// as a JSON line. Exit status 0 for `done`, 1 for `error`, 2 for `invalid`.
+/// `executioner judge`: judges one file in this process, printing every message as a JSON
+/// line. Exit status 0 for `done`, 1 for `error`, 2 for `invalid`.
 pub async fn judge(
     setup: &Setup,
     problem: &str,
@@ -249,38 +250,33 @@ pub async fn judge(
         }
         Err(e) => return Err(e),
     };
-    let interface = MemoryInterface::new();
-    let mut messages = interface.subscribe();
     let tests = crate::problem::is_valid_id(problem)
         .then(|| judge.problems().get(problem).ok().map(|p| p.tests.len()))
         .flatten();
     let show_progress = std::io::stderr().is_terminal();
-    let printer = async {
-        loop {
-            match messages.recv().await {
-                Ok(message) => {
-                    print_message(&message)?;
-                    if show_progress {
-                        if let Some(line) = progress_line(&message, tests) {
-                            eprintln!("{line}");
-                        }
-                    }
-                    if message.body.is_terminal() {
-                        return Ok::<(), CommandError>(());
-                    }
+    let (tx, mut messages) = tokio::sync::mpsc::channel(32);
+    // Nothing else claims it: the command's own `executing`, then what the judge yields.
+    let executing = Message::new(&submission.id, Body::Executing);
+    let printer = async move {
+        let mut next = Some(executing);
+        while let Some(message) = next {
+            print_message(&message)?;
+            if show_progress {
+                if let Some(line) = progress_line(&message, tests) {
+                    eprintln!("{line}");
                 }
-                Err(broadcast::error::RecvError::Lagged(n)) => warn!(missed = n, "printer lagged"),
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
             }
+            next = messages.recv().await;
         }
+        Ok::<(), CommandError>(())
     };
     let never = CancellationToken::new();
-    let judging = judge.judge(&submission, &interface, &never);
-    let (printed, outcome) = tokio::join!(printer, judging);
+    let judging = judge.judge(&submission, tx, &never);
+    let (printed, ended) = tokio::join!(printer, judging);
     printed?;
-    Ok(match outcome? {
-        Outcome::Finished(Body::Done { .. }) => ExitCode::SUCCESS,
-        Outcome::Finished(Body::Invalid { .. }) => ExitCode::from(2),
+    Ok(match ended {
+        Ok(Body::Done { .. }) => ExitCode::SUCCESS,
+        Ok(Body::Invalid { .. }) => ExitCode::from(2),
         _ => ExitCode::from(1),
     })
 }
@@ -294,6 +290,37 @@ pub async fn remove_leftover_sandboxes(judge: &Judge) {
     }
 }
 
+/// First and longest pause between attempts to reach the Docker engine at a worker's start.
+const DOCKER_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// The judge of a worker command: while the Docker engine cannot be reached (not started yet,
+/// restarting) it says so and tries again with a growing pause, until `shutdown` fires
+/// (`Ok(None)`); any other failure (no demoter, no cgroups, a broken registry) is returned at
+/// once. Sandboxes dead workers on this host left are removed first.
+pub async fn worker_judge(
+    setup: &Setup,
+    shutdown: &CancellationToken,
+) -> Result<Option<Arc<Judge>>, CommandError> {
+    let mut pause = DOCKER_RETRY.0;
+    loop {
+        match build_judge(setup).await {
+            Ok(judge) => {
+                remove_leftover_sandboxes(&judge).await;
+                return Ok(Some(judge));
+            }
+            Err(CommandError::Sandbox(e @ SandboxError::Docker { .. })) => {
+                warn!(error = %e, retry_in = ?pause, "the Docker engine is not reachable; the worker waits for it");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.cancelled() => return Ok(None),
+                }
+                pause = (pause * 2).min(DOCKER_RETRY.1);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A worker command over a connected interface: the judge (after removing what dead workers on
 /// this host left), then `connect`, then judging until `shutdown` fires. Returns the interface
 /// for the command to close.
@@ -302,14 +329,15 @@ async fn judge_from<I: Interface>(
     config: WorkerConfig,
     connect: impl std::future::Future<Output = Result<I, InterfaceError>>,
     shutdown: CancellationToken,
-) -> Result<Arc<I>, CommandError> {
-    let judge = build_judge(setup).await?;
-    remove_leftover_sandboxes(&judge).await;
+) -> Result<Option<Arc<I>>, CommandError> {
+    let Some(judge) = worker_judge(setup, &shutdown).await? else {
+        return Ok(None);
+    };
     let interface = Arc::new(connect.await?);
     Worker::new(interface.clone(), judge, config)
         .run(shutdown)
         .await;
-    Ok(interface)
+    Ok(Some(interface))
 }
 
 /// `executioner worker --interface postgres`: submissions from a shared database, judged until
@@ -321,10 +349,9 @@ pub async fn postgres_worker(
     shutdown: CancellationToken,
 ) -> Result<ExitCode, CommandError> {
     let connect = PostgresInterface::connect(database);
-    judge_from(setup, config, connect, shutdown)
-        .await?
-        .close()
-        .await;
+    if let Some(interface) = judge_from(setup, config, connect, shutdown).await? {
+        interface.close().await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -337,10 +364,9 @@ pub async fn firestore_worker(
     shutdown: CancellationToken,
 ) -> Result<ExitCode, CommandError> {
     let connect = FirestoreInterface::connect(database);
-    judge_from(setup, config, connect, shutdown)
-        .await?
-        .close()
-        .await;
+    if let Some(interface) = judge_from(setup, config, connect, shutdown).await? {
+        interface.close().await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -354,10 +380,9 @@ pub async fn http_worker(
     shutdown: CancellationToken,
 ) -> Result<ExitCode, CommandError> {
     let connect = HttpInterface::connect(service);
-    judge_from(setup, config, connect, shutdown)
-        .await?
-        .close()
-        .await;
+    if let Some(interface) = judge_from(setup, config, connect, shutdown).await? {
+        interface.close().await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -368,8 +393,9 @@ pub async fn memory_worker(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) -> Result<ExitCode, CommandError> {
-    let judge = build_judge(setup).await?;
-    remove_leftover_sandboxes(&judge).await;
+    let Some(judge) = worker_judge(setup, &shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let interface = Arc::new(MemoryInterface::new());
     let mut messages = interface.subscribe();
     let reader = tokio::spawn({

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use demoter::protocol::{Exit, LimitHit, Limits, RunResult};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
@@ -11,7 +12,6 @@ use crate::check::custom::{
     Built, CheckError, CheckOutcome, CheckerBox, CheckerCache, CheckerConfig,
 };
 use crate::check::{compare, DefaultFlags};
-use crate::interface::{Interface, InterfaceError, Sent};
 use crate::language::{Language, Placeholders, Registry};
 use crate::problem::{
     is_valid_id, Checker, Defaults, Interaction, Problem, ProblemStore, TestCase,
@@ -74,14 +74,30 @@ impl Default for JudgeConfig {
     }
 }
 
-/// How judging one submission ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Another worker took it; nothing was sent but the refused `executing`.
-    NotTaken,
-    /// The terminal message that was sent.
-    Finished(Body),
+/// Where a judging yields its messages, in order: a bounded channel, so judging waits while
+/// whoever drains it is behind.
+pub type Messages = mpsc::Sender<Message>;
+
+/// One judging's end of [`Messages`]: wraps each body in a message of its submission.
+#[derive(Clone, Copy)]
+struct Yield<'a> {
+    id: &'a str,
+    out: &'a Messages,
 }
+
+impl Yield<'_> {
+    async fn send(self, body: Body) -> Result<(), Unheard> {
+        self.out
+            .send(Message::new(self.id, body))
+            .await
+            .map_err(|_| Unheard)
+    }
+}
+
+/// Nobody takes a judging's messages any more (the receiver was dropped): judging stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("nobody takes this judging's messages any more")]
+pub struct Unheard;
 
 /// Why judging stopped before `done`.
 enum Failure {
@@ -89,13 +105,13 @@ enum Failure {
     Invalid(String),
     /// The judge or its infrastructure failed: `error`.
     Error(String),
-    /// The store failed: nothing more can be reported.
-    Interface(InterfaceError),
+    /// Nobody takes the messages: nothing more can be reported.
+    Unheard,
 }
 
-impl From<InterfaceError> for Failure {
-    fn from(e: InterfaceError) -> Self {
-        Failure::Interface(e)
+impl From<Unheard> for Failure {
+    fn from(_: Unheard) -> Self {
+        Failure::Unheard
     }
 }
 
@@ -162,22 +178,23 @@ impl Judge {
         &self.sandbox
     }
 
-    /// Judges `submission`, sending its messages to `interface` in order. `cancel` ends judging
-    /// early with `error` (worker shutdown past its deadline). `Err` only when the interface
-    /// itself failed, so the sequence could not be completed.
+    /// Judges `submission`, which the caller has claimed with `executing`: yields every later
+    /// message of SPEC §2 into `out`, in order, ending with the terminal one (`done`, `invalid`
+    /// or `error`), which it also returns. `cancel` ends judging early with `error` (worker
+    /// shutdown past its deadline). `Err` only when the receiver went away, so the sequence
+    /// could not be completed; judging stops at the next message.
     #[instrument(skip_all, fields(submission_id = %submission.id, problem = %submission.problem, language = %submission.language))]
     pub async fn judge(
         &self,
         submission: &Submission,
-        interface: &dyn Interface,
+        out: Messages,
         cancel: &CancellationToken,
-    ) -> Result<Outcome, InterfaceError> {
-        let id = submission.id.as_str();
-        if interface.send(&Message::new(id, Body::Executing)).await? == Sent::NotTaken {
-            info!("taken by another worker");
-            return Ok(Outcome::NotTaken);
-        }
-        let end = match self.pipeline(submission, interface, cancel).await {
+    ) -> Result<Body, Unheard> {
+        let messages = Yield {
+            id: &submission.id,
+            out: &out,
+        };
+        let end = match self.pipeline(submission, messages, cancel).await {
             Ok(done) => done,
             Err(Failure::Invalid(reason)) => {
                 info!(%reason, "invalid submission");
@@ -191,16 +208,16 @@ impl Judge {
                     reason: Some(reason),
                 }
             }
-            Err(Failure::Interface(e)) => return Err(e),
+            Err(Failure::Unheard) => return Err(Unheard),
         };
-        interface.send(&Message::new(id, end.clone())).await?;
-        Ok(Outcome::Finished(end))
+        messages.send(end.clone()).await?;
+        Ok(end)
     }
 
     async fn pipeline(
         &self,
         submission: &Submission,
-        interface: &dyn Interface,
+        messages: Yield<'_>,
         cancel: &CancellationToken,
     ) -> Result<Body, Failure> {
         let language = self
@@ -236,7 +253,7 @@ impl Judge {
                 submission,
                 language,
                 &problem,
-                interface,
+                messages,
                 cancel,
             )
             .await;
@@ -259,7 +276,7 @@ impl Judge {
         submission: &Submission,
         language: &Language,
         problem: &Problem,
-        interface: &dyn Interface,
+        messages: Yield<'_>,
         cancel: &CancellationToken,
     ) -> Result<Body, Failure> {
         // The checker's container starts (and the checker compiles, once per content) while the
@@ -271,7 +288,7 @@ impl Judge {
         );
         let peer_io = interactive.then(|| container.io_dir().to_owned());
         let (compiled, checker) = tokio::join!(
-            self.compile(container, submission, language, problem, interface, cancel),
+            self.compile(container, submission, language, problem, messages, cancel),
             cancellable(cancel, self.checker_box(problem, peer_io)),
         );
         let checker = checker.and_then(|built| built.map_err(Failure::from));
@@ -292,10 +309,9 @@ impl Judge {
             .run_tests(
                 container,
                 checker.as_mut(),
-                submission,
                 language,
                 problem,
-                interface,
+                messages,
                 cancel,
             )
             .await;
@@ -313,11 +329,9 @@ impl Judge {
         submission: &Submission,
         language: &Language,
         problem: &Problem,
-        interface: &dyn Interface,
+        messages: Yield<'_>,
         cancel: &CancellationToken,
     ) -> Result<Option<Body>, Failure> {
-        let id = submission.id.as_str();
-        let send = |body: Body| async move { interface.send(&Message::new(id, body)).await };
         let values = Placeholders {
             build: BUILD_DIR,
             memory_kb: problem.memory_kb,
@@ -326,7 +340,7 @@ impl Judge {
             .put_source(&language.source, submission.source_code.as_bytes())
             .await?;
         if let Some(compile) = &language.compile {
-            send(Body::Compiling).await?;
+            messages.send(Body::Compiling).await?;
             let run = Run {
                 argv: language.expand(compile, &values),
                 env: language.env.clone(),
@@ -341,21 +355,23 @@ impl Judge {
                     .compile_output(&out.result, &out.stdout, &out.stderr)
                     .await;
                 info!(exit = ?out.result.exit, limit = ?out.result.limit, "compile error");
-                send(Body::Compiled {
-                    result: CompileResult::Error,
-                    compile_output: Some(output),
-                })
-                .await?;
+                messages
+                    .send(Body::Compiled {
+                        result: CompileResult::Error,
+                        compile_output: Some(output),
+                    })
+                    .await?;
                 return Ok(Some(Body::Done {
                     score: None,
                     failed_subtasks: None,
                 }));
             }
-            send(Body::Compiled {
-                result: CompileResult::Success,
-                compile_output: None,
-            })
-            .await?;
+            messages
+                .send(Body::Compiled {
+                    result: CompileResult::Success,
+                    compile_output: None,
+                })
+                .await?;
         }
         container.seal_build().await?;
         match container.warm(&language.warm).await {
@@ -415,20 +431,16 @@ impl Judge {
         work.await
     }
 
-    /// Runs every test in order, sending `testing` and `tested`; ends with `done`.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs every test in order, yielding `testing` and `tested`; ends with `done`.
     async fn run_tests<'a>(
         &self,
         container: &mut Container,
         mut checker: Option<&mut CheckerBox>,
-        submission: &Submission,
         language: &'a Language,
         problem: &'a Problem,
-        interface: &dyn Interface,
+        messages: Yield<'_>,
         cancel: &CancellationToken,
     ) -> Result<Body, Failure> {
-        let id = submission.id.as_str();
-        let send = |body: Body| async move { interface.send(&Message::new(id, body)).await };
         let values = Placeholders {
             build: BUILD_DIR,
             memory_kb: problem.memory_kb,
@@ -457,11 +469,12 @@ impl Judge {
         let mut ahead = None;
         for (index, test) in problem.tests.iter().enumerate() {
             let test_case = index as u32 + 1;
-            send(Body::Testing {
-                test_case,
-                subtask: test.subtask,
-            })
-            .await?;
+            messages
+                .send(Body::Testing {
+                    test_case,
+                    subtask: test.subtask,
+                })
+                .await?;
             // Whether the interactor rejected before the program ended: then nothing the
             // program did afterwards (a crash on the closed pipe, a timeout) matters.
             let mut rejected_first = false;
@@ -557,15 +570,16 @@ impl Judge {
                     _ => 0.0,
                 },
             });
-            send(Body::Tested {
-                test_case,
-                subtask: test.subtask,
-                result: verdict,
-                time: Some(out.result.cpu_ms),
-                memory: Some(out.result.memory_kb),
-                score: fraction,
-            })
-            .await?;
+            messages
+                .send(Body::Tested {
+                    test_case,
+                    subtask: test.subtask,
+                    result: verdict,
+                    time: Some(out.result.cpu_ms),
+                    memory: Some(out.result.memory_kb),
+                    score: fraction,
+                })
+                .await?;
         }
         let score = score(problem, &graded);
         info!(score = score.score, failed_subtasks = ?score.failed_subtasks, "judged");

@@ -1,15 +1,18 @@
 //! The worker: takes submissions from an interface and judges up to N at once, until shut down.
+//! For each it claims the submission with `executing`, lets the judge run it and forwards the
+//! messages the judge yields to the interface: worker → judge → messages → worker → store.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::interface::Interface;
+use crate::interface::{Interface, InterfaceError, Sent};
 use crate::judge::Judge;
+use crate::protocol::{Body, Message, Submission};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -28,6 +31,52 @@ impl Default for WorkerConfig {
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             drain_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+/// How judging one submission for an interface ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Another worker took it; nothing was sent but the refused `executing`.
+    NotTaken,
+    /// The terminal message that was sent.
+    Finished(Body),
+}
+
+/// Messages a judging may run ahead of the interface that records them.
+const AHEAD: usize = 32;
+
+/// Judges `submission` for `interface`: claims it with `executing`, then forwards every message
+/// the judge yields, in order, until the terminal one. `Err` when the interface failed, so the
+/// sequence could not be completed; the judging then stops at its next message.
+pub async fn judge_for(
+    judge: &Judge,
+    submission: &Submission,
+    interface: &dyn Interface,
+    cancel: &CancellationToken,
+) -> Result<Outcome, InterfaceError> {
+    let id = submission.id.as_str();
+    if interface.send(&Message::new(id, Body::Executing)).await? == Sent::NotTaken {
+        info!(submission_id = %id, "taken by another worker");
+        return Ok(Outcome::NotTaken);
+    }
+    let (tx, mut rx) = mpsc::channel(AHEAD);
+    let forward = async move {
+        // Returning drops `rx`: a judging still under way stops at its next message.
+        while let Some(message) = rx.recv().await {
+            interface.send(&message).await?;
+        }
+        Ok(())
+    };
+    let (ended, forwarded) = tokio::join!(judge.judge(submission, tx, cancel), forward);
+    forwarded?;
+    match ended {
+        Ok(end) => Ok(Outcome::Finished(end)),
+        // The receiver only goes away when forwarding failed, which returned above.
+        Err(unheard) => Err(InterfaceError {
+            interface: "worker",
+            reason: unheard.to_string(),
+        }),
     }
 }
 
@@ -77,7 +126,7 @@ impl Worker {
                         (self.interface.clone(), self.judge.clone(), abort.clone());
                     tracker.spawn(async move {
                         let _permit = permit;
-                        if let Err(e) = judge.judge(&submission, &*interface, &abort).await {
+                        if let Err(e) = judge_for(&judge, &submission, &*interface, &abort).await {
                             error!(submission_id = %submission.id, error = %e, "could not report to the interface");
                         }
                     });

@@ -20,7 +20,7 @@ use executioner::api::operations::SortKey;
 use executioner::api::time::now_ms;
 use executioner::api::{self, ApiConfig, AppState, Backend, Status};
 use executioner::interface::{Interface, InterfaceError, MemoryInterface, Sent};
-use executioner::judge::Outcome;
+use executioner::judge::{Messages, Unheard};
 use executioner::language::Registry;
 use executioner::problem::ProblemStore;
 use executioner::protocol::{Body, Message, Submission};
@@ -49,18 +49,21 @@ impl SubmissionJudge for ScriptedJudge {
     async fn judge(
         &self,
         submission: &Submission,
-        interface: &dyn Interface,
+        out: Messages,
         cancel: &CancellationToken,
-    ) -> Result<Outcome, InterfaceError> {
+    ) -> Result<Body, Unheard> {
         let id = &submission.id;
-        interface.send(&Message::new(id, Body::Executing)).await?;
+        let send = |message: Message| {
+            let out = out.clone();
+            async move { out.send(message).await.map_err(|_| Unheard) }
+        };
         if submission.source_code.trim() == "hold" {
             cancel.cancelled().await;
             let error = Body::Error {
                 reason: Some("interrupted".into()),
             };
-            interface.send(&Message::new(id, error.clone())).await?;
-            return Ok(Outcome::Finished(error));
+            send(Message::new(id, error.clone())).await?;
+            return Ok(error);
         }
         let verdicts: Vec<Verdict> = submission
             .source_code
@@ -73,16 +76,16 @@ impl SubmissionJudge for ScriptedJudge {
                 test_case,
                 subtask: None,
             };
-            interface.send(&Message::new(id, testing)).await?;
-            interface.send(&tested(id, test_case, result)).await?;
+            send(Message::new(id, testing)).await?;
+            send(tested(id, test_case, result)).await?;
         }
         let all = verdicts.iter().all(|v| *v == Verdict::Accepted);
         let done = Body::Done {
             score: Some(if all { 1.0 } else { 0.0 }),
             failed_subtasks: None,
         };
-        interface.send(&Message::new(id, done.clone())).await?;
-        Ok(Outcome::Finished(done))
+        send(Message::new(id, done.clone())).await?;
+        Ok(done)
     }
 }
 

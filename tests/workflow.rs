@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use judging::{judge, problems, repo, setup, submission};
 
 use executioner::cli::load_registry;
-use executioner::interface::{Interface, InterfaceError};
-use executioner::judge::{Judge, Outcome};
+
+use executioner::judge::{Judge, Messages, Unheard};
 use executioner::protocol::{Body, Message, Submission};
 use executioner::workflow::judging::End;
 use executioner::workflow::rejudge::{self, Progress};
@@ -281,15 +281,15 @@ impl SubmissionJudge for FailsFirstAttempt {
     async fn judge(
         &self,
         submission: &Submission,
-        interface: &dyn Interface,
+        out: Messages,
         cancel: &CancellationToken,
-    ) -> Result<Outcome, InterfaceError> {
+    ) -> Result<Body, Unheard> {
         if self.attempts.fetch_add(1, Ordering::SeqCst) == 0 {
             let broken = CancellationToken::new();
             broken.cancel();
-            return self.judge.judge(submission, interface, &broken).await;
+            return self.judge.judge(submission, out, &broken).await;
         }
-        self.judge.judge(submission, interface, cancel).await
+        self.judge.judge(submission, out, cancel).await
     }
 }
 

@@ -2,31 +2,31 @@
 //! engine's tests use a fake judge and the real runs use [`Judge`], and what a judging left
 //! behind ([`Judgement`]).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::StepContext;
 use super::step::{Step, StepError};
 use super::store::ResultStore;
-use crate::interface::{Interface, InterfaceError, Sent};
-use crate::judge::{Judge, Outcome};
+use crate::judge::{Judge, Messages, Unheard};
 use crate::protocol::{Body, CompileResult, Message, Submission};
 use crate::verdict::Verdict;
 
-/// Judges one submission, sending its messages (SPEC §2) to `interface` in order; the shape of
-/// [`Judge::judge`].
+/// Judges one submission the caller has claimed, yielding the messages after `executing`
+/// (SPEC §2) into `out` in order and returning the terminal one; the shape of [`Judge::judge`].
 #[async_trait]
 pub trait SubmissionJudge: Send + Sync + 'static {
     async fn judge(
         &self,
         submission: &Submission,
-        interface: &dyn Interface,
+        out: Messages,
         cancel: &CancellationToken,
-    ) -> Result<Outcome, InterfaceError>;
+    ) -> Result<Body, Unheard>;
 }
 
 #[async_trait]
@@ -34,10 +34,10 @@ impl SubmissionJudge for Judge {
     async fn judge(
         &self,
         submission: &Submission,
-        interface: &dyn Interface,
+        out: Messages,
         cancel: &CancellationToken,
-    ) -> Result<Outcome, InterfaceError> {
-        Judge::judge(self, submission, interface, cancel).await
+    ) -> Result<Body, Unheard> {
+        Judge::judge(self, submission, out, cancel).await
     }
 }
 
@@ -148,38 +148,6 @@ impl Judgement {
     }
 }
 
-/// The interface a judge step hands the judge: keeps the messages of this one attempt and shows
-/// each as the step's progress. Fresh per attempt, so a rejudge can claim the submission again.
-struct Recorder {
-    messages: Mutex<Vec<Message>>,
-    on_message: Box<dyn Fn(&Message) + Send + Sync>,
-}
-
-impl Recorder {
-    fn messages(&self) -> Vec<Message> {
-        self.messages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
-#[async_trait]
-impl Interface for Recorder {
-    async fn next(&self) -> Result<Option<Submission>, InterfaceError> {
-        Ok(None)
-    }
-
-    async fn send(&self, message: &Message) -> Result<Sent, InterfaceError> {
-        self.messages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(message.clone());
-        (self.on_message)(message);
-        Ok(Sent::Recorded)
-    }
-}
-
 /// Judges one submission. An `error` ending (the infrastructure failed) is a retryable failure
 /// and leaves the store alone, so a good old result is not replaced by a failed attempt;
 /// `done` and `invalid` replace the submission's old messages in `results` and make the step's
@@ -193,31 +161,26 @@ pub struct JudgeStep {
 #[async_trait]
 impl Step for JudgeStep {
     async fn run(&self, ctx: StepContext) -> Result<Value, StepError> {
-        let ctx = Arc::new(ctx);
-        let recorder = Recorder {
-            messages: Mutex::new(Vec::new()),
-            on_message: Box::new({
-                let ctx = ctx.clone();
-                move |message| {
-                    if let Ok(value) = serde_json::to_value(message) {
-                        ctx.progress(value);
-                    }
-                }
-            }),
-        };
         let submission = &self.submission;
-        let outcome = self
-            .judge
-            .judge(submission, &recorder, ctx.cancel())
-            .await
-            .map_err(|e| StepError::retryable(e.to_string()))?;
-        if outcome == Outcome::NotTaken {
-            return Err(StepError::fatal(format!(
-                "submission {} was taken by another worker",
-                submission.id
-            )));
-        }
-        let messages = recorder.messages();
+        // This attempt's messages, each shown as the step's progress as it comes. The step
+        // claims nothing: `executing` is its own, the rest is what the judge yields.
+        let mut messages = Vec::new();
+        let mut keep = |message: Message| {
+            if let Ok(value) = serde_json::to_value(&message) {
+                ctx.progress(value);
+            }
+            messages.push(message);
+        };
+        keep(Message::new(&submission.id, Body::Executing));
+        let (tx, mut rx) = mpsc::channel(32);
+        let judging = self.judge.judge(submission, tx, ctx.cancel());
+        let collecting = async {
+            while let Some(message) = rx.recv().await {
+                keep(message);
+            }
+        };
+        let (ended, ()) = tokio::join!(judging, collecting);
+        ended.map_err(|e| StepError::retryable(e.to_string()))?;
         let judgement = Judgement::from_messages(&submission.id, &messages);
         if judgement.end == End::Error {
             return Err(StepError::retryable(
@@ -240,6 +203,7 @@ impl Step for JudgeStep {
 #[cfg(test)]
 pub(crate) mod fake {
     use std::collections::{HashMap, VecDeque};
+    use std::sync::Mutex;
 
     use super::*;
 
@@ -318,9 +282,9 @@ pub(crate) mod fake {
         async fn judge(
             &self,
             submission: &Submission,
-            interface: &dyn Interface,
+            out: Messages,
             _cancel: &CancellationToken,
-        ) -> Result<Outcome, InterfaceError> {
+        ) -> Result<Body, Unheard> {
             self.calls.lock().unwrap().push(submission.id.clone());
             let bodies = {
                 let mut plans = self.plans.lock().unwrap();
@@ -331,17 +295,14 @@ pub(crate) mod fake {
                     _ => plan.pop_front().unwrap_or_default(),
                 }
             };
-            interface
-                .send(&Message::new(&submission.id, Body::Executing))
-                .await?;
             let mut last = Body::Error { reason: None };
             for body in bodies {
-                interface
-                    .send(&Message::new(&submission.id, body.clone()))
-                    .await?;
+                out.send(Message::new(&submission.id, body.clone()))
+                    .await
+                    .map_err(|_| Unheard)?;
                 last = body;
             }
-            Ok(Outcome::Finished(last))
+            Ok(last)
         }
     }
 }

@@ -434,8 +434,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::interface::{Interface, InterfaceError};
-    use crate::judge::Outcome as JudgeOutcome;
+    use crate::judge::{Messages, Unheard};
     use crate::protocol::{Body, Submission};
     use crate::workflow::definition::Settings;
     use crate::workflow::judging::fake::FakeJudge;
@@ -465,14 +464,14 @@ mod tests {
         async fn judge(
             &self,
             submission: &Submission,
-            interface: &dyn Interface,
+            out: Messages,
             cancel: &CancellationToken,
-        ) -> Result<JudgeOutcome, InterfaceError> {
+        ) -> Result<Body, Unheard> {
             if self.hold.as_deref() == Some(submission.id.as_str()) {
                 cancel.cancelled().await;
-                return Ok(JudgeOutcome::Finished(Body::Error { reason: None }));
+                return Ok(Body::Error { reason: None });
             }
-            self.fake.judge(submission, interface, cancel).await
+            self.fake.judge(submission, out, cancel).await
         }
     }
 

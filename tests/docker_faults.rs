@@ -1,0 +1,127 @@
+//! A worker started while the Docker engine cannot be reached (issue #15, item 10): it says so,
+//! keeps trying instead of exiting, and judges once the engine answers. The engine "comes up"
+//! as a Unix-socket relay to the real engine, started by the test at the path the worker was
+//! given in `DOCKER_HOST`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::net::{UnixListener, UnixStream};
+
+mod judging;
+
+/// The engine's own socket, as the sandbox finds it without `DOCKER_HOST`.
+const ENGINE: &str = "/var/run/docker.sock";
+
+/// Relays every connection on `listener` to the real engine, until dropped (aborted).
+fn relay(listener: UnixListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut engine) = UnixStream::connect(ENGINE).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                }
+            });
+        }
+    })
+}
+
+/// The worker process, SIGKILLed if the test ends first.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn log_has(log: &Path, needle: &str) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|text| text.contains(needle))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_waits_for_the_docker_engine_and_then_judges() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket: PathBuf = dir.path().join("docker.sock");
+    let log = dir.path().join("worker.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_executioner"))
+        .args(["worker", "--interface", "memory", "--concurrency", "1"])
+        .arg("--problems")
+        .arg(judging::problems())
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start executioner worker");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut worker = Worker(child);
+    let (lines, printed) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str(&line) {
+                if lines.send(value).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let submission = judging::submission("while-docker-was-down", "gcc-12", "accepted");
+    writeln!(stdin, "{}", serde_json::to_string(&submission).unwrap()).unwrap();
+    stdin.flush().unwrap();
+
+    // No engine: the worker says why it waits, and keeps waiting.
+    let until = Instant::now() + Duration::from_secs(30);
+    while !log_has(&log, "the Docker engine is not reachable") {
+        assert!(
+            worker.0.try_wait().unwrap().is_none(),
+            "the worker exited without an engine:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(Instant::now() < until, "no word of the missing engine");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        worker.0.try_wait().unwrap().is_none(),
+        "the worker gave up on the engine"
+    );
+    assert!(
+        printed.try_recv().is_err(),
+        "nothing is judged without an engine"
+    );
+
+    // The engine answers: the waiting submission is judged.
+    let relaying = relay(UnixListener::bind(&socket).unwrap());
+    let until = Instant::now() + Duration::from_secs(180);
+    let mut states = Vec::new();
+    while states.last().map(String::as_str) != Some("done") {
+        let left = until.saturating_duration_since(Instant::now());
+        let message =
+            tokio::task::block_in_place(|| printed.recv_timeout(left)).unwrap_or_else(|_| {
+                panic!(
+                    "not judged once the engine answered ({states:?}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
+        assert_eq!(message["id"], "while-docker-was-down");
+        states.push(message["state"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(states.first().map(String::as_str), Some("executing"));
+
+    kill(Pid::from_raw(worker.0.id() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::task::block_in_place(|| worker.0.wait()).unwrap();
+    assert!(status.success(), "worker exit: {status:?}");
+    relaying.abort();
+}
