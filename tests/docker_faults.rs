@@ -125,3 +125,60 @@ async fn a_worker_waits_for_the_docker_engine_and_then_judges() {
     assert!(status.success(), "worker exit: {status:?}");
     relaying.abort();
 }
+
+/// One language's image is missing (deleted, never built): its submissions end as `error`
+/// naming the image, and the other languages judge on, in the same judge.
+#[tokio::test]
+async fn a_missing_image_fails_its_language_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let builtin = std::fs::read_to_string(judging::repo().join("languages.toml")).unwrap();
+    let ghost = builtin.replacen(
+        "[[language]]\nid = \"gcc-12\"\naliases = [\"c\", \"gcc\"]",
+        "[[language]]\nid = \"ghost-c\"\naliases = []\nname = \"C in an image nobody built\"\nimage = \"executioner/ghost-never-built\"\npackages = []\nsource = \"main.c\"\nextensions = []\ncompile = [\"gcc\", \"-o\", \"main\", \"main.c\"]\nrun = [\"{build}/main\"]\n\n[[language]]\nid = \"gcc-12\"\naliases = [\"c\", \"gcc\"]",
+        1,
+    );
+    assert_ne!(ghost, builtin, "languages.toml no longer starts with gcc-12");
+    let languages = dir.path().join("languages.toml");
+    std::fs::write(&languages, ghost).unwrap();
+    let mut setup = judging::setup();
+    setup.languages = Some(languages);
+    let judge = executioner::cli::build_judge(&setup).await.unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+
+    let judged = |language: &str| {
+        let submission = judging::submission(&format!("in-{language}"), "gcc-12", "accepted");
+        let submission = executioner::protocol::Submission {
+            language: language.to_owned(),
+            ..submission
+        };
+        let judge = judge.clone();
+        let cancel = cancel.clone();
+        async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            let collect = async move {
+                let mut all = Vec::new();
+                while let Some(message) = rx.recv().await {
+                    all.push(message);
+                }
+                all
+            };
+            let (end, _) = tokio::join!(judge.judge(&submission, tx, &cancel), collect);
+            end.unwrap()
+        }
+    };
+    use executioner::protocol::Body;
+    match judged("ghost-c").await {
+        Body::Error {
+            reason: Some(reason),
+        } => assert!(
+            reason.contains("executioner/ghost-never-built"),
+            "the reason names the image: {reason}"
+        ),
+        other => panic!("a missing image is an error, got {other:?}"),
+    }
+    let done = judged("gcc-12").await;
+    assert!(
+        matches!(done, Body::Done { score: Some(s), .. } if s == 1.0),
+        "{done:?}"
+    );
+}
