@@ -11,6 +11,8 @@ pub mod problem;
 pub mod protocol;
 pub mod sandbox;
 pub mod score;
+pub mod sync;
+pub mod time;
 pub mod verdict;
 pub mod worker;
 pub mod workflow;

@@ -137,7 +137,10 @@ async fn a_missing_image_fails_its_language_only() {
         "[[language]]\nid = \"ghost-c\"\naliases = []\nname = \"C in an image nobody built\"\nimage = \"executioner/ghost-never-built\"\npackages = []\nsource = \"main.c\"\nextensions = []\ncompile = [\"gcc\", \"-o\", \"main\", \"main.c\"]\nrun = [\"{build}/main\"]\n\n[[language]]\nid = \"gcc-12\"\naliases = [\"c\", \"gcc\"]",
         1,
     );
-    assert_ne!(ghost, builtin, "languages.toml no longer starts with gcc-12");
+    assert_ne!(
+        ghost, builtin,
+        "languages.toml no longer starts with gcc-12"
+    );
     let languages = dir.path().join("languages.toml");
     std::fs::write(&languages, ghost).unwrap();
     let mut setup = judging::setup();

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::sync::lock;
 
 /// Buckets kept before full ones (clients quiet long enough to be back at their burst) are
 /// first dropped.
@@ -77,7 +78,7 @@ impl Limiter {
     pub fn admit(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let RateLimit { per_second, burst } = self.limit;
         let burst = f64::from(burst);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = lock(&self.buckets);
         let buckets = &mut *buckets;
         if buckets.by_client.len() >= buckets.prune_at {
             buckets.by_client.retain(|_, b| {

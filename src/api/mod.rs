@@ -16,7 +16,8 @@ pub mod limit;
 pub mod operations;
 mod respond;
 mod routes;
-pub mod time;
+/// The API's timestamps; the module is shared with the workflows.
+pub use crate::time;
 pub mod workers;
 mod workflows;
 

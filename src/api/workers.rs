@@ -34,6 +34,7 @@ use super::backend::{Backend, BackendError};
 use super::time::now_ms;
 use crate::interface::{Interface, Sent};
 use crate::protocol::{Body, Message, Submission};
+use crate::sync::lock;
 
 /// Longest a stopping service waits for claims under way (see [`Workers::drain`]).
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -183,7 +184,7 @@ impl Workers {
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.registry)
     }
 
     pub fn interval(&self) -> Duration {

@@ -22,6 +22,7 @@ use crate::problem::{Checker, CheckerLanguage, CheckerProgram, Data, Problem, Sc
 use crate::sandbox::{
     Container, Input, OpenOptions, Run, RunOutput, Sandbox, SandboxError, Side, WorkDir, BUILD_DIR,
 };
+use crate::sync::lock;
 
 /// Bump when the way checkers are built changes: every cached checker is built again.
 const RECIPE: &str = "2";
@@ -181,7 +182,7 @@ impl CheckerCache {
         };
         let dir = self.config.cache_dir.join(&key);
         let lock = {
-            let mut building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+            let mut building = lock(&self.building);
             building.entry(key.clone()).or_default().clone()
         };
         let _guard = lock.lock().await;

@@ -58,8 +58,9 @@ use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
 use super::SubmissionState;
-use super::{lock, Interface, InterfaceError, Sent};
+use super::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, CompileResult, Message, Submission};
+use crate::sync::lock;
 use value::Fields;
 
 pub use value::Fields as DocumentFields;

@@ -42,8 +42,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 
-use super::{lock, Interface, InterfaceError, Sent};
+use super::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, Message, Submission};
+use crate::sync::lock;
 
 /// First and longest pause between tries of a message that did not get through.
 const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));

@@ -9,6 +9,7 @@ use tokio::sync::{broadcast, Notify};
 
 use super::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, Message, Submission};
+use crate::sync::lock;
 
 #[derive(Default)]
 struct State {
@@ -42,7 +43,7 @@ impl MemoryInterface {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Queues a submission.

@@ -46,12 +46,6 @@ pub trait Interface: Send + Sync + 'static {
     async fn send(&self, message: &Message) -> Result<Sent, InterfaceError>;
 }
 
-/// Locks `mutex`, going on after a panic elsewhere poisoned it (the data is still whole: no
-/// holder leaves it half-changed).
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// What a worker is called in a shared store unless told otherwise: `host:pid`.
 pub(crate) fn worker_name() -> String {
     let host = nix::unistd::gethostname()

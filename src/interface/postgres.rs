@@ -36,8 +36,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
-use super::{lock, Interface, InterfaceError, Sent};
+use super::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, CompileResult, Message, Submission};
+use crate::sync::lock;
 
 pub use super::state::{SubmissionState, UnknownState};
 pub use listing::{Column, Comparison, Condition, ListingKey, Operand};

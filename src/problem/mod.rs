@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use crate::sync::lock;
 use serde::Deserialize;
 
 /// The folder format a problem was loaded from.
@@ -757,14 +758,14 @@ impl ProblemStore {
     pub fn get(&self, id: &str) -> Result<Arc<Problem>, ProblemError> {
         let stamp = stamp(&self.root.join(id));
         if let Some(stamp) = &stamp {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let cache = lock(&self.cache);
             if let Some(cached) = cache.get(id).filter(|c| &c.stamp == stamp) {
                 return Ok(cached.problem.clone());
             }
         }
         let problem = Arc::new(load_with(&self.root, id, &self.defaults)?);
         if let Some(stamp) = stamp {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let mut cache = lock(&self.cache);
             cache.insert(
                 id.to_owned(),
                 Cached {

@@ -27,6 +27,7 @@ use super::end::{BlockReason, Blocked, EndState, Unmet};
 use super::state::{Action, Refused, StepState};
 use super::step::{FailureKind, OnFailure, RetryPolicy, Step, StepError, StepSpec};
 use super::store::{Snapshot, StepSnapshot, WorkflowStore};
+use crate::sync::lock;
 
 /// How long running steps may take to stop after a shutdown before they are aborted.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -335,7 +336,7 @@ impl Workflow {
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
-        self.shared.table.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.shared.table)
     }
 
     /// Applies the engine's own moves until none is left, starting the steps that may run.
@@ -952,7 +953,7 @@ impl StepContext {
 
     /// Runs `change` on this step's record if this run is still the step's current one.
     fn with_own_record(&self, change: impl FnOnce(&mut Record)) -> bool {
-        let mut table = self.shared.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = lock(&self.shared.table);
         let record = &mut table.records[self.step];
         if record.generation != self.generation || record.state != StepState::Running {
             return false;

@@ -19,6 +19,7 @@ use super::definition::{Definition, DefinitionError, Env};
 use super::engine::Workflow;
 use super::state::StepState;
 use super::store::{now_ms, Snapshot, StoreError, StoredWorkflow};
+use crate::sync::lock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -134,7 +135,7 @@ impl Runner {
     }
 
     fn live(&self) -> MutexGuard<'_, BTreeMap<String, Live>> {
-        self.live.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.live)
     }
 
     pub fn env(&self) -> &Env {

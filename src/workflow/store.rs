@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::rejudge::Selection;
 use super::state::StepState;
 use crate::protocol::{Message, Submission};
+use crate::sync::lock;
 
 /// The saved state of a workflow's steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,16 +116,11 @@ impl MemoryWorkflowStore {
     }
 
     fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
-        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.kept)
     }
 }
 
-/// ms since the epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use crate::time::now_ms;
 
 #[async_trait]
 impl WorkflowStore for MemoryWorkflowStore {
@@ -222,23 +218,20 @@ impl MemoryResultStore {
     }
 
     pub fn messages_of(&self, submission: &str) -> Option<Vec<Message>> {
-        let results = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        let results = lock(&self.results);
         results.get(submission).cloned()
     }
 
     /// Every submission's messages, by submission id.
     pub fn all(&self) -> BTreeMap<String, Vec<Message>> {
-        self.results
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.results).clone()
     }
 }
 
 #[async_trait]
 impl ResultStore for MemoryResultStore {
     async fn replace(&self, submission: &str, messages: &[Message]) -> Result<(), StoreError> {
-        let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        let mut results = lock(&self.results);
         results.insert(submission.to_owned(), messages.to_vec());
         Ok(())
     }

@@ -20,6 +20,7 @@ use crate::api::operations::SortKey;
 use crate::api::time::now_ms;
 use crate::interface::{Interface, InterfaceError, MemoryInterface, Sent, SubmissionState};
 use crate::protocol::{Body, Message, Submission};
+use crate::sync::lock;
 use crate::workflow::rejudge::Selection;
 use crate::workflow::store::StoreError;
 use crate::workflow::{MemoryWorkflowStore, ResultStore, SubmissionStore};
@@ -112,7 +113,7 @@ impl MemoryBackend {
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.table)
     }
 
     /// The interface submissions are queued on and messages recorded to.

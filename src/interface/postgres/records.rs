@@ -6,9 +6,10 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 use tracing::{info, instrument};
 
-use super::{failure, lock, result_message, PostgresInterface};
+use super::{failure, result_message, PostgresInterface};
 use crate::interface::{InterfaceError, SubmissionState};
 use crate::protocol::{Body, CompileResult, Message, Submission};
+use crate::sync::lock;
 use crate::verdict::Verdict;
 
 /// A `timestamptz` column of `s` as ms since the epoch (no date type needed). Taken at UTC so
