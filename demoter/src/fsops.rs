@@ -573,15 +573,17 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let open = |at: libc::c_int, name: &std::ffi::CStr| {
             // SAFETY: test code: a NUL-terminated name, a descriptor we own.
-            let fd = unsafe {
-                libc::openat(at, name.as_ptr(), libc::O_DIRECTORY | libc::O_CLOEXEC)
-            };
+            let fd =
+                unsafe { libc::openat(at, name.as_ptr(), libc::O_DIRECTORY | libc::O_CLOEXEC) };
             assert!(fd >= 0, "{}", io::Error::last_os_error());
             // SAFETY: just opened, owned by nobody else.
             unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
         };
         let outside = CString::new(outside.as_os_str().as_bytes()).unwrap();
-        let mut fd = open(libc::AT_FDCWD, &CString::new(dir.as_os_str().as_bytes()).unwrap());
+        let mut fd = open(
+            libc::AT_FDCWD,
+            &CString::new(dir.as_os_str().as_bytes()).unwrap(),
+        );
         for level in 0..DEPTH {
             let at = std::os::fd::AsRawFd::as_raw_fd(&fd);
             // SAFETY: test code: a descriptor we own and NUL-terminated names.

@@ -218,7 +218,8 @@ impl<'a> Walk<'a> {
             // struct linux_dirent64: u64 d_ino, i64 d_off, u16 d_reclen, u8 d_type, name.
             let record = &self.buf[self.pos..self.len];
             let field = |at: usize, len: usize| record.get(at..at + len);
-            let (Some(off), Some(reclen), Some(&kind)) = (field(8, 8), field(16, 2), record.get(18))
+            let (Some(off), Some(reclen), Some(&kind)) =
+                (field(8, 8), field(16, 2), record.get(18))
             else {
                 return Err(self.fail("read directory", io::ErrorKind::InvalidData.into()));
             };
@@ -246,9 +247,7 @@ impl<'a> Walk<'a> {
         match entry.kind {
             libc::DT_DIR => Ok(true),
             libc::DT_UNKNOWN => {
-                let stat = self
-                    .stat(entry)
-                    .map_err(|e| self.error("stat", entry, e))?;
+                let stat = self.stat(entry).map_err(|e| self.error("stat", entry, e))?;
                 Ok(stat.st_mode & libc::S_IFMT == libc::S_IFDIR)
             }
             _ => Ok(false),
