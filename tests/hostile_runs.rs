@@ -186,7 +186,7 @@ async fn a_build_directory_holding_a_deep_chain_is_sealed() {
 }
 
 #[tokio::test]
-async fn a_crash_dumps_no_core_even_with_a_pipe_core_pattern() {
+async fn the_core_size_limit_is_the_one_a_pipe_core_pattern_honours() {
     in_container(async |c| {
         build(
             c,
