@@ -665,15 +665,21 @@ mod tests {
         assert_eq!(exit_of(0x80 | 6), Exit::Signaled { signal: 6 });
     }
 
-    #[test]
-    fn pump_keeps_at_most_its_share_and_counts_everything() {
-        let tmp = tempfile::tempdir().unwrap();
+    /// A pipe's read end (non-blocking, as the watch loop has it), its write end, and the
+    /// file a pump of it writes to.
+    fn pipe_and_file(tmp: &tempfile::TempDir) -> (OwnedFd, File, PathBuf, File) {
         let path = tmp.path().join("out");
         let file = fsops::create_file(&path, 0o644).unwrap();
         let (r, w) = sys::pipe().unwrap();
         sys::set_nonblocking(r.as_fd()).unwrap();
+        (r, File::from(w), path, file)
+    }
+
+    #[test]
+    fn pump_keeps_at_most_its_share_and_counts_everything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (r, mut w, path, file) = pipe_and_file(&tmp);
         let mut pump = Pump::new(r, file, &path, 5);
-        let mut w = File::from(w);
         let mut buf = vec![0u8; 3];
         w.write_all(b"abcd").unwrap();
         assert!(!pump.pump(&mut buf).unwrap()); // abc
@@ -693,12 +699,8 @@ mod tests {
     #[test]
     fn past_its_cap_a_pump_drains_everything_at_once_and_then_rests() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("err");
-        let file = fsops::create_file(&path, 0o644).unwrap();
-        let (r, w) = sys::pipe().unwrap();
-        sys::set_nonblocking(r.as_fd()).unwrap();
+        let (r, mut w, path, file) = pipe_and_file(&tmp);
         let mut pump = Pump::new(r, file, &path, 5);
-        let mut w = File::from(w);
         let mut buf = vec![0u8; 1024];
         w.write_all(b"0123456789").unwrap();
         assert!(pump.pump(&mut buf).unwrap());
