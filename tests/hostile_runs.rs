@@ -124,6 +124,7 @@ async fn run(container: &mut Container, stdin: &str, limits: Limits) -> (RunResu
 
 /// `build DIR`: makes a chain of 30,000 directories in DIR (`.` = the working directory), more
 /// than the agent's 20,000 open files, and its path far longer than PATH_MAX.
+/// `fill DIR`: makes a chain in DIR until the kernel refuses (exit 5) or the run is killed.
 /// `count DIR`: prints how many entries DIR holds. `touch DIR`: creates a file in DIR (exit 4
 /// if it cannot).
 const CHAIN: &str = r#"#include <dirent.h>
@@ -141,6 +142,9 @@ int main(void) {
         return 0;
     }
     if (!strcmp(op, "touch")) return mkdir("t", 0700) ? 4 : 0;
+    if (!strcmp(op, "fill"))
+        for (;;)
+            if (mkdir("d", 0700) || chdir("d")) return 5;
     DIR *d = opendir(".");
     int n = 0;
     for (struct dirent *e; d && (e = readdir(d));)
@@ -162,6 +166,28 @@ async fn a_directory_chain_deeper_than_the_agents_open_files_is_removed_and_the_
             assert!(r.exited_normally(), "{dir}: {r:?}");
             assert_eq!(out, "0\n", "{dir} was not emptied after the run");
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_chain_that_fills_the_memory_limit_is_removed_and_the_run_stands() {
+    in_container(async |c| {
+        build(c, CHAIN).await;
+        let small = Limits {
+            memory_kb: 32 * 1024,
+            ..limits(20_000)
+        };
+        let (r, _) = run(c, "fill .", small).await;
+        eprintln!("fill: {r:?}");
+        // Its directories are charged to it: killed at the memory limit, or refused.
+        assert!(
+            r.limit == Some(LimitHit::Memory) || r.exit == Exit::Exited { code: 5 },
+            "{r:?}"
+        );
+        let (r, out) = run(c, "count .", limits(1000)).await;
+        assert!(r.exited_normally(), "{r:?}");
+        assert_eq!(out, "0\n");
     })
     .await;
 }
