@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         pids: 16,
         output_bytes: 1 << 20,
         stderr_bytes: 65536,
+        idle_ms: None,
     };
     let mut sandboxed = Vec::with_capacity(RUNS);
     for i in 0..RUNS + 5 {

@@ -49,7 +49,8 @@ pub struct JudgeConfig {
 
 impl Default for JudgeConfig {
     /// 3× wall time, 256 KiB sources, 64 MiB of output per test; compiling gets 30 s of CPU,
-    /// 60 s of wall time, 1 GiB, 64 tasks and 64 MiB files; 8000 characters of compiler output;
+    /// 60 s of wall time but at most 10 s with almost no CPU used (a compiler blocked reading
+    /// a pipe or a terminal), 1 GiB, 64 tasks and 64 MiB files; 8000 characters of compiler output;
     /// as many test and checker runs at once as the host has cores;
     /// package and checker defaults as [`Defaults::default`] and [`CheckerConfig::default`].
     fn default() -> Self {
@@ -65,6 +66,7 @@ impl Default for JudgeConfig {
                 pids: 64,
                 output_bytes: 64 * 1024 * 1024,
                 stderr_bytes: 64 * 1024,
+                idle_ms: Some(10_000),
             },
             compile_output_chars: 8000,
             cpu_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -454,6 +456,7 @@ impl Judge {
                 .output_limit_bytes
                 .unwrap_or(self.config.output_limit_bytes),
             stderr_bytes: self.config.stderr_limit_bytes,
+            idle_ms: None,
         };
         let argv = language.expand(&language.run, &values);
         let run_of = |test: &'a TestCase| Run {
@@ -708,10 +711,16 @@ impl Judge {
                 "compilation exceeded the time limit of {} ms",
                 limits.cpu_ms
             )),
-            Some(LimitHit::Wall) => Some(format!(
-                "compilation exceeded the wall time limit of {} ms",
-                limits.wall_ms
-            )),
+            // Ended before the wall limit: it was the idle limit.
+            Some(LimitHit::Wall) => Some(match limits.idle_ms {
+                Some(idle_ms) if result.wall_ms < limits.wall_ms => format!(
+                    "the compiler was idle (used almost no CPU) for {idle_ms} ms and was stopped"
+                ),
+                _ => format!(
+                    "compilation exceeded the wall time limit of {} ms",
+                    limits.wall_ms
+                ),
+            }),
             Some(LimitHit::Output) => Some("the compiler wrote too much output".to_owned()),
             None => None,
         };

@@ -22,6 +22,7 @@ fn limits(cpu_ms: u64, memory_kb: u64) -> Limits {
         pids: 16,
         output_bytes: 1 << 20,
         stderr_bytes: 4096,
+        idle_ms: None,
     }
 }
 

@@ -198,6 +198,7 @@ mod tests {
                 pids: 1,
                 output_bytes: 1,
                 stderr_bytes: 1,
+                idle_ms: None,
             },
             input_name: None,
             output_name: None,

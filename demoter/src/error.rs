@@ -38,6 +38,18 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A step of a walk over a directory tree failed (the tree may be too deep for a path, so
+    /// the entry is named by its depth below the root).
+    #[error("{op} {name:?}, {depth} levels below {}: {source}", root.display())]
+    Walk {
+        op: &'static str,
+        root: PathBuf,
+        depth: usize,
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+
     /// A cgroup file did not hold what the kernel documents.
     #[error("{}: cannot parse {what} from {text:?}", path.display())]
     Parse {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::error::{Error, IoContext};
 use crate::protocol::Pipe;
+use crate::tree;
 
 /// Bits a mode from the host may carry: no setuid/setgid (a root-owned setuid file would be a
 /// way out of the sandbox).
@@ -59,24 +60,9 @@ pub fn put(src: &Path, dst: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), 
 
 /// Makes `path` and everything below it owned by root, without group/other write permission and
 /// without setuid/setgid bits. Symlinks are re-owned but neither followed nor descended into.
+/// The compiler may have built a tree of any depth: see [`tree`].
 pub fn seal(path: &Path) -> Result<(), Error> {
-    // An explicit stack: a tree built by a program may be deeper than the call stack allows.
-    let mut pending = vec![path.to_path_buf()];
-    while let Some(path) = pending.pop() {
-        let meta = fs::symlink_metadata(&path).at("stat", &path)?;
-        lchown(&path, Some(0), Some(0)).at("chown", &path)?;
-        if meta.file_type().is_symlink() {
-            continue;
-        }
-        if meta.is_dir() {
-            for entry in fs::read_dir(&path).at("list", &path)? {
-                pending.push(entry.at("list", &path)?.path());
-            }
-        }
-        let mode = meta.mode() & 0o7777 & !0o022 & !0o6000;
-        fs::set_permissions(&path, Permissions::from_mode(mode)).at("chmod", &path)?;
-    }
-    Ok(())
+    tree::seal(path)
 }
 
 /// Opens an interactive run's FIFOs in the order `pipe` gives: `(read, write)`, both blocking
@@ -198,22 +184,11 @@ pub fn warm(paths: &[PathBuf]) -> Result<(), Error> {
 /// Removes everything inside `dir` (not `dir` itself), never following symlinks; a `dir` that
 /// does not exist has nothing in it.
 pub fn wipe_contents(dir: &Path) -> Result<(), Error> {
-    let entries = match fs::read_dir(dir) {
+    match tree::remove_contents(dir) {
         // Not mounted here (e.g. no /dev/mqueue): nothing can be left in it.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        entries => entries.at("list", dir)?,
-    };
-    for entry in entries {
-        let entry = entry.at("list", dir)?;
-        let path = entry.path();
-        // d_type / lstat: a symlink to a directory is a symlink here.
-        if entry.file_type().at("stat", &path)?.is_dir() {
-            fs::remove_dir_all(&path).at("remove", &path)?;
-        } else {
-            fs::remove_file(&path).at("remove", &path)?;
-        }
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
     }
-    Ok(())
 }
 
 /// The fresh working directory of a run: created for it, removed with everything in it after.
@@ -246,7 +221,7 @@ impl FreshDir {
     /// Removes the directory and everything in it.
     pub fn remove(mut self) -> Result<(), Error> {
         match self.path.take() {
-            Some(path) => remove_tree(&path),
+            Some(path) => tree::remove(&path),
             None => Ok(()),
         }
     }
@@ -255,18 +230,10 @@ impl FreshDir {
 impl Drop for FreshDir {
     fn drop(&mut self) {
         if let Some(path) = self.path.take() {
-            if let Err(e) = remove_tree(&path) {
+            if let Err(e) = tree::remove(&path) {
                 eprintln!("demoter: {e}");
             }
         }
-    }
-}
-
-/// `remove_dir_all` does not follow symlinks (it removes the link); a missing tree is fine.
-fn remove_tree(path: &Path) -> Result<(), Error> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other.at("remove", path),
     }
 }
 
@@ -592,5 +559,157 @@ mod tests {
         fresh.remove().unwrap();
         assert!(!cwd.exists());
         assert!(tmp.path().join("box").is_dir());
+    }
+
+    /// Deeper than the open-file limit of the agent (20000 in a container) and far past
+    /// PATH_MAX.
+    const DEPTH: usize = 25_000;
+
+    /// A chain `dir/d/d/.../d` (`DEPTH` levels, mode 0777) on tmpfs, with a setuid file owned
+    /// by nobody, a symlink to `outside` and a symlink to `..` every 1000 levels. Built by
+    /// descriptor: its paths are too long for the kernel.
+    fn deep_chain(dir: &Path, outside: &Path) {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let open = |at: libc::c_int, name: &std::ffi::CStr| {
+            // SAFETY: test code: a NUL-terminated name, a descriptor we own.
+            let fd =
+                unsafe { libc::openat(at, name.as_ptr(), libc::O_DIRECTORY | libc::O_CLOEXEC) };
+            assert!(fd >= 0, "{}", io::Error::last_os_error());
+            // SAFETY: just opened, owned by nobody else.
+            unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+        };
+        let outside = CString::new(outside.as_os_str().as_bytes()).unwrap();
+        let mut fd = open(
+            libc::AT_FDCWD,
+            &CString::new(dir.as_os_str().as_bytes()).unwrap(),
+        );
+        for level in 0..DEPTH {
+            let at = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            // SAFETY: test code: a descriptor we own and NUL-terminated names.
+            unsafe {
+                assert_eq!(libc::mkdirat(at, c"d".as_ptr(), 0o777), 0);
+                assert_eq!(libc::fchmodat(at, c"d".as_ptr(), 0o777, 0), 0);
+                if level % 1000 == 0 {
+                    assert_eq!(libc::symlinkat(outside.as_ptr(), at, c"out".as_ptr()), 0);
+                    assert_eq!(libc::symlinkat(c"..".as_ptr(), at, c"up".as_ptr()), 0);
+                    let file = libc::openat(
+                        at,
+                        c"f".as_ptr(),
+                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o600,
+                    );
+                    assert!(file >= 0);
+                    assert_eq!(libc::fchmod(file, 0o6777), 0);
+                    if is_root() {
+                        assert_eq!(libc::fchown(file, 65534, 65534), 0);
+                    }
+                    libc::close(file);
+                }
+            }
+            fd = open(at, c"d");
+        }
+    }
+
+    /// A temporary directory on tmpfs with `outside/keep` (mode 0777) that no walk may touch,
+    /// removed with the walk under test (TempDir's own removal cannot remove a deep chain).
+    struct Shm(tempfile::TempDir);
+
+    impl Shm {
+        fn new() -> Shm {
+            let tmp = tempfile::tempdir_in("/dev/shm").unwrap();
+            let outside = tmp.path().join("outside");
+            fs::create_dir(&outside).unwrap();
+            fs::write(outside.join("keep"), "secret").unwrap();
+            fs::set_permissions(&outside, Permissions::from_mode(0o777)).unwrap();
+            Shm(tmp)
+        }
+
+        fn outside(&self) -> PathBuf {
+            self.0.path().join("outside")
+        }
+
+        fn assert_outside_untouched(&self) {
+            assert_eq!(fs::read(self.outside().join("keep")).unwrap(), b"secret");
+            let meta = fs::metadata(self.outside()).unwrap();
+            assert_eq!(meta.mode() & 0o7777, 0o777, "a symlink was followed");
+        }
+    }
+
+    impl Drop for Shm {
+        fn drop(&mut self) {
+            let _ = crate::tree::remove(self.0.path());
+        }
+    }
+
+    #[test]
+    fn a_fresh_dir_holding_a_chain_deeper_than_the_open_file_limit_is_removed() {
+        let shm = Shm::new();
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        let cwd = shm.0.path().join("run");
+        let fresh = FreshDir::create(&cwd, uid, gid).unwrap();
+        deep_chain(&cwd, &shm.outside());
+        fresh.remove().unwrap();
+        assert!(!cwd.exists());
+        shm.assert_outside_untouched();
+    }
+
+    #[test]
+    fn wipe_empties_a_directory_holding_a_deep_chain() {
+        let shm = Shm::new();
+        let wiped = shm.0.path().join("wiped");
+        fs::create_dir(&wiped).unwrap();
+        deep_chain(&wiped, &shm.outside());
+        wipe_contents(&wiped).unwrap();
+        assert_eq!(fs::read_dir(&wiped).unwrap().count(), 0);
+        shm.assert_outside_untouched();
+    }
+
+    #[test]
+    fn seal_reaches_every_level_of_a_deep_chain_and_nothing_outside() {
+        if !is_root() {
+            return;
+        }
+        let shm = Shm::new();
+        let build = shm.0.path().join("build");
+        fs::create_dir(&build).unwrap();
+        deep_chain(&build, &shm.outside());
+        seal(&build).unwrap();
+        shm.assert_outside_untouched();
+        // Down the chain by descriptor, looking at each level.
+        let mut dir = fs::File::open(&build).unwrap();
+        for level in 0..DEPTH {
+            let stat = |name: &std::ffi::CStr| {
+                // SAFETY: test code: an all-zero stat is valid; a descriptor we own.
+                let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: as above.
+                let rc = unsafe {
+                    libc::fstatat(
+                        std::os::fd::AsRawFd::as_raw_fd(&dir),
+                        name.as_ptr(),
+                        &mut stat,
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    )
+                };
+                assert_eq!(rc, 0, "level {level}");
+                (stat.st_uid, stat.st_gid, stat.st_mode & 0o7777)
+            };
+            assert_eq!(stat(c"d"), (0, 0, 0o755), "level {level}");
+            if level % 1000 == 0 {
+                assert_eq!(stat(c"f"), (0, 0, 0o755), "level {level}");
+            }
+            // SAFETY: test code: a descriptor we own and a literal name.
+            let next = unsafe {
+                libc::openat(
+                    std::os::fd::AsRawFd::as_raw_fd(&dir),
+                    c"d".as_ptr(),
+                    libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            assert!(next >= 0, "level {level}");
+            // SAFETY: just opened, owned by nobody else.
+            dir = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(next) };
+        }
     }
 }

@@ -14,5 +14,6 @@ pub mod protocol;
 pub mod run;
 pub mod spawn;
 pub mod sys;
+pub mod tree;
 
 pub use error::Error;

@@ -60,6 +60,7 @@ mod tests {
         pids: 16,
         output_bytes: 1 << 20,
         stderr_bytes: 1 << 16,
+        idle_ms: None,
     };
 
     fn ok() -> Observed {

@@ -62,7 +62,8 @@ pub struct RunSpec {
     /// A symlink, FIFO or file with other hard links at this path is refused (`Failed`).
     pub stdout: PathBuf,
     /// File the agent creates (as root, truncating) and fills with the program's stderr
-    /// (at most `limits.stderr_bytes`; the rest is read and dropped).
+    /// (at most `limits.stderr_bytes`; the rest is dropped without being copied, the pipe
+    /// drained at most once a millisecond).
     pub stderr: PathBuf,
     /// Unprivileged identity the program runs as (never 0).
     pub uid: u32,
@@ -116,6 +117,12 @@ pub struct Limits {
     pub output_bytes: u64,
     /// Bytes of stderr kept; more is discarded without failing the run.
     pub stderr_bytes: u64,
+    /// Ends the run (reported as `wall`) once its CPU time grew by less than 1% of this many
+    /// milliseconds over the last this many milliseconds of wall time: a program blocked for
+    /// good (a compiler reading its own output pipe) does not hold its slot until `wall_ms`.
+    /// `None`: no such limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ms: Option<u64>,
 }
 
 /// A response from the agent to the host.

@@ -6,10 +6,16 @@
 //! to compare the cgroup's CPU usage with the limit: next check after
 //! `max(1 ms, remaining CPU / CPUs)`, so a run cannot overshoot by more than about a millisecond
 //! however many CPUs it uses.
+//!
+//! Past its cap, an output pipe is drained without copying (spliced to `/dev/null`) at most
+//! once per [`REST`]: a program flooding stderr costs the demoter (whose CPU no limit counts)
+//! about a thousand wake-ups a second, whatever it writes, and is itself blocked on a full
+//! pipe for at most that long.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,6 +45,17 @@ const PIPE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Bytes read from a pipe at a time.
 const CHUNK: usize = 64 * 1024;
+
+/// How long a pipe past its cap is left alone between two drains.
+const REST: Duration = Duration::from_millis(1);
+
+/// Size asked for a pipe past its cap (the default `pipe-max-size`), so that a program writing
+/// at full speed fills it less often than once per [`REST`]; best effort.
+const DISCARD_PIPE_BYTES: usize = 1 << 20;
+
+/// Samples of the CPU usage kept over the idle window: the window is checked this many times
+/// per its length.
+const IDLE_SAMPLES: u32 = 10;
 
 /// Where a run happens.
 pub struct RunEnv<'a> {
@@ -195,6 +212,10 @@ fn execute(
         ncpus: ncpus.max(1),
         stdout: Pump::new(stdout_r, stdout, &spec.stdout, spec.limits.output_bytes),
         stderr: Pump::new(stderr_r, stderr, &spec.stderr, spec.limits.stderr_bytes),
+        idle: spec
+            .limits
+            .idle_ms
+            .map(|ms| Idle::new(Duration::from_millis(ms), start)),
     };
     let watched = watch.run()?;
 
@@ -236,7 +257,8 @@ fn exit_of(status: libc::c_int) -> Exit {
     }
 }
 
-/// Copies one of the program's output pipes into its file, keeping at most `keep` bytes.
+/// Copies one of the program's output pipes into its file, keeping at most `keep` bytes; past
+/// that, throws the rest away without copying it, resting [`REST`] between two drains.
 struct Pump<'a> {
     fd: OwnedFd,
     file: File,
@@ -246,6 +268,16 @@ struct Pump<'a> {
     /// Bytes read from the pipe, kept or not.
     seen: u64,
     open: bool,
+    /// Set once `keep` bytes are kept.
+    discard: Option<Discard>,
+}
+
+/// A pump past its cap.
+struct Discard {
+    /// Where the pipe is spliced to; `None` where it cannot be opened (then: read and dropped).
+    null: Option<File>,
+    /// The pipe is not polled before then.
+    rest_until: Instant,
 }
 
 impl<'a> Pump<'a> {
@@ -258,12 +290,24 @@ impl<'a> Pump<'a> {
             kept: 0,
             seen: 0,
             open: true,
+            discard: None,
         }
     }
 
     /// Reads what is available. Returns true when more than `keep` bytes have arrived in all.
     fn pump(&mut self, buf: &mut [u8]) -> Result<bool, Error> {
-        let read = sys::read_some(self.fd.as_fd(), buf).map_err(|source| Error::Sys {
+        if self.kept >= self.keep && self.discard.is_none() {
+            self.discard = Some(self.start_discarding());
+        }
+        let read = match &mut self.discard {
+            Some(discard) => {
+                let read = drain(self.fd.as_fd(), discard.null.as_ref(), buf);
+                discard.rest_until = Instant::now() + REST;
+                read
+            }
+            None => sys::read_some(self.fd.as_fd(), buf),
+        };
+        let read = read.map_err(|source| Error::Sys {
             op: "read the program's output",
             source,
         })?;
@@ -280,6 +324,118 @@ impl<'a> Pump<'a> {
             }
         }
         Ok(self.seen > self.keep)
+    }
+
+    fn start_discarding(&self) -> Discard {
+        // Best effort: a smaller pipe only makes the program wait a little more often.
+        // SAFETY: fcntl on a descriptor we own; F_SETPIPE_SZ takes an integer.
+        unsafe {
+            libc::fcntl(
+                self.fd.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                DISCARD_PIPE_BYTES as libc::c_int,
+            )
+        };
+        let null = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open("/dev/null")
+            .ok();
+        Discard {
+            null,
+            rest_until: Instant::now(),
+        }
+    }
+
+    /// Whether poll should watch the pipe at `now`.
+    fn watched(&self, now: Instant) -> bool {
+        self.open && self.discard.as_ref().is_none_or(|d| d.rest_until <= now)
+    }
+
+    /// When a resting pipe is to be watched again.
+    fn rest_until(&self) -> Option<Instant> {
+        self.discard
+            .as_ref()
+            .filter(|_| self.open)
+            .map(|d| d.rest_until)
+    }
+}
+
+/// Throws away what `fd` holds (up to one enlarged pipe's worth): spliced to `null` without
+/// copying, or read into `buf` where splice is refused. `Ok(Some(0))` at EOF, `Ok(None)` when
+/// empty.
+fn drain(fd: BorrowedFd<'_>, null: Option<&File>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    if let Some(null) = null {
+        // SAFETY: two descriptors we hold, no offsets.
+        let n = unsafe {
+            libc::splice(
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                null.as_raw_fd(),
+                std::ptr::null_mut(),
+                DISCARD_PIPE_BYTES,
+                libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => return Ok(None),
+            Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EPERM) => {}
+            _ => return Err(err),
+        }
+    }
+    let mut total = 0;
+    while total < DISCARD_PIPE_BYTES {
+        match sys::read_some(fd, buf)? {
+            Some(0) if total == 0 => return Ok(Some(0)),
+            Some(0) | None => break,
+            Some(n) => total += n,
+        }
+    }
+    Ok((total > 0).then_some(total))
+}
+
+/// Notices a run that stopped using CPU: the CPU usage sampled every `window / IDLE_SAMPLES`.
+struct Idle {
+    window: Duration,
+    /// `(when, CPU used by then)`, oldest first; the oldest is the newest at least `window` old.
+    samples: VecDeque<(Instant, u64)>,
+    /// When to sample next.
+    next: Instant,
+}
+
+impl Idle {
+    fn new(window: Duration, start: Instant) -> Idle {
+        Idle {
+            window,
+            samples: VecDeque::from([(start, 0)]),
+            next: start + Idle::period(window),
+        }
+    }
+
+    fn period(window: Duration) -> Duration {
+        (window / IDLE_SAMPLES).max(MIN_CHECK)
+    }
+
+    /// Records that the run had used `used_ns` of CPU at `now`. True when, over the last
+    /// `window`, it used less than 1% of it.
+    fn sample(&mut self, now: Instant, used_ns: u64) -> bool {
+        self.samples.push_back((now, used_ns));
+        while self
+            .samples
+            .get(1)
+            .is_some_and(|&(then, _)| now.saturating_duration_since(then) >= self.window)
+        {
+            self.samples.pop_front();
+        }
+        self.next = now + Idle::period(self.window);
+        let (then, used_then) = self.samples[0];
+        let threshold = (self.window.as_nanos() / 100) as u64;
+        now.saturating_duration_since(then) >= self.window
+            && used_ns.saturating_sub(used_then) < threshold
     }
 }
 
@@ -304,6 +460,7 @@ struct Watch<'a> {
     ncpus: u64,
     stdout: Pump<'a>,
     stderr: Pump<'a>,
+    idle: Option<Idle>,
 }
 
 impl Watch<'_> {
@@ -355,7 +512,17 @@ impl Watch<'_> {
                         }
                         next_check = now + self.check_delay(cpu_limit_ns, used);
                     }
-                    next_check.min(wall_deadline) - now
+                    if let Some(idle) = self.idle.as_mut().filter(|idle| now >= idle.next) {
+                        if idle.sample(now, self.cg.cpu_usage_ns()?) {
+                            // Reported as the wall limit it stands in for.
+                            killed = Some((LimitHit::Wall, now));
+                            killed_ns = Some(sys::monotonic_ns());
+                            cgroup::kill_all(self.cg, KILL_DEADLINE)?;
+                            continue;
+                        }
+                    }
+                    let idle_check = self.idle.as_ref().map_or(wall_deadline, |idle| idle.next);
+                    next_check.min(wall_deadline).min(idle_check) - now
                 }
                 (Some(done), _) => {
                     if !self.stdout.open && !self.stderr.open {
@@ -372,11 +539,17 @@ impl Watch<'_> {
             if self.pidfd.is_none() && ended.is_none() {
                 timeout = timeout.min(NO_PIDFD_TICK);
             }
+            for pump in [&self.stdout, &self.stderr] {
+                if let Some(until) = pump.rest_until().filter(|&until| until > now) {
+                    timeout = timeout.min(until - now);
+                }
+            }
 
             let mut fds = Vec::with_capacity(3);
             for pump in [&self.stdout, &self.stderr] {
-                // A closed pump stays in the array (fd -1 is ignored by poll) to keep indices.
-                fds.push(pollfd(pump.open.then(|| pump.fd.as_raw_fd())));
+                // A closed or resting pump stays in the array (fd -1 is ignored by poll) to
+                // keep indices.
+                fds.push(pollfd(pump.watched(now).then(|| pump.fd.as_raw_fd())));
             }
             let watch_main = ended.is_none().then_some(self.pidfd.as_ref()).flatten();
             fds.push(pollfd(watch_main.map(|fd| fd.as_raw_fd())));
@@ -391,7 +564,7 @@ impl Watch<'_> {
                 }
             }
             if fds[1].revents != 0 {
-                // Beyond `stderr_bytes` stderr is read and dropped, which is no limit.
+                // Beyond `stderr_bytes` stderr is dropped, which is no limit.
                 self.stderr.pump(&mut buf)?;
             }
             if ended.is_none() && (self.pidfd.is_none() || fds[2].revents != 0) {
@@ -453,6 +626,7 @@ mod tests {
                 pids: 16,
                 output_bytes: 1 << 20,
                 stderr_bytes: 1 << 16,
+                idle_ms: None,
             },
             input_name: None,
             output_name: None,
@@ -491,15 +665,21 @@ mod tests {
         assert_eq!(exit_of(0x80 | 6), Exit::Signaled { signal: 6 });
     }
 
-    #[test]
-    fn pump_keeps_at_most_its_share_and_counts_everything() {
-        let tmp = tempfile::tempdir().unwrap();
+    /// A pipe's read end (non-blocking, as the watch loop has it), its write end, and the
+    /// file a pump of it writes to.
+    fn pipe_and_file(tmp: &tempfile::TempDir) -> (OwnedFd, File, PathBuf, File) {
         let path = tmp.path().join("out");
         let file = fsops::create_file(&path, 0o644).unwrap();
         let (r, w) = sys::pipe().unwrap();
         sys::set_nonblocking(r.as_fd()).unwrap();
+        (r, File::from(w), path, file)
+    }
+
+    #[test]
+    fn pump_keeps_at_most_its_share_and_counts_everything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (r, mut w, path, file) = pipe_and_file(&tmp);
         let mut pump = Pump::new(r, file, &path, 5);
-        let mut w = File::from(w);
         let mut buf = vec![0u8; 3];
         w.write_all(b"abcd").unwrap();
         assert!(!pump.pump(&mut buf).unwrap()); // abc
@@ -514,5 +694,65 @@ mod tests {
         assert!(!pump.open);
         assert_eq!(pump.seen, 8);
         assert_eq!(std::fs::read(&path).unwrap(), b"abcde");
+    }
+
+    #[test]
+    fn past_its_cap_a_pump_drains_everything_at_once_and_then_rests() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (r, mut w, path, file) = pipe_and_file(&tmp);
+        let mut pump = Pump::new(r, file, &path, 5);
+        let mut buf = vec![0u8; 1024];
+        w.write_all(b"0123456789").unwrap();
+        assert!(pump.pump(&mut buf).unwrap());
+        assert!(pump.discard.is_none());
+        w.write_all(&[b'x'; 60_000]).unwrap();
+        let before = Instant::now();
+        assert!(pump.pump(&mut buf).unwrap());
+        // One call took it all (more than `buf` holds), and the pipe now rests.
+        assert_eq!(pump.seen, 60_010);
+        assert!(!pump.watched(before));
+        assert!(pump.rest_until().unwrap() > before);
+        assert!(pump.watched(before + 2 * REST));
+        // SAFETY: F_GETPIPE_SZ on a descriptor we own.
+        let size = unsafe { libc::fcntl(pump.fd.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        if max >= DISCARD_PIPE_BYTES {
+            assert_eq!(size as usize, DISCARD_PIPE_BYTES);
+        }
+        drop(w);
+        pump.pump(&mut buf).unwrap();
+        assert!(!pump.open);
+        assert_eq!(pump.rest_until(), None);
+        assert_eq!(std::fs::read(&path).unwrap(), b"01234");
+    }
+
+    #[test]
+    fn idle_is_less_than_one_percent_of_cpu_over_a_whole_window() {
+        let ms = Duration::from_millis;
+        let start = Instant::now();
+        let mut idle = Idle::new(ms(1000), start);
+        // Nothing used from the start: idle once a whole window has passed.
+        for t in 1..10 {
+            assert!(!idle.sample(start + ms(100 * t), 0), "{t}");
+        }
+        assert!(idle.sample(start + ms(1000), 9_999_999));
+
+        let mut idle = Idle::new(ms(1000), start);
+        // Busy for 2 s, then 1% of a CPU for 2 s: not idle.
+        for t in 1..=20 {
+            assert!(!idle.sample(start + ms(100 * t), t * 100_000_000), "{t}");
+        }
+        let busy = 2_000_000_000;
+        for t in 21..=40 {
+            let used = busy + (t - 20) * 1_000_000;
+            assert!(!idle.sample(start + ms(100 * t), used), "{t}");
+        }
+        // Then nothing: the last second had 9 ms.
+        assert!(idle.sample(start + ms(4100), busy + 20_000_000));
+        assert!(idle.samples.len() <= IDLE_SAMPLES as usize + 1);
     }
 }

@@ -106,7 +106,9 @@ impl Plan {
         // SIGKILL at the hard one.
         let cpu_s = spec.limits.cpu_ms.div_ceil(1000) + 1;
         let rlimits = vec![
-            (libc::RLIMIT_CORE, limit(0)),
+            // 1, not 0: with a pipe core_pattern (systemd-coredump, apport) the kernel ignores
+            // 0 and starts the helper on the host; 1 means no dump either way (core(5)).
+            (libc::RLIMIT_CORE, limit(1)),
             (libc::RLIMIT_FSIZE, limit(spec.limits.output_bytes)),
             (libc::RLIMIT_STACK, limit(memory_bytes)),
             (libc::RLIMIT_NOFILE, limit(NOFILE)),

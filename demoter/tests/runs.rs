@@ -176,6 +176,38 @@ fn sleeping_is_stopped_at_the_wall_limit() {
 }
 
 #[test]
+fn a_program_idle_for_its_idle_limit_is_stopped_long_before_the_wall_limit() {
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&["sleep", "100"]);
+    spec.limits.cpu_ms = 10_000;
+    spec.limits.wall_ms = 5_000;
+    spec.limits.idle_ms = Some(500);
+    let r = fx.run(&spec);
+    // Reported as the wall limit it stands in for, at the idle limit (plus a sample period).
+    assert_eq!(r.limit, Some(LimitHit::Wall), "{r:?}");
+    assert_eq!(r.exit, Exit::Signaled { signal: 9 });
+    assert!((500..1000).contains(&r.wall_ms), "{r:?}");
+    fx.assert_clean();
+}
+
+#[test]
+fn a_busy_program_is_never_idle() {
+    let fx = Fixture::new();
+    let mut spec = fx.spec(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done",
+    ]);
+    spec.limits.cpu_ms = 10_000;
+    spec.limits.wall_ms = 20_000;
+    spec.limits.idle_ms = Some(100);
+    let r = fx.run(&spec);
+    assert!(r.exited_normally(), "{r:?}");
+    assert!(r.wall_ms > 100, "too short to tell: {r:?}");
+    fx.assert_clean();
+}
+
+#[test]
 fn a_fork_bomb_is_contained_and_leaves_nothing() {
     let fx = Fixture::new();
     let exe = fx.compile(

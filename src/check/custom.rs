@@ -70,6 +70,7 @@ impl Default for CheckerConfig {
                 pids: 64,
                 output_bytes: 64 * 1024 * 1024,
                 stderr_bytes: 64 * 1024,
+                idle_ms: None,
             },
         }
     }
@@ -553,6 +554,7 @@ impl CheckerBox {
             pids: built.pids,
             output_bytes: 8 * 1024 * 1024,
             stderr_bytes: 64 * 1024,
+            idle_ms: None,
         };
         Ok(CheckerBox {
             container,

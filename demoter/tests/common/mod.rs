@@ -82,6 +82,7 @@ impl Fixture {
                 pids: 32,
                 output_bytes: 1 << 20,
                 stderr_bytes: 64 * 1024,
+                idle_ms: None,
             },
             input_name: None,
             output_name: None,
