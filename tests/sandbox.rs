@@ -300,3 +300,73 @@ async fn a_missing_image_is_a_sandbox_error_not_a_result() {
         "{err}"
     );
 }
+
+/// Holds every inotify instance its user may have (128 by default), then sleeps holding them.
+const EXHAUST_INOTIFY: &str = r#"#include <stdio.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+int main(void){int n=0;while(inotify_init1(0)>=0)n++;printf("%d %u\n",n,getuid());fflush(stdout);sleep(3);return 0;}"#;
+
+/// A moment later, wants one inotify instance; says who it is.
+const WANT_INOTIFY: &str = r#"#include <pwd.h>
+#include <stdio.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+int main(void){usleep(1000000);int fd=inotify_init1(0);struct passwd*p=getpwuid(getuid());
+printf("%s %u %s\n",fd>=0?"ok":"refused",getuid(),p?p->pw_name:"?");return 0;}"#;
+
+#[tokio::test]
+async fn a_box_exhausting_its_user_limits_does_not_reach_another() {
+    let (sandbox, docker) = setup().await;
+    let mut greedy = compiled(&sandbox, EXHAUST_INOTIFY).await;
+    let mut other = compiled(&sandbox, WANT_INOTIFY).await;
+    let mut slow = limits(1000, 65536);
+    slow.wall_ms = 6000;
+    let ((greedy_result, greedy_out), (other_result, other_out)) =
+        tokio::join!(run(&mut greedy, slow, ""), run(&mut other, slow, ""));
+    let (greedy_out, other_out) = (
+        String::from_utf8_lossy(&greedy_out).into_owned(),
+        String::from_utf8_lossy(&other_out).into_owned(),
+    );
+    assert!(greedy_result.exited_normally() && other_result.exited_normally());
+    let held: Vec<&str> = greedy_out.split_whitespace().collect();
+    let seen: Vec<&str> = other_out.split_whitespace().collect();
+    assert!(
+        held[0].parse::<u32>().unwrap() >= 8,
+        "the greedy box held inotify instances: {greedy_out}"
+    );
+    assert_eq!(
+        seen[0], "ok",
+        "the other box lost its inotify to the greedy one: {other_out}"
+    );
+    assert_ne!(held[1], seen[1], "two boxes at once ran as one uid");
+    assert_eq!(seen[2], "runner", "the box's uid has a name: {other_out}");
+    close_and_check(&docker, greedy).await;
+    close_and_check(&docker, other).await;
+}
+
+#[tokio::test]
+async fn box_uids_run_out_with_a_clear_error_and_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SandboxConfig::new(demoter());
+    config.uid_dir = dir.path().to_owned();
+    config.box_uids = 1;
+    let sandbox = Sandbox::connect(config).await.unwrap();
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    let image = Registry::builtin()
+        .unwrap()
+        .resolve("gcc-12")
+        .unwrap()
+        .image
+        .clone();
+    let first = sandbox.open(&image).await.expect("the one uid is free");
+    let refused = sandbox.open(&image).await;
+    let error = refused.err().expect("no second box without a uid");
+    assert!(
+        error.to_string().contains("box uids") && error.to_string().contains("in use"),
+        "{error}"
+    );
+    close_and_check(&docker, first).await;
+    let again = sandbox.open(&image).await.expect("the uid came back");
+    close_and_check(&docker, again).await;
+}

@@ -55,14 +55,14 @@ pub struct CheckerConfig {
 }
 
 impl Default for CheckerConfig {
-    /// `/var/cache/executioner/checkers`, 30 s and 1 GiB per check, uid 60001, compiling as
+    /// `/var/cache/executioner/checkers`, 30 s and 1 GiB per check, uid 59999 (outside the programs' range), compiling as
     /// submissions do (60 s of CPU, 1 GiB).
     fn default() -> Self {
         CheckerConfig {
             cache_dir: PathBuf::from("/var/cache/executioner/checkers"),
             time_ms: 30_000,
             memory_kb: 1024 * 1024,
-            uid: 60001,
+            uid: 59999,
             compile_limits: Limits {
                 cpu_ms: 60_000,
                 wall_ms: 120_000,

@@ -14,6 +14,7 @@
 
 mod agent;
 pub mod cgroup;
+mod uids;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use demoter::protocol::{Limits, Pipe, Request, Response, RunResult, RunSpec};
 
 use self::agent::Agent;
 use self::cgroup::{BoxCgroup, HostCgroups, Version};
+use self::uids::{BoxUid, Uids};
 use crate::problem::{Data, ProblemIo};
 
 /// Where the box tmpfs is mounted in the container.
@@ -71,6 +73,10 @@ pub enum SandboxError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "all {count} box uids from {first} are in use: more boxes at once than the range holds"
+    )]
+    NoUid { first: u32, count: u32 },
     #[error("sandbox agent in container {container} ended unexpectedly{}", stderr_suffix(.stderr))]
     AgentGone { container: String, stderr: String },
     #[error("sandbox agent in container {container} did not answer within {after:?}")]
@@ -100,9 +106,14 @@ pub struct SandboxConfig {
     pub cgroup_parent: String,
     /// Where host temp dirs of boxes are created.
     pub work_dir: PathBuf,
-    /// The unprivileged uid/gid programs run as (the `runner` user of the images).
+    /// The first of the unprivileged uids programs run as, one per box (`uid .. uid +
+    /// box_uids`), and their gid (the `runner` group of the images).
     pub uid: u32,
     pub gid: u32,
+    /// How many uids boxes are lent from (at most this many boxes at once on the host).
+    pub box_uids: u32,
+    /// Where the lent uids are locked; shared by every worker process on the host.
+    pub uid_dir: PathBuf,
     /// Size of the `/box` tmpfs, MiB.
     pub box_tmpfs_mb: u64,
     /// Size of the `/tmp` tmpfs, MiB.
@@ -116,7 +127,8 @@ pub struct SandboxConfig {
 }
 
 impl SandboxConfig {
-    /// Defaults: cgroups under `/sys/fs/cgroup/.../executioner`, uid 60000, a 512 MiB `/box`,
+    /// Defaults: cgroups under `/sys/fs/cgroup/.../executioner`, uids 60000-60999 (locked in
+    /// `<temp dir>/executioner-uids`), gid 60000, a 512 MiB `/box`,
     /// a 64 MiB `/tmp`, a 256 MiB container cap, 512 tasks, 30 s to start.
     pub fn new(demoter: PathBuf) -> Self {
         SandboxConfig {
@@ -126,6 +138,8 @@ impl SandboxConfig {
             work_dir: std::env::temp_dir(),
             uid: 60000,
             gid: 60000,
+            box_uids: 1000,
+            uid_dir: std::env::temp_dir().join("executioner-uids"),
             box_tmpfs_mb: 512,
             tmp_tmpfs_mb: 64,
             container_memory_mb: 256,
@@ -141,6 +155,7 @@ pub struct Sandbox {
     docker: Docker,
     config: Arc<SandboxConfig>,
     cgroups: HostCgroups,
+    uids: Arc<Uids>,
     owner: String,
 }
 
@@ -172,12 +187,14 @@ impl Sandbox {
                 source,
             })?;
         let cgroups = HostCgroups::prepare(&config.cgroup_root, &config.cgroup_parent)?;
+        let uids = Uids::new(&config.uid_dir, config.uid, config.box_uids)?;
         let host = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default();
         Ok(Sandbox {
             docker,
             cgroups,
+            uids: Arc::new(uids),
             owner: format!("{host}:{}", std::process::id()),
             config: Arc::new(config),
         })
@@ -296,6 +313,17 @@ impl Sandbox {
             io.path(),
             if options.io_traversable { 0o711 } else { 0o700 },
         )?;
+        // A program's box has a uid of its own; a checker's runs as the checker's.
+        let box_uid = match options.uid {
+            Some(_) => None,
+            None => Some(self.uids.take()?),
+        };
+        let (uid, gid) = match (options.uid, &box_uid) {
+            (Some(uid), _) => (uid, uid),
+            (None, Some(lent)) => (lent.uid(), self.config.gid),
+            (None, None) => (self.config.uid, self.config.gid),
+        };
+        write_identity(io.path(), uid, gid)?;
         let cgroups = self.cgroups.clone();
         let (box_name, pids) = (name.clone(), self.config.pids);
         let cgroup = tokio::task::spawn_blocking(move || cgroups.create_box(&box_name, pids))
@@ -309,6 +337,7 @@ impl Sandbox {
             container: None,
             cgroup: Some(cgroup),
             io: Some(io),
+            uid: box_uid,
         };
         let body = self.container_body(image, &cleanup, options);
         let created = self
@@ -349,8 +378,8 @@ impl Sandbox {
                 .as_ref()
                 .map(|d| d.path().to_owned())
                 .unwrap_or_default(),
-            uid: options.uid.unwrap_or(self.config.uid),
-            gid: options.uid.unwrap_or(self.config.gid),
+            uid,
+            gid,
             cleanup: Some(cleanup),
         };
         let attached = self
@@ -409,6 +438,12 @@ impl Sandbox {
                     .unwrap_or_default()
             ),
         ];
+        // The box's own uid is `runner` to the programs that look their user up.
+        if let Some(io) = &cleanup.io {
+            for file in ["passwd", "group"] {
+                binds.push(format!("{}:/etc/{file}:ro", io.path().join(file).display()));
+            }
+        }
         let cgroup = cleanup.cgroup.as_ref();
         binds.extend(cgroup.map(|g| g.binds(CGROUP_DIR)).unwrap_or_default());
         binds.extend(
@@ -549,6 +584,8 @@ struct Cleanup {
     container: Option<String>,
     cgroup: Option<BoxCgroup>,
     io: Option<tempfile::TempDir>,
+    /// Given back last, once nothing of the box runs.
+    uid: Option<BoxUid>,
 }
 
 impl Cleanup {
@@ -561,7 +598,36 @@ impl Cleanup {
             let _ = tokio::task::spawn_blocking(move || drop(cgroup)).await;
         }
         self.io.take();
+        self.uid.take();
     }
+}
+
+/// `passwd` and `group` for a box whose runs have `uid`/`gid`, written into its io dir: root,
+/// `runner` as that uid and `nobody`, nothing of the image's or the host's.
+fn write_identity(io: &Path, uid: u32, gid: u32) -> Result<(), SandboxError> {
+    let files = [
+        (
+            "passwd",
+            format!(
+                "root:x:0:0:root:/root:/usr/sbin/nologin\n\
+                 runner:x:{uid}:{gid}:runner:/nonexistent:/usr/sbin/nologin\n\
+                 nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+            ),
+        ),
+        (
+            "group",
+            format!("root:x:0:\nrunner:x:{gid}:\nnogroup:x:65534:\n"),
+        ),
+    ];
+    for (name, text) in files {
+        let path = io.join(name);
+        std::fs::write(&path, text)
+            .and_then(|()| {
+                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            })
+            .map_err(|source| SandboxError::Io { path, source })?;
+    }
+    Ok(())
 }
 
 /// How a container differs from a submission's.
