@@ -128,7 +128,7 @@ pub struct SandboxConfig {
 
 impl SandboxConfig {
     /// Defaults: cgroups under `/sys/fs/cgroup/.../executioner`, uids 60000-60999 (locked in
-    /// `<temp dir>/executioner-uids`), gid 60000, a 512 MiB `/box`,
+    /// `<temp dir>/executioner.uids`), gid 60000, a 512 MiB `/box`,
     /// a 64 MiB `/tmp`, a 256 MiB container cap, 512 tasks, 30 s to start.
     pub fn new(demoter: PathBuf) -> Self {
         SandboxConfig {
@@ -139,7 +139,7 @@ impl SandboxConfig {
             uid: 60000,
             gid: 60000,
             box_uids: 1000,
-            uid_dir: std::env::temp_dir().join("executioner-uids"),
+            uid_dir: std::env::temp_dir().join("executioner.uids"),
             box_tmpfs_mb: 512,
             tmp_tmpfs_mb: 64,
             container_memory_mb: 256,
