@@ -32,6 +32,7 @@ use self::agent::Agent;
 use self::cgroup::{BoxCgroup, HostCgroups, Version};
 use self::uids::{BoxUid, Uids};
 use crate::problem::{Data, ProblemIo};
+use crate::sync::lock;
 
 /// Where the box tmpfs is mounted in the container.
 pub const BOX_DIR: &str = "/box";
@@ -156,6 +157,9 @@ pub struct Sandbox {
     config: Arc<SandboxConfig>,
     cgroups: HostCgroups,
     uids: Arc<Uids>,
+    /// Containers of this process whose removal failed (the engine was away): removed when the
+    /// next box opens.
+    unremoved: Arc<std::sync::Mutex<Vec<String>>>,
     owner: String,
 }
 
@@ -195,6 +199,7 @@ impl Sandbox {
             docker,
             cgroups,
             uids: Arc::new(uids),
+            unremoved: Arc::default(),
             owner: format!("{host}:{}", std::process::id()),
             config: Arc::new(config),
         })
@@ -202,6 +207,19 @@ impl Sandbox {
 
     pub fn config(&self) -> &SandboxConfig {
         &self.config
+    }
+
+    /// Tries again to remove the containers whose removal failed (the engine was unreachable
+    /// or restarting when their boxes closed).
+    async fn remove_unremoved(&self) {
+        let ids = std::mem::take(&mut *lock(&self.unremoved));
+        for id in ids {
+            if remove_container(&self.docker, &id).await {
+                tracing::info!(container = %short(&id), "removed a sandbox container left when the engine was away");
+            } else {
+                lock(&self.unremoved).push(id);
+            }
+        }
     }
 
     /// Removes sandbox containers (and their cgroups) left by processes of this host that are
@@ -299,6 +317,7 @@ impl Sandbox {
         image: &str,
         options: &OpenOptions,
     ) -> Result<Container, SandboxError> {
+        self.remove_unremoved().await;
         let name = format!("executioner-{}", uuid::Uuid::new_v4().simple());
         let io = tempfile::Builder::new()
             .prefix("executioner-")
@@ -334,6 +353,7 @@ impl Sandbox {
             })??;
         let mut cleanup = Cleanup {
             docker: self.docker.clone(),
+            unremoved: self.unremoved.clone(),
             container: None,
             cgroup: Some(cgroup),
             io: Some(io),
@@ -551,7 +571,8 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), SandboxError> {
     })
 }
 
-async fn remove_container(docker: &Docker, id: &str) {
+/// Removes a container; `false` when the engine could not be made to (unreachable, restarting).
+async fn remove_container(docker: &Docker, id: &str) -> bool {
     let options = RemoveContainerOptions {
         force: true,
         v: true,
@@ -562,12 +583,12 @@ async fn remove_container(docker: &Docker, id: &str) {
     let mut pause = Duration::from_millis(50);
     for attempt in 1..=5 {
         match docker.remove_container(id, Some(options.clone())).await {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => return,
+            }) => return true,
             Err(e) if attempt == 5 => {
-                tracing::warn!(container = %short(id), error = %e, "could not remove a sandbox container");
+                tracing::warn!(container = %short(id), error = %e, "could not remove a sandbox container; tried again at the next box");
             }
             Err(e) => {
                 tracing::debug!(container = %short(id), error = %e, attempt, "removing a sandbox container again");
@@ -576,11 +597,14 @@ async fn remove_container(docker: &Docker, id: &str) {
             }
         }
     }
+    false
 }
 
 /// What a container leaves to remove: the container, its cgroups, its host temp dir.
 struct Cleanup {
     docker: Docker,
+    /// Containers whose removal failed, tried again when the next box opens.
+    unremoved: Arc<std::sync::Mutex<Vec<String>>>,
     container: Option<String>,
     cgroup: Option<BoxCgroup>,
     io: Option<tempfile::TempDir>,
@@ -591,7 +615,9 @@ struct Cleanup {
 impl Cleanup {
     async fn run(&mut self) {
         if let Some(id) = self.container.take() {
-            remove_container(&self.docker, &id).await;
+            if !remove_container(&self.docker, &id).await {
+                lock(&self.unremoved).push(id);
+            }
         }
         // The container's processes are gone with it; whatever is still in the cgroups is killed.
         if let Some(cgroup) = self.cgroup.take() {
