@@ -341,10 +341,12 @@ mod tests {
                 0,
             ],
         ];
+        #[cfg(target_arch = "x86_64")]
+        let x32_getpid = libc::SYS_getpid | X32_SYSCALL_BIT as libc::c_long;
         let not_implemented = [
             [libc::SYS_clone3, 0, 0, 0, 0, 0],
             #[cfg(target_arch = "x86_64")]
-            [libc::SYS_getpid | X32_SYSCALL_BIT as libc::c_long, 0, 0, 0, 0, 0],
+            [x32_getpid, 0, 0, 0, 0, 0],
         ];
         let allowed = [
             [libc::SYS_socket, c(1), c(1), 0, 0, 0], // AF_UNIX
