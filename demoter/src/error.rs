@@ -74,6 +74,14 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The program's seccomp filter did not compile (a bug in its rules, or an architecture it
+    /// has no system call numbers for).
+    #[error("building the seccomp filter: {source}")]
+    SeccompFilter {
+        #[source]
+        source: seccompiler::BackendError,
+    },
+
     /// Something exists where it must not, or is not what it must be.
     #[error("{}: refusing: {reason}", path.display())]
     Refused { path: PathBuf, reason: &'static str },

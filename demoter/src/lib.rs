@@ -12,6 +12,7 @@ pub mod fsops;
 pub mod limit;
 pub mod protocol;
 pub mod run;
+pub mod seccomp;
 pub mod spawn;
 pub mod sys;
 pub mod tree;

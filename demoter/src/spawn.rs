@@ -18,6 +18,7 @@ use std::ptr;
 
 use crate::error::Error;
 use crate::protocol::RunSpec;
+use crate::seccomp::Filter;
 use crate::sys;
 
 /// Exit status of a child whose `execve` failed (as in shells).
@@ -30,7 +31,7 @@ const NOFILE: libc::rlim_t = 1024;
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 /// Stages of the child's set-up, named in the error the parent reports.
-const STAGES: [&str; 11] = [
+const STAGES: [&str; 12] = [
     "joining the run cgroup",
     "resetting signals",
     "setsid",
@@ -42,6 +43,7 @@ const STAGES: [&str; 11] = [
     "setuid",
     "chdir to the working directory",
     "prctl",
+    "installing the seccomp filter",
 ];
 const JOIN: u32 = 0;
 const SIGNALS: u32 = 1;
@@ -54,6 +56,7 @@ const SETGID: u32 = 7;
 const SETUID: u32 = 8;
 const CHDIR: u32 = 9;
 const PRCTL: u32 = 10;
+const SECCOMP: u32 = 11;
 
 /// What the child does, prepared in the parent.
 pub struct Plan {
@@ -72,6 +75,8 @@ pub struct Plan {
     max_fd: RawFd,
     /// SIGPIPE starts ignored (an interactor's writes to a program that is gone fail instead).
     ignore_sigpipe: bool,
+    /// Installed last, just before `execve`.
+    seccomp: Filter,
 }
 
 impl Plan {
@@ -138,6 +143,7 @@ impl Plan {
             exec_failed_prefix: format!("demoter: cannot execute {program}: ").into_bytes(),
             max_fd,
             ignore_sigpipe: spec.pipe.as_ref().is_some_and(|p| p.ignore_sigpipe),
+            seccomp: Filter::new()?,
         })
     }
 }
@@ -372,6 +378,10 @@ unsafe fn child(
         // Setuid binaries in the box (should one appear) gain nothing.
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 {
             fail(report, PRCTL);
+        }
+        // Last, so no set-up step above runs under it; needs no_new_privs.
+        if plan.seccomp.install() == -1 {
+            fail(report, SECCOMP);
         }
 
         let mut exec_errno = libc::ENOENT;
