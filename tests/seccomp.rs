@@ -66,6 +66,7 @@ async fn denied_calls_fail_with_eperm_and_the_program_goes_on() {
                 pids: 16,
                 output_bytes: 1 << 20,
                 stderr_bytes: 4096,
+                idle_ms: None,
             },
             io: None,
         })
