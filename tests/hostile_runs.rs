@@ -3,38 +3,24 @@
 //! stderr flood, a compiler blocked on its own output pipe. Each run's result stands, and the
 //! next run in the same container starts clean.
 
+mod boxes;
+
 mod common;
 
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 
+use boxes::{compile, demoter, gcc};
 use demoter::protocol::{Exit, LimitHit, Limits, RunResult};
 use executioner::judge::JudgeConfig;
-use executioner::language::{Language, Placeholders, Registry};
 use executioner::sandbox::{Container, Input, Run, Sandbox, SandboxConfig, WorkDir, BUILD_DIR};
-
-fn demoter() -> PathBuf {
-    std::env::var_os("EXECUTIONER_DEMOTER")
-        .map(PathBuf::from)
-        .or_else(executioner::cli::find_demoter)
-        .expect("set EXECUTIONER_DEMOTER to the static demoter (scripts/build-demoter)")
-}
 
 async fn sandbox() -> Sandbox {
     Sandbox::connect(SandboxConfig::new(demoter()))
         .await
         .expect("Docker engine and cgroups (run scripts/docker-up)")
-}
-
-fn gcc() -> Language {
-    Registry::builtin()
-        .unwrap()
-        .resolve("gcc-12")
-        .unwrap()
-        .clone()
 }
 
 /// Generous limits: these programs are judged on what they do to the sandbox, not on time.
@@ -60,33 +46,6 @@ async fn in_container(check: impl AsyncFnOnce(&mut Container)) {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
-}
-
-/// Compiles `source` as the judge compiles (its compile limits); the build is not sealed.
-/// Returns the compile's result and stderr.
-async fn compile(container: &mut Container, source: &str) -> (RunResult, String) {
-    let c = gcc();
-    container
-        .put_source(&c.source, source.as_bytes())
-        .await
-        .unwrap();
-    let values = Placeholders {
-        build: BUILD_DIR,
-        memory_kb: 65536,
-    };
-    let out = container
-        .run(Run {
-            argv: c.expand(c.compile.as_ref().unwrap(), &values),
-            env: c.env.clone(),
-            work_dir: WorkDir::Build,
-            stdin: None,
-            limits: JudgeConfig::default().compile_limits,
-            io: None,
-        })
-        .await
-        .expect("compiling is a result, not a sandbox failure");
-    let errors = std::fs::read_to_string(&out.stderr).unwrap_or_default();
-    (out.result, errors)
 }
 
 /// Compiles `source`, which must compile, and seals the build.

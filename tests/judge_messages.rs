@@ -3,11 +3,9 @@
 //! stops the judging at its next message, with nothing left behind; a submission another worker
 //! took is never judged.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use bollard::query_parameters::ListContainersOptions;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +16,7 @@ use executioner::worker::{judge_for, Outcome};
 
 mod judging;
 
-use judging::{judge, submission};
+use judging::{containers_of, judge, submission};
 
 /// A store that records what it is sent, refuses `executing` when told to, and fails on the
 /// `fail_at`-th message (1-based) and every one after it.
@@ -68,29 +66,6 @@ impl Interface for Store {
         self.seen.lock().unwrap().push(message.body.clone());
         Ok(Sent::Recorded)
     }
-}
-
-/// Sandbox containers this test process owns (the label is `host:pid`).
-async fn our_containers() -> usize {
-    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
-    let filters = HashMap::from([("label".to_owned(), vec!["executioner.owner".to_owned()])]);
-    let all = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    let ours = format!(":{}", std::process::id());
-    all.iter()
-        .filter(|c| {
-            c.labels
-                .as_ref()
-                .and_then(|l| l.get("executioner.owner"))
-                .is_some_and(|owner| owner.ends_with(&ours))
-        })
-        .count()
 }
 
 /// `bodies` without the measured time and memory, which differ from run to run.
@@ -163,7 +138,7 @@ async fn the_judge_yields_and_the_worker_forwards() {
     assert_eq!(ended, Err(Unheard));
     assert_eq!(first.map(|m| m.body), Some(Body::Compiling));
     assert_eq!(
-        our_containers().await,
+        containers_of(std::process::id()).await,
         0,
         "a stopped judging left its container"
     );
@@ -175,7 +150,11 @@ async fn the_judge_yields_and_the_worker_forwards() {
     let error = failed.expect_err("the store's failure is reported");
     assert!(error.reason.contains("went away"), "{error}");
     assert_eq!(store.seen(), vec![Body::Executing, Body::Compiling]);
-    assert_eq!(our_containers().await, 0, "a failed store left a container");
+    assert_eq!(
+        containers_of(std::process::id()).await,
+        0,
+        "a failed store left a container"
+    );
 
     // Taken by another worker: nothing is judged, nothing more is sent.
     let store = Store::new(true, None);
@@ -191,5 +170,5 @@ async fn the_judge_yields_and_the_worker_forwards() {
     assert_eq!(seen.first(), Some(&Body::Executing));
     assert_eq!(untimed(&seen[1..]), untimed(&bodies));
     assert_eq!(outcome, Outcome::Finished(end));
-    assert_eq!(our_containers().await, 0);
+    assert_eq!(containers_of(std::process::id()).await, 0);
 }

@@ -1,18 +1,14 @@
 //! The sandbox against real Docker: C programs that misbehave in every way the issue lists end
 //! with a measured result, and leave no container, cgroup or file behind.
 
+mod boxes;
+
 use std::path::{Path, PathBuf};
 
+use boxes::{compiled, demoter};
 use demoter::protocol::{Exit, LimitHit, Limits, RunResult};
-use executioner::language::{Placeholders, Registry};
+use executioner::language::Registry;
 use executioner::sandbox::{Container, Input, Run, Sandbox, SandboxConfig, WorkDir, BUILD_DIR};
-
-fn demoter() -> PathBuf {
-    std::env::var_os("EXECUTIONER_DEMOTER")
-        .map(PathBuf::from)
-        .or_else(executioner::cli::find_demoter)
-        .expect("set EXECUTIONER_DEMOTER to the static demoter (scripts/build-demoter)")
-}
 
 fn limits(cpu_ms: u64, memory_kb: u64) -> Limits {
     Limits {
@@ -24,36 +20,6 @@ fn limits(cpu_ms: u64, memory_kb: u64) -> Limits {
         stderr_bytes: 4096,
         idle_ms: None,
     }
-}
-
-/// Opens a C container, compiles `program` and seals the build.
-async fn compiled(sandbox: &Sandbox, program: &str) -> Container {
-    let registry = Registry::builtin().unwrap();
-    let c = registry.resolve("gcc-12").unwrap();
-    let mut container = sandbox.open(&c.image).await.expect("open a container");
-    container
-        .put_source(&c.source, program.as_bytes())
-        .await
-        .unwrap();
-    let values = Placeholders {
-        build: BUILD_DIR,
-        memory_kb: 65536,
-    };
-    let out = container
-        .run(Run {
-            argv: c.expand(c.compile.as_ref().unwrap(), &values),
-            env: c.env.clone(),
-            work_dir: WorkDir::Build,
-            stdin: None,
-            limits: executioner::judge::JudgeConfig::default().compile_limits,
-            io: None,
-        })
-        .await
-        .unwrap();
-    let errors = std::fs::read_to_string(&out.stderr).unwrap_or_default();
-    assert!(out.result.exited_normally(), "compile failed: {errors}");
-    container.seal_build().await.unwrap();
-    container
 }
 
 async fn run(container: &mut Container, limits: Limits, stdin: &str) -> (RunResult, Vec<u8>) {

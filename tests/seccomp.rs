@@ -4,48 +4,11 @@
 //! on and exit normally, and what a program needs (local sockets, fork, threads, files) must
 //! still work. The probe is shared with the demoter's own test (demoter/tests/seccomp.rs).
 
-use std::path::PathBuf;
+mod boxes;
 
+use boxes::{compiled, demoter};
 use demoter::protocol::{Exit, Limits};
-use executioner::language::{Placeholders, Registry};
-use executioner::sandbox::{Container, Input, Run, Sandbox, SandboxConfig, WorkDir, BUILD_DIR};
-
-fn demoter() -> PathBuf {
-    std::env::var_os("EXECUTIONER_DEMOTER")
-        .map(PathBuf::from)
-        .or_else(executioner::cli::find_demoter)
-        .expect("set EXECUTIONER_DEMOTER to the static demoter (scripts/build-demoter)")
-}
-
-/// Opens a gcc-12 container and compiles `program` in it.
-async fn compiled(sandbox: &Sandbox, program: &str) -> Container {
-    let registry = Registry::builtin().unwrap();
-    let c = registry.resolve("gcc-12").unwrap();
-    let mut container = sandbox.open(&c.image).await.expect("open a container");
-    container
-        .put_source(&c.source, program.as_bytes())
-        .await
-        .unwrap();
-    let values = Placeholders {
-        build: BUILD_DIR,
-        memory_kb: 65536,
-    };
-    let out = container
-        .run(Run {
-            argv: c.expand(c.compile.as_ref().unwrap(), &values),
-            env: c.env.clone(),
-            work_dir: WorkDir::Build,
-            stdin: None,
-            limits: executioner::judge::JudgeConfig::default().compile_limits,
-            io: None,
-        })
-        .await
-        .unwrap();
-    let errors = std::fs::read_to_string(&out.stderr).unwrap_or_default();
-    assert!(out.result.exited_normally(), "compile failed: {errors}");
-    container.seal_build().await.unwrap();
-    container
-}
+use executioner::sandbox::{Input, Run, Sandbox, SandboxConfig, WorkDir, BUILD_DIR};
 
 #[tokio::test]
 async fn denied_calls_fail_with_eperm_and_the_program_goes_on() {

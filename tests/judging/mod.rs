@@ -5,8 +5,11 @@
 // Every test binary uses a different part of this module.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use bollard::query_parameters::ListContainersOptions;
 
 use executioner::cli::{build_judge, Setup};
 use executioner::judge::{Judge, JudgeConfig};
@@ -60,4 +63,27 @@ pub fn submission(id: &str, language: &str, kind: &str) -> Submission {
         language: language.to_owned(),
         source_code: program(language, kind),
     }
+}
+
+/// Sandbox containers process `pid` owns (their label is `host:pid`), running or not.
+pub async fn containers_of(pid: u32) -> usize {
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    let filters = HashMap::from([("label".to_owned(), vec!["executioner.owner".to_owned()])]);
+    let all = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let owner = format!(":{pid}");
+    all.iter()
+        .filter(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get("executioner.owner"))
+                .is_some_and(|o| o.ends_with(&owner))
+        })
+        .count()
 }
