@@ -12,7 +12,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -51,29 +51,25 @@ impl Drop for Worker {
     }
 }
 
-fn log_has(log: &Path, needle: &str) -> bool {
-    std::fs::read_to_string(log).is_ok_and(|text| text.contains(needle))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_waits_for_the_docker_engine_and_then_judges() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket: PathBuf = dir.path().join("docker.sock");
-    let log = dir.path().join("worker.log");
+/// `executioner worker --interface memory` with `env` added, logging to `log`: the process
+/// (killed if the test ends first), its stdin, and the messages it prints, as they come.
+fn memory_worker(
+    env: &[(&str, String)],
+    log: &Path,
+) -> (Worker, ChildStdin, mpsc::Receiver<Value>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_executioner"))
         .args(["worker", "--interface", "memory", "--concurrency", "1"])
         .arg("--problems")
         .arg(judging::problems())
-        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("RUST_LOG", "info")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("start executioner worker");
-    let mut stdin = child.stdin.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
-    let mut worker = Worker(child);
     let (lines, printed) = mpsc::channel::<Value>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -84,6 +80,20 @@ async fn a_worker_waits_for_the_docker_engine_and_then_judges() {
             }
         }
     });
+    (Worker(child), stdin, printed)
+}
+
+fn log_has(log: &Path, needle: &str) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|text| text.contains(needle))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_waits_for_the_docker_engine_and_then_judges() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket: PathBuf = dir.path().join("docker.sock");
+    let log = dir.path().join("worker.log");
+    let docker_host = format!("unix://{}", socket.display());
+    let (mut worker, mut stdin, printed) = memory_worker(&[("DOCKER_HOST", docker_host)], &log);
     let submission = judging::submission("while-docker-was-down", "gcc-12", "accepted");
     writeln!(stdin, "{}", serde_json::to_string(&submission).unwrap()).unwrap();
     stdin.flush().unwrap();
@@ -233,29 +243,7 @@ fn restart_engine() {
 async fn a_worker_rides_out_an_engine_restart() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("worker.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_executioner"))
-        .args(["worker", "--interface", "memory", "--concurrency", "1"])
-        .arg("--problems")
-        .arg(judging::problems())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start executioner worker");
-    let mut worker = Worker(child);
-    let mut stdin = worker.0.stdin.take().unwrap();
-    let stdout = worker.0.stdout.take().unwrap();
-    let (lines, printed) = mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(value) = serde_json::from_str(&line) {
-                if lines.send(value).is_err() {
-                    break;
-                }
-            }
-        }
-    });
+    let (mut worker, mut stdin, printed) = memory_worker(&[], &log);
     let mut submit = |id: &str, source: &str| {
         let submission = executioner::protocol::Submission {
             id: id.into(),
