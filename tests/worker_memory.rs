@@ -312,7 +312,8 @@ impl Worker {
     }
 
     fn fail(&mut self, problem: &str) -> ! {
-        drop(self.guard.0.take()); // kills it, so stderr ends
+        // The guard kills and reaps it, so stderr ends.
+        drop(std::mem::replace(&mut self.guard, ChildGuard(None)));
         let stderr = self
             .stderr
             .take()
@@ -324,10 +325,11 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // SIGTERM to our own child, by pid: it stops cleanly and removes its containers.
-        let _ = kill(self.pid, Signal::SIGTERM);
-        drop(self.stdin.take());
+        // SIGTERM to our own child, by pid, while it is not reaped: it stops cleanly and
+        // removes its containers.
         if let Some(mut child) = self.guard.0.take() {
+            let _ = kill(self.pid, Signal::SIGTERM);
+            drop(self.stdin.take());
             let _ = child.wait();
         }
     }
