@@ -105,6 +105,23 @@ async fn show(container: &mut Container) -> String {
     String::from_utf8_lossy(&std::fs::read(&out.stdout).expect("its stdout")).into_owned()
 }
 
+/// What `cat path` prints in a fresh run.
+async fn cat(container: &mut Container, path: &str) -> String {
+    let out = container
+        .run(Run {
+            argv: vec!["/bin/cat".into(), path.into()],
+            env: vec!["PATH=/usr/bin:/bin".into()],
+            work_dir: WorkDir::Fresh,
+            stdin: None,
+            limits: limits(),
+            io: None,
+        })
+        .await
+        .expect("the run is a result");
+    assert_eq!(out.result.exit, Exit::Exited { code: 0 }, "cat {path}");
+    String::from_utf8_lossy(&std::fs::read(&out.stdout).expect("its stdout")).into_owned()
+}
+
 /// `/etc` dirs of this process's sandboxes in `dir`.
 fn etc_dirs(dir: &Path) -> Vec<PathBuf> {
     let prefix = format!("executioner-etc-{}-", std::process::id());
@@ -133,8 +150,17 @@ async fn programs_and_checkers_see_fixed_resolv_conf_hosts_and_hostname() {
     // A submission's container.
     let mut program = sandbox.open(&image).await.expect("open a container");
     let seen = show(&mut program).await;
+    let cgroups = cat(&mut program, "/proc/self/cgroup").await;
     program.close().await;
     assert_eq!(seen, EXPECTED, "what a program sees");
+    // On cgroup v1 the container has a cgroup namespace of its own: the paths a program sees
+    // are relative to the container's cgroup, never the host's `/docker/<id>`.
+    if Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
+        assert!(
+            !cgroups.contains("docker") && cgroups.lines().any(|l| l.ends_with(":/")),
+            "the host's cgroup paths are visible:\n{cgroups}"
+        );
+    }
 
     // A checker's: another uid, a traversable io dir.
     let mut checker = sandbox

@@ -52,13 +52,19 @@ const OWNER_LABEL: &str = "executioner.owner";
 pub const HOSTNAME: &str = "sandbox";
 /// Prefix of the host dir of a [`Sandbox`]'s `/etc` files, followed by its process id.
 const ETC_PREFIX: &str = "executioner-etc-";
-/// The files Docker would otherwise copy from the host into every container, with what the
-/// containers get instead: no resolver (there is no network), localhost only, [`HOSTNAME`].
-const ETC_FILES: [(&str, &str); 3] = [
-    ("resolv.conf", ""),
-    ("hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"),
-    ("hostname", "sandbox\n"),
-];
+/// The files Docker would otherwise write from the host into every container (mounted at
+/// `/etc/<name>`, read-only).
+const ETC_FILES: [&str; 3] = ["resolv.conf", "hosts", "hostname"];
+
+/// What the containers get instead: no resolver (there is no network), localhost only,
+/// [`HOSTNAME`].
+fn etc_content(name: &str) -> String {
+    match name {
+        "hosts" => "127.0.0.1\tlocalhost\n::1\tlocalhost\n".to_owned(),
+        "hostname" => format!("{HOSTNAME}\n"),
+        _ => String::new(),
+    }
+}
 
 /// A failure of the sandbox or of Docker: never a result of the judged program.
 #[derive(Debug, thiserror::Error)]
@@ -431,9 +437,9 @@ impl Sandbox {
         ];
         // Docker copies these from the host unless something is mounted there.
         binds.extend(
-            ETC_FILES.iter().map(|(name, _)| {
-                format!("{}:/etc/{name}:ro", self.etc.path().join(name).display())
-            }),
+            ETC_FILES
+                .iter()
+                .map(|name| format!("{}:/etc/{name}:ro", self.etc.path().join(name).display())),
         );
         let cgroup = cleanup.cgroup.as_ref();
         binds.extend(cgroup.map(|g| g.binds(CGROUP_DIR)).unwrap_or_default());
@@ -543,9 +549,9 @@ fn create_etc(work_dir: &Path) -> Result<tempfile::TempDir, SandboxError> {
             path: work_dir.to_owned(),
             source,
         })?;
-    for (name, content) in ETC_FILES {
+    for name in ETC_FILES {
         let path = dir.path().join(name);
-        std::fs::write(&path, content).map_err(|source| SandboxError::Io {
+        std::fs::write(&path, etc_content(name)).map_err(|source| SandboxError::Io {
             path: path.clone(),
             source,
         })?;
