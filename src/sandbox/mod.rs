@@ -10,7 +10,9 @@
 //! - `/box`: tmpfs; `/box/build` holds the source and what compiling made, sealed read-only
 //!   before tests; each test runs in a fresh `/box/run` removed afterwards;
 //! - `/tmp`: tmpfs, emptied after every run (as are `/dev/shm`, `/dev/mqueue` and the System V
-//!   IPC objects); the root file system is read-only.
+//!   IPC objects); the root file system is read-only;
+//! - `/etc/resolv.conf` (empty), `/etc/hosts` (localhost only), `/etc/hostname` (`sandbox`, also
+//!   the UTS host name): read-only files of the [`Sandbox`], never the host's.
 
 mod agent;
 pub mod cgroup;
