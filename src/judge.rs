@@ -695,11 +695,12 @@ impl Judge {
     /// What the compiler said (stderr, then stdout), truncated, with why it stopped if a limit
     /// ended it.
     async fn compile_output(&self, result: &RunResult, stdout: &Path, stderr: &Path) -> String {
+        // A character takes at most 4 bytes (an invalid byte becomes one character): this many
+        // bytes of each file hold more than is kept, and a 64 MiB flood costs the worker no more.
+        let max_bytes = 4 * (self.config.compile_output_chars as u64 + 1);
         let mut text = String::new();
         for path in [stderr, stdout] {
-            if let Ok(bytes) = tokio::fs::read(path).await {
-                text.push_str(&String::from_utf8_lossy(&bytes));
-            }
+            text.push_str(&String::from_utf8_lossy(&read_head(path, max_bytes).await));
         }
         let limits = &self.config.compile_limits;
         let why = match result.limit {
@@ -747,6 +748,17 @@ async fn cancellable<T>(
         result = work => Ok(result),
         _ = cancel.cancelled() => Err(Failure::Error("the worker shut down before judging finished".into())),
     }
+}
+
+/// At most `max` bytes from the start of a file (none if it cannot be read).
+async fn read_head(path: &Path, max: u64) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    if let Ok(file) = tokio::fs::File::open(path).await {
+        // What was read before an error is still worth showing.
+        let _ = file.take(max).read_to_end(&mut bytes).await;
+    }
+    bytes
 }
 
 /// At most `max` characters of `text`, with a marker when cut.

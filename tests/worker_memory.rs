@@ -1,6 +1,8 @@
 //! The worker with the memory interface (SPEC §7): submissions in on stdin, one JSON object per
 //! line; every message out on stdout, one JSON object per line, interleaved between submissions
 //! but in order within each; SIGTERM ends it cleanly (exit 0) once in-flight work is done.
+//! And what judging costs the worker itself: a compiler's 64 MiB of output or a wrong answer of
+//! 60 MB leave its resident memory within a few MB (issue #15, item 3).
 
 mod common;
 
@@ -16,8 +18,8 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use common::{
-    compare, drain, expected_for_kind, expected_invalid, languages, problems_root, tail,
-    ChildGuard, Kind, Problem,
+    compare, drain, expected_for_kind, expected_invalid, expected_messages, languages,
+    problems_root, tail, ChildGuard, Kind, Problem, Verdict,
 };
 
 const SUBMISSIONS: usize = 50;
@@ -215,4 +217,217 @@ fn worker_judges_submissions_from_stdin_and_stops_on_sigterm() {
         problems.join("\n\n"),
         tail(&stderr, 4000)
     );
+}
+
+/// How much the worker's peak resident memory may grow while judging one flood.
+const RSS_GROWTH_MAX_KB: u64 = 16 * 1024;
+/// For one submission of the resident-memory test to be judged.
+const SUBMISSION_DEADLINE: Duration = Duration::from_secs(300);
+
+/// A worker (memory interface, one submission at a time) fed one submission at a time.
+struct Worker {
+    pid: Pid,
+    stdin: Option<std::process::ChildStdin>,
+    events: mpsc::Receiver<Event>,
+    stderr: Option<thread::JoinHandle<Vec<u8>>>,
+    guard: ChildGuard,
+}
+
+impl Worker {
+    fn start() -> Worker {
+        let mut child = common::executioner()
+            .arg("worker")
+            .arg("--problems")
+            .arg(problems_root())
+            .args(["--interface", "memory", "--concurrency", "1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start executioner worker");
+        let pid = Pid::from_raw(child.id() as i32);
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = drain(child.stderr.take().expect("piped stderr"));
+        let (tx, events) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(Event::Line(line)).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Event::Eof);
+        });
+        Worker {
+            pid,
+            stdin: Some(stdin),
+            events,
+            stderr: Some(stderr),
+            guard: ChildGuard(Some(child)),
+        }
+    }
+
+    /// Judges one submission: its messages, up to the terminal one.
+    fn judge(&mut self, id: &str, problem: &str, language: &str, source: &str) -> Vec<Value> {
+        let line =
+            json!({"id": id, "problem": problem, "language": language, "sourceCode": source});
+        let stdin = self.stdin.as_mut().expect("the worker's stdin");
+        writeln!(stdin, "{line}").expect("write a submission to the worker");
+        stdin.flush().expect("flush the worker's stdin");
+        let deadline = Instant::now() + SUBMISSION_DEADLINE;
+        let mut messages = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Event::Line(line)) => {
+                    let message: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|_| self.fail(&format!("not a message: {line:?}")));
+                    let terminal = is_terminal(&message);
+                    messages.push(message);
+                    if terminal {
+                        return messages;
+                    }
+                }
+                Ok(Event::Eof) => self.fail(&format!("the worker ended while judging {id}")),
+                Err(_) => self.fail(&format!("{id} not judged within {SUBMISSION_DEADLINE:?}")),
+            }
+        }
+    }
+
+    /// Resets the peak resident memory to the current one, which it gives, in KB.
+    fn reset_peak(&self) -> u64 {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid), "5")
+            .expect("reset the worker's peak RSS (clear_refs)");
+        self.status_kb("VmRSS:")
+    }
+
+    fn status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .expect("the worker's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in the worker's status"))
+    }
+
+    fn fail(&mut self, problem: &str) -> ! {
+        // The guard kills and reaps it, so stderr ends.
+        drop(std::mem::replace(&mut self.guard, ChildGuard(None)));
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|s| s.join().ok())
+            .unwrap_or_default();
+        panic!("{problem}\n\nworker stderr tail:\n{}", tail(&stderr, 4000))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // SIGTERM to our own child, by pid, while it is not reaped: it stops cleanly and
+        // removes its containers.
+        if let Some(mut child) = self.guard.0.take() {
+            let _ = kill(self.pid, Signal::SIGTERM);
+            drop(self.stdin.take());
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Free Pascal writes its messages to stdout: each include doubles the `{$WARNING}` lines
+/// below, 512 × 800 lines of about 270 bytes, far beyond the 64 MiB compile output cap, from
+/// a 200 KB source.
+fn pascal_flood() -> String {
+    const LEVELS: usize = 9;
+    let mut source = String::new();
+    for level in 1..=LEVELS {
+        let undef = if level == 1 {
+            String::new()
+        } else {
+            format!("{{$undef D{level}}}")
+        };
+        source.push_str(&format!(
+            "{{$ifndef D{level}}}{{$define D{level}}}{{$I main.pas}}{{$I main.pas}}{undef}{{$else}}\n"
+        ));
+    }
+    let warning = format!("{{$WARNING {}}}\n", "x".repeat(240));
+    source.push_str(&warning.repeat(800));
+    source.push_str(&"{$endif}\n".repeat(LEVELS));
+    source
+}
+
+/// 60 MB of 0xff bytes as the answer to every test.
+const C_FLOOD: &str = r#"#include <stdio.h>
+#include <string.h>
+int main(void) {
+    static char block[1 << 20];
+    memset(block, 0xff, sizeof block);
+    for (int i = 0; i < 60; i++) fwrite(block, 1, sizeof block, stdout);
+    return 0;
+}
+"#;
+
+const C_WRONG: &str = "#include <stdio.h>\nint main(void){puts(\"\\xff\");return 0;}\n";
+
+/// The worker's peak resident memory grows by less than [`RSS_GROWTH_MAX_KB`] while it judges
+/// a compiler's output flood and a 60 MB wrong answer, each after a warm-up of its kind.
+#[test]
+fn worker_memory_stays_small_on_output_floods() {
+    let problem = Problem::load("test-base");
+    let mut worker = Worker::start();
+    let mut problems = Vec::new();
+
+    // Compiler output: a small compile error first, so that what the worker keeps from
+    // judging any compile error is already counted.
+    let warm = worker.judge("rss-fpc-warm", "test-base", "fpc-3.2", "begin x end.");
+    let before = worker.reset_peak();
+    let flood = worker.judge("rss-fpc-flood", "test-base", "fpc-3.2", &pascal_flood());
+    let peak = worker.status_kb("VmHWM:");
+    let output = flood
+        .iter()
+        .find_map(|m| m["compileOutput"].as_str())
+        .unwrap_or_default();
+    for (id, messages) in [("rss-fpc-warm", &warm), ("rss-fpc-flood", &flood)] {
+        if let Err(diff) = compare(&expected_messages(id, &problem, true, None), messages) {
+            problems.push(format!("{id}: {diff}"));
+        }
+    }
+    if !output.ends_with("the compiler wrote too much output") {
+        problems.push(format!(
+            "the flood did not reach the compile output cap: {:?}",
+            tail(output.as_bytes(), 300)
+        ));
+    }
+    if peak.saturating_sub(before) > RSS_GROWTH_MAX_KB {
+        problems.push(format!(
+            "compiler output flood: peak RSS {peak} KB, {before} KB before"
+        ));
+    }
+    eprintln!("compiler output flood: peak RSS {peak} KB, {before} KB before");
+
+    // A wrong answer: a short one first, then 60 MB of 0xff for every test.
+    let wrong = vec![Verdict::Wrong; problem.tests.len()];
+    let warm = worker.judge("rss-c-warm", "test-base", "gcc-12", C_WRONG);
+    let before = worker.reset_peak();
+    let flood = worker.judge("rss-c-flood", "test-base", "gcc-12", C_FLOOD);
+    let peak = worker.status_kb("VmHWM:");
+    for (id, messages) in [("rss-c-warm", &warm), ("rss-c-flood", &flood)] {
+        if let Err(diff) = compare(
+            &expected_messages(id, &problem, true, Some(&wrong)),
+            messages,
+        ) {
+            problems.push(format!("{id}: {diff}"));
+        }
+    }
+    if peak.saturating_sub(before) > RSS_GROWTH_MAX_KB {
+        problems.push(format!(
+            "60 MB wrong answer: peak RSS {peak} KB, {before} KB before"
+        ));
+    }
+    eprintln!("60 MB wrong answer: peak RSS {peak} KB, {before} KB before");
+
+    if !problems.is_empty() {
+        worker.fail(&problems.join("\n\n"));
+    }
 }

@@ -10,7 +10,9 @@
 //! - `/box`: tmpfs; `/box/build` holds the source and what compiling made, sealed read-only
 //!   before tests; each test runs in a fresh `/box/run` removed afterwards;
 //! - `/tmp`: tmpfs, emptied after every run (as are `/dev/shm`, `/dev/mqueue` and the System V
-//!   IPC objects); the root file system is read-only.
+//!   IPC objects); the root file system is read-only;
+//! - `/etc/resolv.conf` (empty), `/etc/hosts` (localhost only), `/etc/hostname` (`sandbox`, also
+//!   the UTS host name): read-only files of the [`Sandbox`], never the host's.
 
 mod agent;
 pub mod cgroup;
@@ -51,6 +53,23 @@ const CGROUP_DIR: &str = "/judge/cgroup";
 const DEMOTER_PATH: &str = "/judge/demoter";
 /// Container label that marks sandboxes, with the owning process as `host:pid`.
 const OWNER_LABEL: &str = "executioner.owner";
+/// The host name every container has (in its UTS namespace and its `/etc/hostname`).
+pub const HOSTNAME: &str = "sandbox";
+/// Prefix of the host dir of a [`Sandbox`]'s `/etc` files, followed by its process id.
+const ETC_PREFIX: &str = "executioner-etc-";
+/// The files Docker would otherwise write from the host into every container (mounted at
+/// `/etc/<name>`, read-only).
+const ETC_FILES: [&str; 3] = ["resolv.conf", "hosts", "hostname"];
+
+/// What the containers get instead: no resolver (there is no network), localhost only,
+/// [`HOSTNAME`].
+fn etc_content(name: &str) -> String {
+    match name {
+        "hosts" => "127.0.0.1\tlocalhost\n::1\tlocalhost\n".to_owned(),
+        "hostname" => format!("{HOSTNAME}\n"),
+        _ => String::new(),
+    }
+}
 
 /// A failure of the sandbox or of Docker: never a result of the judged program.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +180,8 @@ pub struct Sandbox {
     /// next box opens.
     unremoved: Arc<std::sync::Mutex<Vec<String>>>,
     owner: String,
+    /// The `/etc` files of its containers, removed when the last clone and container are gone.
+    etc: Arc<tempfile::TempDir>,
 }
 
 impl Sandbox {
@@ -195,6 +216,7 @@ impl Sandbox {
         let host = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let etc = create_etc(&config.work_dir)?;
         Ok(Sandbox {
             docker,
             cgroups,
@@ -202,6 +224,7 @@ impl Sandbox {
             unremoved: Arc::default(),
             owner: format!("{host}:{}", std::process::id()),
             config: Arc::new(config),
+            etc: Arc::new(etc),
         })
     }
 
@@ -302,6 +325,10 @@ impl Sandbox {
         })
         .await
         .ok();
+        let work_dir = self.config.work_dir.clone();
+        tokio::task::spawn_blocking(move || remove_stale_etc(&work_dir))
+            .await
+            .ok();
         Ok(removed)
     }
 
@@ -358,6 +385,7 @@ impl Sandbox {
             cgroup: Some(cgroup),
             io: Some(io),
             uid: box_uid,
+            _etc: self.etc.clone(),
         };
         let body = self.container_body(image, &cleanup, options);
         let created = self
@@ -464,6 +492,12 @@ impl Sandbox {
                 binds.push(format!("{}:/etc/{file}:ro", io.path().join(file).display()));
             }
         }
+        // Docker copies these from the host unless something is mounted there.
+        binds.extend(
+            ETC_FILES
+                .iter()
+                .map(|name| format!("{}:/etc/{name}:ro", self.etc.path().join(name).display())),
+        );
         let cgroup = cleanup.cgroup.as_ref();
         binds.extend(cgroup.map(|g| g.binds(CGROUP_DIR)).unwrap_or_default());
         binds.extend(
@@ -513,13 +547,18 @@ impl Sandbox {
             pids_limit: Some(c.pids as i64),
             memory: Some(memory),
             memory_swap: Some(memory),
-            // On cgroup v2 the demoter must see the host hierarchy to move runs into the box.
-            cgroupns_mode: (cgroup.map(|g| g.version()) == Some(Version::V2))
-                .then_some(HostConfigCgroupnsModeEnum::HOST),
+            // On cgroup v2 the demoter must see the host hierarchy to move runs into the box (a
+            // move needs the common ancestor of both cgroups inside the mover's namespace). On
+            // v1 no such rule applies: a private namespace hides the host's cgroup paths.
+            cgroupns_mode: Some(match cgroup.map(|g| g.version()) {
+                Some(Version::V2) => HostConfigCgroupnsModeEnum::HOST,
+                _ => HostConfigCgroupnsModeEnum::PRIVATE,
+            }),
             ..Default::default()
         };
         ContainerCreateBody {
             image: Some(image.to_owned()),
+            hostname: Some(HOSTNAME.to_owned()),
             cmd: Some(
                 [
                     DEMOTER_PATH,
@@ -553,6 +592,51 @@ impl Sandbox {
             )])),
             host_config: Some(host_config),
             ..Default::default()
+        }
+    }
+}
+
+/// A private dir in `work_dir` holding [`ETC_FILES`] (read-only, world-readable), named with
+/// this process's id so that [`Sandbox::remove_leftovers`] can tell whose it is.
+fn create_etc(work_dir: &Path) -> Result<tempfile::TempDir, SandboxError> {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{ETC_PREFIX}{}-", std::process::id()))
+        .tempdir_in(work_dir)
+        .map_err(|source| SandboxError::Io {
+            path: work_dir.to_owned(),
+            source,
+        })?;
+    for name in ETC_FILES {
+        let path = dir.path().join(name);
+        std::fs::write(&path, etc_content(name)).map_err(|source| SandboxError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        set_mode(&path, 0o444)?;
+    }
+    Ok(dir)
+}
+
+/// Removes the `/etc` dirs in `work_dir` of processes that are gone (a SIGKILLed worker).
+fn remove_stale_etc(work_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(ETC_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+            tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a leftover /etc dir");
         }
     }
 }
@@ -610,6 +694,8 @@ struct Cleanup {
     io: Option<tempfile::TempDir>,
     /// Given back last, once nothing of the box runs.
     uid: Option<BoxUid>,
+    /// Keeps the `/etc` files it mounts while it exists.
+    _etc: Arc<tempfile::TempDir>,
 }
 
 impl Cleanup {
