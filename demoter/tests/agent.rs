@@ -1,4 +1,4 @@
-//! `demoter agent` over stdin/stdout against real cgroup v1 controllers (needs root).
+//! `demoter agent` over stdin/stdout against real cgroups, v1 or v2 (needs root).
 
 mod common;
 
@@ -173,12 +173,12 @@ fn a_new_agent_kills_and_removes_runs_of_a_dead_agent() {
     // process still in it.
     let mut straggler = Command::new("sleep").arg("1000").spawn().unwrap();
     let pid = straggler.id().to_string();
-    for controller in common::CONTROLLERS {
-        let run = fx.cgroup_dir.join(controller).join("run-2147483632-1");
+    for dir in fx.box_cgroups() {
+        let run = dir.join("run-2147483632-1");
         std::fs::create_dir(&run).unwrap();
         std::fs::write(run.join("cgroup.procs"), &pid).unwrap();
     }
-    assert_eq!(fx.run_cgroups().len(), 3);
+    assert_eq!(fx.run_cgroups().len(), fx.box_cgroups().len());
 
     let agent = AgentProcess::start(&fx);
     // Ready is only announced after the clean-up.

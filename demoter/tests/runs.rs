@@ -1,4 +1,4 @@
-//! `demoter run` against real cgroup v1 controllers (needs root).
+//! `demoter run` against real cgroups, v1 or v2 (needs root).
 
 mod common;
 

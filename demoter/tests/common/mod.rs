@@ -1,7 +1,11 @@
-//! Fixtures for the integration tests: a real cgroup v1 box per test, a world-readable work
+//! Fixtures for the integration tests: a real cgroup box per test, a world-readable work
 //! directory, C programs compiled at test time, and a uid no other test uses.
 //!
-//! These tests need root and cgroup v1 controllers at /sys/fs/cgroup/{memory,cpuacct,pids}.
+//! These tests need root and cgroups as mounted: v1 controllers at
+//! /sys/fs/cgroup/{memory,cpuacct,pids}, or else a v2 hierarchy at /sys/fs/cgroup with memory,
+//! pids and cpu enabled in its `cgroup.subtree_control` (scripts/cgroup-v2-guest boots one).
+//! Where there is no gcc (that guest), `DEMOTER_TEST_PROGRAMS` names a directory of the
+//! programs built beforehand: `NAME` and the `NAME.c` it was built from.
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
@@ -16,12 +20,28 @@ use demoter::protocol::{Limits, Response, RunResult, RunSpec};
 
 pub const CONTROLLERS: [&str; 3] = ["memory", "cpuacct", "pids"];
 
+/// The cgroup hierarchy mounted at /sys/fs/cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    V1,
+    V2,
+}
+
+pub fn layout() -> Layout {
+    if Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
+        Layout::V1
+    } else {
+        Layout::V2
+    }
+}
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// One test's world: its own cgroup box, work dir and uid. Everything is removed on drop.
 pub struct Fixture {
     pub n: u32,
-    /// The `--cgroup` directory: symlinks to this test's cgroup of each controller.
+    /// The `--cgroup` directory: v1, symlinks to this test's cgroup of each controller; v2, the
+    /// test's cgroup itself.
     pub cgroup_dir: PathBuf,
     /// World-readable work directory (programs, files the runs read).
     pub work: tempfile::TempDir,
@@ -35,15 +55,28 @@ impl Fixture {
         let name = format!("demoter-test-{}-{n}", std::process::id());
         let work = tempfile::tempdir().expect("temp dir");
         fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let cgroup_dir = work.path().join("cgroup");
-        fs::create_dir(&cgroup_dir).unwrap();
-        let mut cgroups = Vec::new();
-        for controller in CONTROLLERS {
-            let dir = Path::new("/sys/fs/cgroup").join(controller).join(&name);
-            fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-            symlink(&dir, cgroup_dir.join(controller)).unwrap();
-            cgroups.push(dir);
-        }
+        let create = |dir: &Path| {
+            fs::create_dir(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()))
+        };
+        let (cgroup_dir, cgroups) = match layout() {
+            Layout::V1 => {
+                let cgroup_dir = work.path().join("cgroup");
+                fs::create_dir(&cgroup_dir).unwrap();
+                let mut cgroups = Vec::new();
+                for controller in CONTROLLERS {
+                    let dir = Path::new("/sys/fs/cgroup").join(controller).join(&name);
+                    create(&dir);
+                    symlink(&dir, cgroup_dir.join(controller)).unwrap();
+                    cgroups.push(dir);
+                }
+                (cgroup_dir, cgroups)
+            }
+            Layout::V2 => {
+                let dir = Path::new("/sys/fs/cgroup").join(&name);
+                create(&dir);
+                (dir.clone(), vec![dir])
+            }
+        };
         let boxdir = work.path().join("box");
         fs::create_dir(&boxdir).unwrap();
         fs::set_permissions(&boxdir, fs::Permissions::from_mode(0o755)).unwrap();
@@ -90,10 +123,24 @@ impl Fixture {
         }
     }
 
+    /// This test's cgroups in which the demoter creates run cgroups: one per controller on v1,
+    /// the box itself on v2.
+    pub fn box_cgroups(&self) -> &[PathBuf] {
+        &self.cgroups
+    }
+
     /// Compiles C `source` into the work dir and returns the executable's path.
     pub fn compile(&self, name: &str, source: &str) -> String {
         let src = self.path(&format!("{name}.c"));
         let exe = self.path(name);
+        if let Some(dir) = std::env::var_os("DEMOTER_TEST_PROGRAMS") {
+            let built = Path::new(&dir).join(name);
+            let built_from = fs::read_to_string(built.with_extension("c"))
+                .unwrap_or_else(|e| panic!("no prebuilt {name} in {dir:?}: {e}"));
+            assert_eq!(built_from, source, "prebuilt {name} is stale");
+            fs::copy(&built, &exe).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+            return exe.to_str().unwrap().to_string();
+        }
         fs::write(&src, source).unwrap();
         let out = Command::new("gcc")
             .args(["-O1", "-o"])
