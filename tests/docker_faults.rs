@@ -244,10 +244,10 @@ async fn a_worker_rides_out_an_engine_restart() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("worker.log");
     let (mut worker, mut stdin, printed) = memory_worker(&[], &log);
-    let mut submit = |id: &str, source: &str| {
+    let mut submit = |id: &str, problem: &str, source: &str| {
         let submission = executioner::protocol::Submission {
             id: id.into(),
-            problem: "test-base".into(),
+            problem: problem.into(),
             language: "python-3.11".into(),
             source_code: source.into(),
         };
@@ -255,10 +255,12 @@ async fn a_worker_rides_out_an_engine_restart() {
         stdin.flush().unwrap();
     };
 
-    // In flight when the engine goes: a program that sleeps through its first test.
+    // In flight when the engine goes: 60 tests of 2 s each, far more than the engine's grace
+    // for stopping its containers (which would let a short judging finish first).
     submit(
         "in-flight",
-        "import time\ntime.sleep(0.8)\na, b = map(int, input().split())\nprint(a + b)\n",
+        "edge-many-tests",
+        "import time\ntime.sleep(2)\na, b = map(int, input().split())\nprint(a + b)\n",
     );
     let minute = Duration::from_secs(60);
     loop {
@@ -286,7 +288,11 @@ async fn a_worker_rides_out_an_engine_restart() {
     assert!(worker.0.try_wait().unwrap().is_none(), "the worker died");
 
     // The engine is back: the next submission is judged, and what the restart left is gone.
-    submit("after", "a, b = map(int, input().split())\nprint(a + b)\n");
+    submit(
+        "after",
+        "test-base",
+        "a, b = map(int, input().split())\nprint(a + b)\n",
+    );
     let done = loop {
         let message = tokio::task::block_in_place(|| next_of(&printed, "after", minute, &log));
         if message["state"] == "done" {
@@ -304,6 +310,11 @@ async fn a_worker_rides_out_an_engine_restart() {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Whether the box was removed late (the engine was away when it closed) or by the engine.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    for line in text.lines().filter(|l| l.contains("remove")) {
+        eprintln!("worker: {line}");
     }
     kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
     let status = tokio::task::block_in_place(|| worker.0.wait()).unwrap();
