@@ -8,7 +8,8 @@
 //!   and the container it could not remove while the engine was away is removed then. That one
 //!   stops and starts the machine's `dockerd` (through `scripts/docker-up`), so it is ignored by
 //!   default and `scripts/test` runs it on its own after the rest:
-//!   `cargo test --test docker_faults -- --ignored`.
+//!   `cargo test --test docker_faults -- --ignored`. With the memory interface the `error` is
+//!   what the front end sees; with Postgres the submission is retried and ends judged.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,11 @@ use serde_json::Value;
 use tokio::net::{UnixListener, UnixStream};
 
 mod judging;
+mod pg;
+mod worker_process;
+
+/// The restart tests take turns: each stops the one engine.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The engine's own socket, as the sandbox finds it without `DOCKER_HOST`.
 const ENGINE: &str = "/var/run/docker.sock";
@@ -241,6 +247,7 @@ fn restart_engine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts dockerd: scripts/test runs it alone, after the rest"]
 async fn a_worker_rides_out_an_engine_restart() {
+    let _turn = TURN.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("worker.log");
     let (mut worker, mut stdin, printed) = memory_worker(&[], &log);
@@ -319,4 +326,79 @@ async fn a_worker_rides_out_an_engine_restart() {
     kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
     let status = tokio::task::block_in_place(|| worker.0.wait()).unwrap();
     assert!(status.success(), "worker exit: {status:?}");
+}
+
+/// Tests of 0.4 s each, 60 of them: a judging that outlasts dockerd's grace for its containers.
+const SLOW_A_PLUS_B: &str =
+    "import time\ntime.sleep(0.4)\na, b = map(int, input().split())\nprint(a + b)\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts dockerd: scripts/test runs it alone, after the rest"]
+async fn a_postgres_worker_retries_what_an_engine_restart_cut_short() {
+    use executioner::interface::postgres::SubmissionState;
+    use executioner::protocol::Submission;
+    let _turn = TURN.lock().await;
+    let db = pg::TestDatabase::create().await;
+    let front = db.interface().await;
+    let submission = Submission {
+        id: "cut-short".into(),
+        problem: "edge-many-tests".into(),
+        language: "python-3.11".into(),
+        source_code: SLOW_A_PLUS_B.into(),
+    };
+    front
+        .enqueue(std::slice::from_ref(&submission))
+        .await
+        .unwrap();
+    let worker = worker_process::WorkerProcess::start(
+        &["--interface", "postgres"],
+        &[("DATABASE_URL", &db.url)],
+        30,
+        1,
+    );
+    // Under way: its first tests are recorded.
+    let minute = Duration::from_secs(60);
+    pg::wait_for(
+        &db,
+        "the first tests",
+        minute,
+        Duration::from_millis(200),
+        || async {
+            let stored = front.status("cut-short").await.ok().flatten()?;
+            (stored.results.len() >= 2).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}:\n{}", worker.log_tail()));
+    tokio::task::block_in_place(restart_engine);
+    // The cut attempt ends in error, then the retry (after the store's backoff) judges it.
+    let stored = pg::wait_for(
+        &db,
+        "the retry to finish",
+        Duration::from_secs(240),
+        Duration::from_secs(1),
+        || async {
+            let stored = front.status("cut-short").await.ok().flatten()?;
+            (stored.state == SubmissionState::Judged).then_some(stored)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}:\n{}", worker.log_all()));
+    assert_eq!(
+        stored.attempts, 2,
+        "one attempt cut short, one judged: {stored:?}"
+    );
+    assert_eq!(stored.score, Some(1.0), "{stored:?}");
+    let pid = worker.pid();
+    let until = Instant::now() + Duration::from_secs(20);
+    while judging::containers_of(pid).await > 0 {
+        assert!(
+            Instant::now() < until,
+            "the worker's containers are still there:\n{}",
+            worker.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = worker.stop(Duration::from_secs(60));
+    assert!(status.success(), "worker exit: {status}");
 }
