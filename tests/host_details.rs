@@ -62,26 +62,19 @@ async fn show(container: &mut Container) -> String {
     let (result, errors) = compile(container, SHOW).await;
     assert!(result.exited_normally(), "compile failed: {errors}");
     container.seal_build().await.expect("seal the build");
-    let out = container
-        .run(Run {
-            argv: vec![format!("{BUILD_DIR}/main")],
-            env: vec!["PATH=/usr/bin:/bin".into()],
-            work_dir: WorkDir::Fresh,
-            stdin: None,
-            limits: limits(),
-            io: None,
-        })
-        .await
-        .expect("the run is a result");
-    assert_eq!(out.result.exit, Exit::Exited { code: 0 });
-    String::from_utf8_lossy(&std::fs::read(&out.stdout).expect("its stdout")).into_owned()
+    printed(container, vec![format!("{BUILD_DIR}/main")]).await
 }
 
 /// What `cat path` prints in a fresh run.
 async fn cat(container: &mut Container, path: &str) -> String {
+    printed(container, vec!["/bin/cat".into(), path.into()]).await
+}
+
+/// What `argv` prints in a fresh run, which must exit 0.
+async fn printed(container: &mut Container, argv: Vec<String>) -> String {
     let out = container
         .run(Run {
-            argv: vec!["/bin/cat".into(), path.into()],
+            argv: argv.clone(),
             env: vec!["PATH=/usr/bin:/bin".into()],
             work_dir: WorkDir::Fresh,
             stdin: None,
@@ -90,7 +83,7 @@ async fn cat(container: &mut Container, path: &str) -> String {
         })
         .await
         .expect("the run is a result");
-    assert_eq!(out.result.exit, Exit::Exited { code: 0 }, "cat {path}");
+    assert_eq!(out.result.exit, Exit::Exited { code: 0 }, "{argv:?}");
     String::from_utf8_lossy(&std::fs::read(&out.stdout).expect("its stdout")).into_owned()
 }
 

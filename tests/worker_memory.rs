@@ -92,21 +92,31 @@ fn is_terminal(message: &Value) -> bool {
     )
 }
 
+/// `executioner worker --interface memory` judging `concurrency` at once, all three pipes piped.
+fn memory_worker(concurrency: usize) -> std::process::Child {
+    common::executioner()
+        .arg("worker")
+        .arg("--problems")
+        .arg(problems_root())
+        .args([
+            "--interface",
+            "memory",
+            "--concurrency",
+            &concurrency.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start executioner worker")
+}
+
 #[test]
 fn worker_judges_submissions_from_stdin_and_stops_on_sigterm() {
     let submissions = submissions();
     assert_eq!(submissions.len(), SUBMISSIONS);
 
-    let mut child = common::executioner()
-        .arg("worker")
-        .arg("--problems")
-        .arg(problems_root())
-        .args(["--interface", "memory", "--concurrency", "2"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start executioner worker");
+    let mut child = memory_worker(2);
     let pid = Pid::from_raw(child.id() as i32);
     let mut stdin = child.stdin.take().expect("piped stdin");
     let stdout = child.stdout.take().expect("piped stdout");
@@ -235,16 +245,7 @@ struct Worker {
 
 impl Worker {
     fn start() -> Worker {
-        let mut child = common::executioner()
-            .arg("worker")
-            .arg("--problems")
-            .arg(problems_root())
-            .args(["--interface", "memory", "--concurrency", "1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start executioner worker");
+        let mut child = memory_worker(1);
         let pid = Pid::from_raw(child.id() as i32);
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
