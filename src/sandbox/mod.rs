@@ -360,14 +360,13 @@ impl Sandbox {
             if options.io_traversable { 0o711 } else { 0o700 },
         )?;
         // A program's box has a uid of its own; a checker's runs as the checker's.
-        let box_uid = match options.uid {
-            Some(_) => None,
-            None => Some(self.uids.take()?),
-        };
-        let (uid, gid) = match (options.uid, &box_uid) {
-            (Some(uid), _) => (uid, uid),
-            (None, Some(lent)) => (lent.uid(), self.config.gid),
-            (None, None) => (self.config.uid, self.config.gid),
+        let (box_uid, uid, gid) = match options.uid {
+            Some(uid) => (None, uid, uid),
+            None => {
+                let lent = self.uids.take()?;
+                let uid = lent.uid();
+                (Some(lent), uid, self.config.gid)
+            }
         };
         write_identity(io.path(), uid, gid)?;
         let cgroups = self.cgroups.clone();
