@@ -2,7 +2,8 @@
 //! problem's limit is not killed for the runtime's own overhead (here the JVM: its heap is capped
 //! at the limit, its own memory comes on top, `memory_extra_kb`), and deep recursion fits the
 //! thread stack the run command gives. Going over the limit is `test_mle` in the conformance
-//! tests. Also: the Java class run is the public one as javac reads the file. Programs:
+//! tests. Every language with a `memory_near_limit` fixture program is checked near its limit.
+//! Also: the Java class run is the public one as javac reads the file. Programs:
 //! `fixtures/submissions/java-17/{memory_near_limit,deep_recursion,commented_public_class}.java`.
 
 mod common;
@@ -10,28 +11,53 @@ mod common;
 use std::process::Command;
 
 use common::{
-    expected_for_kind, expected_messages, judge, language, languages, pass, Kind, Problem, Verdict,
+    expected_for_kind, expected_messages, judge, language, pass, tested_languages, Kind, Problem,
+    Verdict,
 };
 
-/// Judges Java program `name` on test-base (128000 KB, 3000 ms), where every test must be
-/// accepted.
-fn accepted_on_test_base(name: &str) -> Result<(), String> {
+/// Judges program `name` of language `id` on test-base (128000 KB, 3000 ms), where every test
+/// must be accepted.
+fn accepted_on_test_base_in(id: &str, name: &str) -> Result<(), String> {
     let problem = Problem::load("test-base");
-    let java = language("java-17");
+    let lang = language(id);
     let verdicts = vec![Verdict::Accepted; problem.tests.len()];
     judge(
         &problem.id,
-        &java.id,
-        &java.program(name),
+        &lang.id,
+        &lang.program(name),
         problem.judge_deadline(),
     )?
-    .check(|id| expected_messages(id, &problem, java.compiled, Some(&verdicts)))
+    .check(|sid| expected_messages(sid, &problem, lang.compiled, Some(&verdicts)))
 }
 
-/// 100 MiB live of a 125 MiB heap, with garbage and JIT compiling going on: accepted.
+fn accepted_on_test_base(name: &str) -> Result<(), String> {
+    accepted_on_test_base_in("java-17", name)
+}
+
+/// A program of a managed runtime (a garbage collector, a heap the runtime sizes) that keeps
+/// about 100 MiB live within test-base's 125 MiB limit, with garbage made on the way, is
+/// accepted: the runtime's own memory is not charged against the contestant. Every tested
+/// language with a `memory_near_limit` fixture program (Java's keeps 100 MiB live of a 125 MiB
+/// heap, with the JIT compiling). Going over the limit is `test_mle` in the conformance tests.
 #[test]
-fn a_java_program_near_its_memory_limit_is_accepted() {
-    pass(accepted_on_test_base("memory_near_limit"));
+fn a_managed_runtime_program_near_its_memory_limit_is_accepted() {
+    let mut checked = Vec::new();
+    let mut failures = Vec::new();
+    for lang in tested_languages() {
+        if !lang.program("memory_near_limit").exists() {
+            continue;
+        }
+        checked.push(lang.id.clone());
+        if let Err(e) = accepted_on_test_base_in(&lang.id, "memory_near_limit") {
+            failures.push(format!("{}: {e}", lang.id));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "near the limit, not accepted:\n{}",
+        failures.join("\n\n")
+    );
+    eprintln!("near the limit, accepted: {}", checked.join(" "));
 }
 
 /// 300,000 nested calls on the main thread: accepted.
@@ -113,7 +139,10 @@ fn a_runtime_read_from_disk_is_not_charged_to_the_first_test() {
 /// only a warning when judging, and its pages would be charged to the first test again).
 #[test]
 fn every_runtime_file_to_read_ahead_is_in_its_image() {
-    for lang in languages().into_iter().filter(|l| !l.warm.is_empty()) {
+    for lang in tested_languages()
+        .into_iter()
+        .filter(|l| !l.warm.is_empty())
+    {
         let out = Command::new("docker")
             .args(["run", "--rm", "--network", "none"])
             .arg(&lang.image)

@@ -18,8 +18,8 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use common::{
-    compare, drain, expected_for_kind, expected_invalid, expected_messages, languages,
-    problems_root, tail, ChildGuard, Kind, Problem, Verdict,
+    compare, drain, expected_for_kind, expected_invalid, expected_messages, problems_root, tail,
+    tested_languages, ChildGuard, Kind, Problem, Verdict,
 };
 
 const SUBMISSIONS: usize = 50;
@@ -40,7 +40,7 @@ struct Submission {
 
 /// 50 submissions of quick kinds, every language × kind × problem in turn, plus two invalid.
 fn submissions() -> Vec<Submission> {
-    let languages = languages();
+    let languages = tested_languages();
     let kinds = [Kind::Accepted, Kind::Wrong, Kind::Error, Kind::CompileError];
     let problems: Vec<Problem> = [
         "test-base",
