@@ -10,7 +10,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Stdio;
 
-use common::{languages, run_cases, tested_languages, Case, Kind, Language, Problem, Verdict};
+use std::time::Duration;
+
+use common::{
+    expected_messages, judge, languages, run_cases, tested_languages, Case, Kind, Language, Pool,
+    Problem, Verdict,
+};
 
 /// The main problems: every kind of program.
 fn every_kind(language: &Language) -> Vec<Kind> {
@@ -91,6 +96,35 @@ fn edge_whitespace() {
     conformance("edge-whitespace", output_kinds);
 }
 
+/// A program writing "y\n" without end (`output_flood`, in every language) is stopped by the
+/// output limit on every test: `error`, never TLE or MLE, whatever its runtime buffers.
+#[test]
+fn output_limit() {
+    let problem = Problem::load("test-base");
+    let cases = tested_languages()
+        .into_iter()
+        .map(|language| {
+            let problem = problem.clone();
+            let name = format!("{} / {} / output_flood", problem.id, language.id);
+            let cost = Duration::from_millis(500 + 50 * problem.tests.len() as u64);
+            Case::new(name, Pool::Cpu, cost, move || {
+                let verdicts = vec![Verdict::Error; problem.tests.len()];
+                judge(
+                    &problem.id,
+                    &language.id,
+                    &language.program(OUTPUT_FLOOD),
+                    problem.judge_deadline(),
+                )?
+                .check(|id| expected_messages(id, &problem, language.compiled, Some(&verdicts)))
+            })
+        })
+        .collect();
+    run_cases(cases);
+}
+
+/// The fixture program of every language that writes without end.
+const OUTPUT_FLOOD: &str = "output_flood";
+
 /// The fixtures do what fixtures/README.md says they were designed for (no judge involved): if
 /// this fails, a fixture changed, not the judge.
 #[test]
@@ -155,8 +189,11 @@ fn fixtures_are_designed_as_documented() {
 fn every_language_has_every_fixture_program() {
     let mut missing = Vec::new();
     for language in languages() {
-        for kind in language.kinds() {
-            let path = language.submission(kind);
+        let programs = language
+            .kinds()
+            .into_iter()
+            .map(|kind| language.submission(kind));
+        for path in programs.chain([language.program(OUTPUT_FLOOD)]) {
             if !path.is_file() {
                 missing.push(path.display().to_string());
             }
