@@ -48,6 +48,12 @@ enum Command {
         /// Language registry file (default: the built-in registry).
         #[arg(long, env = "EXECUTIONER_LANGUAGES")]
         languages: Option<PathBuf>,
+        /// A table for people: id, aliases, file extensions, compiled or not, image, name.
+        #[arg(long, conflicts_with = "json")]
+        long: bool,
+        /// One JSON object per language, for programs.
+        #[arg(long)]
+        json: bool,
     },
     /// Take submissions from an interface and judge them until SIGINT/SIGTERM: a store
     /// (memory, postgres, firestore) or a remote `executioner serve` (http).
@@ -520,7 +526,18 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> ExitCode {
     let result = match command {
-        Command::Languages { languages } => cli::languages(languages.as_deref()),
+        Command::Languages {
+            languages,
+            long,
+            json,
+        } => {
+            let format = match (long, json) {
+                (_, true) => cli::LanguageList::Json,
+                (true, false) => cli::LanguageList::Long,
+                (false, false) => cli::LanguageList::Names,
+            };
+            cli::languages(languages.as_deref(), format)
+        }
         Command::Judge {
             common,
             problem,

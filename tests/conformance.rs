@@ -230,3 +230,55 @@ fn languages_command_lists_the_registry() {
         .collect();
     assert_eq!(listed, registry);
 }
+
+/// `executioner languages --json` gives each language's id, aliases, file extensions (those a
+/// package's `submissions/` files map by), whether it compiles, and image, in registry order;
+/// `--long` is the same as a table for people.
+#[test]
+fn languages_command_lists_extensions_and_images() {
+    let listing = |flag: &str| {
+        let output = common::executioner()
+            .args(["languages", flag])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run executioner languages");
+        assert!(
+            output.status.success(),
+            "{flag}: exit status {}",
+            output.status
+        );
+        String::from_utf8(output.stdout).expect("UTF-8 listing")
+    };
+    let registry = languages();
+    let json: Vec<serde_json::Value> = listing("--json")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(json.len(), registry.len());
+    for (listed, language) in json.iter().zip(&registry) {
+        assert_eq!(listed["id"], language.id.as_str());
+        assert_eq!(listed["aliases"], serde_json::json!(language.aliases));
+        assert_eq!(listed["extensions"], serde_json::json!(language.extensions));
+        assert_eq!(listed["compiled"], language.compiled);
+        assert_eq!(listed["image"], language.image.as_str());
+        assert!(
+            language.extensions.contains(&language.extension),
+            "{}: its own source extension {:?} is not among its extensions",
+            language.id,
+            language.extension
+        );
+    }
+    let long = listing("--long");
+    let mut rows = long.lines();
+    let header: Vec<&str> = rows.next().expect("a header").split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["ID", "ALIASES", "EXTENSIONS", "COMPILED", "IMAGE", "NAME"]
+    );
+    for (row, language) in rows.zip(&registry) {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[0], language.id);
+        assert_eq!(cells[2], language.extensions.join(","), "{row}");
+        assert_eq!(cells[4], language.image, "{row}");
+    }
+}

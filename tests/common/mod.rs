@@ -62,6 +62,8 @@ pub struct Language {
     pub image: String,
     /// The runtime files the agent reads ahead (`warm`).
     pub warm: Vec<String>,
+    /// The file extensions that map to this language (`extensions`).
+    pub extensions: Vec<String>,
 }
 
 pub fn languages() -> Vec<Language> {
@@ -110,6 +112,7 @@ pub fn languages() -> Vec<Language> {
                 compiled: table.get("compile").is_some(),
                 image: text("image"),
                 warm: strings("warm"),
+                extensions: strings("extensions"),
             }
         })
         .collect()
