@@ -480,6 +480,7 @@ fn listed_submission(i: usize) -> Submission {
         problem: LISTED_PROBLEMS[i % LISTED_PROBLEMS.len()].into(),
         language: ["gcc-12", "python-3.11", "it's"][i % 7 % 3].into(),
         source_code: "print(1)\n".into(),
+        files: Vec::new(),
     }
 }
 
