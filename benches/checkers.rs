@@ -144,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
                 problem: problem.into(),
                 language: "gcc-12".into(),
                 source_code: PROGRAM.into(),
+                files: Vec::new(),
             };
             let started = Instant::now();
             judge_for(&judge, &submission, &clock, &cancel).await?;

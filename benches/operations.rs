@@ -39,6 +39,7 @@ fn submission(i: usize) -> Submission {
         problem: PROBLEMS[i % PROBLEMS.len()].into(),
         language: LANGUAGES[i / 7 % LANGUAGES.len()].into(),
         source_code: "print(sum(map(int, input().split())))\n".into(),
+        files: Vec::new(),
     }
 }
 

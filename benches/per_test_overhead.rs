@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let values = Placeholders {
         build: BUILD_DIR,
         memory_kb: 65536,
+        files: &[],
     };
     let compile = Run {
         argv: c.expand(c.compile.as_deref().unwrap_or_default(), &values),

@@ -105,6 +105,7 @@ fn submissions(n: usize) -> Vec<Submission> {
             problem: "test-base".into(),
             language: "gcc-12".into(),
             source_code: "#include <stdio.h>\nint main(){long long a,b;scanf(\"%lld %lld\",&a,&b);printf(\"%lld\\n\",a+b);}\n".into(),
+            files: Vec::new(),
         })
         .collect()
 }

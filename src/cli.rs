@@ -18,7 +18,7 @@ use crate::interface::{
 use crate::judge::{Judge, JudgeConfig};
 use crate::language::{Registry, RegistryError};
 use crate::problem::ProblemStore;
-use crate::protocol::{Body, Message, Submission};
+use crate::protocol::{Body, Message, SourceFile, Submission};
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
 use crate::worker::{Worker, WorkerConfig};
 
@@ -300,18 +300,36 @@ pub async fn judge(
     problem: &str,
     language: &str,
     file: &Path,
+    files: &[PathBuf],
     id: Option<String>,
 ) -> Result<ExitCode, CommandError> {
-    let source = std::fs::read(file).map_err(|source| CommandError::Io {
-        path: file.to_owned(),
-        source,
-    })?;
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| CommandError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let source = read(file)?;
+    let mut further = Vec::with_capacity(files.len());
+    for path in files {
+        // Named by its base name; the judge checks the name (a path that has none, such as `..`,
+        // gives an empty name and so `invalid`).
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        further.push(SourceFile {
+            name,
+            content: String::from_utf8_lossy(&read(path)?).into_owned(),
+        });
+    }
     let submission = Submission {
         id: id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         problem: problem.to_owned(),
         language: language.to_owned(),
         // Not UTF-8 source is judged as the compiler would see it after lossy decoding.
         source_code: String::from_utf8_lossy(&source).into_owned(),
+        files: further,
     };
     let judge = match build_judge(setup).await {
         Ok(judge) => judge,

@@ -247,6 +247,16 @@ impl Judge {
                 self.config.max_source_bytes
             )));
         }
+        submission
+            .check_files(&language.source)
+            .map_err(Failure::Invalid)?;
+        if submission.source_bytes() > self.config.max_source_bytes {
+            return Err(Failure::Invalid(format!(
+                "the source code and files are {} bytes, more than the limit of {} bytes",
+                submission.source_bytes(),
+                self.config.max_source_bytes
+            )));
+        }
         let problem = self.load_problem(&submission.problem).await?;
         let mut container = self.sandbox.open(&language.image).await?;
         let result = self
@@ -311,6 +321,7 @@ impl Judge {
             .run_tests(
                 container,
                 checker.as_mut(),
+                submission,
                 language,
                 problem,
                 messages,
@@ -334,13 +345,22 @@ impl Judge {
         messages: Yield<'_>,
         cancel: &CancellationToken,
     ) -> Result<Option<Body>, Failure> {
+        let files: Vec<String> = submission.files.iter().map(|f| f.name.clone()).collect();
         let values = Placeholders {
             build: BUILD_DIR,
             memory_kb: problem.memory_kb,
+            files: &files,
         };
         container
             .put_source(&language.source, submission.source_code.as_bytes())
             .await?;
+        // The names were checked (plain file names, not the source's); the agent never writes
+        // through a link.
+        for file in &submission.files {
+            container
+                .put_source(&file.name, file.content.as_bytes())
+                .await?;
+        }
         if let Some(compile) = &language.compile {
             messages.send(Body::Compiling).await?;
             let run = Run {
@@ -434,18 +454,22 @@ impl Judge {
     }
 
     /// Runs every test in order, yielding `testing` and `tested`; ends with `done`.
+    #[allow(clippy::too_many_arguments)] // the submission names its files for `{entry}`
     async fn run_tests<'a>(
         &self,
         container: &mut Container,
         mut checker: Option<&mut CheckerBox>,
+        submission: &Submission,
         language: &'a Language,
         problem: &'a Problem,
         messages: Yield<'_>,
         cancel: &CancellationToken,
     ) -> Result<Body, Failure> {
+        let files: Vec<String> = submission.files.iter().map(|f| f.name.clone()).collect();
         let values = Placeholders {
             build: BUILD_DIR,
             memory_kb: problem.memory_kb,
+            files: &files,
         };
         let limits = Limits {
             cpu_ms: problem.time_ms,

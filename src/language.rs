@@ -51,6 +51,11 @@ pub struct Language {
     /// thrash in it) on the first test only.
     #[serde(default)]
     pub warm: Vec<String>,
+    /// File names that, when a multi-file submission carries one of them (the first listed
+    /// wins), are the program's entry point instead of `source`: `{entry}` in `compile` and
+    /// `run` (Python's `__main__.py`). Optional.
+    #[serde(default)]
+    pub entry: Vec<String>,
 }
 
 /// Default `run_pids`: enough for a single-threaded program and a helper or two.
@@ -63,6 +68,8 @@ fn default_run_pids() -> u64 {
 pub struct Placeholders<'a> {
     pub build: &'a str,
     pub memory_kb: u64,
+    /// Names of the submission's further files (SPEC §1 `files`), beside `source`.
+    pub files: &'a [String],
 }
 
 impl Language {
@@ -70,15 +77,47 @@ impl Language {
         self.compile.is_some()
     }
 
-    /// Expands `{build}`, `{source}`, `{memory_kb}` and `{memory_mb}` in `args`.
+    /// Expands `{build}`, `{source}`, `{entry}`, `{memory_kb}` and `{memory_mb}` in `args`; an
+    /// argument that is exactly `{sources}` becomes several: `source`, then every further file
+    /// whose extension is one of `extensions`, sorted by name.
     pub fn expand(&self, args: &[String], values: &Placeholders<'_>) -> Vec<String> {
-        args.iter()
-            .map(|a| {
+        let entry = self
+            .entry
+            .iter()
+            .find(|e| values.files.contains(e))
+            .unwrap_or(&self.source);
+        let mut out = Vec::with_capacity(args.len());
+        for a in args {
+            if a == "{sources}" {
+                out.extend(self.sources(values.files));
+                continue;
+            }
+            out.push(
                 a.replace("{build}", values.build)
+                    .replace("{sources}", &self.source)
                     .replace("{source}", &self.source)
+                    .replace("{entry}", entry)
                     .replace("{memory_kb}", &values.memory_kb.to_string())
-                    .replace("{memory_mb}", &(values.memory_kb / 1024).max(1).to_string())
+                    .replace("{memory_mb}", &(values.memory_kb / 1024).max(1).to_string()),
+            );
+        }
+        out
+    }
+
+    /// `source`, then the further files among `files` that the compiler takes (their extension
+    /// is one of `extensions`), sorted by name.
+    pub fn sources(&self, files: &[String]) -> Vec<String> {
+        let mut extra: Vec<&String> = files
+            .iter()
+            .filter(|f| {
+                f.rsplit_once('.').is_some_and(|(stem, ext)| {
+                    !stem.is_empty() && self.extensions.iter().any(|e| e == ext)
+                })
             })
+            .collect();
+        extra.sort();
+        std::iter::once(self.source.clone())
+            .chain(extra.into_iter().cloned())
             .collect()
     }
 }
@@ -255,10 +294,56 @@ run = ["java", "-Xmx{memory_mb}m", "-cp", "{build}", "{source}"]
             &Placeholders {
                 build: "/box/build",
                 memory_kb: 65536,
+                files: &[],
             },
         );
         assert_eq!(args, ["java", "-Xmx64m", "-cp", "/box/build", "Main.java"]);
         assert_eq!(j.run_pids, 16);
+    }
+
+    #[test]
+    fn sources_and_entry_expand_from_the_files() {
+        let r = Registry::parse(
+            r#"[[language]]
+id = "c"
+name = "C"
+image = "i"
+source = "main.cpp"
+extensions = ["cpp", "cc"]
+entry = ["__main__.cpp"]
+compile = ["g++", "-o", "main", "{sources}", "-lm"]
+run = ["{build}/{entry}"]
+"#,
+            "test",
+        )
+        .unwrap();
+        let c = r.resolve("c").unwrap();
+        let files = ["z.cpp", "b.h", "a.cc", ".cpp", "x.cpp.txt"].map(String::from);
+        let values = Placeholders {
+            build: "/b",
+            memory_kb: 1024,
+            files: &files,
+        };
+        let compile = c.expand(c.compile.as_ref().unwrap(), &values);
+        assert_eq!(
+            compile,
+            ["g++", "-o", "main", "main.cpp", "a.cc", "z.cpp", "-lm"]
+        );
+        assert_eq!(c.expand(&c.run, &values), ["/b/main.cpp"]);
+        let none = Placeholders {
+            files: &[],
+            ..values.clone()
+        };
+        assert_eq!(
+            c.expand(c.compile.as_ref().unwrap(), &none),
+            ["g++", "-o", "main", "main.cpp", "-lm"]
+        );
+        let with_entry = ["__main__.cpp".to_string()];
+        let entry = Placeholders {
+            files: &with_entry,
+            ..values
+        };
+        assert_eq!(c.expand(&c.run, &entry), ["/b/__main__.cpp"]);
     }
 
     #[test]

@@ -42,6 +42,10 @@ enum Command {
         id: Option<String>,
         /// The program to judge.
         source: PathBuf,
+        /// A further source file of a multi-file submission (repeatable), named by its base name
+        /// in the build directory.
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<PathBuf>,
     },
     /// List the supported languages: the id, then its aliases.
     Languages {
@@ -544,8 +548,9 @@ async fn run(command: Command) -> ExitCode {
             language,
             id,
             source,
+            files,
         } => match common.setup() {
-            Ok(setup) => cli::judge(&setup, &problem, &language, &source, id).await,
+            Ok(setup) => cli::judge(&setup, &problem, &language, &source, &files, id).await,
             Err(e) => Err(cli::CommandError::Usage(e)),
         },
         Command::Worker {

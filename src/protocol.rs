@@ -13,6 +13,86 @@ pub struct Submission {
     pub language: String,
     #[serde(rename = "sourceCode")]
     pub source_code: String,
+    /// Further source files of a multi-file submission, saved beside the main source in the
+    /// build directory (SPEC §1). Absent (empty) for a one-file submission, so its JSON is
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<SourceFile>,
+}
+
+/// One further source file of a submission: a plain file name (no directory) and its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFile {
+    pub name: String,
+    pub content: String,
+}
+
+/// Most further files a submission may carry.
+pub const MAX_FILES: usize = 64;
+
+impl Submission {
+    /// Bytes of all the submission's sources: `sourceCode` and every file's content.
+    pub fn source_bytes(&self) -> usize {
+        self.source_code.len() + self.files.iter().map(|f| f.content.len()).sum::<usize>()
+    }
+
+    /// Checks the further files against the language's own source name `main` ([`check_files`]).
+    pub fn check_files(&self, main: &str) -> Result<(), String> {
+        check_files(&self.files, main)
+    }
+}
+
+/// Checks further files against the language's own source name `main`:
+/// `Err(reason)` when one cannot be written into the build directory as given (a path, `.`,
+/// `..`, a NUL, the main source's name, a duplicate) or there are too many.
+pub fn check_files(files: &[SourceFile], main: &str) -> Result<(), String> {
+    if files.len() > MAX_FILES {
+        return Err(format!(
+            "the submission has {} files, more than the limit of {MAX_FILES}",
+            files.len()
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for file in files {
+        check_file_name(&file.name)?;
+        if file.name == main {
+            return Err(format!(
+                "file name {:?} is the language's own source file name",
+                file.name
+            ));
+        }
+        if !seen.insert(file.name.as_str()) {
+            return Err(format!("file name {:?} appears twice", file.name));
+        }
+    }
+    Ok(())
+}
+
+/// `Err(reason)` unless `name` is a plain file name: non-empty, at most 255 bytes, no `/`, `\\`
+/// or NUL, not `.` and no `..` in it, not starting with `-` or `@` (a compiler's option or
+/// argument file).
+pub fn check_file_name(name: &str) -> Result<(), String> {
+    let shown: String = name.chars().take(64).collect();
+    let bad = if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 255 {
+        Some("is longer than 255 bytes")
+    } else if name.contains('/') || name.contains('\\') {
+        Some("holds a path separator")
+    } else if name.contains('\0') {
+        Some("holds a NUL byte")
+    } else if name == "." || name.contains("..") {
+        Some("is or holds \"..\" or is \".\"")
+    } else if name.starts_with('-') || name.starts_with('@') {
+        // A compiler would read it as an option or an argument file.
+        Some("starts with '-' or '@'")
+    } else {
+        None
+    };
+    match bad {
+        Some(why) => Err(format!("file name {shown:?} {why}")),
+        None => Ok(()),
+    }
 }
 
 /// One message about one submission: its id and what happened.
@@ -134,6 +214,7 @@ impl Submission {
             problem: "p".into(),
             language: "c".into(),
             source_code: "x".into(),
+            files: Vec::new(),
         }
     }
 }
@@ -145,6 +226,57 @@ mod tests {
 
     fn wire(body: Body) -> serde_json::Value {
         serde_json::to_value(Message::new("s1", body)).unwrap()
+    }
+
+    fn named(names: &[&str]) -> Vec<SourceFile> {
+        names
+            .iter()
+            .map(|n| SourceFile {
+                name: (*n).into(),
+                content: "x".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn files_are_optional_on_the_wire_and_carried_when_present() {
+        let plain = Submission::sample("a");
+        let value = serde_json::to_value(&plain).unwrap();
+        assert!(value.get("files").is_none(), "{value}");
+        let line = r#"{"id":"a","problem":"p","language":"c","sourceCode":"x","files":[{"name":"b.c","content":"y"}]}"#;
+        let read: Submission = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            read.files,
+            named(&["b.c"])
+                .into_iter()
+                .map(|f| SourceFile {
+                    content: "y".into(),
+                    ..f
+                })
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(serde_json::to_string(&read).unwrap(), line);
+        assert_eq!(read.source_bytes(), 2);
+    }
+
+    #[test]
+    fn file_names_are_plain_unique_and_bounded() {
+        assert!(check_files(&named(&["a.c", "b.h", ".hidden", "x-y_z.cpp"]), "main.c").is_ok());
+        for bad in [
+            "", "../x", "a/b", "..", ".", "a..b", "a\\b", "a\0b", "-o", "@args", "main.c",
+        ] {
+            let reason = check_files(&named(&[bad]), "main.c").unwrap_err();
+            assert!(reason.contains("file name"), "{bad:?}: {reason}");
+        }
+        assert!(check_files(&named(&["a.c", "a.c"]), "main.c")
+            .unwrap_err()
+            .contains("twice"));
+        let many: Vec<String> = (0..=MAX_FILES).map(|i| format!("f{i}.c")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(check_files(&named(&many), "main.c")
+            .unwrap_err()
+            .contains("more than the limit of 64"));
+        assert!(check_files(&named(&many[..MAX_FILES]), "main.c").is_ok());
     }
 
     #[test]

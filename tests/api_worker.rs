@@ -432,6 +432,7 @@ impl InProcess {
             problem: "test-base".into(),
             language: "python".into(),
             source_code: "x".into(),
+            files: Vec::new(),
         };
         self.backend
             .submit(submission, Some(1))

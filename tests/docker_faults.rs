@@ -257,6 +257,7 @@ async fn a_worker_rides_out_an_engine_restart() {
             problem: problem.into(),
             language: "python-3.11".into(),
             source_code: source.into(),
+            files: Vec::new(),
         };
         writeln!(stdin, "{}", serde_json::to_string(&submission).unwrap()).unwrap();
         stdin.flush().unwrap();
@@ -345,6 +346,7 @@ async fn a_postgres_worker_retries_what_an_engine_restart_cut_short() {
         problem: "edge-many-tests".into(),
         language: "python-3.11".into(),
         source_code: SLOW_A_PLUS_B.into(),
+        files: Vec::new(),
     };
     front
         .enqueue(std::slice::from_ref(&submission))

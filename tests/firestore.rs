@@ -41,6 +41,7 @@ fn submission(id: &str, source: &str) -> Submission {
         problem: "test-base".into(),
         language: "python-3.11".into(),
         source_code: source.into(),
+        files: Vec::new(),
     }
 }
 

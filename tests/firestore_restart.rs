@@ -23,6 +23,7 @@ fn batch(prefix: &str, n: usize) -> Vec<Submission> {
             problem: "test-base".into(),
             language: "python-3.11".into(),
             source_code: A_PLUS_B.into(),
+            files: Vec::new(),
         })
         .collect()
 }

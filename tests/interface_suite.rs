@@ -231,6 +231,7 @@ fn submission(id: &str) -> Submission {
         problem: "test-base".into(),
         language: "python-3.11".into(),
         source_code: "a, b = map(int, input().split())\nprint(a + b)\n".into(),
+        files: Vec::new(),
     }
 }
 

@@ -163,6 +163,7 @@ async fn a_thousand_mixed_submissions_through_two_workers() {
                 problem: "test-base".into(),
                 language: (*language).into(),
                 source_code: source.clone(),
+                files: Vec::new(),
             };
             (submission, *expect)
         })

@@ -25,7 +25,7 @@ use super::time::{format_rfc3339, now_ms};
 use super::workers::{DispatchError, Holdings, RegisteredWorker, Report, Taken};
 use super::{workflows, AppState};
 use crate::problem::{is_valid_id, ProblemError};
-use crate::protocol::{Message, Submission};
+use crate::protocol::{check_files, Message, SourceFile, Submission};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -74,6 +74,9 @@ struct SubmitRequest {
     language: String,
     #[serde(rename = "sourceCode")]
     source_code: String,
+    /// Further source files (SPEC §1), judged with the source.
+    #[serde(default)]
+    files: Vec<SourceFile>,
 }
 
 /// Refuses what can never be judged: oversized or empty source, a problem id that is not one,
@@ -95,6 +98,26 @@ fn check_submission(state: &AppState, request: &SubmitRequest) -> Result<Option<
     if request.source_code.trim().is_empty() {
         return Err(ApiError::bad_request("sourceCode is empty"));
     }
+    let total =
+        request.source_code.len() + request.files.iter().map(|f| f.content.len()).sum::<usize>();
+    if total > config.max_source_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "sourceTooLarge",
+            format!(
+                "sourceCode and files are {total} bytes; at most {} are accepted",
+                config.max_source_bytes
+            ),
+        ));
+    }
+    // The names the judge would refuse (`invalid`) are refused here at once; the language's own
+    // source name is checked when the registry is known.
+    let main = config
+        .languages
+        .as_ref()
+        .and_then(|l| l.resolve(&request.language))
+        .map_or("", |l| l.source.as_str());
+    check_files(&request.files, main).map_err(ApiError::bad_request)?;
     if !is_valid_id(&request.problem) {
         return Err(ApiError::bad_request(
             "problem must be a problem id ([a-z0-9-]+)",
@@ -146,6 +169,7 @@ async fn submit(
         problem: request.problem,
         language: request.language,
         source_code: request.source_code,
+        files: request.files,
     };
     let view = state.backend.submit(submission, total_tests).await?;
     tracing::info!(submission_id = %view.id, "submission accepted");

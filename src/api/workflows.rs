@@ -220,7 +220,13 @@ async fn validation(
     }
     let config = &state.config;
     for solution in &request.solutions {
-        if solution.source_code.len() > config.max_source_bytes {
+        let bytes = solution.source_code.len()
+            + solution
+                .files
+                .iter()
+                .map(|f| f.content.len())
+                .sum::<usize>();
+        if bytes > config.max_source_bytes {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "sourceTooLarge",

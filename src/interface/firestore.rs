@@ -537,6 +537,9 @@ impl Shared {
             problem: f.string("problem").unwrap_or_default().to_owned(),
             language: f.string("language").unwrap_or_default().to_owned(),
             source_code: f.string("sourceCode").unwrap_or_default().to_owned(),
+            // STAOJ's layout keeps one `sourceCode`: Firestore does not carry `files` (SPEC §1),
+            // so a submission read from it is always a one-file submission.
+            files: Vec::new(),
         };
         lock(&self.offered).insert(submission.id.clone(), Instant::now());
         Ok(Some(submission))
@@ -996,6 +999,7 @@ impl FirestoreInterface {
                         fields([
                             ("problem", value::string(&s.problem)),
                             ("language", value::string(&s.language)),
+                            // STAOJ's layout: one `sourceCode`; `files` are not stored.
                             ("sourceCode", value::string(&s.source_code)),
                             ("state", value::string("queued")),
                             ("submissionTime", value::timestamp(now)),

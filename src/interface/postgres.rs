@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -37,12 +37,24 @@ use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
 use super::{Interface, InterfaceError, Sent};
-use crate::protocol::{Body, CompileResult, Message, Submission};
+use crate::protocol::{Body, CompileResult, Message, SourceFile, Submission};
 use crate::sync::lock;
 
 pub use super::state::{SubmissionState, UnknownState};
 pub use listing::{Column, Comparison, Condition, ListingKey, Operand};
 pub use records::{Cancelled, SubmissionRecord};
+
+/// The further files of a submission row (`files`, read as text): none when NULL.
+pub(crate) fn files_of(row: &PgRow) -> Result<Vec<SourceFile>, sqlx::Error> {
+    let text: Option<String> = row.try_get("files")?;
+    match text {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
+            index: "files".into(),
+            source: Box::new(e),
+        }),
+    }
+}
 
 /// The embedded schema (`migrations/`), applied by [`PostgresInterface::connect`].
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -237,6 +249,7 @@ impl Shared {
                 problem: row.try_get("problem")?,
                 language: row.try_get("language")?,
                 source_code: row.try_get("source_code")?,
+                files: files_of(&row)?,
             };
             lock(&self.offered).insert(submission.id.clone(), Instant::now());
             return Ok(Look::Found(submission));
@@ -576,6 +589,14 @@ impl PostgresInterface {
         };
         let (ids, problems) = (column(|s| &s.id), column(|s| &s.problem));
         let (languages, sources) = (column(|s| &s.language), column(|s| &s.source_code));
+        // NULL for a one-file submission, so its row is as before.
+        let files: Vec<Option<String>> = submissions
+            .iter()
+            .map(|s| {
+                (!s.files.is_empty())
+                    .then(|| serde_json::to_string(&s.files).expect("files serialise"))
+            })
+            .collect();
         let first = submissions.first().map_or("", |s| s.id.as_str());
         let inserted = self
             .shared
@@ -585,6 +606,7 @@ impl PostgresInterface {
                     .bind(&problems)
                     .bind(&languages)
                     .bind(&sources)
+                    .bind(&files)
                     .execute(&self.shared.pool)
             })
             .await?;

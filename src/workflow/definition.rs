@@ -256,6 +256,7 @@ mod tests {
                 expected: Expected::Accepted,
                 language: "python-3.11".into(),
                 source_code: "print(1)".into(),
+                files: Vec::new(),
             }],
             settings: Settings::new(1, 1).with_backoff(Duration::ZERO, Duration::ZERO),
         };

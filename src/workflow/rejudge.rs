@@ -271,6 +271,7 @@ mod tests {
             problem: problem.into(),
             language: "python-3.11".into(),
             source_code: "print(1)".into(),
+            files: Vec::new(),
         }
     }
 

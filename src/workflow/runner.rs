@@ -451,6 +451,7 @@ mod tests {
             problem: "p".into(),
             language: "python-3.11".into(),
             source_code: "print(1)".into(),
+            files: Vec::new(),
         }
     }
 

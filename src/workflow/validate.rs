@@ -22,7 +22,7 @@ use super::state::StepState;
 use super::step::{RetryPolicy, Step, StepError, StepSpec};
 use super::store::WorkflowStore;
 use crate::language::Registry;
-use crate::protocol::Submission;
+use crate::protocol::{SourceFile, Submission};
 use crate::verdict::Verdict;
 
 /// The outcome a solution is filed under.
@@ -106,7 +106,7 @@ pub fn outcome(judgement: &Judgement) -> Option<Expected> {
     })
 }
 
-/// One solution to judge (JSON: `name`, `expected`, `language`, `sourceCode`).
+/// One solution to judge (JSON: `name`, `expected`, `language`, `sourceCode`, optional `files`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Solution {
     /// `<expected>/<file name>`, how the report names it.
@@ -115,6 +115,9 @@ pub struct Solution {
     pub language: String,
     #[serde(rename = "sourceCode")]
     pub source_code: String,
+    /// Further source files (SPEC §1 `files`), judged with the source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<SourceFile>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +195,7 @@ pub fn discover(dir: &Path, registry: &Registry) -> Result<Vec<Solution>, Valida
                 language: language.id.clone(),
                 expected,
                 source_code,
+                files: Vec::new(),
             });
         }
     }
@@ -357,6 +361,7 @@ pub fn workflow(
             problem: problem.to_owned(),
             language: solution.language.clone(),
             source_code: solution.source_code.clone(),
+            files: solution.files.clone(),
         };
         let step = JudgeStep {
             submission,
@@ -602,6 +607,7 @@ mod tests {
             expected,
             language: "python-3.11".into(),
             source_code: "print(1)".into(),
+            files: Vec::new(),
         }
     }
 

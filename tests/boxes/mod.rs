@@ -39,6 +39,7 @@ pub async fn compile(container: &mut Container, source: &str) -> (RunResult, Str
     let values = Placeholders {
         build: BUILD_DIR,
         memory_kb: 65536,
+        files: &[],
     };
     let out = container
         .run(Run {

@@ -62,6 +62,7 @@ pub fn submission(id: &str, language: &str, kind: &str) -> Submission {
         problem: "test-base".to_owned(),
         language: language.to_owned(),
         source_code: program(language, kind),
+        files: Vec::new(),
     }
 }
 

@@ -96,11 +96,11 @@ const TIMED_RESULTS: &str = "
 const QUEUED_COUNT: &str = "SELECT count(*) FROM submissions WHERE state = 'queued'";
 
 const BY_PROBLEM: &str = "
-    SELECT id, problem, language, source_code FROM submissions
+    SELECT id, problem, language, source_code, files::text AS files FROM submissions
     WHERE problem = $1 AND state <> 'cancelled' ORDER BY submission_time, id";
 
 const BY_IDS: &str = "
-    SELECT id, problem, language, source_code FROM submissions
+    SELECT id, problem, language, source_code, files::text AS files FROM submissions
     WHERE id = ANY($1) ORDER BY submission_time, id";
 
 /// Withdraws a submission no worker has taken. Returns the state it is in afterwards.
@@ -313,6 +313,7 @@ fn submission_of(row: &PgRow) -> Result<Submission, sqlx::Error> {
         problem: row.try_get("problem")?,
         language: row.try_get("language")?,
         source_code: row.try_get("source_code")?,
+        files: super::files_of(row)?,
     })
 }
 

@@ -27,18 +27,18 @@ macro_rules! retry_due {
 /// Oldest claimable submission not among `$2` (ids this instance already offered). One ordered
 /// index scan per way, so a long queue costs no more than a short one.
 pub const CANDIDATE: &str = concat!(
-    "SELECT id, problem, language, source_code FROM (
-        (SELECT id, problem, language, source_code, submission_time FROM submissions
+    "SELECT id, problem, language, source_code, files FROM (
+        (SELECT id, problem, language, source_code, files::text AS files, submission_time FROM submissions
          WHERE ",
     queued_due!(),
     " AND NOT (id = ANY($2)) ORDER BY submission_time, id LIMIT 1)
         UNION ALL
-        (SELECT id, problem, language, source_code, submission_time FROM submissions
+        (SELECT id, problem, language, source_code, files::text AS files, submission_time FROM submissions
          WHERE ",
     lease_expired!(),
     " AND NOT (id = ANY($2)) ORDER BY submission_time, id LIMIT 1)
         UNION ALL
-        (SELECT id, problem, language, source_code, submission_time FROM submissions
+        (SELECT id, problem, language, source_code, files::text AS files, submission_time FROM submissions
          WHERE ",
     retry_due!(),
     " AND NOT (id = ANY($2)) ORDER BY submission_time, id LIMIT 1)
@@ -153,8 +153,9 @@ pub const ABANDON: &str = "
     RETURNING id";
 
 pub const ENQUEUE: &str = "
-    INSERT INTO submissions (id, problem, language, source_code)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+    INSERT INTO submissions (id, problem, language, source_code, files)
+    SELECT i, p, l, s, f::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+        AS u(i, p, l, s, f)
     ON CONFLICT (id) DO NOTHING";
 
 pub const STATUS: &str = "
