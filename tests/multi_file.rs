@@ -11,28 +11,28 @@ use tokio_util::sync::CancellationToken;
 
 use executioner::protocol::{Body, Message, SourceFile, Submission};
 
+mod common;
 mod judging;
 
-fn case_dir(language: &str, case: &str) -> PathBuf {
-    judging::repo()
-        .join("fixtures/multi-file")
-        .join(language)
-        .join(case)
+/// `case` is `<folder>/<case>` under `fixtures/multi-file/`: the folder is named after the
+/// language the case was written for; its variants (C++20 on GCC, Clang) judge the same files.
+fn case_dir(case: &str) -> PathBuf {
+    judging::repo().join("fixtures/multi-file").join(case)
 }
 
 /// The main source's file name in the language (its `source` in languages.toml).
 fn main_name(language: &str) -> &'static str {
     match language {
-        "gcc-12" => "main.c",
-        "g++-12" => "main.cpp",
         "java-17" => "Main.java",
-        _ => "main.py",
+        "python-3.11" | "pypy-3.9" => "main.py",
+        c if c.starts_with("gcc") || c == "clang-16" => "main.c",
+        _ => "main.cpp",
     }
 }
 
 /// The fixture case as a submission: the main source as `sourceCode`, the rest as `files`.
 fn multi(id: &str, language: &str, case: &str) -> Submission {
-    let dir = case_dir(language, case);
+    let dir = case_dir(case);
     let main = main_name(language);
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -56,13 +56,20 @@ fn multi(id: &str, language: &str, case: &str) -> Submission {
     }
 }
 
-const CASES: [(&str, &str); 6] = [
-    ("gcc-12", "header-and-unit"),
-    ("g++-12", "header-and-unit"),
-    ("java-17", "two-classes"),
-    ("python-3.11", "module"),
-    ("python-3.11", "dunder-main"),
-    ("pypy-3.9", "module"),
+/// (language, case): judged for the languages under test (`EXECUTIONER_TEST_LANGUAGES`).
+const CASES: [(&str, &str); 12] = [
+    ("gcc-12", "gcc-12/header-and-unit"),
+    ("clang-16", "gcc-12/header-and-unit"),
+    ("g++-12", "g++-12/header-and-unit"),
+    ("g++-12-c++20", "g++-12/header-and-unit"),
+    ("g++-12-c++23", "g++-12/header-and-unit"),
+    ("clang++-16", "g++-12/header-and-unit"),
+    ("clang++-16-c++20", "g++-12/header-and-unit"),
+    ("clang++-16-c++23", "g++-12/header-and-unit"),
+    ("java-17", "java-17/two-classes"),
+    ("python-3.11", "python-3.11/module"),
+    ("python-3.11", "python-3.11/dunder-main"),
+    ("pypy-3.9", "pypy-3.9/module"),
 ];
 
 async fn judged(submission: &Submission) -> (Body, Vec<Body>) {
@@ -91,12 +98,22 @@ fn accepted(end: &Body, bodies: &[Body]) -> bool {
 
 #[tokio::test]
 async fn multi_file_submissions_are_accepted_in_every_language_with_a_rule() {
+    let tested: Vec<String> = common::tested_languages()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
     let mut failures = Vec::new();
+    let mut judged_cases = 0;
     for (language, case) in CASES {
-        let submission = multi(&format!("multi-{language}-{case}"), language, case);
+        if !tested.iter().any(|id| id == language) {
+            continue;
+        }
+        judged_cases += 1;
+        let id = format!("multi-{language}-{}", case.replace('/', "-"));
+        let submission = multi(&id, language, case);
         let (end, bodies) = judged(&submission).await;
         if !accepted(&end, &bodies) {
-            failures.push(format!("{language}/{case}: {end:?} after {bodies:?}"));
+            failures.push(format!("{language} {case}: {end:?} after {bodies:?}"));
         }
         // The main source alone does not solve the task: the files are what make it accepted.
         let alone = Submission {
@@ -105,15 +122,16 @@ async fn multi_file_submissions_are_accepted_in_every_language_with_a_rule() {
         };
         let (end, bodies) = judged(&alone).await;
         if accepted(&end, &bodies) {
-            failures.push(format!("{language}/{case}: accepted without its files"));
+            failures.push(format!("{language} {case}: accepted without its files"));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+    assert!(judged_cases > 0, "no multi-file case in a tested language");
 }
 
 #[tokio::test]
 async fn bad_file_names_are_invalid_with_the_reason() {
-    let good = multi("bad", "g++-12", "header-and-unit");
+    let good = multi("bad", "g++-12", "g++-12/header-and-unit");
     let named = |names: &[&str]| -> Vec<SourceFile> {
         names
             .iter()
@@ -162,7 +180,7 @@ async fn bad_file_names_are_invalid_with_the_reason() {
 /// `executioner judge --file PATH` (repeatable): each file named by its base name.
 #[test]
 fn the_cli_judges_a_multi_file_submission() {
-    let dir = case_dir("java-17", "two-classes");
+    let dir = case_dir("java-17/two-classes");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_executioner"))
         .arg("judge")
         .arg("--problems")
