@@ -257,7 +257,8 @@ mod tests {
         assert_eq!(r.resolve("gcc-12").unwrap().id, "gcc-12");
         assert_eq!(r.resolve("cpp").unwrap().id, "g++-12");
         assert!(!r.resolve("python3").unwrap().is_compiled());
-        assert!(r.resolve("cobol").is_none());
+        assert!(r.resolve("intercal").is_none());
+        assert_eq!(r.resolve("cobol").unwrap().id, "gnucobol-3.1");
         assert_eq!(r.by_extension("py").unwrap().id, "python-3.11");
         let java = r.resolve("java").unwrap();
         assert_eq!(java.id, "java-17");
