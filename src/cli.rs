@@ -167,9 +167,11 @@ pub async fn problem_check(setup: &Setup, id: &str) -> Result<ExitCode, CommandE
 pub enum LanguageList {
     /// SPEC §7: one line per language, the id then its aliases.
     Names,
-    /// An aligned table with a header: id, aliases, extensions, compiled, image, name.
+    /// An aligned table with a header: id, aliases, extensions, compiled, image, time factor,
+    /// name.
     Long,
-    /// One JSON object per line: `id`, `name`, `aliases`, `extensions`, `compiled`, `image`.
+    /// One JSON object per line: `id`, `name`, `aliases`, `extensions`, `compiled`, `image`,
+    /// `timeFactor`.
     Json,
 }
 
@@ -197,13 +199,23 @@ pub fn languages(path: Option<&Path>, format: LanguageList) -> Result<ExitCode, 
                     "extensions": lang.extensions,
                     "compiled": lang.is_compiled(),
                     "image": lang.image,
+                    "timeFactor": lang.time_factor,
                 })
                 .to_string()
             })
             .collect(),
         LanguageList::Long => {
-            let rows: Vec<[String; 6]> = std::iter::once(
-                ["ID", "ALIASES", "EXTENSIONS", "COMPILED", "IMAGE", "NAME"].map(String::from),
+            let rows: Vec<[String; 7]> = std::iter::once(
+                [
+                    "ID",
+                    "ALIASES",
+                    "EXTENSIONS",
+                    "COMPILED",
+                    "IMAGE",
+                    "TIME",
+                    "NAME",
+                ]
+                .map(String::from),
             )
             .chain(registry.iter().map(|lang| {
                 [
@@ -212,11 +224,12 @@ pub fn languages(path: Option<&Path>, format: LanguageList) -> Result<ExitCode, 
                     or_dash(lang.extensions.join(",")),
                     if lang.is_compiled() { "yes" } else { "no" }.to_owned(),
                     lang.image.clone(),
+                    format!("{}x", lang.time_factor),
                     lang.name.clone(),
                 ]
             }))
             .collect();
-            let mut widths = [0; 6];
+            let mut widths = [0; 7];
             for row in &rows {
                 for (width, cell) in widths.iter_mut().zip(row) {
                     *width = (*width).max(cell.chars().count());

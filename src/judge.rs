@@ -471,9 +471,10 @@ impl Judge {
             memory_kb: problem.memory_kb,
             files: &files,
         };
+        let cpu_ms = language.time_limit_ms(problem.time_ms);
         let limits = Limits {
-            cpu_ms: problem.time_ms,
-            wall_ms: (problem.time_ms as f64 * self.config.wall_multiplier).ceil() as u64,
+            cpu_ms,
+            wall_ms: (cpu_ms as f64 * self.config.wall_multiplier).ceil() as u64,
             memory_kb: problem.memory_kb.saturating_add(language.memory_extra_kb),
             pids: language.run_pids,
             output_bytes: problem

@@ -9,7 +9,7 @@ use serde::Deserialize;
 pub const BUILTIN: &str = include_str!("../languages.toml");
 
 /// One language: how to compile and run a program written in it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Language {
     pub id: String,
@@ -38,6 +38,12 @@ pub struct Language {
     /// Added to the problem's memory limit for the runtime's own baseline, KB.
     #[serde(default)]
     pub memory_extra_kb: u64,
+    /// Multiplies the problem's time limit (CPU and wall) for runs of this language, as
+    /// DOMjudge's per-language time factor does: for runtimes whose start alone takes a large
+    /// part of a second of CPU (Clojure, Scala, Groovy, Elixir, Octave). 1 unless set; the time
+    /// reported is the CPU time used, unscaled.
+    #[serde(default = "default_time_factor")]
+    pub time_factor: f64,
     /// Exit status with which the runtime reports that the program outgrew the heap cap its run
     /// command set (the JVM's `-XX:+ExitOnOutOfMemoryError` exits 3). Such a run is `MLE`, as if
     /// the kernel had killed it at the cgroup limit: a capped runtime fails before the cgroup
@@ -58,6 +64,10 @@ pub struct Language {
     pub entry: Vec<String>,
 }
 
+fn default_time_factor() -> f64 {
+    1.0
+}
+
 /// Default `run_pids`: enough for a single-threaded program and a helper or two.
 fn default_run_pids() -> u64 {
     16
@@ -75,6 +85,11 @@ pub struct Placeholders<'a> {
 impl Language {
     pub fn is_compiled(&self) -> bool {
         self.compile.is_some()
+    }
+
+    /// The CPU time limit of a run of this language on a problem whose limit is `time_ms`.
+    pub fn time_limit_ms(&self, time_ms: u64) -> u64 {
+        (time_ms as f64 * self.time_factor).ceil() as u64
     }
 
     /// Expands `{build}`, `{source}`, `{entry}`, `{memory_kb}` and `{memory_mb}` in `args`; an
@@ -194,6 +209,12 @@ impl Registry {
                     lang.id
                 )));
             }
+            if !(lang.time_factor.is_finite() && (1.0..=10.0).contains(&lang.time_factor)) {
+                return Err(inconsistent(format!(
+                    "{} has time_factor {}, not between 1 and 10",
+                    lang.id, lang.time_factor
+                )));
+            }
             if lang.source.is_empty() || lang.source.contains('/') {
                 return Err(inconsistent(format!(
                     "{} has an invalid source file name {:?}",
@@ -264,6 +285,28 @@ mod tests {
         assert_eq!(java.id, "java-17");
         assert_eq!(java.oom_exit_code, Some(3));
         assert_eq!(r.resolve("c").unwrap().oom_exit_code, None);
+    }
+
+    #[test]
+    fn time_factors_scale_the_limit_and_stay_between_1_and_10() {
+        let with = |factor: &str| {
+            Registry::parse(
+                &format!(
+                    "[[language]]\nid='a'\nname='A'\nimage='i'\nsource='a'\nrun=['a']\n{factor}"
+                ),
+                "t",
+            )
+        };
+        let plain = with("").unwrap();
+        assert_eq!(plain.resolve("a").unwrap().time_limit_ms(1000), 1000);
+        let slow = with("time_factor=1.5").unwrap();
+        assert_eq!(slow.resolve("a").unwrap().time_limit_ms(999), 1499);
+        for bad in ["time_factor=0.5", "time_factor=11.0", "time_factor=nan"] {
+            assert!(
+                with(bad).unwrap_err().to_string().contains("time_factor"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

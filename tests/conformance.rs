@@ -232,7 +232,8 @@ fn languages_command_lists_the_registry() {
 }
 
 /// `executioner languages --json` gives each language's id, aliases, file extensions (those a
-/// package's `submissions/` files map by), whether it compiles, and image, in registry order;
+/// package's `submissions/` files map by), whether it compiles, image and time factor, in
+/// registry order;
 /// `--long` is the same as a table for people.
 #[test]
 fn languages_command_lists_extensions_and_images() {
@@ -261,6 +262,7 @@ fn languages_command_lists_extensions_and_images() {
         assert_eq!(listed["extensions"], serde_json::json!(language.extensions));
         assert_eq!(listed["compiled"], language.compiled);
         assert_eq!(listed["image"], language.image.as_str());
+        assert_eq!(listed["timeFactor"], language.time_factor);
         assert!(
             language.extensions.contains(&language.extension),
             "{}: its own source extension {:?} is not among its extensions",
@@ -273,12 +275,21 @@ fn languages_command_lists_extensions_and_images() {
     let header: Vec<&str> = rows.next().expect("a header").split_whitespace().collect();
     assert_eq!(
         header,
-        ["ID", "ALIASES", "EXTENSIONS", "COMPILED", "IMAGE", "NAME"]
+        [
+            "ID",
+            "ALIASES",
+            "EXTENSIONS",
+            "COMPILED",
+            "IMAGE",
+            "TIME",
+            "NAME"
+        ]
     );
     for (row, language) in rows.zip(&registry) {
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[0], language.id);
         assert_eq!(cells[2], language.extensions.join(","), "{row}");
         assert_eq!(cells[4], language.image, "{row}");
+        assert_eq!(cells[5], format!("{}x", language.time_factor), "{row}");
     }
 }

@@ -50,7 +50,7 @@ pub fn executioner() -> Command {
 // Languages: read from the registry itself, so a new language needs only its table entry in
 // languages.toml and a folder of fixture programs.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Language {
     pub id: String,
     pub aliases: Vec<String>,
@@ -64,6 +64,8 @@ pub struct Language {
     pub warm: Vec<String>,
     /// The file extensions that map to this language (`extensions`).
     pub extensions: Vec<String>,
+    /// What the problem's time limit is multiplied by (`time_factor`, 1 unless set).
+    pub time_factor: f64,
 }
 
 pub fn languages() -> Vec<Language> {
@@ -113,6 +115,9 @@ pub fn languages() -> Vec<Language> {
                 image: text("image"),
                 warm: strings("warm"),
                 extensions: strings("extensions"),
+                time_factor: table
+                    .get("time_factor")
+                    .map_or(1.0, |v| v.as_float().expect("time_factor is a float")),
             }
         })
         .collect()
