@@ -423,7 +423,7 @@ async fn bad_submissions_get_json_errors() {
             "unknown problem",
         ),
         (
-            with("language", json!("cobol")),
+            with("language", json!("intercal")),
             StatusCode::BAD_REQUEST,
             "unknown language",
         ),
@@ -1492,7 +1492,7 @@ async fn a_validation_is_an_operation_reporting_mismatches() {
         ),
         (
             "/v1.0/problems/test-base/validations",
-            json!({"solutions": [{"name": "x", "expected": "accepted", "language": "cobol", "sourceCode": "x"}]}),
+            json!({"solutions": [{"name": "x", "expected": "accepted", "language": "intercal", "sourceCode": "x"}]}),
             StatusCode::BAD_REQUEST,
         ),
         (
