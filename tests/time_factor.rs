@@ -6,12 +6,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use common::executioner;
+use common::{executioner, run_judge};
 
 /// Two copies of GCC's C: `c-plain` (factor 1, the default) and `c-slow` (factor 3).
 const REGISTRY: &str = r#"
@@ -57,38 +56,27 @@ fn write(path: &Path, text: &str) {
 
 /// Judges PROGRAM in `language` on a one-test problem with a 500 ms limit; the `tested` message.
 fn judge_in(dir: &Path, language: &str) -> Value {
-    let mut child = executioner()
+    let mut command = executioner();
+    command
         .arg("judge")
         .arg("--languages")
         .arg(dir.join("languages.toml"))
         .arg("--problems")
         .arg(dir.join("problems"))
         .args(["--problem", "half-second", "--language", language])
-        .arg(dir.join("main.c"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("executioner starts");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{language}: no end after 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let messages: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON message"))
+        .arg(dir.join("main.c"));
+    let run = run_judge(command, Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
+    let tested: Vec<&Value> = run
+        .messages
+        .iter()
+        .filter(|m| m["state"] == "tested")
         .collect();
-    let tested: Vec<&Value> = messages.iter().filter(|m| m["state"] == "tested").collect();
     assert_eq!(
         tested.len(),
         1,
-        "{language}: one tested message expected, got {messages:?}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "{language}: one tested message expected, got {:?}\nstderr: {}",
+        run.messages,
+        run.stderr_tail
     );
     tested[0].clone()
 }

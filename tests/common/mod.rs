@@ -647,13 +647,21 @@ pub fn judge_with(
     source: &Path,
     deadline: Duration,
 ) -> Result<JudgeRun, String> {
-    let started = Instant::now();
-    let mut child = executioner()
+    let mut command = executioner();
+    command
         .arg("judge")
         .arg("--problems")
         .arg(problems)
         .args(["--problem", problem, "--language", language])
-        .arg(source)
+        .arg(source);
+    run_judge(command, deadline)
+}
+
+/// Runs an `executioner judge` command and collects what it printed; gives up (killing it)
+/// after `deadline`.
+pub fn run_judge(mut command: Command, deadline: Duration) -> Result<JudgeRun, String> {
+    let started = Instant::now();
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
