@@ -445,6 +445,38 @@ async fn judge_from<I: Interface>(
     Ok(Some(interface))
 }
 
+/// The exporter of `worker --metrics-listen`: serves `GET /metrics` until dropped.
+pub struct MetricsExporter {
+    _stop: tokio_util::sync::DropGuard,
+}
+
+/// Listens on `listen` (port 0: any free one; the log says which) and serves this process's
+/// metrics there until the returned exporter is dropped.
+pub async fn metrics_exporter(listen: &str) -> Result<MetricsExporter, CommandError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| CommandError::Io {
+            path: PathBuf::from(listen),
+            source,
+        })?;
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| listen.to_owned(), |a| a.to_string());
+    tracing::info!(listen = %address, "serving metrics");
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            if let Err(e) = crate::metrics::serve(listener, stop).await {
+                warn!(error = %e, "the metrics listener failed");
+            }
+        }
+    });
+    Ok(MetricsExporter {
+        _stop: stop.drop_guard(),
+    })
+}
+
 /// `executioner worker --interface postgres`: submissions from a shared database, judged until
 /// `shutdown` fires; any number of workers may share the database.
 pub async fn postgres_worker(

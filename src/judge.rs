@@ -136,6 +136,7 @@ impl From<CheckError> for Failure {
 
 impl From<SandboxError> for Failure {
     fn from(e: SandboxError) -> Self {
+        crate::metrics::global().count_sandbox_error(e.kind());
         Failure::Error(format!("sandbox failure: {e}"))
     }
 }
@@ -371,7 +372,9 @@ impl Judge {
                 limits: self.config.compile_limits,
                 io: None,
             };
+            let started = std::time::Instant::now();
             let out = cancellable(cancel, container.run(run)).await??;
+            crate::metrics::global().observe_compile(&language.id, started.elapsed());
             if !out.result.exited_normally() {
                 let output = self
                     .compile_output(&out.result, &out.stdout, &out.stderr)
@@ -598,6 +601,7 @@ impl Judge {
                     _ => 0.0,
                 },
             });
+            crate::metrics::global().count_test(&language.id, verdict.as_str());
             messages
                 .send(Body::Tested {
                     test_case,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod interface;
 pub mod judge;
 pub mod language;
+pub mod metrics;
 pub mod problem;
 pub mod protocol;
 pub mod sandbox;

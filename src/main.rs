@@ -74,6 +74,10 @@ enum Command {
         /// Seconds submissions in flight may take to finish after a shutdown signal.
         #[arg(long, env = "EXECUTIONER_DRAIN_TIMEOUT", default_value_t = 60)]
         drain_timeout: u64,
+        /// Serve Prometheus metrics at http://ADDR/metrics while judging, e.g.
+        /// 127.0.0.1:9464 (port 0: any free port; the log says which). Default: no exporter.
+        #[arg(long, env = "EXECUTIONER_METRICS_LISTEN")]
+        metrics_listen: Option<String>,
         #[command(flatten)]
         postgres: PostgresArgs,
         #[command(flatten)]
@@ -558,6 +562,7 @@ async fn run(command: Command) -> ExitCode {
             interface,
             concurrency,
             drain_timeout,
+            metrics_listen,
             postgres,
             firestore,
             http,
@@ -566,7 +571,13 @@ async fn run(command: Command) -> ExitCode {
                 concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
                 drain_timeout: Duration::from_secs(drain_timeout),
             };
+            // Lives as long as the worker: dropping it stops the exporter.
+            let exporter = match metrics_listen.as_deref() {
+                Some(listen) => cli::metrics_exporter(listen).await.map(Some),
+                None => Ok(None),
+            };
             match (common.setup(), interface) {
+                _ if exporter.is_err() => exporter.map(|_| ExitCode::SUCCESS),
                 (Err(e), _) => Err(cli::CommandError::Usage(e)),
                 (Ok(setup), InterfaceKind::Memory) => match cli::shutdown_signal() {
                     Ok(shutdown) => cli::memory_worker(&setup, config, shutdown).await,

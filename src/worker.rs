@@ -3,7 +3,7 @@
 //! messages the judge yields to the interface: worker → judge → messages → worker → store.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -12,7 +12,8 @@ use tracing::{error, info, warn};
 
 use crate::interface::{Interface, InterfaceError, Sent};
 use crate::judge::Judge;
-use crate::protocol::{Body, Message, Submission};
+use crate::metrics;
+use crate::protocol::{Body, CompileResult, Message, Submission};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -55,23 +56,60 @@ pub async fn judge_for(
     interface: &dyn Interface,
     cancel: &CancellationToken,
 ) -> Result<Outcome, InterfaceError> {
+    let metrics = metrics::global();
     let id = submission.id.as_str();
-    if interface.send(&Message::new(id, Body::Executing)).await? == Sent::NotTaken {
+    let claimed = match interface.send(&Message::new(id, Body::Executing)).await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            metrics.count_store_error(e.interface, "report");
+            return Err(e);
+        }
+    };
+    if claimed == Sent::NotTaken {
         info!(submission_id = %id, "taken by another worker");
+        metrics.count_submission("not_taken");
         return Ok(Outcome::NotTaken);
     }
-    let (tx, mut rx) = mpsc::channel(AHEAD);
-    let forward = async move {
+    let _in_flight = metrics.in_flight();
+    let started = Instant::now();
+    let mut compile_error = false;
+    let (tx, mut rx) = mpsc::channel::<Message>(AHEAD);
+    let forward = async {
         // Returning drops `rx`: a judging still under way stops at its next message.
         while let Some(message) = rx.recv().await {
+            if let Body::Compiled {
+                result: CompileResult::Error,
+                ..
+            } = message.body
+            {
+                compile_error = true;
+            }
             interface.send(&message).await?;
         }
-        Ok(())
+        Ok::<_, InterfaceError>(())
     };
     let (ended, forwarded) = tokio::join!(judge.judge(submission, tx, cancel), forward);
-    forwarded?;
+    if let Err(e) = forwarded {
+        metrics.count_store_error(e.interface, "report");
+        metrics.count_submission("unreported");
+        return Err(e);
+    }
+    // Only languages the registry knows label the series: the submission's own name is input.
+    let language = judge
+        .languages()
+        .resolve(&submission.language)
+        .map_or("unknown", |l| l.id.as_str());
+    metrics.observe_judging(language, started.elapsed());
     match ended {
-        Ok(end) => Ok(Outcome::Finished(end)),
+        Ok(end) => {
+            metrics.count_submission(match &end {
+                Body::Done { .. } if compile_error => "compile_error",
+                Body::Done { .. } => "judged",
+                Body::Invalid { .. } => "invalid",
+                _ => "error",
+            });
+            Ok(Outcome::Finished(end))
+        }
         // The receiver only goes away when forwarding failed, which returned above.
         Err(unheard) => Err(InterfaceError {
             interface: "worker",
@@ -136,6 +174,7 @@ impl Worker {
                     break;
                 }
                 Err(e) => {
+                    metrics::global().count_store_error(e.interface, "take");
                     warn!(error = %e, retry_in = ?backoff, "could not take a submission");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}

@@ -1210,6 +1210,10 @@ impl Interface for SlowClaimsInterface {
 
 #[async_trait]
 impl Backend for SlowClaims {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn submit(
         &self,
         submission: Submission,

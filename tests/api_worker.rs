@@ -71,12 +71,7 @@ impl Service {
             ],
             &[("EXECUTIONER_WORKER_TOKEN", TOKEN)],
         );
-        let line = process.wait_for_log("serving the HTTP API", STARTUP);
-        let log: Value = serde_json::from_str(&line).expect("a JSON log line");
-        let addr = log["fields"]["listen"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no listen address in {line}"));
+        let addr = process.logged_address("serving the HTTP API", STARTUP);
         Service { process, addr }
     }
 

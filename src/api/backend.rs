@@ -175,6 +175,9 @@ pub struct WorkflowStores {
 /// Where the API keeps submissions, and where workers take them from.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
+    /// The kind of store (`memory`, `postgres`): a metrics label.
+    fn name(&self) -> &'static str;
+
     /// Queues a submission: its operation is not started.
     async fn submit(
         &self,

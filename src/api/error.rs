@@ -57,6 +57,7 @@ impl ApiError {
 
 impl From<super::backend::BackendError> for ApiError {
     fn from(e: super::backend::BackendError) -> Self {
+        crate::metrics::global().count_store_error("api", "request");
         ApiError::unavailable("the submission store", &e)
     }
 }

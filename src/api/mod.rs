@@ -13,6 +13,7 @@ pub mod backend;
 mod error;
 pub mod filter;
 pub mod limit;
+mod metrics;
 pub mod operations;
 mod respond;
 mod routes;

@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1.0/workers/{id}/messages", post(report))
         .merge(workflows::routes())
         .route("/v1.0/openapi.json", get(openapi))
+        .route("/metrics", get(super::metrics::scrape))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(

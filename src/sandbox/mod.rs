@@ -107,6 +107,24 @@ pub enum SandboxError {
     AgentFailed { container: String, error: String },
 }
 
+impl SandboxError {
+    /// A short name of the failure, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SandboxError::Docker { .. } => "docker",
+            SandboxError::ImageMissing { .. } => "image_missing",
+            SandboxError::Demoter { .. } => "demoter",
+            SandboxError::Cgroup { .. } => "cgroup",
+            SandboxError::Io { .. } => "io",
+            SandboxError::NoUid { .. } => "no_uid",
+            SandboxError::AgentGone { .. } => "agent_gone",
+            SandboxError::AgentTimeout { .. } => "agent_timeout",
+            SandboxError::AgentProtocol { .. } => "agent_protocol",
+            SandboxError::AgentFailed { .. } => "agent_failed",
+        }
+    }
+}
+
 fn stderr_suffix(stderr: &str) -> String {
     if stderr.is_empty() {
         String::new()
@@ -340,6 +358,19 @@ impl Sandbox {
     /// [`Sandbox::open`] with extra read-only mounts and another identity for its runs (a
     /// checker's container).
     pub async fn open_with(
+        &self,
+        image: &str,
+        options: &OpenOptions,
+    ) -> Result<Container, SandboxError> {
+        let started = std::time::Instant::now();
+        let opened = self.start_container(image, options).await;
+        if opened.is_ok() {
+            crate::metrics::global().observe_container_start(image, started.elapsed());
+        }
+        opened
+    }
+
+    async fn start_container(
         &self,
         image: &str,
         options: &OpenOptions,

@@ -78,6 +78,17 @@ impl WorkerProcess {
         }
     }
 
+    /// The address in the `listen` field of the first JSON log line containing `needle` (a
+    /// process started with `--log-format json` that bound port 0), waiting until `deadline`.
+    pub fn logged_address(&mut self, needle: &str, deadline: Duration) -> std::net::SocketAddr {
+        let line = self.wait_for_log(needle, deadline);
+        let log: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+        log["fields"]["listen"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no listen address in {line}"))
+    }
+
     /// SIGKILL, and gone (reaped) when this returns.
     pub fn kill(mut self) {
         self.signal(Signal::SIGKILL);

@@ -271,6 +271,10 @@ fn listing_key(after: &SortKey) -> ListingKey {
 
 #[async_trait]
 impl Backend for PostgresBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
     async fn submit(
         &self,
         submission: Submission,
