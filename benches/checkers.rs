@@ -145,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
                 language: "gcc-12".into(),
                 source_code: PROGRAM.into(),
                 files: Vec::new(),
+                run: None,
             };
             let started = Instant::now();
             judge_for(&judge, &submission, &clock, &cancel).await?;

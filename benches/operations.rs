@@ -40,6 +40,7 @@ fn submission(i: usize) -> Submission {
         language: LANGUAGES[i / 7 % LANGUAGES.len()].into(),
         source_code: "print(sum(map(int, input().split())))\n".into(),
         files: Vec::new(),
+        run: None,
     }
 }
 
@@ -61,6 +62,7 @@ fn tested(id: &str, test_case: u32) -> [Message; 2] {
                 time: Some(4),
                 memory: Some(1800),
                 score: None,
+                output: None,
             },
         ),
     ]

@@ -42,6 +42,7 @@ fn sequence() -> Vec<Body> {
             time: Some(4),
             memory: Some(1800),
             score: None,
+            output: None,
         });
     }
     bodies.push(Body::Done {
@@ -106,6 +107,7 @@ fn submissions(n: usize) -> Vec<Submission> {
             language: "gcc-12".into(),
             source_code: "#include <stdio.h>\nint main(){long long a,b;scanf(\"%lld %lld\",&a,&b);printf(\"%lld\\n\",a+b);}\n".into(),
             files: Vec::new(),
+            run: None,
         })
         .collect()
 }

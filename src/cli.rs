@@ -306,6 +306,189 @@ fn progress_line(message: &Message, tests: Option<usize>) -> Option<String> {
     }
 }
 
+fn read_file(path: &Path) -> Result<Vec<u8>, CommandError> {
+    std::fs::read(path).map_err(|source| CommandError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The source `file` and the further `files` of a submission, each named by its base name (the
+/// judge checks the name: a path that has none, such as `..`, gives an empty name and so
+/// `invalid`). Text that is not UTF-8 is judged as the compiler would see it after lossy
+/// decoding.
+fn read_sources(file: &Path, files: &[PathBuf]) -> Result<(String, Vec<SourceFile>), CommandError> {
+    let source = String::from_utf8_lossy(&read_file(file)?).into_owned();
+    let mut further = Vec::with_capacity(files.len());
+    for path in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        further.push(SourceFile {
+            name,
+            content: String::from_utf8_lossy(&read_file(path)?).into_owned(),
+        });
+    }
+    Ok((source, further))
+}
+
+/// What `executioner run` is asked to do.
+#[derive(Debug, Clone)]
+pub struct RunCommand {
+    pub language: String,
+    pub source: PathBuf,
+    pub files: Vec<PathBuf>,
+    /// A file holding the output the program should write.
+    pub expected: Option<PathBuf>,
+    pub time_limit_ms: u64,
+    pub memory_limit_kb: u64,
+    /// Print the run's report as JSON instead of the program's output.
+    pub json: bool,
+}
+
+/// Most of this command's stdin given to the program.
+const RUN_STDIN_BYTES: u64 = 64 << 20;
+
+/// `executioner run`: runs one program once on this command's stdin, in this process's judge
+/// (the same sandbox and judging as a submission), then writes what the program wrote to stdout
+/// and stderr (at most 64 KiB of each) and a summary line to stderr; or, with `--json`, the
+/// run's report. Exit status 0 when the run is accepted, 1 when the judge failed, 2 for an
+/// invalid run, 3 for a compile error, 4 when the program failed (non-zero exit, a signal, a
+/// limit, or an output other than the expected one).
+pub async fn run(setup: &Setup, command: RunCommand) -> Result<ExitCode, CommandError> {
+    use tokio::io::AsyncReadExt;
+    let (source_code, files) = read_sources(&command.source, &command.files)?;
+    let mut stdin = Vec::new();
+    tokio::io::stdin()
+        .take(RUN_STDIN_BYTES)
+        .read_to_end(&mut stdin)
+        .await
+        .map_err(|source| CommandError::Io {
+            path: PathBuf::from("<stdin>"),
+            source,
+        })?;
+    let text = |bytes: Vec<u8>, what: &str| {
+        String::from_utf8(bytes)
+            .ok()
+            .filter(|t| !t.contains('\0'))
+            .ok_or_else(|| CommandError::Usage(format!("{what} must be UTF-8 text without NUL")))
+    };
+    let stdin = text(stdin, "the input")?;
+    let expected_output = match &command.expected {
+        Some(path) => Some(text(read_file(path)?, "the expected output")?),
+        None => None,
+    };
+    let submission = Submission {
+        id: uuid::Uuid::new_v4().to_string(),
+        problem: crate::protocol::RUN_PROBLEM.to_owned(),
+        language: command.language,
+        source_code,
+        files,
+        run: Some(crate::protocol::RunSpec {
+            stdin,
+            expected_output,
+            time_limit_ms: command.time_limit_ms,
+            memory_limit_kb: command.memory_limit_kb,
+        }),
+    };
+    let judge = build_judge(setup).await?;
+    let show_progress = std::io::stderr().is_terminal();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(32);
+    let collect = async move {
+        let mut messages = Vec::new();
+        while let Some(message) = rx.recv().await {
+            if show_progress {
+                match &message {
+                    Message {
+                        body: Body::Compiling,
+                        ..
+                    } => eprintln!("compiling..."),
+                    Message {
+                        body: Body::Testing { .. },
+                        ..
+                    } => eprintln!("running..."),
+                    _ => {}
+                }
+            }
+            messages.push(message);
+        }
+        messages
+    };
+    let never = CancellationToken::new();
+    let (messages, _) = tokio::join!(collect, judge.judge(&submission, tx, &never));
+    let report = crate::run::RunReport::of(&messages);
+    let mut out = std::io::stdout().lock();
+    let written = if command.json {
+        let json = serde_json::to_string(&report).unwrap_or_default();
+        writeln!(out, "{json}")
+    } else {
+        if let Some(compile_output) = &report.compile_output {
+            eprintln!("{compile_output}");
+        }
+        let (stdout, stderr) = report
+            .output
+            .as_ref()
+            .map(|o| (o.stdout.bytes(), o.stderr.bytes()))
+            .unwrap_or_default();
+        let _ = std::io::stderr().write_all(&stderr);
+        eprintln!("{}", run_summary(&report));
+        out.write_all(&stdout)
+    };
+    written
+        .and_then(|_| out.flush())
+        .map_err(|source| CommandError::Io {
+            path: PathBuf::from("<stdout>"),
+            source,
+        })?;
+    Ok(ExitCode::from(match (report.end, report.verdict) {
+        (Some("invalid"), _) => 2,
+        (Some("done"), _) if report.compile_error => 3,
+        (Some("done"), Some(crate::verdict::Verdict::Accepted)) => 0,
+        (Some("done"), _) => 4,
+        _ => 1,
+    }))
+}
+
+/// One line saying how a run went, e.g. `executioner: accepted, exit 0, 12 ms CPU, 15 ms wall, 3072 KB`.
+fn run_summary(report: &crate::run::RunReport) -> String {
+    let mut parts = Vec::new();
+    match (report.end, report.verdict) {
+        (Some("done"), _) if report.compile_error => parts.push("compile error".to_owned()),
+        (Some("done"), Some(verdict)) => parts.push(verdict.as_str().to_owned()),
+        (end, _) => parts.push(format!(
+            "{}: {}",
+            end.unwrap_or("error"),
+            report.reason.as_deref().unwrap_or("no result")
+        )),
+    }
+    if let Some(output) = &report.output {
+        match (output.exit_code, output.exit_signal) {
+            (Some(code), _) => parts.push(format!("exit {code}")),
+            (None, Some(signal)) => parts.push(format!("signal {signal}")),
+            _ => {}
+        }
+        if let Some(limit) = &output.limit {
+            parts.push(format!("{limit} limit"));
+        }
+        if let Some(time) = report.time {
+            parts.push(format!("{time} ms CPU"));
+        }
+        parts.push(format!("{} ms wall", output.wall_time));
+        if let Some(memory) = report.memory {
+            parts.push(format!("{memory} KB"));
+        }
+        if output.stdout.truncated {
+            parts.push(format!(
+                "stdout cut at {} of {} bytes",
+                output.stdout.bytes().len(),
+                output.stdout.bytes
+            ));
+        }
+    }
+    format!("executioner: {}", parts.join(", "))
+}
+
 /// `executioner judge`: judges one file in this process, printing every message as a JSON
 /// line. Exit status 0 for `done`, 1 for `error`, 2 for `invalid`.
 pub async fn judge(
@@ -316,33 +499,14 @@ pub async fn judge(
     files: &[PathBuf],
     id: Option<String>,
 ) -> Result<ExitCode, CommandError> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| CommandError::Io {
-            path: path.to_owned(),
-            source,
-        })
-    };
-    let source = read(file)?;
-    let mut further = Vec::with_capacity(files.len());
-    for path in files {
-        // Named by its base name; the judge checks the name (a path that has none, such as `..`,
-        // gives an empty name and so `invalid`).
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        further.push(SourceFile {
-            name,
-            content: String::from_utf8_lossy(&read(path)?).into_owned(),
-        });
-    }
+    let (source_code, files) = read_sources(file, files)?;
     let submission = Submission {
         id: id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         problem: problem.to_owned(),
         language: language.to_owned(),
-        // Not UTF-8 source is judged as the compiler would see it after lossy decoding.
-        source_code: String::from_utf8_lossy(&source).into_owned(),
-        files: further,
+        source_code,
+        files,
+        run: None,
     };
     let judge = match build_judge(setup).await {
         Ok(judge) => judge,

@@ -16,7 +16,7 @@ use crate::language::{Language, Placeholders, Registry};
 use crate::problem::{
     is_valid_id, Checker, Defaults, Interaction, Problem, ProblemStore, TestCase,
 };
-use crate::protocol::{Body, CompileResult, Message, Submission};
+use crate::protocol::{Body, Captured, CompileResult, Message, RunSpec, Submission};
 use crate::sandbox::{
     Container, Input, Run, RunOutput, Sandbox, SandboxError, Side, WorkDir, BUILD_DIR,
 };
@@ -45,6 +45,8 @@ pub struct JudgeConfig {
     pub problem_defaults: Defaults,
     /// Custom checkers: their cache, limits and uid.
     pub checker: CheckerConfig,
+    /// Bytes of stdout and of stderr an ad-hoc run reports (each).
+    pub run_output_bytes: usize,
 }
 
 impl Default for JudgeConfig {
@@ -52,7 +54,8 @@ impl Default for JudgeConfig {
     /// 60 s of wall time but at most 10 s with almost no CPU used (a compiler blocked reading
     /// a pipe or a terminal), 1 GiB, 64 tasks and 64 MiB files; 8000 characters of compiler output;
     /// as many test and checker runs at once as the host has cores;
-    /// package and checker defaults as [`Defaults::default`] and [`CheckerConfig::default`].
+    /// package and checker defaults as [`Defaults::default`] and [`CheckerConfig::default`];
+    /// 64 KiB of each of an ad-hoc run's stdout and stderr.
     fn default() -> Self {
         JudgeConfig {
             wall_multiplier: 3.0,
@@ -72,6 +75,7 @@ impl Default for JudgeConfig {
             cpu_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
             problem_defaults: Defaults::default(),
             checker: CheckerConfig::default(),
+            run_output_bytes: 64 << 10,
         }
     }
 }
@@ -132,6 +136,42 @@ impl From<CheckError> for Failure {
             e => Failure::Error(e.to_string()),
         }
     }
+}
+
+/// Longest CPU time an ad-hoc run may ask for, ms; the API caps it lower (`serve --run-max-time`).
+pub const MAX_RUN_TIME_MS: u64 = 60_000;
+/// Most memory an ad-hoc run may ask for, KB; the API caps it lower (`serve --run-max-memory`).
+pub const MAX_RUN_MEMORY_KB: u64 = 4 << 20;
+
+/// `Err(reason)` when a run's limits are outside what any judge runs.
+pub fn check_run_limits(run: &RunSpec) -> Result<(), String> {
+    if !(1..=MAX_RUN_TIME_MS).contains(&run.time_limit_ms) {
+        return Err(format!(
+            "a run's time limit must be 1 to {MAX_RUN_TIME_MS} ms, not {}",
+            run.time_limit_ms
+        ));
+    }
+    if !(1024..=MAX_RUN_MEMORY_KB).contains(&run.memory_limit_kb) {
+        return Err(format!(
+            "a run's memory limit must be 1024 to {MAX_RUN_MEMORY_KB} KB, not {}",
+            run.memory_limit_kb
+        ));
+    }
+    Ok(())
+}
+
+/// The first `cap` bytes of the file at `path`, and its length.
+async fn read_prefix(path: &Path, cap: usize) -> Result<(Vec<u8>, u64), Failure> {
+    use tokio::io::AsyncReadExt;
+    let failed = |e: std::io::Error| Failure::Error(format!("reading {}: {e}", path.display()));
+    let file = tokio::fs::File::open(path).await.map_err(failed)?;
+    let total = file.metadata().await.map_err(failed)?.len();
+    let mut kept = Vec::with_capacity(cap.min(total as usize));
+    file.take(cap as u64)
+        .read_to_end(&mut kept)
+        .await
+        .map_err(failed)?;
+    Ok((kept, total))
 }
 
 impl From<SandboxError> for Failure {
@@ -232,11 +272,14 @@ impl Judge {
                     truncate(&submission.language, 64)
                 ))
             })?;
-        if !is_valid_id(&submission.problem) {
+        if submission.run.is_none() && !is_valid_id(&submission.problem) {
             return Err(Failure::Invalid(format!(
                 "invalid problem id {:?}: ids are [a-z0-9-]+",
                 truncate(&submission.problem, 64)
             )));
+        }
+        if let Some(run) = &submission.run {
+            check_run_limits(run).map_err(Failure::Invalid)?;
         }
         if submission.source_code.trim().is_empty() {
             return Err(Failure::Invalid("the source code is empty".into()));
@@ -258,7 +301,10 @@ impl Judge {
                 self.config.max_source_bytes
             )));
         }
-        let problem = self.load_problem(&submission.problem).await?;
+        let problem = match &submission.run {
+            Some(run) => Arc::new(Problem::ad_hoc(run)),
+            None => self.load_problem(&submission.problem).await?,
+        };
         let mut container = self.sandbox.open(&language.image).await?;
         let result = self
             .in_container(
@@ -545,8 +591,15 @@ impl Judge {
                     Some(out) => out,
                     None => cancellable(cancel, self.on_cpu(container.run(run_of(test)))).await??,
                 };
-                // What the checker said: accepted, and the fraction if it gave one.
-                let (accepted, fraction) = if out.result.exited_normally() {
+                // What the checker said: accepted, and the fraction if it gave one. A run
+                // without an expected output has nothing to compare.
+                let unchecked = submission
+                    .run
+                    .as_ref()
+                    .is_some_and(|run| run.expected_output.is_none());
+                let (accepted, fraction) = if unchecked {
+                    (true, None)
+                } else if out.result.exited_normally() {
                     let outcome = match checker.as_deref_mut() {
                         Some(checker) => {
                             // The checker's process and the next test's run overlap: each has
@@ -610,6 +663,10 @@ impl Judge {
                     time: Some(out.result.cpu_ms),
                     memory: Some(out.result.memory_kb),
                     score: fraction,
+                    output: match submission.run {
+                        Some(_) => Some(Box::new(self.run_output(&out).await?)),
+                        None => None,
+                    },
                 })
                 .await?;
         }
@@ -618,6 +675,36 @@ impl Judge {
         Ok(Body::Done {
             score: Some(score.score),
             failed_subtasks: score.failed_subtasks,
+        })
+    }
+
+    /// What an ad-hoc run wrote (the first [`JudgeConfig::run_output_bytes`] of each stream)
+    /// and how it ended.
+    async fn run_output(&self, out: &RunOutput) -> Result<crate::protocol::RunOutput, Failure> {
+        let cap = self.config.run_output_bytes;
+        let (stdout, stderr) =
+            tokio::join!(read_prefix(&out.stdout, cap), read_prefix(&out.stderr, cap));
+        let ((stdout, stdout_total), (stderr, stderr_total)) = (stdout?, stderr?);
+        let result = &out.result;
+        let (exit_code, exit_signal) = match result.exit {
+            Exit::Exited { code } => (Some(code), None),
+            Exit::Signaled { signal } => (None, Some(signal)),
+        };
+        Ok(crate::protocol::RunOutput {
+            stdout: Captured::of(stdout, stdout_total.max(result.stdout_bytes)),
+            stderr: Captured::of(stderr, stderr_total),
+            exit_code,
+            exit_signal,
+            wall_time: result.wall_ms,
+            limit: result.limit.map(|limit| {
+                match limit {
+                    LimitHit::Memory => "memory",
+                    LimitHit::Time => "time",
+                    LimitHit::Wall => "wall",
+                    LimitHit::Output => "output",
+                }
+                .to_owned()
+            }),
         })
     }
 

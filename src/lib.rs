@@ -10,6 +10,7 @@ pub mod language;
 pub mod metrics;
 pub mod problem;
 pub mod protocol;
+pub mod run;
 pub mod sandbox;
 pub mod score;
 pub mod sync;

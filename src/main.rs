@@ -47,6 +47,35 @@ enum Command {
         #[arg(long = "file", value_name = "PATH")]
         files: Vec<PathBuf>,
     },
+    /// Run one program once on this command's stdin (the "run on my own input" button): its
+    /// output goes to stdout and stderr, a summary to stderr. Exit status 0 accepted, 1 judge
+    /// failure, 2 invalid, 3 compile error, 4 the program failed (non-zero exit, signal,
+    /// limit, or not the expected output).
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Language id or alias (see `executioner languages`).
+        #[arg(long)]
+        language: String,
+        /// The program to run.
+        source: PathBuf,
+        /// A further source file (repeatable), named by its base name in the build directory.
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<PathBuf>,
+        /// A file with the output the program should write: the verdict then says whether it
+        /// did (compared token by token, as a problem's default checker does).
+        #[arg(long, value_name = "PATH")]
+        expected: Option<PathBuf>,
+        /// CPU seconds the program may use (the language's time factor applies).
+        #[arg(long, default_value_t = 2.0, value_parser = run_seconds)]
+        time_limit: f64,
+        /// Memory, KB, the program may use.
+        #[arg(long, default_value_t = 262144, value_parser = clap::value_parser!(u64).range(1024..=4194304))]
+        memory_limit: u64,
+        /// Print the run's report (verdict, output, exit, times) as one JSON object instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the supported languages: the id, then its aliases.
     Languages {
         /// Language registry file (default: the built-in registry).
@@ -125,6 +154,14 @@ enum Command {
         /// unresponsive and its submissions are queued again (default: 10).
         #[arg(long, env = "EXECUTIONER_HEARTBEAT_SECONDS")]
         heartbeat_seconds: Option<u64>,
+        /// Most CPU seconds an ad-hoc run (`POST /v1.0/runs`) may ask for; one that does not ask
+        /// gets 2 s, or this when lower.
+        #[arg(long, env = "EXECUTIONER_RUN_MAX_TIME", default_value_t = 10.0, value_parser = run_seconds)]
+        run_max_time: f64,
+        /// Most memory, KB, an ad-hoc run may ask for; one that does not ask gets 262144
+        /// (256 MiB), or this when lower.
+        #[arg(long, env = "EXECUTIONER_RUN_MAX_MEMORY", default_value_t = 524288, value_parser = clap::value_parser!(u64).range(1024..=4194304))]
+        run_max_memory: u64,
     },
     /// Long jobs made of steps: problem validation, rejudge.
     Workflow {
@@ -557,6 +594,30 @@ async fn run(command: Command) -> ExitCode {
             Ok(setup) => cli::judge(&setup, &problem, &language, &source, &files, id).await,
             Err(e) => Err(cli::CommandError::Usage(e)),
         },
+        Command::Run {
+            common,
+            language,
+            source,
+            files,
+            expected,
+            time_limit,
+            memory_limit,
+            json,
+        } => match common.setup() {
+            Ok(setup) => {
+                let command = cli::RunCommand {
+                    language,
+                    source,
+                    files,
+                    expected,
+                    time_limit_ms: (time_limit * 1000.0).round() as u64,
+                    memory_limit_kb: memory_limit,
+                    json,
+                };
+                cli::run(&setup, command).await
+            }
+            Err(e) => Err(cli::CommandError::Usage(e)),
+        },
         Command::Worker {
             common,
             interface,
@@ -623,6 +684,8 @@ async fn run(command: Command) -> ExitCode {
             worker_token,
             client_token,
             heartbeat_seconds,
+            run_max_time,
+            run_max_memory,
         } => {
             let worker = WorkerConfig {
                 concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
@@ -661,6 +724,10 @@ async fn run(command: Command) -> ExitCode {
                         client_token: client_token
                             .filter(|t| !t.is_empty())
                             .map(executioner::api::auth::Token::new),
+                        run_max: executioner::api::RunLimits {
+                            time_ms: (run_max_time * 1000.0).round() as u64,
+                            memory_kb: run_max_memory,
+                        },
                         ..defaults
                     };
                     let config = cli::ServeConfig {
@@ -693,6 +760,17 @@ async fn run(command: Command) -> ExitCode {
 }
 
 /// A rate of requests: a positive, finite number.
+/// Seconds of CPU time a run may be given: above 0, at most the judge's own cap.
+fn run_seconds(text: &str) -> Result<f64, String> {
+    let most = executioner::judge::MAX_RUN_TIME_MS as f64 / 1000.0;
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds * 1000.0 >= 1.0 && seconds <= most => Ok(seconds),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds from 0.001 to {most}"
+        )),
+    }
+}
+
 fn positive_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),

@@ -18,6 +18,116 @@ pub struct Submission {
     /// unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<SourceFile>,
+    /// An ad-hoc run (`POST /v1.0/runs`, `executioner run`): the program runs once on the given
+    /// input instead of the tests of `problem` (which is then empty). Absent for a submission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunSpec>,
+}
+
+/// What an ad-hoc run is given: its input, optionally the output it should write, its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSpec {
+    #[serde(default)]
+    pub stdin: String,
+    /// When given, the output is compared with it as a test's answer (the default checker:
+    /// tokens, whitespace-insensitive) and the verdict says whether it matched; without it the
+    /// verdict only says whether the program ran within its limits and exited 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_output: Option<String>,
+    /// CPU time limit, ms.
+    pub time_limit_ms: u64,
+    /// Memory limit, KB.
+    pub memory_limit_kb: u64,
+}
+
+/// The id a run stands for in place of a problem: no problem has it (problem ids are
+/// `[a-z0-9-]+`).
+pub const RUN_PROBLEM: &str = "";
+
+/// What one ad-hoc run wrote and how it ended, carried by its `tested` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOutput {
+    pub stdout: Captured,
+    pub stderr: Captured,
+    /// The exit status when the program exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, when one did (the judge's own SIGKILL at a limit included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_signal: Option<i32>,
+    /// Wall-clock time, ms.
+    pub wall_time: u64,
+    /// The limit that ended it: `time`, `wall`, `memory` or `output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+}
+
+/// Bytes a program wrote, at most a cap of them: as text when they are UTF-8 without NUL (which
+/// no store's text can hold), else base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Captured {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
+    /// Bytes written in all (more than kept when `truncated`).
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+impl Captured {
+    /// The first bytes of an output of `total` bytes.
+    pub fn of(kept: Vec<u8>, total: u64) -> Captured {
+        let truncated = total > kept.len() as u64;
+        match String::from_utf8(kept) {
+            Ok(text) if !text.contains('\0') => Captured {
+                text: Some(text),
+                base64: None,
+                bytes: total,
+                truncated,
+            },
+            Ok(text) => Captured {
+                text: None,
+                base64: Some(base64_encode(text.as_bytes())),
+                bytes: total,
+                truncated,
+            },
+            Err(e) => Captured {
+                text: None,
+                base64: Some(base64_encode(e.as_bytes())),
+                bytes: total,
+                truncated,
+            },
+        }
+    }
+
+    /// The bytes kept.
+    pub fn bytes(&self) -> Vec<u8> {
+        match (&self.text, &self.base64) {
+            (Some(text), _) => text.as_bytes().to_vec(),
+            (None, Some(encoded)) => base64_decode(encoded).unwrap_or_default(),
+            (None, None) => Vec::new(),
+        }
+    }
+}
+
+/// Standard base64 with padding (Judge0's `base64_encoded`, outputs that are not UTF-8).
+pub fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Standard base64, line breaks ignored (as Judge0 clients wrap it); `None` when it is not.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let joined: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(joined)
+        .ok()
 }
 
 /// One further source file of a submission: a plain file name (no directory) and its text.
@@ -155,6 +265,9 @@ pub enum Body {
         /// checker gave one (SPEC §2, partial `tested`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         score: Option<f64>,
+        /// An ad-hoc run's output and exit; absent for a problem's test.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Box<RunOutput>>,
     },
     /// Normal end. After a compile error it carries neither field.
     Done {
@@ -215,6 +328,7 @@ impl Submission {
             language: "c".into(),
             source_code: "x".into(),
             files: Vec::new(),
+            run: None,
         }
     }
 }
@@ -311,6 +425,7 @@ mod tests {
                 time: Some(12),
                 memory: Some(2048),
                 score: None,
+                output: None,
             }),
             json!({"id": "s1", "state": "tested", "testCase": 3, "result": "MLE", "time": 12, "memory": 2048})
         );
@@ -323,6 +438,7 @@ mod tests {
                 time: Some(3),
                 memory: Some(1024),
                 score: Some(0.25),
+                output: None,
             }),
             json!({"id": "s1", "state": "tested", "testCase": 4, "subtask": 2, "result": "wrong", "time": 3, "memory": 1024, "score": 0.25})
         );
@@ -353,6 +469,7 @@ mod tests {
                 time: Some(1001),
                 memory: None,
                 score: None,
+                output: None,
             },
         );
         let text = serde_json::to_string(&m).unwrap();

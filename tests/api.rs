@@ -108,6 +108,7 @@ fn tested(id: &str, test_case: u32, result: Verdict) -> Message {
             time: Some(5),
             memory: Some(1024),
             score: None,
+            output: None,
         },
     )
 }

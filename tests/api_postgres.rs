@@ -494,6 +494,7 @@ fn test(id: &str, test_case: u32) -> [Message; 2] {
         time: Some(3),
         memory: Some(900),
         score: None,
+        output: None,
     };
     [Message::new(id, testing), Message::new(id, tested)]
 }
@@ -526,6 +527,7 @@ fn listed_submission(i: usize) -> Submission {
         language: ["gcc-12", "python-3.11", "it's"][i % 7 % 3].into(),
         source_code: "print(1)\n".into(),
         files: Vec::new(),
+        run: None,
     }
 }
 

@@ -428,6 +428,7 @@ impl InProcess {
             language: "python".into(),
             source_code: "x".into(),
             files: Vec::new(),
+            run: None,
         };
         self.backend
             .submit(submission, Some(1))
@@ -516,6 +517,7 @@ fn one_test() -> [Body; 2] {
             time: Some(5),
             memory: Some(1024),
             score: None,
+            output: None,
         },
     ]
 }

@@ -258,6 +258,7 @@ async fn a_worker_rides_out_an_engine_restart() {
             language: "python-3.11".into(),
             source_code: source.into(),
             files: Vec::new(),
+            run: None,
         };
         writeln!(stdin, "{}", serde_json::to_string(&submission).unwrap()).unwrap();
         stdin.flush().unwrap();
@@ -347,6 +348,7 @@ async fn a_postgres_worker_retries_what_an_engine_restart_cut_short() {
         language: "python-3.11".into(),
         source_code: SLOW_A_PLUS_B.into(),
         files: Vec::new(),
+        run: None,
     };
     front
         .enqueue(std::slice::from_ref(&submission))

@@ -42,6 +42,7 @@ fn submission(id: &str, source: &str) -> Submission {
         language: "python-3.11".into(),
         source_code: source.into(),
         files: Vec::new(),
+        run: None,
     }
 }
 
@@ -83,6 +84,7 @@ fn tested(test_case: u32) -> Body {
         time: Some(10),
         memory: Some(3000),
         score: None,
+        output: None,
     }
 }
 

@@ -24,6 +24,7 @@ fn batch(prefix: &str, n: usize) -> Vec<Submission> {
             language: "python-3.11".into(),
             source_code: A_PLUS_B.into(),
             files: Vec::new(),
+            run: None,
         })
         .collect()
 }

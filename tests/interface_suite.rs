@@ -232,6 +232,7 @@ fn submission(id: &str) -> Submission {
         language: "python-3.11".into(),
         source_code: "a, b = map(int, input().split())\nprint(a + b)\n".into(),
         files: Vec::new(),
+        run: None,
     }
 }
 
@@ -276,6 +277,7 @@ fn tested(test_case: u32, subtask: Option<u32>, result: Verdict) -> Body {
         memory: Some(3400),
         // Every store keeps a checker's partial score with the result.
         score: (result == Verdict::Wrong).then_some(0.25),
+        output: None,
     }
 }
 

@@ -87,6 +87,7 @@ fn untimed(bodies: &[Body]) -> Vec<Body> {
                 time: None,
                 memory: None,
                 score,
+                output: None,
             },
             other => other,
         })

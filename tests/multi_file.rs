@@ -53,6 +53,7 @@ fn multi(id: &str, language: &str, case: &str) -> Submission {
         language: language.to_owned(),
         source_code: std::fs::read_to_string(dir.join(main)).unwrap(),
         files,
+        run: None,
     }
 }
 

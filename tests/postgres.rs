@@ -41,6 +41,7 @@ fn submission(id: &str, source: &str) -> Submission {
         language: "python-3.11".into(),
         source_code: source.into(),
         files: Vec::new(),
+        run: None,
     }
 }
 
@@ -77,6 +78,7 @@ fn passing_tests(n: u32) -> Vec<Body> {
                     time: Some(10),
                     memory: Some(2000),
                     score: None,
+                    output: None,
                 },
             ]
         })

@@ -164,6 +164,7 @@ async fn a_thousand_mixed_submissions_through_two_workers() {
                 language: (*language).into(),
                 source_code: source.clone(),
                 files: Vec::new(),
+                run: None,
             };
             (submission, *expect)
         })

@@ -57,6 +57,7 @@ async fn stale_result(worker: &PostgresInterface, id: &str) {
             time: Some(1),
             memory: Some(1),
             score: None,
+            output: None,
         },
         Body::Done {
             score: Some(0.5),

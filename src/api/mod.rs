@@ -17,6 +17,7 @@ mod metrics;
 pub mod operations;
 mod respond;
 mod routes;
+mod runs;
 /// The API's timestamps; the module is shared with the workflows.
 pub use crate::time;
 pub mod workers;
@@ -79,13 +80,25 @@ pub struct ApiConfig {
     /// Where a rejudge may send its webhook (SSRF guard): `host` (any port) or `host:port`,
     /// compared with the URL's host as written. Empty: webhooks are refused.
     pub webhook_hosts: Vec<String>,
+    /// Limits of an ad-hoc run that does not give its own.
+    pub run_default: RunLimits,
+    /// The most an ad-hoc run may ask for (`serve --run-max-time`, `--run-max-memory`).
+    pub run_max: RunLimits,
+}
+
+/// CPU time and memory limits of an ad-hoc run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    pub time_ms: u64,
+    pub memory_kb: u64,
 }
 
 impl Default for ApiConfig {
     /// 1 MiB bodies, 256 KiB sources, 1000 queued submissions, poll after 1 s, pages of 50
     /// (at most 1000), no problem or language checks, heartbeats every 10 s, unresponsive after
     /// 3 missed, workers wait at most 30 s for a submission, workflows judge 2 at once with 3
-    /// attempts each, no rate limit, no tokens, no webhooks.
+    /// attempts each, no rate limit, no tokens, no webhooks; ad-hoc runs get 2 s and 256 MiB
+    /// unless they ask, and may ask for up to 10 s and 512 MiB.
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 1 << 20,
@@ -104,6 +117,14 @@ impl Default for ApiConfig {
             worker_token: None,
             client_token: None,
             webhook_hosts: Vec::new(),
+            run_default: RunLimits {
+                time_ms: 2_000,
+                memory_kb: 256 << 10,
+            },
+            run_max: RunLimits {
+                time_ms: 10_000,
+                memory_kb: 512 << 10,
+            },
         }
     }
 }

@@ -25,6 +25,8 @@ pub const FILTER_FIELDS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Submission,
+    /// An ad-hoc run (`POST /v1.0/runs`).
+    Run,
     Rejudge,
     Validation,
 }
@@ -33,9 +35,15 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Submission => "submission",
+            Kind::Run => "run",
             Kind::Rejudge => "rejudge",
             Kind::Validation => "validation",
         }
+    }
+
+    /// A rejudge or validation, run by the workflow engine (not a row of the submission store).
+    pub fn is_workflow(self) -> bool {
+        matches!(self, Kind::Rejudge | Kind::Validation)
     }
 }
 
@@ -62,7 +70,11 @@ impl Operation {
     pub fn of_submission(view: &SubmissionView) -> Operation {
         Operation {
             id: view.id.clone(),
-            kind: Kind::Submission,
+            kind: if view.problem == crate::protocol::RUN_PROBLEM {
+                Kind::Run
+            } else {
+                Kind::Submission
+            },
             status: view.status,
             created_ms: view.created_ms,
             last_action_ms: view.last_action_ms,
@@ -111,6 +123,7 @@ impl Operation {
         }
         Some(match self.kind {
             Kind::Submission => format!("/v1.0/submissions/{}", self.id),
+            Kind::Run => format!("/v1.0/runs/{}", self.id),
             Kind::Rejudge | Kind::Validation => format!("/v1.0/workflows/{}", self.id),
         })
     }
@@ -161,7 +174,7 @@ impl Operation {
     pub fn position(&self) -> Position {
         Position {
             key: self.sort_key(),
-            workflow: self.kind != Kind::Submission,
+            workflow: self.kind.is_workflow(),
         }
     }
 }

@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(workflows::routes())
         .route("/v1.0/openapi.json", get(openapi))
         .route("/metrics", get(super::metrics::scrape))
+        .merge(super::runs::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -84,53 +85,17 @@ struct SubmitRequest {
 /// an unknown language or problem (when the service knows them). Returns the problem's test
 /// count when known.
 fn check_submission(state: &AppState, request: &SubmitRequest) -> Result<Option<usize>, ApiError> {
+    check_source(
+        state,
+        &request.language,
+        &request.source_code,
+        &request.files,
+    )?;
     let config = &state.config;
-    if request.source_code.len() > config.max_source_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "sourceTooLarge",
-            format!(
-                "sourceCode is {} bytes; at most {} are accepted",
-                request.source_code.len(),
-                config.max_source_bytes
-            ),
-        ));
-    }
-    if request.source_code.trim().is_empty() {
-        return Err(ApiError::bad_request("sourceCode is empty"));
-    }
-    let total =
-        request.source_code.len() + request.files.iter().map(|f| f.content.len()).sum::<usize>();
-    if total > config.max_source_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "sourceTooLarge",
-            format!(
-                "sourceCode and files are {total} bytes; at most {} are accepted",
-                config.max_source_bytes
-            ),
-        ));
-    }
-    // The names the judge would refuse (`invalid`) are refused here at once; the language's own
-    // source name is checked when the registry is known.
-    let main = config
-        .languages
-        .as_ref()
-        .and_then(|l| l.resolve(&request.language))
-        .map_or("", |l| l.source.as_str());
-    check_files(&request.files, main).map_err(ApiError::bad_request)?;
     if !is_valid_id(&request.problem) {
         return Err(ApiError::bad_request(
             "problem must be a problem id ([a-z0-9-]+)",
         ));
-    }
-    if let Some(languages) = &config.languages {
-        if languages.resolve(&request.language).is_none() {
-            return Err(ApiError::bad_request(format!(
-                "unknown language {:?}",
-                request.language
-            )));
-        }
     }
     let Some(problems) = &config.problems else {
         return Ok(None);
@@ -149,12 +114,84 @@ fn check_submission(state: &AppState, request: &SubmitRequest) -> Result<Option<
     }
 }
 
+/// Refuses a source that can never be judged: oversized or empty, files the judge would refuse,
+/// an unknown language (when the service knows them).
+pub(super) fn check_source(
+    state: &AppState,
+    language: &str,
+    source_code: &str,
+    files: &[SourceFile],
+) -> Result<(), ApiError> {
+    let config = &state.config;
+    if source_code.len() > config.max_source_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "sourceTooLarge",
+            format!(
+                "sourceCode is {} bytes; at most {} are accepted",
+                source_code.len(),
+                config.max_source_bytes
+            ),
+        ));
+    }
+    if source_code.trim().is_empty() {
+        return Err(ApiError::bad_request("sourceCode is empty"));
+    }
+    let total = source_code.len() + files.iter().map(|f| f.content.len()).sum::<usize>();
+    if total > config.max_source_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "sourceTooLarge",
+            format!(
+                "sourceCode and files are {total} bytes; at most {} are accepted",
+                config.max_source_bytes
+            ),
+        ));
+    }
+    // The names the judge would refuse (`invalid`) are refused here at once; the language's own
+    // source name is checked when the registry is known.
+    let main = config
+        .languages
+        .as_ref()
+        .and_then(|l| l.resolve(language))
+        .map_or("", |l| l.source.as_str());
+    check_files(files, main).map_err(ApiError::bad_request)?;
+    if let Some(languages) = &config.languages {
+        if languages.resolve(language).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "unknown language {language:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn submit(
     State(state): State<AppState>,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body?;
     let total_tests = check_submission(&state, &request)?;
+    let config = &state.config;
+    check_queue(&state).await?;
+    let submission = Submission {
+        id: uuid::Uuid::new_v4().to_string(),
+        problem: request.problem,
+        language: request.language,
+        source_code: request.source_code,
+        files: request.files,
+        run: None,
+    };
+    let view = state.backend.submit(submission, total_tests).await?;
+    tracing::info!(submission_id = %view.id, "submission accepted");
+    Ok(accepted(
+        &Operation::of_submission(&view),
+        config.retry_after_secs,
+    ))
+}
+
+/// 503 with `Retry-After` when the queue is full.
+pub(super) async fn check_queue(state: &AppState) -> Result<(), ApiError> {
     let config = &state.config;
     if state.backend.queued().await? >= config.max_queued {
         let mut e = ApiError::new(
@@ -165,19 +202,7 @@ async fn submit(
         e.retry_after = Some(config.retry_after_secs.max(1));
         return Err(e);
     }
-    let submission = Submission {
-        id: uuid::Uuid::new_v4().to_string(),
-        problem: request.problem,
-        language: request.language,
-        source_code: request.source_code,
-        files: request.files,
-    };
-    let view = state.backend.submit(submission, total_tests).await?;
-    tracing::info!(submission_id = %view.id, "submission accepted");
-    Ok(accepted(
-        &Operation::of_submission(&view),
-        config.retry_after_secs,
-    ))
+    Ok(())
 }
 
 async fn find_submission(state: &AppState, id: &str) -> Result<SubmissionView, ApiError> {
@@ -231,7 +256,7 @@ async fn cancel_operation(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let op = find_operation(&state, &id).await?;
-    if op.kind != super::operations::Kind::Submission {
+    if op.kind.is_workflow() {
         return workflows::cancel(&state, op).await;
     }
     match state.backend.cancel(&id).await? {

@@ -540,6 +540,7 @@ impl Shared {
             // STAOJ's layout keeps one `sourceCode`: Firestore does not carry `files` (SPEC §1),
             // so a submission read from it is always a one-file submission.
             files: Vec::new(),
+            run: None,
         };
         lock(&self.offered).insert(submission.id.clone(), Instant::now());
         Ok(Some(submission))
@@ -859,6 +860,7 @@ impl Shared {
                 time,
                 memory,
                 score,
+                output: _,
             } => {
                 document.insert("result".into(), value::string(result.as_str()));
                 if let Some(score) = score {
@@ -1144,6 +1146,7 @@ fn result_message(id: &str, document: &Document) -> Result<Message, String> {
                 time: u64_of("time"),
                 memory: u64_of("memory"),
                 score: f.number("score"),
+                output: None,
             }
         }
         other => return Err(format!("unknown result state {other:?}")),

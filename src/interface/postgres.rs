@@ -37,7 +37,7 @@ use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
 use super::{Interface, InterfaceError, Sent};
-use crate::protocol::{Body, CompileResult, Message, SourceFile, Submission};
+use crate::protocol::{Body, CompileResult, Message, RunSpec, SourceFile, Submission};
 use crate::sync::lock;
 
 pub use super::state::{SubmissionState, UnknownState};
@@ -54,6 +54,18 @@ pub(crate) fn files_of(row: &PgRow) -> Result<Vec<SourceFile>, sqlx::Error> {
             source: Box::new(e),
         }),
     }
+}
+
+/// The run of a submission row (`run`, read as text): none when NULL.
+pub(crate) fn run_of(row: &PgRow) -> Result<Option<RunSpec>, sqlx::Error> {
+    let text: Option<String> = row.try_get("run")?;
+    text.map(|text| {
+        serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
+            index: "run".into(),
+            source: Box::new(e),
+        })
+    })
+    .transpose()
 }
 
 /// The embedded schema (`migrations/`), applied by [`PostgresInterface::connect`].
@@ -250,6 +262,7 @@ impl Shared {
                 language: row.try_get("language")?,
                 source_code: row.try_get("source_code")?,
                 files: files_of(&row)?,
+                run: run_of(&row)?,
             };
             lock(&self.offered).insert(submission.id.clone(), Instant::now());
             return Ok(Look::Found(submission));
@@ -467,6 +480,7 @@ impl Shared {
                     .bind(row.time)
                     .bind(row.memory)
                     .bind(row.score)
+                    .bind(row.output.as_deref())
                     .fetch_one(&self.pool)
             })
             .await?;
@@ -597,6 +611,14 @@ impl PostgresInterface {
                     .then(|| serde_json::to_string(&s.files).expect("files serialise"))
             })
             .collect();
+        let runs: Vec<Option<String>> = submissions
+            .iter()
+            .map(|s| {
+                s.run
+                    .as_ref()
+                    .map(|run| serde_json::to_string(run).expect("a run serialises"))
+            })
+            .collect();
         let first = submissions.first().map_or("", |s| s.id.as_str());
         let inserted = self
             .shared
@@ -607,6 +629,7 @@ impl PostgresInterface {
                     .bind(&languages)
                     .bind(&sources)
                     .bind(&files)
+                    .bind(&runs)
                     .execute(&self.shared.pool)
             })
             .await?;
@@ -694,6 +717,11 @@ fn result_message(id: &str, row: &sqlx::postgres::PgRow) -> Result<Message, Stri
                 time: get_u64("time")?,
                 memory: get_u64("memory")?,
                 score: row.try_get("score").map_err(|e| e.to_string())?,
+                output: {
+                    let text: Option<String> = row.try_get("output").map_err(|e| e.to_string())?;
+                    text.map(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+                        .transpose()?
+                },
             }
         }
         other => return Err(format!("unknown result state {other:?}")),

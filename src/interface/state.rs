@@ -154,6 +154,7 @@ mod tests {
             time: None,
             memory: None,
             score: None,
+            output: None,
         };
         assert_eq!(
             fold(&[Body::Executing, tested.clone()]),

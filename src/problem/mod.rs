@@ -310,6 +310,36 @@ impl Problem {
     pub fn has_subtasks(&self) -> bool {
         !self.subtasks.is_empty()
     }
+
+    /// The one-test problem an ad-hoc run is judged as: its input, its expected output (empty
+    /// when none was given: the judge then does not compare), its limits, the default checker
+    /// with STAOJ's token rules.
+    pub fn ad_hoc(run: &crate::protocol::RunSpec) -> Problem {
+        Problem {
+            id: crate::protocol::RUN_PROBLEM.to_owned(),
+            name: "ad-hoc run".to_owned(),
+            format: Format::Staoj,
+            dir: PathBuf::new(),
+            time_ms: run.time_limit_ms,
+            memory_kb: run.memory_limit_kb,
+            output_limit_bytes: None,
+            subtasks: Vec::new(),
+            scoring: Scoring::PassFail,
+            tests: vec![TestCase {
+                name: "1".to_owned(),
+                input: Data::Inline(run.stdin.as_str().into()),
+                answer: Data::Inline(run.expected_output.as_deref().unwrap_or("").into()),
+                subtask: None,
+                weight: 1.0,
+                max_score: 1.0,
+                checker_args: vec!["case_sensitive".to_owned()],
+            }],
+            checker: Checker::Default,
+            io: ProblemIo::default(),
+            validation: ValidationLimits::default(),
+            interaction: Interaction::Batch,
+        }
+    }
 }
 
 /// Why a problem cannot be used. Any of these ends a submission with `error` (SPEC §5): it is a

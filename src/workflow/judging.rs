@@ -259,6 +259,7 @@ pub(crate) mod fake {
                         time: Some(time),
                         memory: Some(1000),
                         score: None,
+                        output: None,
                     },
                 ]
             })

@@ -272,6 +272,7 @@ mod tests {
             language: "python-3.11".into(),
             source_code: "print(1)".into(),
             files: Vec::new(),
+            run: None,
         }
     }
 

@@ -362,6 +362,7 @@ pub fn workflow(
             language: solution.language.clone(),
             source_code: solution.source_code.clone(),
             files: solution.files.clone(),
+            run: None,
         };
         let step = JudgeStep {
             submission,

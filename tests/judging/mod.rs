@@ -63,6 +63,7 @@ pub fn submission(id: &str, language: &str, kind: &str) -> Submission {
         language: language.to_owned(),
         source_code: program(language, kind),
         files: Vec::new(),
+        run: None,
     }
 }
 

@@ -424,6 +424,7 @@ mod tests {
                     time: Some(1),
                     memory: Some(1),
                     score: None,
+                    output: None,
                 },
             ),
             5,

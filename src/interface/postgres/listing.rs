@@ -78,6 +78,9 @@ const BATCH_TAIL: &str = concat!(") s ORDER BY ", listing_order!());
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {
     Id,
+    /// The operation kind as the HTTP API names it: `run` for an ad-hoc run (no problem),
+    /// else `submission`.
+    Kind,
     Problem,
     Language,
     /// The operation status as the HTTP API names it (`notstarted`, `running`, `succeeded`,
@@ -93,6 +96,7 @@ impl Column {
     fn sql(self) -> &'static str {
         match self {
             Column::Id => "s.id",
+            Column::Kind => "(CASE WHEN s.problem = '' THEN 'run' ELSE 'submission' END)",
             Column::Problem => "s.problem",
             Column::Language => "s.language",
             Column::Status => concat!("(", operation_status!(), ")"),

@@ -89,18 +89,18 @@ const RECORDS: &str = concat!(
 );
 
 const TIMED_RESULTS: &str = "
-    SELECT state, test_case, subtask, result, time, memory, score,
+    SELECT state, test_case, subtask, result, time, memory, score, output::text AS output,
            (EXTRACT(EPOCH FROM judge_time) * 1000)::int8 AS judge_ms
     FROM judge_results WHERE submission_id = $1 ORDER BY seq";
 
 const QUEUED_COUNT: &str = "SELECT count(*) FROM submissions WHERE state = 'queued'";
 
 const BY_PROBLEM: &str = "
-    SELECT id, problem, language, source_code, files::text AS files FROM submissions
+    SELECT id, problem, language, source_code, files::text AS files, run::text AS run FROM submissions
     WHERE problem = $1 AND state <> 'cancelled' ORDER BY submission_time, id";
 
 const BY_IDS: &str = "
-    SELECT id, problem, language, source_code, files::text AS files FROM submissions
+    SELECT id, problem, language, source_code, files::text AS files, run::text AS run FROM submissions
     WHERE id = ANY($1) ORDER BY submission_time, id";
 
 /// Withdraws a submission no worker has taken. Returns the state it is in afterwards.
@@ -145,9 +145,11 @@ const DELETE_RESULTS: &str = "DELETE FROM judge_results WHERE submission_id = $1
 
 const INSERT_RESULTS: &str = "
     INSERT INTO judge_results
-        (submission_id, seq, state, test_case, subtask, result, time, memory, score)
-    SELECT $1, * FROM unnest($2::int[], $3::text[], $4::int[], $5::int[], $6::text[],
-                             $7::int8[], $8::int8[], $9::float8[])";
+        (submission_id, seq, state, test_case, subtask, result, time, memory, score, output)
+    SELECT $1, seq, state, test_case, subtask, result, time, memory, score, output::jsonb
+    FROM unnest($2::int[], $3::text[], $4::int[], $5::int[], $6::text[],
+                $7::int8[], $8::int8[], $9::float8[], $10::text[])
+        AS u(seq, state, test_case, subtask, result, time, memory, score, output)";
 
 /// A submission as the store holds it, for readers (the HTTP API).
 #[derive(Debug, Clone, PartialEq)]
@@ -234,7 +236,7 @@ impl Ending {
 }
 
 /// A `testing` or `tested` message as the columns of its `judge_results` row.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct ResultRow {
     pub state: &'static str,
     pub test_case: i32,
@@ -243,6 +245,8 @@ pub(super) struct ResultRow {
     pub time: Option<i64>,
     pub memory: Option<i64>,
     pub score: Option<f64>,
+    /// An ad-hoc run's output, as JSON text.
+    pub output: Option<String>,
 }
 
 impl ResultRow {
@@ -250,8 +254,10 @@ impl ResultRow {
     pub fn of(body: &Body) -> Option<ResultRow> {
         let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
         let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let (test_case, subtask, result, time, memory, score) = match *body {
-            Body::Testing { test_case, subtask } => (test_case, subtask, None, None, None, None),
+        let (test_case, subtask, result, time, memory, score, output) = match body {
+            Body::Testing { test_case, subtask } => {
+                (*test_case, *subtask, None, None, None, None, None)
+            }
             Body::Tested {
                 test_case,
                 subtask,
@@ -259,7 +265,18 @@ impl ResultRow {
                 time,
                 memory,
                 score,
-            } => (test_case, subtask, Some(result), time, memory, score),
+                output,
+            } => (
+                *test_case,
+                *subtask,
+                Some(*result),
+                *time,
+                *memory,
+                *score,
+                output.as_ref().map(|output| {
+                    serde_json::to_string(output).expect("a run's output serialises")
+                }),
+            ),
             _ => return None,
         };
         Some(ResultRow {
@@ -270,6 +287,7 @@ impl ResultRow {
             time: time.map(big),
             memory: memory.map(big),
             score,
+            output,
         })
     }
 }
@@ -285,6 +303,7 @@ struct ResultColumns {
     time: Vec<Option<i64>>,
     memory: Vec<Option<i64>>,
     score: Vec<Option<f64>>,
+    output: Vec<Option<String>>,
 }
 
 impl ResultColumns {
@@ -302,6 +321,7 @@ impl ResultColumns {
             columns.time.push(row.time);
             columns.memory.push(row.memory);
             columns.score.push(row.score);
+            columns.output.push(row.output);
         }
         columns
     }
@@ -314,6 +334,7 @@ fn submission_of(row: &PgRow) -> Result<Submission, sqlx::Error> {
         language: row.try_get("language")?,
         source_code: row.try_get("source_code")?,
         files: super::files_of(row)?,
+        run: super::run_of(row)?,
     })
 }
 
@@ -508,6 +529,7 @@ impl PostgresInterface {
                     .bind(&columns.time)
                     .bind(&columns.memory)
                     .bind(&columns.score)
+                    .bind(&columns.output)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -587,6 +609,7 @@ mod tests {
                     time: Some(1001),
                     memory: None,
                     score: None,
+                    output: None,
                 },
             ),
         ];

@@ -27,18 +27,18 @@ macro_rules! retry_due {
 /// Oldest claimable submission not among `$2` (ids this instance already offered). One ordered
 /// index scan per way, so a long queue costs no more than a short one.
 pub const CANDIDATE: &str = concat!(
-    "SELECT id, problem, language, source_code, files FROM (
-        (SELECT id, problem, language, source_code, files::text AS files, submission_time FROM submissions
+    "SELECT id, problem, language, source_code, files, run FROM (
+        (SELECT id, problem, language, source_code, files::text AS files, run::text AS run, submission_time FROM submissions
          WHERE ",
     queued_due!(),
     " AND NOT (id = ANY($2)) ORDER BY submission_time, id LIMIT 1)
         UNION ALL
-        (SELECT id, problem, language, source_code, files::text AS files, submission_time FROM submissions
+        (SELECT id, problem, language, source_code, files::text AS files, run::text AS run, submission_time FROM submissions
          WHERE ",
     lease_expired!(),
     " AND NOT (id = ANY($2)) ORDER BY submission_time, id LIMIT 1)
         UNION ALL
-        (SELECT id, problem, language, source_code, files::text AS files, submission_time FROM submissions
+        (SELECT id, problem, language, source_code, files::text AS files, run::text AS run, submission_time FROM submissions
          WHERE ",
     retry_due!(),
     " AND NOT (id = ANY($2)) ORDER BY submission_time, id LIMIT 1)
@@ -127,8 +127,8 @@ pub const RESULT: &str = "
         SELECT id FROM submissions WHERE id = $1 AND claim_token = $2 FOR SHARE
     ), inserted AS (
         INSERT INTO judge_results
-            (submission_id, seq, state, test_case, subtask, result, time, memory, score)
-        SELECT id, $3, $4, $5, $6, $7, $8, $9, $10 FROM holder
+            (submission_id, seq, state, test_case, subtask, result, time, memory, score, output)
+        SELECT id, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb FROM holder
         ON CONFLICT (submission_id, seq) DO NOTHING
     )
     SELECT count(*) FROM holder";
@@ -153,14 +153,15 @@ pub const ABANDON: &str = "
     RETURNING id";
 
 pub const ENQUEUE: &str = "
-    INSERT INTO submissions (id, problem, language, source_code, files)
-    SELECT i, p, l, s, f::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-        AS u(i, p, l, s, f)
+    INSERT INTO submissions (id, problem, language, source_code, files, run)
+    SELECT i, p, l, s, f::jsonb, r::jsonb
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+        AS u(i, p, l, s, f, r)
     ON CONFLICT (id) DO NOTHING";
 
 pub const STATUS: &str = "
     SELECT state, score, failed_subtasks, reason, attempts FROM submissions WHERE id = $1";
 
 pub const RESULTS: &str = "
-    SELECT state, test_case, subtask, result, time, memory, score FROM judge_results
-    WHERE submission_id = $1 ORDER BY seq";
+    SELECT state, test_case, subtask, result, time, memory, score, output::text AS output
+    FROM judge_results WHERE submission_id = $1 ORDER BY seq";

@@ -8,7 +8,6 @@
 //! it reads ([`Pushdown::exact`] says whether it needs to read past the page).
 
 use crate::api::filter::{CmpOp, Expr, Operand, Value};
-use crate::api::operations::Kind;
 use crate::api::Status;
 use crate::interface::postgres::{Column, Comparison, Condition, Operand as SqlOperand};
 
@@ -83,7 +82,7 @@ fn term(operand: &Operand) -> Term {
     };
     match name {
         "id" => Term::Text(Column::Id),
-        "kind" => Term::Known(Value::Str(Kind::Submission.as_str().into())),
+        "kind" => Term::Text(Column::Kind),
         "status" => Term::Text(Column::Status),
         "problem" => Term::Text(Column::Problem),
         "language" => Term::Text(Column::Language),
@@ -237,9 +236,6 @@ mod tests {
     #[test]
     fn what_is_the_same_for_every_submission_is_a_constant() {
         for (filter, value) in [
-            ("kind eq 'submission'", true),
-            ("kind ne 'submission'", false),
-            ("kind eq 'rejudge'", false),
             ("'a' lt 'b'", true),
             ("null eq null", true),
             // Different types: never equal, never ordered.
@@ -254,6 +250,23 @@ mod tests {
             let p = pushdown(filter);
             assert_eq!(p.condition, Condition::constant(value), "{filter}");
             assert!(p.exact, "{filter}");
+        }
+    }
+
+    #[test]
+    fn the_kind_tells_runs_from_submissions_in_sql() {
+        // A run has no problem: `kind` is a column now, not the constant 'submission'.
+        for kind in ["submission", "run", "rejudge"] {
+            let p = pushdown(&format!("kind eq '{kind}'"));
+            assert_eq!(
+                p.condition,
+                Condition::Compare(
+                    SqlOperand::Column(Column::Kind),
+                    Comparison::Eq,
+                    SqlOperand::Text(kind.into()),
+                )
+            );
+            assert!(p.exact);
         }
     }
 

@@ -1,0 +1,148 @@
+//! Ad-hoc runs over HTTP: `POST /v1.0/runs` queues a run (an operation, like a submission) for
+//! the same workers; `GET /v1.0/runs/{id}` reads its result (see [`crate::run`]).
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::operations::{location, Operation};
+use super::respond::accepted;
+use super::routes::{check_queue, check_source};
+use super::time::format_rfc3339;
+use super::{ApiError, AppState};
+use crate::protocol::{RunSpec, SourceFile, Submission, RUN_PROBLEM};
+use crate::run::RunReport;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1.0/runs", post(create))
+        .route("/v1.0/runs/{id}", get(result))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct RunRequest {
+    pub language: String,
+    pub source_code: String,
+    #[serde(default)]
+    pub files: Vec<SourceFile>,
+    #[serde(default)]
+    pub stdin: String,
+    #[serde(default)]
+    pub expected_output: Option<String>,
+    /// CPU time limit, ms (default and most: the operator's).
+    #[serde(default)]
+    pub time_limit_ms: Option<u64>,
+    /// Memory limit, KB (default and most: the operator's).
+    #[serde(default)]
+    pub memory_limit_kb: Option<u64>,
+}
+
+/// The run `request` asks for, within the operator's caps; 400 beyond them.
+pub(super) fn run_spec(state: &AppState, request: &RunRequest) -> Result<RunSpec, ApiError> {
+    let (default, max) = (state.config().run_default, state.config().run_max);
+    let time_limit_ms = request
+        .time_limit_ms
+        .unwrap_or(default.time_ms.min(max.time_ms));
+    let memory_limit_kb = request
+        .memory_limit_kb
+        .unwrap_or(default.memory_kb.min(max.memory_kb));
+    if time_limit_ms == 0 || time_limit_ms > max.time_ms {
+        return Err(ApiError::bad_request(format!(
+            "timeLimitMs must be 1 to {} (this service's most)",
+            max.time_ms
+        )));
+    }
+    if !(1024..=max.memory_kb).contains(&memory_limit_kb) {
+        return Err(ApiError::bad_request(format!(
+            "memoryLimitKb must be 1024 to {} (this service's most)",
+            max.memory_kb
+        )));
+    }
+    for (name, text) in [
+        ("stdin", Some(&request.stdin)),
+        ("expectedOutput", request.expected_output.as_ref()),
+    ] {
+        // No store's text holds NUL.
+        if text.is_some_and(|t| t.contains('\0')) {
+            return Err(ApiError::bad_request(format!("{name} holds a NUL byte")));
+        }
+    }
+    Ok(RunSpec {
+        stdin: request.stdin.clone(),
+        expected_output: request.expected_output.clone(),
+        time_limit_ms,
+        memory_limit_kb,
+    })
+}
+
+/// Checks and queues a run; its view.
+pub(super) async fn queue(
+    state: &AppState,
+    request: RunRequest,
+) -> Result<super::backend::SubmissionView, ApiError> {
+    check_source(
+        state,
+        &request.language,
+        &request.source_code,
+        &request.files,
+    )?;
+    let run = run_spec(state, &request)?;
+    check_queue(state).await?;
+    let submission = Submission {
+        id: uuid::Uuid::new_v4().to_string(),
+        problem: RUN_PROBLEM.to_owned(),
+        language: request.language,
+        source_code: request.source_code,
+        files: request.files,
+        run: Some(run),
+    };
+    let view = state.backend().submit(submission, Some(1)).await?;
+    tracing::info!(submission_id = %view.id, "run accepted");
+    Ok(view)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<RunRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let view = queue(&state, request).await?;
+    Ok(accepted(
+        &Operation::of_submission(&view),
+        state.config().retry_after_secs,
+    ))
+}
+
+/// A run's result so far: its operation's status, the submission state, and the report of its
+/// messages (verdict, output, exit, times).
+async fn result(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let backend = state.backend();
+    let view = match backend.get(&id).await? {
+        Some(view) if view.problem == RUN_PROBLEM => view,
+        _ => return Err(ApiError::not_found("run", &id)),
+    };
+    let messages = backend.messages(&id).await?.unwrap_or_default();
+    let report = RunReport::of(messages.iter().map(|r| &r.message));
+    let mut body = Map::new();
+    body.insert("id".into(), json!(view.id));
+    body.insert("language".into(), json!(view.language));
+    body.insert("status".into(), json!(view.status));
+    body.insert("state".into(), json!(view.state));
+    body.insert(
+        "submissionTime".into(),
+        json!(format_rfc3339(view.created_ms)),
+    );
+    if let Value::Object(fields) = serde_json::to_value(&report).unwrap_or_default() {
+        body.extend(fields);
+    }
+    body.insert("operationLocation".into(), json!(location(&view.id)));
+    Ok(Json(Value::Object(body)))
+}
