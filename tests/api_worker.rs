@@ -435,7 +435,7 @@ impl InProcess {
             files: Vec::new(),
         };
         self.backend
-            .submit(submission, Some(1))
+            .submit(submission, Some(1), None)
             .await
             .expect("queued");
     }

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod callbacks;
 mod error;
 pub mod filter;
 pub mod limit;
@@ -76,15 +77,19 @@ pub struct ApiConfig {
     /// any client may.
     pub client_token: Option<auth::Token>,
     /// Where a rejudge may send its webhook (SSRF guard): `host` (any port) or `host:port`,
-    /// compared with the URL's host as written. Empty: webhooks are refused.
+    /// compared with the URL's host as written. Empty: webhooks are refused. Submissions'
+    /// callbacks go to the same hosts.
     pub webhook_hosts: Vec<String>,
+    /// How submissions' callbacks are signed and sent (none without a secret).
+    pub callbacks: callbacks::CallbackConfig,
 }
 
 impl Default for ApiConfig {
     /// 1 MiB bodies, 256 KiB sources, 1000 queued submissions, poll after 1 s, pages of 50
     /// (at most 1000), no problem or language checks, heartbeats every 10 s, unresponsive after
     /// 3 missed, workers wait at most 30 s for a submission, workflows judge 2 at once with 3
-    /// attempts each, no rate limit, no tokens, no webhooks.
+    /// attempts each, no rate limit, no tokens, no webhooks, no callbacks
+    /// ([`callbacks::CallbackConfig::default`]).
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 1 << 20,
@@ -103,6 +108,7 @@ impl Default for ApiConfig {
             worker_token: None,
             client_token: None,
             webhook_hosts: Vec::new(),
+            callbacks: callbacks::CallbackConfig::default(),
         }
     }
 }
@@ -167,10 +173,23 @@ impl AppState {
         self.backend.clone().worker_interface()
     }
 
-    /// Starts the registry's sweep (unresponsive workers' submissions are queued again), until
-    /// shutdown.
+    /// Starts the registry's sweep (unresponsive workers' submissions are queued again) and the
+    /// sending of submissions' callbacks, until shutdown.
     pub fn start(&self) -> JoinHandle<()> {
-        self.workers.watch(self.shutdown.clone())
+        let sweep = self.workers.watch(self.shutdown.clone());
+        let callbacks = callbacks::follow(
+            self.backend.clone(),
+            self.config.clone(),
+            self.shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let (sweep, callbacks) = tokio::join!(sweep, callbacks);
+            for ended in [sweep, callbacks] {
+                if let Err(e) = ended {
+                    tracing::error!(error = %e, "a background task of the API failed");
+                }
+            }
+        })
     }
 }
 

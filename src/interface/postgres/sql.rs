@@ -152,10 +152,13 @@ pub const ABANDON: &str = "
     WHERE lease_expires_at <= now() AND attempts > $1
     RETURNING id";
 
+/// Queues submissions: ids `$1`, problems `$2`, languages `$3`, sources `$4`, further files
+/// `$5` (JSON or NULL), callback URLs `$6` (or NULL).
 pub const ENQUEUE: &str = "
-    INSERT INTO submissions (id, problem, language, source_code, files)
-    SELECT i, p, l, s, f::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-        AS u(i, p, l, s, f)
+    INSERT INTO submissions (id, problem, language, source_code, files, callback_url)
+    SELECT i, p, l, s, f::jsonb, c
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+        AS u(i, p, l, s, f, c)
     ON CONFLICT (id) DO NOTHING";
 
 pub const STATUS: &str = "
