@@ -269,6 +269,10 @@ impl Dispatcher {
         }
         self.tasks.close();
         self.tasks.wait().await;
+        // What went out before the shutdown is recorded, so a restart does not send it again.
+        while let Ok(key) = settle.try_recv() {
+            self.settle(key).await;
+        }
     }
 
     /// Sends the callback of `id` if it is due.

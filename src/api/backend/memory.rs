@@ -368,6 +368,7 @@ impl Backend for MemoryBackend {
         if let Some(entry) = self.table().entries.get_mut(id) {
             if entry.last_action_ms == outcome_ms {
                 entry.callback_sent_ms = Some(outcome_ms);
+                self.announce(id);
             }
         }
         Ok(())
