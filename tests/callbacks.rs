@@ -374,12 +374,13 @@ fn c_submission(kind: &str, callback: Option<&str>) -> Value {
 // The tests
 
 /// A judged submission's callback: one POST to the URL given, JSON, the body the client reads
-/// with GET (final state and score), signed so that it verifies with the secret. A submission
-/// without a callback sends none, and nothing is sent twice though the store is read again
-/// every 50 ms while the next judging runs.
+/// with GET (final state and score), signed so that it verifies with the secret. Its receiver
+/// takes its time to answer (until the next submission is judged), while the store is read
+/// again every 50 ms (as after a lag): it is sent once all the same. The next submission,
+/// without a callback, sends none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_judged_submission_is_posted_once_signed() {
-    let mut receiver = Receiver::start(Vec::new(), false).await;
+    let mut receiver = Receiver::start(Vec::new(), true).await;
     let url = receiver.url();
     let service = Service::memory(config(&receiver, true, Duration::from_millis(50)), true).await;
     let id = service.submit(c_submission("accepted", Some(&url))).await;
@@ -400,15 +401,13 @@ async fn a_judged_submission_is_posted_once_signed() {
     );
     service.wait_for_operation(&id, "succeeded").await;
     assert_eq!(service.submission(&id).await, body);
-    service.until_settled(&id).await;
 
     let other = service.submit(c_submission("wrong", None)).await;
     service.wait_for_operation(&other, "succeeded").await;
-    assert!(service
-        .submission(&other)
-        .await
-        .get("callbackUrl")
-        .is_none());
+    let shown = service.submission(&other).await;
+    assert!(shown.get("callbackUrl").is_none(), "{shown}");
+    receiver.release();
+    service.until_settled(&id).await;
     service.stop().await;
     let rest = receiver.rest();
     assert!(rest.is_empty(), "more callbacks than one: {rest:?}");
@@ -428,10 +427,6 @@ async fn a_failing_receiver_gets_three_attempts_without_holding_up_judging() {
 
     let next = service.submit(c_submission("accepted", None)).await;
     service.wait_for_operation(&next, "succeeded").await;
-    assert!(
-        receiver.rest().is_empty(),
-        "the first attempt is still unanswered"
-    );
 
     receiver.release();
     let attempts = [first, receiver.next().await, receiver.next().await];
