@@ -104,8 +104,9 @@ enum Command {
         /// Requests a quiet client may make at once (default: the rate, rounded up).
         #[arg(long, env = "EXECUTIONER_RATE_BURST", requires = "rate_limit")]
         rate_burst: Option<std::num::NonZeroU32>,
-        /// A host (any port) or host:port a rejudge's webhook may be sent to; repeat or
-        /// separate with commas. Without one, rejudges asking for a webhook are refused (403).
+        /// A host (any port) or host:port a rejudge's webhook or a submission's callback may be
+        /// sent to; repeat or separate with commas. Without one, rejudges asking for a webhook
+        /// are refused (403), submissions asking for a callback too (400).
         #[arg(long, env = "EXECUTIONER_WEBHOOK_ALLOW", value_delimiter = ',')]
         webhook_allow: Vec<String>,
         /// The key submissions' callbacks (`callbackUrl`, to a --webhook-allow host) are
