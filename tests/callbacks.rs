@@ -523,7 +523,8 @@ async fn bad_callback_urls_are_refused_and_nothing_is_queued() {
 /// whose submission was judged while no service ran is sent by the next service to start (the
 /// store keeps it due); one judged while the service runs reaches it through the store's
 /// notifications alone (no sweeps), a compile error (whose end changes no state) included.
-/// Each is sent once, signed, and recorded so that nothing is due afterwards.
+/// Each is sent once, signed, and recorded so that nothing is due afterwards; a rejudge's
+/// outcome is sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn over_postgres_callbacks_follow_an_external_worker_and_survive_a_restart() {
     let db = TestDatabase::create().await;
@@ -626,6 +627,27 @@ async fn over_postgres_callbacks_follow_an_external_worker_and_survive_a_restart
         .await
         .unwrap()
         .is_empty());
+
+    // A rejudge is a new outcome, even when it ends as the last one did (no state change).
+    let (status, rejudge) = service
+        .http(
+            "POST",
+            "/v1.0/rejudges",
+            Some(json!({"submissions": [judged]})),
+        )
+        .await;
+    assert_eq!(status, 202, "{rejudge}");
+    let post = receiver.next().await;
+    post.verified();
+    let body = post.json();
+    assert_eq!(
+        (&body["id"], &body["state"], &body["score"]),
+        (&json!(judged), &json!("judged"), &json!(1.0)),
+        "{body}"
+    );
+    service
+        .wait_for_operation(rejudge["id"].as_str().unwrap(), "succeeded")
+        .await;
     service.stop().await;
     worker.stop(DEADLINE);
     let rest = receiver.rest();
