@@ -62,6 +62,19 @@ impl Received {
             .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
     }
 
+    /// The body, after checking the signature and that it tells of submission `id` ending in
+    /// `state` with `score`.
+    fn finished(&self, id: &str, state: &str, score: f64) -> Value {
+        self.verified();
+        let body = self.json();
+        assert_eq!(
+            (&body["id"], &body["state"], &body["score"]),
+            (&json!(id), &json!(state), &json!(score)),
+            "{body}"
+        );
+        body
+    }
+
     /// The timestamp, after checking the signature as a receiver would: HMAC-SHA256 of
     /// `timestamp.body` under the secret, in hex after `sha256=`.
     fn verified(&self) -> u64 {
@@ -347,6 +360,15 @@ impl Service {
             .expect("the callback recorded as sent in time");
     }
 
+    /// Stops once the callback of `id` is recorded as sent; then nothing more reached
+    /// `receiver`.
+    async fn stop_once_settled(self, id: &str, receiver: &mut Receiver) {
+        self.until_settled(id).await;
+        self.stop().await;
+        let rest = receiver.rest();
+        assert!(rest.is_empty(), "callbacks sent again: {rest:?}");
+    }
+
     /// GET of submission `id`.
     async fn submission(&self, id: &str) -> Value {
         let (status, body) = self
@@ -355,6 +377,15 @@ impl Service {
         assert_eq!(status, 200, "{body}");
         body
     }
+}
+
+/// Whether `query` finds a row in the database at `url` (`None` also when it cannot be asked).
+async fn finds(url: &str, query: &str) -> Option<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.ok()?;
+    let row = sqlx::query(query).fetch_optional(&mut conn).await.ok()?;
+    let _ = conn.close().await;
+    row.map(|_| ())
 }
 
 /// The fixture program `test_<kind>` in C for problem `test-base`, with `callback`.
@@ -385,20 +416,10 @@ async fn a_judged_submission_is_posted_once_signed() {
     let service = Service::memory(config(&receiver, true, Duration::from_millis(50)), true).await;
     let id = service.submit(c_submission("accepted", Some(&url))).await;
     let post = receiver.next().await;
-    post.verified();
+    let body = post.finished(&id, "judged", 1.0);
     assert_eq!(post.request_line, "POST /hooks/judged HTTP/1.1");
     assert_eq!(post.header("content-type"), "application/json");
-    let body = post.json();
-    assert_eq!(
-        (
-            &body["id"],
-            &body["state"],
-            &body["score"],
-            &body["callbackUrl"]
-        ),
-        (&json!(id), &json!("judged"), &json!(1.0), &json!(url)),
-        "{body}"
-    );
+    assert_eq!(body["callbackUrl"], json!(url));
     service.wait_for_operation(&id, "succeeded").await;
     assert_eq!(service.submission(&id).await, body);
 
@@ -407,10 +428,7 @@ async fn a_judged_submission_is_posted_once_signed() {
     let shown = service.submission(&other).await;
     assert!(shown.get("callbackUrl").is_none(), "{shown}");
     receiver.release();
-    service.until_settled(&id).await;
-    service.stop().await;
-    let rest = receiver.rest();
-    assert!(rest.is_empty(), "more callbacks than one: {rest:?}");
+    service.stop_once_settled(&id, &mut receiver).await;
 }
 
 /// A receiver that fails twice (500) gets the callback a third time, each attempt signed
@@ -438,10 +456,7 @@ async fn a_failing_receiver_gets_three_attempts_without_holding_up_judging() {
         assert_eq!(attempt.body, attempts[0].body);
     }
     assert_eq!(attempts[0].json()["state"], "judged");
-    service.until_settled(&id).await;
-    service.stop().await;
-    let rest = receiver.rest();
-    assert!(rest.is_empty(), "more than three attempts: {rest:?}");
+    service.stop_once_settled(&id, &mut receiver).await;
 }
 
 /// A callback URL that is malformed, or whose host or port is not allowed, or any callback
@@ -511,10 +526,12 @@ async fn bad_callback_urls_are_refused_and_nothing_is_queued() {
     assert_eq!((status, op["status"].as_str()), (200, Some("cancelled")));
     let post = receiver.next().await;
     post.verified();
+    let body = post.json();
     assert_eq!(
-        (&post.json()["id"], &post.json()["state"]),
+        (&body["id"], &body["state"]),
         (&json!(id), &json!("cancelled"))
     );
+    assert!(body.get("score").is_none(), "{body}");
     unsigned.stop().await;
     service.stop().await;
 }
@@ -542,38 +559,20 @@ async fn over_postgres_callbacks_follow_an_external_worker_and_survive_a_restart
         10,
         1,
     );
-    let state_of = |id: String| {
-        let url = db.url.clone();
-        async move {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&url).await.ok()?;
-            let state: String = sqlx::query_scalar("SELECT state FROM submissions WHERE id = $1")
-                .bind(&id)
-                .fetch_one(&mut conn)
-                .await
-                .ok()?;
-            (state == "judged").then_some(())
-        }
-    };
+    let judged_query =
+        format!("SELECT 1 FROM submissions WHERE id = '{judged}' AND state = 'judged'");
     pg::wait_for(
         &db,
         "judged by the worker process",
         DEADLINE,
         Duration::from_secs(1),
-        || state_of(judged.clone()),
+        || finds(&db.url, &judged_query),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", worker.log_tail()));
 
     let service = Service::postgres(&db, config(&receiver, true, no_sweeps)).await;
-    let post = receiver.next().await;
-    post.verified();
-    let body = post.json();
-    assert_eq!(
-        (&body["id"], &body["state"], &body["score"]),
-        (&json!(judged), &json!("judged"), &json!(1.0)),
-        "{body}"
-    );
+    receiver.next().await.finished(&judged, "judged", 1.0);
 
     let source = std::fs::read_to_string(
         judging::repo().join("fixtures/submissions/gcc-12/compile_error.c"),
@@ -585,14 +584,7 @@ async fn over_postgres_callbacks_follow_an_external_worker_and_survive_a_restart
                        "callbackUrl": url}),
         )
         .await;
-    let post = receiver.next().await;
-    post.verified();
-    let body = post.json();
-    assert_eq!(
-        (&body["id"], &body["state"], &body["score"]),
-        (&json!(failed), &json!("compileError"), &json!(0.0)),
-        "{body}"
-    );
+    let body = receiver.next().await.finished(&failed, "compileError", 0.0);
     assert_eq!(service.submission(&failed).await, body);
 
     for id in [&judged, &failed] {
@@ -604,18 +596,7 @@ async fn over_postgres_callbacks_follow_an_external_worker_and_survive_a_restart
             "the callback recorded",
             DEADLINE,
             Duration::from_millis(100),
-            || {
-                let query = settled.clone();
-                let url = db.url.clone();
-                async move {
-                    use sqlx::Connection;
-                    let mut conn = sqlx::PgConnection::connect(&url).await.ok()?;
-                    sqlx::query_scalar::<_, i32>(&query)
-                        .fetch_optional(&mut conn)
-                        .await
-                        .ok()?
-                }
-            },
+            || finds(&db.url, &settled),
         )
         .await
         .unwrap();
@@ -637,14 +618,7 @@ async fn over_postgres_callbacks_follow_an_external_worker_and_survive_a_restart
         )
         .await;
     assert_eq!(status, 202, "{rejudge}");
-    let post = receiver.next().await;
-    post.verified();
-    let body = post.json();
-    assert_eq!(
-        (&body["id"], &body["state"], &body["score"]),
-        (&json!(judged), &json!("judged"), &json!(1.0)),
-        "{body}"
-    );
+    receiver.next().await.finished(&judged, "judged", 1.0);
     service
         .wait_for_operation(rejudge["id"].as_str().unwrap(), "succeeded")
         .await;

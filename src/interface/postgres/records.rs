@@ -383,21 +383,22 @@ impl PostgresInterface {
 
     /// Every submission, oldest first.
     pub async fn records(&self) -> Result<Vec<SubmissionRecord>, InterfaceError> {
-        let read = |e: String| failure(format!("reading the submissions: {e}"));
-        let rows = sqlx::query(RECORDS)
-            .fetch_all(&self.shared.pool)
-            .await
-            .map_err(|e| read(e.to_string()))?;
-        rows.iter()
-            .map(record_of)
-            .collect::<Result<_, _>>()
-            .map_err(read)
+        self.records_of(RECORDS, "the submissions").await
     }
 
     /// Submissions with a callback not sent for their latest change, oldest change first.
     pub async fn callback_candidates(&self) -> Result<Vec<SubmissionRecord>, InterfaceError> {
-        let read = |e: String| failure(format!("reading the callbacks due: {e}"));
-        let rows = sqlx::query(CALLBACKS_DUE)
+        self.records_of(CALLBACKS_DUE, "the callbacks due").await
+    }
+
+    /// The records `query` (of `record_columns!`, no parameters) selects; `what` for errors.
+    async fn records_of(
+        &self,
+        query: &'static str,
+        what: &str,
+    ) -> Result<Vec<SubmissionRecord>, InterfaceError> {
+        let read = |e: String| failure(format!("reading {what}: {e}"));
+        let rows = sqlx::query(query)
             .fetch_all(&self.shared.pool)
             .await
             .map_err(|e| read(e.to_string()))?;
