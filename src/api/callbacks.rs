@@ -45,6 +45,9 @@ pub const TIMESTAMP_HEADER: &str = "Executioner-Timestamp";
 /// The header with `sha256=` and the hex HMAC-SHA256 of `timestamp.body`.
 pub const SIGNATURE_HEADER: &str = "Executioner-Signature";
 
+/// Longest callback URL accepted (it is stored with the submission).
+const MAX_URL_BYTES: usize = 2048;
+
 /// How callbacks are signed and sent; defaults in [`CallbackConfig::default`].
 #[derive(Debug, Clone)]
 pub struct CallbackConfig {
@@ -74,10 +77,16 @@ impl Default for CallbackConfig {
     }
 }
 
-/// Refuses (400) a callback URL that is not an `http://` URL, whose host the operator did not
+/// Refuses (400) a callback URL that is not an `http://` URL (or longer than 2 KiB), whose host the operator did not
 /// allow (`serve --webhook-allow`, the list rejudge webhooks use), or any callback when there is
 /// no secret to sign it with.
 pub fn check_url(url: &str, config: &ApiConfig) -> Result<Webhook, ApiError> {
+    if url.len() > MAX_URL_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "callbackUrl is {} bytes; at most {MAX_URL_BYTES} are accepted",
+            url.len()
+        )));
+    }
     let webhook = Webhook::parse(url)
         .map_err(|e| ApiError::bad_request(format!("callbackUrl is not valid: {e}")))?;
     let refused = |message: String| {
@@ -395,6 +404,8 @@ mod tests {
         assert_eq!(code("http://other.local/x", &allowed), "callbackNotAllowed");
         assert_eq!(code("https://hooks.local/x", &allowed), "badRequest");
         assert_eq!(code("", &allowed), "badRequest");
+        let long = format!("http://hooks.local/{}", "x".repeat(MAX_URL_BYTES));
+        assert_eq!(code(&long, &allowed), "badRequest");
         let unsigned = config(&["hooks.local"], None);
         assert_eq!(
             code("http://hooks.local/x", &unsigned),
