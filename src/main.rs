@@ -137,10 +137,16 @@ enum Command {
         /// Requests a quiet client may make at once (default: the rate, rounded up).
         #[arg(long, env = "EXECUTIONER_RATE_BURST", requires = "rate_limit")]
         rate_burst: Option<std::num::NonZeroU32>,
-        /// A host (any port) or host:port a rejudge's webhook may be sent to; repeat or
-        /// separate with commas. Without one, rejudges asking for a webhook are refused (403).
+        /// A host (any port) or host:port a rejudge's webhook or a submission's callback may be
+        /// sent to; repeat or separate with commas. Without one, rejudges asking for a webhook
+        /// are refused (403), submissions asking for a callback too (400).
         #[arg(long, env = "EXECUTIONER_WEBHOOK_ALLOW", value_delimiter = ',')]
         webhook_allow: Vec<String>,
+        /// The key submissions' callbacks (`callbackUrl`, to a --webhook-allow host) are
+        /// signed with (HMAC-SHA256, header Executioner-Signature); without one, submissions
+        /// asking for a callback are refused (400).
+        #[arg(long, env = "EXECUTIONER_CALLBACK_SECRET", hide_env_values = true)]
+        callback_secret: Option<String>,
         /// A secret remote workers must send (`worker --worker-token`) to register, take
         /// submissions and report; without one any client that reaches the API can act as a
         /// worker, so set it whenever the API is reachable beyond this machine.
@@ -681,6 +687,7 @@ async fn run(command: Command) -> ExitCode {
             rate_limit,
             rate_burst,
             webhook_allow,
+            callback_secret,
             worker_token,
             client_token,
             heartbeat_seconds,
@@ -718,6 +725,12 @@ async fn run(command: Command) -> ExitCode {
                             limit
                         }),
                         webhook_hosts: webhook_allow,
+                        callbacks: executioner::api::callbacks::CallbackConfig {
+                            secret: callback_secret
+                                .filter(|s| !s.is_empty())
+                                .map(executioner::api::auth::Token::new),
+                            ..defaults.callbacks.clone()
+                        },
                         worker_token: worker_token
                             .filter(|t| !t.is_empty())
                             .map(executioner::api::auth::Token::new),

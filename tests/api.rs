@@ -1219,8 +1219,11 @@ impl Backend for SlowClaims {
         &self,
         submission: Submission,
         total_tests: Option<usize>,
+        callback_url: Option<String>,
     ) -> Result<SubmissionView, BackendError> {
-        self.memory.submit(submission, total_tests).await
+        self.memory
+            .submit(submission, total_tests, callback_url)
+            .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError> {
@@ -1269,6 +1272,14 @@ impl Backend for SlowClaims {
 
     fn workflow_stores(self: Arc<Self>) -> WorkflowStores {
         self.memory.clone().workflow_stores()
+    }
+
+    async fn callbacks_due(&self) -> Result<Vec<SubmissionView>, BackendError> {
+        self.memory.callbacks_due().await
+    }
+
+    async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError> {
+        self.memory.callback_settled(id, outcome_ms).await
     }
 }
 

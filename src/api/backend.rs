@@ -101,9 +101,21 @@ pub struct SubmissionView {
     pub reason: Option<String>,
     /// Creation order among equal creation times.
     pub seq: u64,
+    /// Where the finished submission is sent (`callbackUrl`), if anywhere.
+    pub callback_url: Option<String>,
+    /// The outcome the callback last went out (or was given up) for: the `last_action_ms` it
+    /// had then. A later outcome (a rejudge's) is due again.
+    pub callback_sent_ms: Option<i64>,
 }
 
 impl SubmissionView {
+    /// Its operation has ended and its callback has not gone out for this outcome yet.
+    pub fn callback_due(&self) -> bool {
+        self.callback_url.is_some()
+            && self.status.is_terminal()
+            && self.callback_sent_ms != Some(self.last_action_ms)
+    }
+
     /// Whole percent of the tests done; 100 once succeeded.
     pub fn percent_complete(&self) -> u32 {
         if self.status == Status::Succeeded {
@@ -178,11 +190,13 @@ pub trait Backend: Send + Sync + 'static {
     /// The kind of store (`memory`, `postgres`): a metrics label.
     fn name(&self) -> &'static str;
 
-    /// Queues a submission: its operation is not started.
+    /// Queues a submission: its operation is not started. `callback_url` (checked by the
+    /// caller) is kept with it, for [`Backend::callbacks_due`].
     async fn submit(
         &self,
         submission: Submission,
         total_tests: Option<usize>,
+        callback_url: Option<String>,
     ) -> Result<SubmissionView, BackendError>;
 
     async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError>;
@@ -225,6 +239,15 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Where rejudges and validations read submissions, write results, and keep their state.
     fn workflow_stores(self: Arc<Self>) -> WorkflowStores;
+
+    /// Submissions whose callback is due ([`SubmissionView::callback_due`]), kept until
+    /// [`Backend::callback_settled`]: what a restarted service still has to send.
+    async fn callbacks_due(&self) -> Result<Vec<SubmissionView>, BackendError>;
+
+    /// The callback of `id` went out, or was given up, for the outcome reached at
+    /// `outcome_ms` (its [`SubmissionView::last_action_ms`]); nothing if the submission has
+    /// changed since.
+    async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError>;
 }
 
 #[cfg(test)]
@@ -246,6 +269,8 @@ mod tests {
             failed_subtasks: None,
             reason: None,
             seq,
+            callback_url: None,
+            callback_sent_ms: None,
         }
     }
 

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod callbacks;
 mod error;
 pub mod filter;
 pub mod limit;
@@ -78,8 +79,11 @@ pub struct ApiConfig {
     /// any client may.
     pub client_token: Option<auth::Token>,
     /// Where a rejudge may send its webhook (SSRF guard): `host` (any port) or `host:port`,
-    /// compared with the URL's host as written. Empty: webhooks are refused.
+    /// compared with the URL's host as written. Empty: webhooks are refused. Submissions'
+    /// callbacks go to the same hosts.
     pub webhook_hosts: Vec<String>,
+    /// How submissions' callbacks are signed and sent (none without a secret).
+    pub callbacks: callbacks::CallbackConfig,
     /// Limits of an ad-hoc run that does not give its own.
     pub run_default: RunLimits,
     /// The most an ad-hoc run may ask for (`serve --run-max-time`, `--run-max-memory`).
@@ -97,8 +101,9 @@ impl Default for ApiConfig {
     /// 1 MiB bodies, 256 KiB sources, 1000 queued submissions, poll after 1 s, pages of 50
     /// (at most 1000), no problem or language checks, heartbeats every 10 s, unresponsive after
     /// 3 missed, workers wait at most 30 s for a submission, workflows judge 2 at once with 3
-    /// attempts each, no rate limit, no tokens, no webhooks; ad-hoc runs get 2 s and 256 MiB
-    /// unless they ask, and may ask for up to 10 s and 512 MiB.
+    /// attempts each, no rate limit, no tokens, no webhooks, no callbacks
+    /// ([`callbacks::CallbackConfig::default`]); ad-hoc runs get 2 s and 256 MiB unless they
+    /// ask, and may ask for up to 10 s and 512 MiB.
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 1 << 20,
@@ -117,6 +122,7 @@ impl Default for ApiConfig {
             worker_token: None,
             client_token: None,
             webhook_hosts: Vec::new(),
+            callbacks: callbacks::CallbackConfig::default(),
             run_default: RunLimits {
                 time_ms: 2_000,
                 memory_kb: 256 << 10,
@@ -189,10 +195,23 @@ impl AppState {
         self.backend.clone().worker_interface()
     }
 
-    /// Starts the registry's sweep (unresponsive workers' submissions are queued again), until
-    /// shutdown.
+    /// Starts the registry's sweep (unresponsive workers' submissions are queued again) and the
+    /// sending of submissions' callbacks, until shutdown.
     pub fn start(&self) -> JoinHandle<()> {
-        self.workers.watch(self.shutdown.clone())
+        let sweep = self.workers.watch(self.shutdown.clone());
+        let callbacks = callbacks::follow(
+            self.backend.clone(),
+            self.config.clone(),
+            self.shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let (sweep, callbacks) = tokio::join!(sweep, callbacks);
+            for ended in [sweep, callbacks] {
+                if let Err(e) = ended {
+                    tracing::error!(error = %e, "a background task of the API failed");
+                }
+            }
+        })
     }
 }
 

@@ -79,6 +79,9 @@ struct SubmitRequest {
     /// Further source files (SPEC §1), judged with the source.
     #[serde(default)]
     files: Vec<SourceFile>,
+    /// Where the finished submission is POSTed (see `callbacks`).
+    #[serde(default, rename = "callbackUrl")]
+    callback_url: Option<String>,
 }
 
 /// Refuses what can never be judged: oversized or empty source, a problem id that is not one,
@@ -173,6 +176,9 @@ async fn submit(
     let Json(request) = body?;
     let total_tests = check_submission(&state, &request)?;
     let config = &state.config;
+    if let Some(url) = &request.callback_url {
+        super::callbacks::check_url(url, config)?;
+    }
     check_queue(&state).await?;
     let submission = Submission {
         id: uuid::Uuid::new_v4().to_string(),
@@ -182,7 +188,10 @@ async fn submit(
         files: request.files,
         run: None,
     };
-    let view = state.backend.submit(submission, total_tests).await?;
+    let view = state
+        .backend
+        .submit(submission, total_tests, request.callback_url)
+        .await?;
     tracing::info!(submission_id = %view.id, "submission accepted");
     Ok(accepted(
         &Operation::of_submission(&view),
@@ -282,6 +291,11 @@ async fn submission(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let view = find_submission(&state, &id).await?;
+    Ok(Json(submission_json(&view)))
+}
+
+/// A submission as `GET /v1.0/submissions/{id}` shows it (and its callback sends it).
+pub(super) fn submission_json(view: &SubmissionView) -> Value {
     let mut body = Map::new();
     body.insert("id".into(), json!(view.id));
     body.insert("problem".into(), json!(view.problem));
@@ -300,8 +314,11 @@ async fn submission(
     if let Some(reason) = &view.reason {
         body.insert("reason".into(), json!(reason));
     }
+    if let Some(url) = &view.callback_url {
+        body.insert("callbackUrl".into(), json!(url));
+    }
     body.insert("operationLocation".into(), json!(location(&view.id)));
-    Ok(Json(Value::Object(body)))
+    Value::Object(body)
 }
 
 async fn judge_results(

@@ -40,6 +40,9 @@ pub(super) struct RunRequest {
     /// Memory limit, KB (default and most: the operator's).
     #[serde(default)]
     pub memory_limit_kb: Option<u64>,
+    /// Where the finished run is sent, signed (see [`super::callbacks`]).
+    #[serde(default)]
+    pub callback_url: Option<String>,
 }
 
 /// The run `request` asks for, within the operator's caps; 400 beyond them.
@@ -92,6 +95,9 @@ pub(super) async fn queue(
         &request.files,
     )?;
     let run = run_spec(state, &request)?;
+    if let Some(url) = &request.callback_url {
+        super::callbacks::check_url(url, state.config())?;
+    }
     check_queue(state).await?;
     let submission = Submission {
         id: uuid::Uuid::new_v4().to_string(),
@@ -101,7 +107,10 @@ pub(super) async fn queue(
         files: request.files,
         run: Some(run),
     };
-    let view = state.backend().submit(submission, Some(1)).await?;
+    let view = state
+        .backend()
+        .submit(submission, Some(1), request.callback_url)
+        .await?;
     tracing::info!(submission_id = %view.id, "run accepted");
     Ok(view)
 }
@@ -129,7 +138,15 @@ async fn result(
         Some(view) if view.problem == RUN_PROBLEM => view,
         _ => return Err(ApiError::not_found("run", &id)),
     };
-    let messages = backend.messages(&id).await?.unwrap_or_default();
+    Ok(Json(run_json(&**backend, &view).await?))
+}
+
+/// What a client reads of run `view` (`GET /v1.0/runs/{id}`, and its callback).
+pub(super) async fn run_json(
+    backend: &dyn super::Backend,
+    view: &super::backend::SubmissionView,
+) -> Result<Value, super::backend::BackendError> {
+    let messages = backend.messages(&view.id).await?.unwrap_or_default();
     let report = RunReport::of(messages.iter().map(|r| &r.message));
     let mut body = Map::new();
     body.insert("id".into(), json!(view.id));
@@ -144,5 +161,5 @@ async fn result(
         body.extend(fields);
     }
     body.insert("operationLocation".into(), json!(location(&view.id)));
-    Ok(Json(Value::Object(body)))
+    Ok(Value::Object(body))
 }

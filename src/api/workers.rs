@@ -614,7 +614,10 @@ mod tests {
         let backend = MemoryBackend::new(Arc::new(MemoryInterface::new()));
         let _follow = backend.follow(CancellationToken::new());
         let workers = Arc::new(Workers::new(backend.clone(), Duration::from_secs(1), 3));
-        backend.submit(submission("s"), Some(2)).await.unwrap();
+        backend
+            .submit(submission("s"), Some(2), None)
+            .await
+            .unwrap();
         let a = workers.register("a".into(), Some(1));
         let t = a.last_heartbeat_ms;
         assert_eq!(workers.status_at(&a, t + 3000), WorkerStatus::Active);
@@ -659,7 +662,10 @@ mod tests {
         let backend = MemoryBackend::new(interface.clone());
         let _follow = backend.follow(CancellationToken::new());
         let workers = Arc::new(Workers::new(backend.clone(), Duration::from_secs(10), 3));
-        backend.submit(submission("s"), Some(1)).await.unwrap();
+        backend
+            .submit(submission("s"), Some(1), None)
+            .await
+            .unwrap();
         let a = workers.register("a".into(), None);
         let (_, take) = take_now(&workers, &a.id).await;
         let testing = Message::new(
@@ -685,7 +691,10 @@ mod tests {
         let backend = MemoryBackend::new(Arc::new(MemoryInterface::new()));
         let _follow = backend.follow(CancellationToken::new());
         let workers = Arc::new(Workers::new(backend.clone(), Duration::from_secs(10), 3));
-        backend.submit(submission("s"), Some(1)).await.unwrap();
+        backend
+            .submit(submission("s"), Some(1), None)
+            .await
+            .unwrap();
         let a = workers.register("a".into(), None);
         take_now(&workers, &a.id).await;
         assert_eq!(workers.deregister(&a.id).await, Some(vec!["s".to_owned()]));

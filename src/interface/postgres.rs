@@ -598,6 +598,17 @@ impl PostgresInterface {
     /// Queues submissions (state `queued`). Returns how many were new: an id that exists is
     /// left as it is.
     pub async fn enqueue(&self, submissions: &[Submission]) -> Result<u64, InterfaceError> {
+        self.enqueue_with_callbacks(submissions, &vec![None; submissions.len()])
+            .await
+    }
+
+    /// Queues submissions as [`PostgresInterface::enqueue`] does, each with its callback URL
+    /// (`callbacks[i]` for `submissions[i]`).
+    pub async fn enqueue_with_callbacks(
+        &self,
+        submissions: &[Submission],
+        callbacks: &[Option<String>],
+    ) -> Result<u64, InterfaceError> {
         let column = |f: fn(&Submission) -> &String| -> Vec<&str> {
             submissions.iter().map(|s| f(s).as_str()).collect()
         };
@@ -629,6 +640,7 @@ impl PostgresInterface {
                     .bind(&languages)
                     .bind(&sources)
                     .bind(&files)
+                    .bind(callbacks)
                     .bind(&runs)
                     .execute(&self.shared.pool)
             })

@@ -34,6 +34,8 @@ struct Entry {
     log: Vec<Recorded>,
     total_tests: Option<usize>,
     seq: u64,
+    callback_url: Option<String>,
+    callback_sent_ms: Option<i64>,
 }
 
 impl Entry {
@@ -70,6 +72,8 @@ impl Entry {
             failed_subtasks,
             reason,
             seq: self.seq,
+            callback_url: self.callback_url.clone(),
+            callback_sent_ms: self.callback_sent_ms,
         }
     }
 
@@ -240,6 +244,7 @@ impl Backend for MemoryBackend {
         &self,
         submission: Submission,
         total_tests: Option<usize>,
+        callback_url: Option<String>,
     ) -> Result<SubmissionView, BackendError> {
         let now = now_ms();
         let view = {
@@ -253,6 +258,8 @@ impl Backend for MemoryBackend {
                 log: Vec::new(),
                 total_tests,
                 seq: table.next_seq,
+                callback_url,
+                callback_sent_ms: None,
             };
             let view = entry.view();
             table.entries.insert(submission.id.clone(), entry);
@@ -348,6 +355,27 @@ impl Backend for MemoryBackend {
             workflows: self.workflows.clone(),
             results: self,
         }
+    }
+
+    async fn callbacks_due(&self) -> Result<Vec<SubmissionView>, BackendError> {
+        Ok(self
+            .table()
+            .entries
+            .values()
+            .filter(|e| e.callback_url.is_some())
+            .map(Entry::view)
+            .filter(SubmissionView::callback_due)
+            .collect())
+    }
+
+    async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError> {
+        if let Some(entry) = self.table().entries.get_mut(id) {
+            if entry.last_action_ms == outcome_ms {
+                entry.callback_sent_ms = Some(outcome_ms);
+                self.announce(id);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -167,6 +167,8 @@ impl PostgresBackend {
             failed_subtasks: record.failed_subtasks,
             reason: record.reason,
             seq: 0,
+            callback_url: record.callback_url,
+            callback_sent_ms: record.callback_sent_ms,
         }
     }
 
@@ -279,9 +281,12 @@ impl Backend for PostgresBackend {
         &self,
         submission: Submission,
         _total_tests: Option<usize>,
+        callback_url: Option<String>,
     ) -> Result<SubmissionView, BackendError> {
         let id = submission.id.clone();
-        self.interface.enqueue(&[submission]).await?;
+        self.interface
+            .enqueue_with_callbacks(&[submission], &[callback_url])
+            .await?;
         self.get(&id)
             .await?
             .ok_or_else(|| BackendError(format!("submission {id} vanished once queued")))
@@ -383,6 +388,19 @@ impl Backend for PostgresBackend {
             workflows: self.workflows.clone(),
         }
     }
+
+    async fn callbacks_due(&self) -> Result<Vec<SubmissionView>, BackendError> {
+        let records = self.interface.callback_candidates().await?;
+        Ok(records
+            .into_iter()
+            .map(self.viewer())
+            .filter(SubmissionView::callback_due)
+            .collect())
+    }
+
+    async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError> {
+        Ok(self.interface.settle_callback(id, outcome_ms).await?)
+    }
 }
 
 #[cfg(test)]
@@ -405,6 +423,8 @@ mod tests {
             attempt_over: true,
             retry_pending: false,
             tests_done: 1,
+            callback_url: None,
+            callback_sent_ms: None,
         }
     }
 

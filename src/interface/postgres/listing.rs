@@ -63,7 +63,7 @@ const BATCH_HEAD: &str = concat!(
     " AS status_rank FROM (
         SELECT s.id, s.problem, s.language, s.state, s.score, s.failed_subtasks, s.reason,
                s.compile_output, s.submission_time, s.updated_at, s.lease_expires_at,
-               s.not_before
+               s.not_before, s.callback_url, s.callback_sent_at
         FROM submissions s WHERE "
 );
 /// After the condition: rows past the last one handed out.

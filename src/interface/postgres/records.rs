@@ -71,7 +71,10 @@ macro_rules! record_columns {
             retry_pending!(),
             " AS retry_pending,
              (SELECT count(*) FROM judge_results r
-                WHERE r.submission_id = s.id AND r.state = 'tested') AS tests_done"
+                WHERE r.submission_id = s.id AND r.state = 'tested') AS tests_done,
+             s.callback_url, ",
+            epoch_ms!("callback_sent_at"),
+            " AS callback_sent_ms"
         )
     };
 }
@@ -86,6 +89,23 @@ const RECORDS: &str = concat!(
     "SELECT ",
     record_columns!(),
     " FROM submissions s ORDER BY s.submission_time, s.id"
+);
+
+/// Submissions whose callback may be due (their operations may still run: the caller looks).
+const CALLBACKS_DUE: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    " FROM submissions s
+      WHERE s.callback_url IS NOT NULL AND s.callback_sent_at IS DISTINCT FROM s.updated_at
+      ORDER BY s.updated_at"
+);
+
+/// The callback of `$1` went out for the outcome reached at `$2` (ms since the epoch); nothing
+/// if the submission changed since.
+const CALLBACK_SETTLED: &str = concat!(
+    "UPDATE submissions s SET callback_sent_at = s.updated_at WHERE s.id = $1 AND ",
+    updated_ms!(),
+    " = $2"
 );
 
 const TIMED_RESULTS: &str = "
@@ -170,6 +190,10 @@ pub struct SubmissionRecord {
     pub retry_pending: bool,
     /// `tested` results of the current attempt.
     pub tests_done: usize,
+    /// Where the finished submission is sent, if anywhere.
+    pub callback_url: Option<String>,
+    /// The `updated_ms` of the outcome the callback last went out for.
+    pub callback_sent_ms: Option<i64>,
 }
 
 /// What `cancel` found.
@@ -361,6 +385,8 @@ pub(super) fn record_of(row: &PgRow) -> Result<SubmissionRecord, String> {
         attempt_over: row.try_get("attempt_over").map_err(get_err)?,
         retry_pending: row.try_get("retry_pending").map_err(get_err)?,
         tests_done: usize::try_from(tests_done).unwrap_or(0),
+        callback_url: row.try_get("callback_url").map_err(get_err)?,
+        callback_sent_ms: row.try_get("callback_sent_ms").map_err(get_err)?,
     })
 }
 
@@ -378,8 +404,22 @@ impl PostgresInterface {
 
     /// Every submission, oldest first.
     pub async fn records(&self) -> Result<Vec<SubmissionRecord>, InterfaceError> {
-        let read = |e: String| failure(format!("reading the submissions: {e}"));
-        let rows = sqlx::query(RECORDS)
+        self.records_of(RECORDS, "the submissions").await
+    }
+
+    /// Submissions with a callback not sent for their latest change, oldest change first.
+    pub async fn callback_candidates(&self) -> Result<Vec<SubmissionRecord>, InterfaceError> {
+        self.records_of(CALLBACKS_DUE, "the callbacks due").await
+    }
+
+    /// The records `query` (of `record_columns!`, no parameters) selects; `what` for errors.
+    async fn records_of(
+        &self,
+        query: &'static str,
+        what: &str,
+    ) -> Result<Vec<SubmissionRecord>, InterfaceError> {
+        let read = |e: String| failure(format!("reading {what}: {e}"));
+        let rows = sqlx::query(query)
             .fetch_all(&self.shared.pool)
             .await
             .map_err(|e| read(e.to_string()))?;
@@ -387,6 +427,17 @@ impl PostgresInterface {
             .map(record_of)
             .collect::<Result<_, _>>()
             .map_err(read)
+    }
+
+    /// Records that the callback of `id` went out for the outcome it reached at `outcome_ms`.
+    pub async fn settle_callback(&self, id: &str, outcome_ms: i64) -> Result<(), InterfaceError> {
+        sqlx::query(CALLBACK_SETTLED)
+            .bind(id)
+            .bind(outcome_ms)
+            .execute(&self.shared.pool)
+            .await
+            .map_err(|e| failure(format!("recording the callback of submission {id}: {e}")))?;
+        Ok(())
     }
 
     /// The `testing` and `tested` messages of the current attempt, in order, each with when it

@@ -152,11 +152,14 @@ pub const ABANDON: &str = "
     WHERE lease_expires_at <= now() AND attempts > $1
     RETURNING id";
 
+/// Queues submissions: ids `$1`, problems `$2`, languages `$3`, sources `$4`, further files
+/// `$5` (JSON or NULL), callback URLs `$6` (or NULL), runs `$7` (JSON or NULL).
 pub const ENQUEUE: &str = "
-    INSERT INTO submissions (id, problem, language, source_code, files, run)
-    SELECT i, p, l, s, f::jsonb, r::jsonb
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-        AS u(i, p, l, s, f, r)
+    INSERT INTO submissions (id, problem, language, source_code, files, callback_url, run)
+    SELECT i, p, l, s, f::jsonb, c, r::jsonb
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[])
+        AS u(i, p, l, s, f, c, r)
     ON CONFLICT (id) DO NOTHING";
 
 pub const STATUS: &str = "

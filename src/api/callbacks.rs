@@ -1,0 +1,462 @@
+//! Per-submission callbacks (`callbackUrl` of `POST /v1.0/submissions`): once a submission's
+//! operation has ended (succeeded, failed or cancelled), the service POSTs the finished
+//! submission (the JSON of `GET /v1.0/submissions/{id}`) to the URL the client gave, signed
+//! with the operator's secret (`serve --callback-secret`):
+//!
+//! - `Executioner-Timestamp: <unix seconds>` of this attempt;
+//! - `Executioner-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`.
+//!
+//! A receiver recomputes the signature over the raw body and refuses an old timestamp (a
+//! replay). Without a secret the service sends no callbacks (submissions asking for one are
+//! refused), so no receiver ever has to accept an unsigned one.
+//!
+//! [`follow`] sends them: it reads what changed from the backend's change feed (reading again
+//! everything due when it lagged, after the store reconnected, and now and then), and sends each
+//! callback once per outcome from a task of its own, retried with backoff, so judging never
+//! waits for a receiver. What went out is recorded in the store ([`Backend::callback_settled`]);
+//! a callback interrupted by a shutdown stays due, and a service started on the same store sends
+//! it (the Postgres store keeps it; the memory store ends with the process).
+//!
+//! [`check_url`] and [`deliver`] know nothing of submissions: what else finishes (ad-hoc runs)
+//! can offer callbacks through them.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use super::auth::Token;
+use super::backend::{Backend, SubmissionView};
+use super::error::ApiError;
+use super::ApiConfig;
+use crate::workflow::webhook::{Webhook, WebhookError};
+
+/// The header with the attempt's time, unix seconds.
+pub const TIMESTAMP_HEADER: &str = "Executioner-Timestamp";
+/// The header with `sha256=` and the hex HMAC-SHA256 of `timestamp.body`.
+pub const SIGNATURE_HEADER: &str = "Executioner-Signature";
+
+/// Longest callback URL accepted (it is stored with the submission).
+const MAX_URL_BYTES: usize = 2048;
+
+/// How callbacks are signed and sent; defaults in [`CallbackConfig::default`].
+#[derive(Debug, Clone)]
+pub struct CallbackConfig {
+    /// The HMAC key; `None`: no callbacks (a submission asking for one is refused).
+    pub secret: Option<Token>,
+    /// Attempts per callback, the first included.
+    pub attempts: u32,
+    /// Pause after the first failed attempt, doubled after each further one up to the second.
+    pub backoff: (Duration, Duration),
+    /// Longest one attempt may take.
+    pub timeout: Duration,
+    /// How often everything due is read again (a change the feed did not announce).
+    pub sweep: Duration,
+}
+
+impl Default for CallbackConfig {
+    /// No secret (no callbacks), 5 attempts, backoff 1 s doubling up to 60 s, 10 s per attempt,
+    /// a sweep every 30 s.
+    fn default() -> Self {
+        CallbackConfig {
+            secret: None,
+            attempts: 5,
+            backoff: (Duration::from_secs(1), Duration::from_secs(60)),
+            timeout: Duration::from_secs(10),
+            sweep: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Refuses (400) a callback URL that is not an `http://` URL (or longer than 2 KiB), whose host the operator did not
+/// allow (`serve --webhook-allow`, the list rejudge webhooks use), or any callback when there is
+/// no secret to sign it with.
+pub fn check_url(url: &str, config: &ApiConfig) -> Result<Webhook, ApiError> {
+    if url.len() > MAX_URL_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "callbackUrl is {} bytes; at most {MAX_URL_BYTES} are accepted",
+            url.len()
+        )));
+    }
+    let webhook = Webhook::parse(url)
+        .map_err(|e| ApiError::bad_request(format!("callbackUrl is not valid: {e}")))?;
+    let refused = |message: String| {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "callbackNotAllowed",
+            message,
+        ))
+    };
+    if !webhook.is_allowed(&config.webhook_hosts) {
+        return refused(if config.webhook_hosts.is_empty() {
+            "this service sends no callbacks (its operator can allow hosts with serve --webhook-allow)".to_owned()
+        } else {
+            format!(
+                "callbacks may only go to {}",
+                config.webhook_hosts.join(", ")
+            )
+        });
+    }
+    if config.callbacks.secret.is_none() {
+        return refused(
+            "this service sends no callbacks: it has no secret to sign them with (serve --callback-secret)".to_owned(),
+        );
+    }
+    Ok(webhook.with_timeout(config.callbacks.timeout))
+}
+
+/// The hex HMAC-SHA256 of `timestamp.body` under `secret` (without the `sha256=`).
+pub fn signature(secret: &Token, timestamp: u64, body: &str) -> String {
+    // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How sending a callback ended.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A 2xx answer to attempt `attempts`.
+    Delivered { attempts: u32, status: u16 },
+    /// A refusal (a 4xx but 429): not tried again.
+    Refused { attempts: u32, error: WebhookError },
+    /// Every attempt failed.
+    GaveUp { attempts: u32, error: WebhookError },
+    /// Shutdown came first; the callback is still due.
+    Interrupted,
+}
+
+/// What a callback sends: the submission as `GET /v1.0/submissions/{id}` shows it, or, for an
+/// ad-hoc run, the run as `GET /v1.0/runs/{id}` does (its output and exit), falling back to the
+/// submission's view should its messages not be readable.
+async fn body_of(backend: &dyn Backend, view: &SubmissionView) -> String {
+    if view.problem == crate::protocol::RUN_PROBLEM {
+        match super::runs::run_json(backend, view).await {
+            Ok(run) => return run.to_string(),
+            Err(e) => {
+                warn!(submission_id = %view.id, error = %e, "cannot read the run's result for its callback")
+            }
+        }
+    }
+    super::routes::submission_json(view).to_string()
+}
+
+/// POSTs `body` to `webhook`, signed afresh for each attempt, retrying network failures, 5xx
+/// and 429 with backoff, until it is delivered, refused, the attempts are used up or
+/// `shutdown` fires.
+pub async fn deliver(
+    webhook: &Webhook,
+    body: &str,
+    secret: &Token,
+    config: &CallbackConfig,
+    shutdown: &CancellationToken,
+) -> Delivery {
+    let attempts = config.attempts.max(1);
+    let mut pause = config.backoff.0;
+    let mut attempt = 1;
+    loop {
+        let timestamp = unix_seconds();
+        let headers = [
+            (TIMESTAMP_HEADER, timestamp.to_string()),
+            (
+                SIGNATURE_HEADER,
+                format!("sha256={}", signature(secret, timestamp, body)),
+            ),
+        ];
+        let sent = tokio::select! {
+            sent = webhook.post_text(body, &headers) => sent,
+            _ = shutdown.cancelled() => return Delivery::Interrupted,
+        };
+        let error = match sent {
+            Ok(status) => {
+                return Delivery::Delivered {
+                    attempts: attempt,
+                    status,
+                }
+            }
+            Err(error) if !error.is_retryable() => {
+                return Delivery::Refused {
+                    attempts: attempt,
+                    error,
+                }
+            }
+            Err(error) if attempt >= attempts => {
+                return Delivery::GaveUp {
+                    attempts: attempt,
+                    error,
+                }
+            }
+            Err(error) => error,
+        };
+        warn!(attempt, retry_in = ?pause, %error, "callback failed; trying again");
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => return Delivery::Interrupted,
+        }
+        pause = (pause * 2).min(config.backoff.1);
+        attempt += 1;
+    }
+}
+
+/// Sends the callbacks of submissions whose operations end, until `shutdown` (then waits for
+/// the attempts in flight to stop). Without a secret it sends nothing (and says so if some are
+/// due).
+pub fn follow(
+    backend: Arc<dyn Backend>,
+    config: Arc<ApiConfig>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(secret) = config.callbacks.secret.clone() else {
+            if let Ok(due) = backend.callbacks_due().await {
+                if !due.is_empty() {
+                    warn!(
+                        due = due.len(),
+                        "callbacks are due but there is no --callback-secret to sign them: not sent"
+                    );
+                }
+            }
+            return;
+        };
+        let (settled, settle) = mpsc::unbounded_channel();
+        let mut dispatcher = Dispatcher {
+            backend,
+            config,
+            secret,
+            shutdown,
+            tasks: TaskTracker::new(),
+            in_flight: HashSet::new(),
+            settled,
+        };
+        dispatcher.run(settle).await;
+    })
+}
+
+/// One callback: a submission and the outcome it is about (its `last_action_ms`).
+type Key = (String, i64);
+
+struct Dispatcher {
+    backend: Arc<dyn Backend>,
+    config: Arc<ApiConfig>,
+    secret: Token,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    /// Being sent, or sent but not recorded as such in the store: never sent again by this
+    /// process.
+    in_flight: HashSet<Key>,
+    /// Where a delivery task says it is over (sent or given up).
+    settled: mpsc::UnboundedSender<Key>,
+}
+
+impl Dispatcher {
+    async fn run(&mut self, mut settle: mpsc::UnboundedReceiver<Key>) {
+        // Subscribed before the first read: nothing that ends after it goes unannounced.
+        let mut changes = self.backend.subscribe();
+        self.sweep().await;
+        let every = self.config.callbacks.sweep.max(Duration::from_millis(10));
+        let mut sweeps = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                changed = changes.recv() => match changed {
+                    Ok(id) if !id.is_empty() => self.check(&id).await,
+                    // Anything may have changed (the store reconnected), or changes were missed.
+                    Ok(_) | Err(RecvError::Lagged(_)) => self.sweep().await,
+                    Err(RecvError::Closed) => break,
+                },
+                Some(key) = settle.recv() => self.settle(key).await,
+                _ = sweeps.tick() => self.sweep().await,
+            }
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+        // What went out before the shutdown is recorded, so a restart does not send it again.
+        while let Ok(key) = settle.try_recv() {
+            self.settle(key).await;
+        }
+    }
+
+    /// Sends the callback of `id` if it is due.
+    async fn check(&mut self, id: &str) {
+        match self.backend.get(id).await {
+            Ok(Some(view)) if view.callback_due() => self.dispatch(view),
+            Ok(_) => {}
+            Err(e) => {
+                warn!(submission_id = %id, error = %e, "cannot read a submission for its callback")
+            }
+        }
+    }
+
+    /// Sends every callback due.
+    async fn sweep(&mut self) {
+        match self.backend.callbacks_due().await {
+            Ok(due) => {
+                for view in due {
+                    self.dispatch(view);
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read the callbacks due"),
+        }
+    }
+
+    /// Starts sending the callback of `view` (due), unless it is already being sent.
+    fn dispatch(&mut self, view: SubmissionView) {
+        let Some(url) = view.callback_url.clone() else {
+            return;
+        };
+        let key = (view.id.clone(), view.last_action_ms);
+        if !self.in_flight.insert(key.clone()) {
+            return;
+        }
+        let span = tracing::info_span!("callback", submission_id = %view.id);
+        // Checked again: the operator may have withdrawn the host or the secret since.
+        let webhook = match check_url(&url, &self.config) {
+            Ok(webhook) => webhook,
+            Err(e) => {
+                span.in_scope(
+                    || warn!(url, reason = %e.message, "callback not sent: no longer allowed"),
+                );
+                let _ = self.settled.send(key);
+                return;
+            }
+        };
+        let (secret, config) = (self.secret.clone(), self.config.clone());
+        let (shutdown, settled) = (self.shutdown.clone(), self.settled.clone());
+        let backend = self.backend.clone();
+        self.tasks.spawn(
+            async move {
+                let body = body_of(&*backend, &view).await;
+                let delivery = deliver(&webhook, &body, &secret, &config.callbacks, &shutdown).await;
+                match &delivery {
+                    Delivery::Delivered { attempts, status } => {
+                        info!(url, attempts, status, "callback delivered")
+                    }
+                    Delivery::Refused { attempts, error } => {
+                        warn!(url, attempts, %error, "callback refused by its receiver; not sent again")
+                    }
+                    Delivery::GaveUp { attempts, error } => {
+                        warn!(url, attempts, %error, "callback failed every attempt; given up")
+                    }
+                    Delivery::Interrupted => {
+                        debug!(url, "callback interrupted by shutdown; still due");
+                        return;
+                    }
+                }
+                let _ = settled.send(key);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Records in the store that the callback `key` is over. Should that fail, the key stays in
+    /// flight: this process does not send it again (a restarted one would).
+    async fn settle(&mut self, key: Key) {
+        let (id, outcome_ms) = &key;
+        match self.backend.callback_settled(id, *outcome_ms).await {
+            Ok(()) => {
+                self.in_flight.remove(&key);
+            }
+            Err(e) => {
+                warn!(submission_id = %id, error = %e, "cannot record that a callback went out")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::webhook::test_server;
+
+    #[test]
+    fn the_signature_is_the_hmac_of_the_timestamp_a_dot_and_the_body() {
+        // Computed apart: python3 -c "import hmac, hashlib; print(hmac.new(b'Jefe',
+        // b'1700000000.{\"a\":1}', hashlib.sha256).hexdigest())"
+        let secret = Token::new("Jefe");
+        assert_eq!(
+            signature(&secret, 1_700_000_000, r#"{"a":1}"#),
+            "fa5f6481efc59da48b19c9dc10196c9953e5651f8304b3a318b6b87d70272e0a"
+        );
+        // Moving the dot changes the signature.
+        assert_ne!(signature(&secret, 12, "3.x"), signature(&secret, 123, "x"));
+    }
+
+    #[test]
+    fn urls_need_an_allowed_host_and_a_secret() {
+        let config = |hosts: &[&str], secret: Option<&str>| ApiConfig {
+            webhook_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            callbacks: CallbackConfig {
+                secret: secret.map(Token::new),
+                ..CallbackConfig::default()
+            },
+            ..ApiConfig::default()
+        };
+        let allowed = config(&["hooks.local"], Some("s"));
+        assert!(check_url("http://hooks.local:9/x", &allowed).is_ok());
+        let code = |url, config: &ApiConfig| check_url(url, config).unwrap_err().code;
+        assert_eq!(code("http://other.local/x", &allowed), "callbackNotAllowed");
+        assert_eq!(code("https://hooks.local/x", &allowed), "badRequest");
+        assert_eq!(code("", &allowed), "badRequest");
+        let long = format!("http://hooks.local/{}", "x".repeat(MAX_URL_BYTES));
+        assert_eq!(code(&long, &allowed), "badRequest");
+        let unsigned = config(&["hooks.local"], None);
+        assert_eq!(
+            code("http://hooks.local/x", &unsigned),
+            "callbackNotAllowed"
+        );
+    }
+
+    #[tokio::test]
+    async fn delivery_retries_server_errors_and_stops_at_a_refusal() {
+        let config = CallbackConfig {
+            attempts: 3,
+            backoff: (Duration::from_millis(1), Duration::from_millis(4)),
+            ..CallbackConfig::default()
+        };
+        let secret = Token::new("s");
+        let never = CancellationToken::new();
+        let (webhook, mut bodies) = test_server::serve(vec![503, 429, 200, 404]).await;
+        let delivery = deliver(&webhook, "{\"a\":1}", &secret, &config, &never).await;
+        assert!(
+            matches!(
+                delivery,
+                Delivery::Delivered {
+                    attempts: 3,
+                    status: 200
+                }
+            ),
+            "{delivery:?}"
+        );
+        for _ in 0..3 {
+            assert_eq!(bodies.recv().await, Some(serde_json::json!({"a": 1})));
+        }
+        let refused = deliver(&webhook, "{}", &secret, &config, &never).await;
+        assert!(
+            matches!(refused, Delivery::Refused { attempts: 1, .. }),
+            "{refused:?}"
+        );
+    }
+}
