@@ -168,6 +168,10 @@ enum Command {
         /// (256 MiB), or this when lower.
         #[arg(long, env = "EXECUTIONER_RUN_MAX_MEMORY", default_value_t = 524288, value_parser = clap::value_parser!(u64).range(1024..=4194304))]
         run_max_memory: u64,
+        /// Seconds after which a submission or run that does not give its own
+        /// `deadlineSeconds` ends, unfinished, as `timeout`. Default: no deadline.
+        #[arg(long, env = "EXECUTIONER_DEADLINE_SECONDS", value_parser = clap::value_parser!(u64).range(1..=604800))]
+        deadline_seconds: Option<u64>,
     },
     /// Long jobs made of steps: problem validation, rejudge.
     Workflow {
@@ -693,6 +697,7 @@ async fn run(command: Command) -> ExitCode {
             heartbeat_seconds,
             run_max_time,
             run_max_memory,
+            deadline_seconds,
         } => {
             let worker = WorkerConfig {
                 concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
@@ -741,6 +746,7 @@ async fn run(command: Command) -> ExitCode {
                             time_ms: (run_max_time * 1000.0).round() as u64,
                             memory_kb: run_max_memory,
                         },
+                        deadline: deadline_seconds.map(Duration::from_secs),
                         ..defaults
                     };
                     let config = cli::ServeConfig {

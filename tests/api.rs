@@ -13,7 +13,9 @@ use axum::body::Body as HttpBody;
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use executioner::api::backend::memory::MemoryBackend;
-use executioner::api::backend::{BackendError, Cancel, Recorded, SubmissionView, WorkflowStores};
+use executioner::api::backend::{
+    BackendError, Cancel, Queueing, Recorded, SubmissionView, WorkflowStores,
+};
 use executioner::api::filter::Expr;
 use executioner::api::limit::RateLimit;
 use executioner::api::operations::SortKey;
@@ -1219,11 +1221,9 @@ impl Backend for SlowClaims {
         &self,
         submission: Submission,
         total_tests: Option<usize>,
-        callback_url: Option<String>,
+        queueing: Queueing,
     ) -> Result<SubmissionView, BackendError> {
-        self.memory
-            .submit(submission, total_tests, callback_url)
-            .await
+        self.memory.submit(submission, total_tests, queueing).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError> {
@@ -1280,6 +1280,10 @@ impl Backend for SlowClaims {
 
     async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError> {
         self.memory.callback_settled(id, outcome_ms).await
+    }
+
+    async fn expire(&self, now_ms: i64) -> Result<Vec<String>, BackendError> {
+        self.memory.expire(now_ms).await
     }
 }
 

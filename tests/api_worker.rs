@@ -431,7 +431,7 @@ impl InProcess {
             run: None,
         };
         self.backend
-            .submit(submission, Some(1), None)
+            .submit(submission, Some(1), Default::default())
             .await
             .expect("queued");
     }

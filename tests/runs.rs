@@ -349,3 +349,152 @@ async fn runs_through_the_postgres_store_are_judged_by_a_postgres_worker() {
     let deployment = Deployment::start(Some(&db.url));
     runs_are_judged_by_the_worker(&deployment).await;
 }
+
+/// Waits until operation `id` has `status`; the operation then.
+async fn until_status(deployment: &Deployment, id: &str, status: &str) -> Value {
+    let until = Instant::now() + JUDGING;
+    loop {
+        let op = client::request(
+            deployment.api,
+            "GET",
+            &format!("/v1.0/operations/{id}"),
+            None,
+        )
+        .await
+        .body;
+        if op["status"] == status {
+            return op;
+        }
+        assert!(
+            Instant::now() < until,
+            "{id} never became {status}: {op}\n{}",
+            deployment.worker.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Deadlines: a run still judging when its deadline passes ends as `timeout` at once, and what
+/// its worker sends afterwards is not recorded; a queued submission past its deadline ends as
+/// `timeout` and is never judged; both are listed by `$filter=status eq 'timeout'`.
+async fn deadlines_end_operations(deployment: &Deployment) {
+    let slow = deployment
+        .run(json!({
+            "language": "python",
+            "sourceCode": "import time\ntime.sleep(2.5)\nprint('late')\n",
+            "timeLimitMs": 5000,
+            "deadlineSeconds": 1.0,
+        }))
+        .await;
+    // It was taken: the worker runs it when the deadline passes.
+    until_status(deployment, &slow, "running").await;
+    let op = until_status(deployment, &slow, "timeout").await;
+    // What it did until then (and why it ended) stays readable.
+    assert_eq!(op["resourceLocation"], format!("/v1.0/runs/{slow}"), "{op}");
+    // The worker finishes the program (2.5 s), then takes the next: by then its late messages
+    // have been refused.
+    let next = deployment
+        .run(json!({"language": "python", "sourceCode": "print(1)"}))
+        .await;
+    let (op, result) = deployment.finished(&next).await;
+    assert_eq!(
+        (&op["status"], &result["verdict"]),
+        (&json!("succeeded"), &json!("accepted"))
+    );
+    let reply = client::request(deployment.api, "GET", &format!("/v1.0/runs/{slow}"), None).await;
+    assert_eq!(reply.body["status"], "timeout", "{}", reply.body);
+    assert!(reply.body.get("verdict").is_none(), "{}", reply.body);
+    assert_eq!(
+        reply.body["reason"], "the operation passed its deadline",
+        "{}",
+        reply.body
+    );
+
+    // Not started in time (the worker is busy for 3 s): never judged.
+    let busy = deployment
+        .run(json!({
+            "language": "python",
+            "sourceCode": "import time\ntime.sleep(3)\n",
+            "timeLimitMs": 5000,
+        }))
+        .await;
+    until_status(deployment, &busy, "running").await;
+    let queued = client::request(
+        deployment.api,
+        "POST",
+        "/v1.0/submissions",
+        Some(&json!({"problem": "test-base", "language": "python", "sourceCode": SUM_PY, "deadlineSeconds": 0.5})),
+    )
+    .await;
+    assert_eq!(queued.status, 202, "{}", queued.body);
+    let queued = queued.body["id"].as_str().expect("an id").to_owned();
+    until_status(deployment, &queued, "timeout").await;
+    until_status(deployment, &busy, "succeeded").await;
+    let submission = client::request(
+        deployment.api,
+        "GET",
+        &format!("/v1.0/submissions/{queued}"),
+        None,
+    )
+    .await;
+    assert_eq!(submission.body["state"], "cancelled", "{}", submission.body);
+    let messages = client::request(
+        deployment.api,
+        "GET",
+        &format!("/v1.0/submissions/{queued}/judge-results"),
+        None,
+    )
+    .await;
+    assert_eq!(messages.body["value"], json!([]), "never judged");
+    let cancel = client::request(
+        deployment.api,
+        "DELETE",
+        &format!("/v1.0/operations/{queued}"),
+        None,
+    )
+    .await;
+    assert_eq!(cancel.status, 405, "{}", cancel.body);
+
+    let listed = client::request(
+        deployment.api,
+        "GET",
+        &format!(
+            "/v1.0/operations?$filter={}",
+            client::encode("status eq 'timeout'")
+        ),
+        None,
+    )
+    .await;
+    let mut ids: Vec<&str> = listed.body["value"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|op| op["id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = vec![slow.as_str(), queued.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "{}", listed.body);
+
+    for bad in [json!(0), json!(-1), json!(1e9), json!("soon")] {
+        let reply = deployment
+            .post_run(
+                json!({"language": "python", "sourceCode": "print(1)", "deadlineSeconds": bad}),
+            )
+            .await;
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deadlines_end_operations_over_memory() {
+    let deployment = Deployment::start(None);
+    deadlines_end_operations(&deployment).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deadlines_end_operations_over_postgres() {
+    let db = pg::TestDatabase::create().await;
+    let deployment = Deployment::start(Some(&db.url));
+    deadlines_end_operations(&deployment).await;
+}

@@ -26,11 +26,16 @@ pub enum Status {
     Succeeded,
     Failed,
     Cancelled,
+    /// It passed its deadline unfinished and was ended there.
+    Timeout,
 }
 
 impl Status {
     pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
+        matches!(
+            self,
+            Status::Succeeded | Status::Failed | Status::Cancelled | Status::Timeout
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +45,7 @@ impl Status {
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
+            Status::Timeout => "timeout",
         }
     }
 
@@ -196,7 +202,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         submission: Submission,
         total_tests: Option<usize>,
-        callback_url: Option<String>,
+        queueing: Queueing,
     ) -> Result<SubmissionView, BackendError>;
 
     async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError>;
@@ -248,7 +254,25 @@ pub trait Backend: Send + Sync + 'static {
     /// `outcome_ms` (its [`SubmissionView::last_action_ms`]); nothing if the submission has
     /// changed since.
     async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError>;
+
+    /// Ends, as `timeout`, every unfinished submission whose deadline is at or before `now_ms`:
+    /// one not started is never handed out; a worker judging one is fenced out (its later
+    /// messages are not recorded). The ids ended.
+    async fn expire(&self, now_ms: i64) -> Result<Vec<String>, BackendError>;
 }
+
+/// What is kept with a queued submission beside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Queueing {
+    /// Where the finished operation is sent (checked by the caller), for
+    /// [`Backend::callbacks_due`].
+    pub callback_url: Option<String>,
+    /// When the operation times out, ms since the epoch ([`Backend::expire`]).
+    pub deadline_ms: Option<i64>,
+}
+
+/// The reason a submission that timed out shows.
+pub const TIMED_OUT: &str = "the operation passed its deadline";
 
 #[cfg(test)]
 mod tests {

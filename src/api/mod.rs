@@ -88,6 +88,9 @@ pub struct ApiConfig {
     pub run_default: RunLimits,
     /// The most an ad-hoc run may ask for (`serve --run-max-time`, `--run-max-memory`).
     pub run_max: RunLimits,
+    /// The deadline of submissions and runs that do not give `deadlineSeconds`
+    /// (`serve --deadline-seconds`); `None`: none.
+    pub deadline: Option<Duration>,
 }
 
 /// CPU time and memory limits of an ad-hoc run.
@@ -103,7 +106,7 @@ impl Default for ApiConfig {
     /// 3 missed, workers wait at most 30 s for a submission, workflows judge 2 at once with 3
     /// attempts each, no rate limit, no tokens, no webhooks, no callbacks
     /// ([`callbacks::CallbackConfig::default`]); ad-hoc runs get 2 s and 256 MiB unless they
-    /// ask, and may ask for up to 10 s and 512 MiB.
+    /// ask, and may ask for up to 10 s and 512 MiB; no deadline unless asked for.
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 1 << 20,
@@ -131,6 +134,7 @@ impl Default for ApiConfig {
                 time_ms: 10_000,
                 memory_kb: 512 << 10,
             },
+            deadline: None,
         }
     }
 }
@@ -204,14 +208,40 @@ impl AppState {
             self.config.clone(),
             self.shutdown.clone(),
         );
+        let deadlines = tokio::spawn(expire_deadlines(
+            self.backend.clone(),
+            self.shutdown.clone(),
+        ));
         tokio::spawn(async move {
-            let (sweep, callbacks) = tokio::join!(sweep, callbacks);
-            for ended in [sweep, callbacks] {
+            let (sweep, callbacks, deadlines) = tokio::join!(sweep, callbacks, deadlines);
+            for ended in [sweep, callbacks, deadlines] {
                 if let Err(e) = ended {
                     tracing::error!(error = %e, "a background task of the API failed");
                 }
             }
         })
+    }
+}
+
+/// How often operations past their deadline are ended.
+const DEADLINE_SWEEP: Duration = Duration::from_millis(500);
+
+/// Ends operations past their deadline ([`Backend::expire`]) every [`DEADLINE_SWEEP`] until
+/// `shutdown`.
+async fn expire_deadlines(backend: Arc<dyn Backend>, shutdown: CancellationToken) {
+    loop {
+        match backend.expire(time::now_ms()).await {
+            Ok(ended) => {
+                for id in ended {
+                    tracing::info!(submission_id = %id, "operation timed out");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot end the operations past their deadline"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(DEADLINE_SWEEP) => {}
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::backend::{Cancel, Recorded, SubmissionView};
+use super::backend::{Cancel, Queueing, Recorded, SubmissionView};
 use super::error::ApiError;
 use super::filter;
 use super::operations::{location, Operation, Position, FILTER_FIELDS};
@@ -82,6 +82,9 @@ struct SubmitRequest {
     /// Where the finished submission is POSTed (see `callbacks`).
     #[serde(default, rename = "callbackUrl")]
     callback_url: Option<String>,
+    /// Seconds after which the operation, unfinished, ends as `timeout`.
+    #[serde(rename = "deadlineSeconds", default)]
+    deadline_seconds: Option<f64>,
 }
 
 /// Refuses what can never be judged: oversized or empty source, a problem id that is not one,
@@ -190,13 +193,38 @@ async fn submit(
     };
     let view = state
         .backend
-        .submit(submission, total_tests, request.callback_url)
+        .submit(
+            submission,
+            total_tests,
+            Queueing {
+                callback_url: request.callback_url,
+                deadline_ms: deadline_ms(&state, request.deadline_seconds)?,
+            },
+        )
         .await?;
     tracing::info!(submission_id = %view.id, "submission accepted");
     Ok(accepted(
         &Operation::of_submission(&view),
         config.retry_after_secs,
     ))
+}
+
+/// Longest deadline an operation may be given: a week.
+const MAX_DEADLINE_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// When an operation asking for `deadlineSeconds` (or, without, the operator's default) times
+/// out, ms since the epoch; 400 for a deadline that is not a positive number of seconds up to
+/// a week.
+pub(super) fn deadline_ms(state: &AppState, asked: Option<f64>) -> Result<Option<i64>, ApiError> {
+    let Some(seconds) = asked.or(state.config.deadline.map(|d| d.as_secs_f64())) else {
+        return Ok(None);
+    };
+    if !(seconds > 0.0 && seconds <= MAX_DEADLINE_SECONDS) {
+        return Err(ApiError::bad_request(format!(
+            "deadlineSeconds must be above 0 and at most {MAX_DEADLINE_SECONDS}"
+        )));
+    }
+    Ok(Some(now_ms() + (seconds * 1000.0).round() as i64))
 }
 
 /// 503 with `Retry-After` when the queue is full.
@@ -267,6 +295,10 @@ async fn cancel_operation(
     let op = find_operation(&state, &id).await?;
     if op.kind.is_workflow() {
         return workflows::cancel(&state, op).await;
+    }
+    if op.status == super::Status::Timeout {
+        // Already ended (its state is `cancelled` in the store, which `cancel` takes as done).
+        return Ok(not_cancellable(op.status));
     }
     match state.backend.cancel(&id).await? {
         Cancel::Cancelled => {

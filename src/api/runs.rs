@@ -9,9 +9,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::backend::Queueing;
 use super::operations::{location, Operation};
 use super::respond::accepted;
-use super::routes::{check_queue, check_source};
+use super::routes::{check_queue, check_source, deadline_ms};
 use super::time::format_rfc3339;
 use super::{ApiError, AppState};
 use crate::protocol::{RunSpec, SourceFile, Submission, RUN_PROBLEM};
@@ -43,6 +44,9 @@ pub(super) struct RunRequest {
     /// Where the finished run is sent, signed (see [`super::callbacks`]).
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// Seconds after which the run, unfinished, ends as `timeout`.
+    #[serde(default)]
+    pub deadline_seconds: Option<f64>,
 }
 
 /// The run `request` asks for, within the operator's caps; 400 beyond them.
@@ -98,6 +102,7 @@ pub(super) async fn queue(
     if let Some(url) = &request.callback_url {
         super::callbacks::check_url(url, state.config())?;
     }
+    let deadline_ms = deadline_ms(state, request.deadline_seconds)?;
     check_queue(state).await?;
     let submission = Submission {
         id: uuid::Uuid::new_v4().to_string(),
@@ -109,7 +114,14 @@ pub(super) async fn queue(
     };
     let view = state
         .backend()
-        .submit(submission, Some(1), request.callback_url)
+        .submit(
+            submission,
+            Some(1),
+            Queueing {
+                callback_url: request.callback_url,
+                deadline_ms,
+            },
+        )
         .await?;
     tracing::info!(submission_id = %view.id, "run accepted");
     Ok(view)
@@ -159,6 +171,10 @@ pub(super) async fn run_json(
     );
     if let Value::Object(fields) = serde_json::to_value(&report).unwrap_or_default() {
         body.extend(fields);
+    }
+    if let (false, Some(reason)) = (body.contains_key("reason"), &view.reason) {
+        // Ended by the store (a deadline), not by a message.
+        body.insert("reason".into(), json!(reason));
     }
     body.insert("operationLocation".into(), json!(location(&view.id)));
     Ok(Value::Object(body))

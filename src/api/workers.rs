@@ -615,7 +615,7 @@ mod tests {
         let _follow = backend.follow(CancellationToken::new());
         let workers = Arc::new(Workers::new(backend.clone(), Duration::from_secs(1), 3));
         backend
-            .submit(submission("s"), Some(2), None)
+            .submit(submission("s"), Some(2), Default::default())
             .await
             .unwrap();
         let a = workers.register("a".into(), Some(1));
@@ -663,7 +663,7 @@ mod tests {
         let _follow = backend.follow(CancellationToken::new());
         let workers = Arc::new(Workers::new(backend.clone(), Duration::from_secs(10), 3));
         backend
-            .submit(submission("s"), Some(1), None)
+            .submit(submission("s"), Some(1), Default::default())
             .await
             .unwrap();
         let a = workers.register("a".into(), None);
@@ -692,7 +692,7 @@ mod tests {
         let _follow = backend.follow(CancellationToken::new());
         let workers = Arc::new(Workers::new(backend.clone(), Duration::from_secs(10), 3));
         backend
-            .submit(submission("s"), Some(1), None)
+            .submit(submission("s"), Some(1), Default::default())
             .await
             .unwrap();
         let a = workers.register("a".into(), None);

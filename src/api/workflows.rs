@@ -464,6 +464,8 @@ pub async fn cancel(state: &AppState, op: Operation) -> Result<Response, ApiErro
                 state.config.retry_after_secs,
             ))
         }
-        Status::Succeeded | Status::Failed => Ok(super::routes::not_cancellable(op.status)),
+        Status::Succeeded | Status::Failed | Status::Timeout => {
+            Ok(super::routes::not_cancellable(op.status))
+        }
     }
 }

@@ -598,16 +598,19 @@ impl PostgresInterface {
     /// Queues submissions (state `queued`). Returns how many were new: an id that exists is
     /// left as it is.
     pub async fn enqueue(&self, submissions: &[Submission]) -> Result<u64, InterfaceError> {
-        self.enqueue_with_callbacks(submissions, &vec![None; submissions.len()])
+        let none = vec![None; submissions.len()];
+        self.enqueue_with(submissions, &none, &vec![None; submissions.len()])
             .await
     }
 
     /// Queues submissions as [`PostgresInterface::enqueue`] does, each with its callback URL
-    /// (`callbacks[i]` for `submissions[i]`).
-    pub async fn enqueue_with_callbacks(
+    /// and its deadline, ms since the epoch (`callbacks[i]` and `deadlines[i]` for
+    /// `submissions[i]`).
+    pub async fn enqueue_with(
         &self,
         submissions: &[Submission],
         callbacks: &[Option<String>],
+        deadlines: &[Option<i64>],
     ) -> Result<u64, InterfaceError> {
         let column = |f: fn(&Submission) -> &String| -> Vec<&str> {
             submissions.iter().map(|s| f(s).as_str()).collect()
@@ -642,10 +645,20 @@ impl PostgresInterface {
                     .bind(&files)
                     .bind(callbacks)
                     .bind(&runs)
+                    .bind(deadlines)
                     .execute(&self.shared.pool)
             })
             .await?;
         Ok(inserted.rows_affected())
+    }
+
+    /// Ends every unfinished submission whose deadline has passed ([`listing::EXPIRE`]); their ids.
+    pub async fn expire(&self) -> Result<Vec<String>, InterfaceError> {
+        self.shared
+            .retrying("expiring deadlines", "", || {
+                sqlx::query_scalar(listing::EXPIRE).fetch_all(&self.shared.pool)
+            })
+            .await
     }
 
     /// The stored state and judge results of one submission, `None` if there is no such id.

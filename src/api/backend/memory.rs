@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{
-    first_page, Backend, BackendError, Cancel, Recorded, Status, SubmissionView, WorkflowStores,
+    first_page, Backend, BackendError, Cancel, Queueing, Recorded, Status, SubmissionView,
+    WorkflowStores,
 };
 use crate::api::filter::Expr;
 use crate::api::operations::SortKey;
@@ -36,6 +37,9 @@ struct Entry {
     seq: u64,
     callback_url: Option<String>,
     callback_sent_ms: Option<i64>,
+    deadline_ms: Option<i64>,
+    /// Ended at its deadline (its state is then `Cancelled`).
+    timed_out: bool,
 }
 
 impl Entry {
@@ -61,7 +65,11 @@ impl Entry {
             last_action_ms: self.last_action_ms,
             state: self.state,
             // The memory interface does not retry: an `error` is the end.
-            status: Status::of(self.state, ended, false),
+            status: if self.timed_out {
+                Status::Timeout
+            } else {
+                Status::of(self.state, ended, false)
+            },
             tests_done: self
                 .log
                 .iter()
@@ -70,7 +78,10 @@ impl Entry {
             total_tests: self.total_tests,
             score,
             failed_subtasks,
-            reason,
+            reason: match self.timed_out {
+                true => Some(super::TIMED_OUT.to_owned()),
+                false => reason,
+            },
             seq: self.seq,
             callback_url: self.callback_url.clone(),
             callback_sent_ms: self.callback_sent_ms,
@@ -95,6 +106,8 @@ impl Entry {
 struct Table {
     entries: HashMap<String, Entry>,
     next_seq: u64,
+    /// Entries with a deadline that have not timed out: none, nothing to look at.
+    deadlines: usize,
 }
 
 /// Submissions in memory. Changes are announced (by submission id) under the table's lock, so
@@ -244,7 +257,7 @@ impl Backend for MemoryBackend {
         &self,
         submission: Submission,
         total_tests: Option<usize>,
-        callback_url: Option<String>,
+        queueing: Queueing,
     ) -> Result<SubmissionView, BackendError> {
         let now = now_ms();
         let view = {
@@ -258,9 +271,14 @@ impl Backend for MemoryBackend {
                 log: Vec::new(),
                 total_tests,
                 seq: table.next_seq,
-                callback_url,
+                callback_url: queueing.callback_url,
                 callback_sent_ms: None,
+                deadline_ms: queueing.deadline_ms,
+                timed_out: false,
             };
+            if queueing.deadline_ms.is_some() {
+                table.deadlines += 1;
+            }
             let view = entry.view();
             table.entries.insert(submission.id.clone(), entry);
             self.announce(&submission.id);
@@ -376,6 +394,40 @@ impl Backend for MemoryBackend {
             }
         }
         Ok(())
+    }
+
+    async fn expire(&self, now_ms: i64) -> Result<Vec<String>, BackendError> {
+        let mut table = self.table();
+        if table.deadlines == 0 {
+            return Ok(Vec::new());
+        }
+        let mut ended = Vec::new();
+        for entry in table.entries.values_mut() {
+            let due = entry.deadline_ms.is_some_and(|d| d <= now_ms) && !entry.timed_out;
+            if !due {
+                continue;
+            }
+            if entry.view().status.is_terminal() {
+                // Finished in time: its deadline no longer matters.
+                entry.deadline_ms = None;
+            } else {
+                // Cancelled: never handed out, and later messages of an attempt are ignored.
+                entry.state = SubmissionState::Cancelled;
+                entry.timed_out = true;
+                entry.last_action_ms = now_ms;
+                ended.push(entry.submission.id.clone());
+            }
+        }
+        table.deadlines = table
+            .entries
+            .values()
+            .filter(|e| e.deadline_ms.is_some() && !e.timed_out)
+            .count();
+        drop(table);
+        for id in &ended {
+            self.announce(id);
+        }
+        Ok(ended)
     }
 }
 

@@ -20,7 +20,8 @@ use tracing::{debug, warn};
 mod pushdown;
 
 use super::{
-    selects, Backend, BackendError, Cancel, Recorded, Status, SubmissionView, WorkflowStores,
+    selects, Backend, BackendError, Cancel, Queueing, Recorded, Status, SubmissionView,
+    WorkflowStores,
 };
 use crate::api::filter::Expr;
 use crate::api::operations::SortKey;
@@ -154,7 +155,11 @@ impl PostgresBackend {
 
     fn view_of(record: SubmissionRecord, total_tests: Option<usize>) -> SubmissionView {
         SubmissionView {
-            status: Status::of(record.state, record.attempt_over, record.retry_pending),
+            status: if record.timed_out {
+                Status::Timeout
+            } else {
+                Status::of(record.state, record.attempt_over, record.retry_pending)
+            },
             id: record.id,
             problem: record.problem,
             language: record.language,
@@ -165,7 +170,10 @@ impl PostgresBackend {
             total_tests,
             score: record.score,
             failed_subtasks: record.failed_subtasks,
-            reason: record.reason,
+            reason: match record.timed_out {
+                true => Some(super::TIMED_OUT.to_owned()),
+                false => record.reason,
+            },
             seq: 0,
             callback_url: record.callback_url,
             callback_sent_ms: record.callback_sent_ms,
@@ -281,11 +289,15 @@ impl Backend for PostgresBackend {
         &self,
         submission: Submission,
         _total_tests: Option<usize>,
-        callback_url: Option<String>,
+        queueing: Queueing,
     ) -> Result<SubmissionView, BackendError> {
         let id = submission.id.clone();
         self.interface
-            .enqueue_with_callbacks(&[submission], &[callback_url])
+            .enqueue_with(
+                &[submission],
+                &[queueing.callback_url],
+                &[queueing.deadline_ms],
+            )
             .await?;
         self.get(&id)
             .await?
@@ -401,6 +413,11 @@ impl Backend for PostgresBackend {
     async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError> {
         Ok(self.interface.settle_callback(id, outcome_ms).await?)
     }
+
+    async fn expire(&self, _now_ms: i64) -> Result<Vec<String>, BackendError> {
+        // The database's clock decides, as it does for leases.
+        Ok(self.interface.expire().await?)
+    }
 }
 
 #[cfg(test)]
@@ -425,6 +442,7 @@ mod tests {
             tests_done: 1,
             callback_url: None,
             callback_sent_ms: None,
+            timed_out: false,
         }
     }
 

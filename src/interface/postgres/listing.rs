@@ -11,7 +11,7 @@ use crate::interface::InterfaceError;
 
 /// The operation status of submission `s` as the HTTP API names it: the SQL twin of
 /// `api::Status::of`, over the same `attempt_over` and `retry_pending` as the records.
-macro_rules! operation_status {
+macro_rules! listing_status {
     () => {
         concat!(
             "CASE WHEN s.state = 'queued' THEN 'notstarted'",
@@ -29,12 +29,35 @@ macro_rules! operation_status {
     };
 }
 
+/// The operation status as the API shows it: [`listing_status`], or `timeout` for a submission
+/// ended at its deadline (whose state is `cancelled`: the same place in the listing).
+macro_rules! operation_status {
+    () => {
+        concat!(
+            "CASE WHEN s.timed_out THEN 'timeout' ELSE (",
+            listing_status!(),
+            ") END"
+        )
+    };
+}
+
+/// Ends every unfinished submission whose deadline has passed (the state `cancelled`,
+/// `timed_out` set, the claim dropped so its worker's writes are fenced out); their ids.
+pub const EXPIRE: &str = concat!(
+    "UPDATE submissions s SET state = 'cancelled', timed_out = true, claim_token = NULL,
+        claimed_by = NULL, lease_expires_at = NULL, not_before = NULL, updated_at = now()
+    WHERE s.deadline_at <= now() AND NOT s.timed_out AND (",
+    listing_status!(),
+    ") IN ('notstarted', 'running')
+    RETURNING s.id"
+);
+
 /// Where a status comes in the listing: not started 0, running 1, completed 2.
 macro_rules! status_rank {
     () => {
         concat!(
             "(CASE ",
-            operation_status!(),
+            listing_status!(),
             " WHEN 'notstarted' THEN 0 WHEN 'running' THEN 1 ELSE 2 END)"
         )
     };
@@ -63,7 +86,7 @@ const BATCH_HEAD: &str = concat!(
     " AS status_rank FROM (
         SELECT s.id, s.problem, s.language, s.state, s.score, s.failed_subtasks, s.reason,
                s.compile_output, s.submission_time, s.updated_at, s.lease_expires_at,
-               s.not_before, s.callback_url, s.callback_sent_at
+               s.not_before, s.callback_url, s.callback_sent_at, s.timed_out
         FROM submissions s WHERE "
 );
 /// After the condition: rows past the last one handed out.

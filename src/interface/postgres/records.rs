@@ -74,7 +74,7 @@ macro_rules! record_columns {
                 WHERE r.submission_id = s.id AND r.state = 'tested') AS tests_done,
              s.callback_url, ",
             epoch_ms!("callback_sent_at"),
-            " AS callback_sent_ms"
+            " AS callback_sent_ms, s.timed_out"
         )
     };
 }
@@ -194,6 +194,8 @@ pub struct SubmissionRecord {
     pub callback_url: Option<String>,
     /// The `updated_ms` of the outcome the callback last went out for.
     pub callback_sent_ms: Option<i64>,
+    /// Ended at its deadline (its state is then `Cancelled`).
+    pub timed_out: bool,
 }
 
 /// What `cancel` found.
@@ -387,6 +389,7 @@ pub(super) fn record_of(row: &PgRow) -> Result<SubmissionRecord, String> {
         tests_done: usize::try_from(tests_done).unwrap_or(0),
         callback_url: row.try_get("callback_url").map_err(get_err)?,
         callback_sent_ms: row.try_get("callback_sent_ms").map_err(get_err)?,
+        timed_out: row.try_get("timed_out").map_err(get_err)?,
     })
 }
 

@@ -153,13 +153,15 @@ pub const ABANDON: &str = "
     RETURNING id";
 
 /// Queues submissions: ids `$1`, problems `$2`, languages `$3`, sources `$4`, further files
-/// `$5` (JSON or NULL), callback URLs `$6` (or NULL), runs `$7` (JSON or NULL).
+/// `$5` (JSON or NULL), callback URLs `$6` (or NULL), runs `$7` (JSON or NULL), deadlines `$8`
+/// (ms since the epoch, or NULL).
 pub const ENQUEUE: &str = "
-    INSERT INTO submissions (id, problem, language, source_code, files, callback_url, run)
-    SELECT i, p, l, s, f::jsonb, c, r::jsonb
+    INSERT INTO submissions
+        (id, problem, language, source_code, files, callback_url, run, deadline_at)
+    SELECT i, p, l, s, f::jsonb, c, r::jsonb, to_timestamp(d / 1000.0)
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::text[])
-        AS u(i, p, l, s, f, c, r)
+                $7::text[], $8::int8[])
+        AS u(i, p, l, s, f, c, r, d)
     ON CONFLICT (id) DO NOTHING";
 
 pub const STATUS: &str = "
