@@ -16,7 +16,7 @@ pub mod limit;
 pub mod operations;
 mod respond;
 mod routes;
-mod status;
+pub mod status;
 /// The API's timestamps; the module is shared with the workflows.
 pub use crate::time;
 pub mod workers;
