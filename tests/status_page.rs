@@ -201,7 +201,7 @@ async fn a_snapshot_shows_the_queue_the_judging_and_the_last_results_bounded() {
     }
     for n in 0..total {
         let id = api.start_judging(3).await;
-        api.finish(&id, if n % 2 == 0 { 100.0 } else { 0.0 }).await;
+        api.finish(&id, if n % 2 == 0 { 1.0 } else { 0.0 }).await;
         api.settled(&id, 8).await;
     }
     // One judged past the shown tests, one just started, two waiting.
@@ -235,8 +235,8 @@ async fn a_snapshot_shows_the_queue_the_judging_and_the_last_results_bounded() {
         .collect();
     assert_eq!(ids(recent), expected);
     assert_eq!(recent[0]["state"], "judged");
-    // Even ones scored 100, odd ones 0; the newest is even.
-    assert_eq!(recent[0]["score"], 100.0);
+    // Even ones scored 1, odd ones 0; the newest is even.
+    assert_eq!(recent[0]["score"], 1.0);
     assert_eq!(recent[1]["score"], 0.0);
     assert_eq!(recent[0]["problem"], "test-base");
 
@@ -279,7 +279,7 @@ async fn recent_results_reach_back_past_the_first_window() {
     let id = api.submit(0).await;
     let judged = api.start_judging(1).await;
     assert_eq!(judged, id);
-    api.finish(&id, 100.0).await;
+    api.finish(&id, 1.0).await;
     api.settled(&id, 4).await;
     let day = 24 * 60 * 60 * 1000;
     let later = executioner::api::time::now_ms() + day;
@@ -368,7 +368,7 @@ async fn the_stream_sends_a_snapshot_then_one_per_change_and_ends_on_shutdown() 
             break;
         }
     }
-    api.finish(&id, 100.0).await;
+    api.finish(&id, 1.0).await;
     loop {
         let (_, next) = stream.next().await.expect("a snapshot after the end");
         if next["recent"][0]["id"] == id {
@@ -617,7 +617,7 @@ async fn with_a_client_token_the_page_asks_for_it_and_then_shows_the_data() {
         .await;
     let result = result.as_str().unwrap_or_default();
     assert!(
-        result.contains("judged") && result.contains("score 0"),
+        result.contains("judged") && result.contains("score 0%"),
         "{result}"
     );
 
