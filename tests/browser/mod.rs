@@ -158,6 +158,13 @@ impl Browser {
     /// The value of the JavaScript expression `expression` in the page (awaited when it is a
     /// promise); a thrown exception fails the test.
     pub async fn eval(&mut self, expression: &str) -> Value {
+        self.try_eval(expression)
+            .await
+            .unwrap_or_else(|exception| panic!("{expression} threw: {exception}"))
+    }
+
+    /// The value of `expression`, or what it threw (e.g. while the page loads).
+    async fn try_eval(&mut self, expression: &str) -> Result<Value, Value> {
         let session = self.session.clone();
         let result = self
             .call(
@@ -166,33 +173,43 @@ impl Browser {
                 json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
             )
             .await;
-        if let Some(exception) = result.get("exceptionDetails") {
-            panic!("{expression} threw: {exception}");
+        match result.get("exceptionDetails") {
+            Some(exception) => Err(exception.clone()),
+            None => Ok(result["result"]["value"].clone()),
         }
-        result["result"]["value"].clone()
+    }
+
+    /// Loads the page again.
+    pub async fn reload(&mut self) {
+        let session = self.session.clone();
+        self.call(Some(&session), "Page.reload", json!({})).await;
     }
 
     /// Waits until `expression` is truthy in the page, looking every [`POLL`]; its value then.
-    /// Past `deadline`, fails with `what` and the text the page shows.
+    /// An exception counts as not yet (the page may be loading). Past `deadline`, fails with
+    /// `what` and the text the page shows.
     pub async fn wait_for(&mut self, what: &str, expression: &str, deadline: Duration) -> Value {
         let until = Instant::now() + deadline;
         loop {
-            let value = self.eval(expression).await;
+            let value = self.try_eval(expression).await;
             let truthy = match &value {
-                Value::Null => false,
-                Value::Bool(b) => *b,
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                Value::String(s) => !s.is_empty(),
-                _ => true,
+                Err(_) | Ok(Value::Null) => false,
+                Ok(Value::Bool(b)) => *b,
+                Ok(Value::Number(n)) => n.as_f64() != Some(0.0),
+                Ok(Value::String(s)) => !s.is_empty(),
+                Ok(_) => true,
             };
             if truthy {
-                return value;
+                return value.unwrap_or_default();
             }
             if Instant::now() > until {
-                let text = self.eval("document.body.innerText").await;
+                let text = self.try_eval("document.body.innerText").await;
                 panic!(
-                    "the page did not show {what} in {deadline:?}; it shows:\n{}",
-                    text.as_str().unwrap_or_default()
+                    "the page did not show {what} in {deadline:?} (last: {value:?}); it shows:\n{}",
+                    text.ok()
+                        .as_ref()
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
                 );
             }
             tokio::time::sleep(POLL).await;
