@@ -414,6 +414,26 @@ async fn with_a_client_token_the_page_is_open_and_its_data_are_not() {
         let response = api.call(uri, Some(TOKEN)).await;
         assert_eq!(response.status(), StatusCode::OK, "{uri}");
     }
+
+    // The document (open too) describes them.
+    let doc = api.call("/v1.0/openapi.json", None).await;
+    let doc = axum::body::to_bytes(doc.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&doc).unwrap();
+    for path in ["/", "/v1.0/status", "/v1.0/status/events"] {
+        assert!(doc["paths"].get(path).is_some(), "{path}");
+    }
+    let documented = doc["components"]["schemas"]["Status"]["required"]
+        .as_array()
+        .expect("the Status schema");
+    let status = Api::new(ApiConfig::default()).status().await;
+    for field in documented {
+        assert!(
+            status.get(field.as_str().unwrap()).is_some(),
+            "{field} is documented, not sent"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ impl Browser {
     /// Starts a browser and opens `url` in it.
     pub async fn open(url: &str) -> Browser {
         let profile = tempfile::Builder::new()
-            .prefix("executioner-chromium-")
+            .prefix("chromium-profile-executioner-")
             .tempdir()
             .expect("a profile directory");
         let log = tempfile::NamedTempFile::new().expect("a log file");
