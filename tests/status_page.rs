@@ -272,35 +272,40 @@ async fn only_the_oldest_judging_submissions_are_shown() {
 }
 
 #[tokio::test]
-async fn recent_results_reach_back_past_the_first_window() {
-    // Finished long ago (a day): found by widening the look.
+async fn recent_results_are_the_last_submitted_of_many_finished() {
+    // Cancelled ones are finished too.
     let api = Api::new(ApiConfig::default());
-    let backend = api.state.backend().clone();
-    let id = api.submit(0).await;
-    let judged = api.start_judging(1).await;
-    assert_eq!(judged, id);
-    api.finish(&id, 1.0).await;
-    api.settled(&id, 4).await;
-    let day = 24 * 60 * 60 * 1000;
-    let later = executioner::api::time::now_ms() + day;
-    let recent = api::status::recent_finished(backend.as_ref(), later)
-        .await
-        .expect("memory store");
-    assert_eq!(
-        recent.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(),
-        [id.as_str()]
-    );
+    let total = 250;
+    for n in 0..total {
+        let id = api.submit(n).await;
+        let cancelled = api.state.backend().cancel(&id).await.expect("memory store");
+        assert_eq!(cancelled, executioner::api::backend::Cancel::Cancelled);
+    }
+    let status = api.status().await;
+    let expected: Vec<String> = (total - RECENT_SHOWN..total)
+        .rev()
+        .map(|n| format!("submission-{n:03}"))
+        .collect();
+    assert_eq!(ids(&status["recent"]), expected);
+    assert_eq!(status["recent"][0]["state"], "cancelled");
 }
 
-/// The events of a stream, read `count` at a time.
+/// The events of a status stream.
 struct Stream {
     body: axum::body::BodyDataStream,
     buffer: String,
 }
 
 impl Stream {
-    /// The next event's name and data; `None` once the stream has ended.
+    /// The next event's name and data; `None` once the stream has ended. Keep-alive comments
+    /// do not count: the deadline is the event's.
     async fn next(&mut self) -> Option<(String, Value)> {
+        tokio::time::timeout(DEADLINE, self.event())
+            .await
+            .expect("an event in time")
+    }
+
+    async fn event(&mut self) -> Option<(String, Value)> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
@@ -318,10 +323,7 @@ impl Stream {
                 }
                 return Some((event, serde_json::from_str(&data).expect("JSON data")));
             }
-            let chunk = tokio::time::timeout(DEADLINE, self.body.next())
-                .await
-                .expect("an event in time")?
-                .expect("the stream");
+            let chunk = self.body.next().await?.expect("the stream");
             self.buffer
                 .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
         }

@@ -21,10 +21,9 @@ use futures_util::Stream;
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use super::backend::{Backend, BackendError, Recorded, Status, SubmissionView};
+use super::backend::{BackendError, Recorded, Status, SubmissionView};
 use super::error::ApiError;
 use super::filter::{CmpOp, Expr, Operand, Value as FilterValue};
-use super::operations::SortKey;
 use super::time::{format_rfc3339, now_ms};
 use super::AppState;
 use crate::protocol::Body;
@@ -45,13 +44,6 @@ pub const TESTS_SHOWN: usize = 50;
 pub const RECENT_SHOWN: usize = 20;
 /// Characters of free text (reasons, a worker's name, status and error) in a snapshot.
 pub const TEXT_SHOWN: usize = 300;
-
-/// Finished submissions read at most per look for the recent ones.
-const RECENT_READ: usize = 200;
-/// How far back the first look for recent submissions goes, ms.
-const RECENT_FIRST_WINDOW_MS: i64 = 60 * 60 * 1000;
-/// Looks for the recent submissions at most (each of at most [`RECENT_READ`] rows).
-const RECENT_LOOKS: usize = 16;
 
 /// Least time between two snapshots of a stream: changes meanwhile are sent as one.
 const COALESCE: Duration = Duration::from_millis(250);
@@ -193,7 +185,7 @@ pub async fn snapshot(state: &AppState) -> Result<Value, BackendError> {
         let messages = backend.messages(&view.id).await?.unwrap_or_default();
         judging.push(running_json(view, &messages));
     }
-    let recent = recent_finished(backend, now).await?;
+    let recent = backend.last_finished(RECENT_SHOWN).await?;
     let all_workers = state.workers().all();
     let workers: Vec<Value> = all_workers
         .iter()
@@ -290,53 +282,6 @@ fn finished_json(view: &SubmissionView) -> Value {
         body.insert("reason".into(), json!(cut(reason)));
     }
     Value::Object(body)
-}
-
-/// The last submitted [`RECENT_SHOWN`] of the finished submissions, newest first.
-///
-/// The store lists finished submissions oldest first, and reads a page from a point of the
-/// listing on; so this reads from a submission time on, `window` ms before `now`, at most
-/// [`RECENT_READ`] rows: a full read means the window holds more than that (narrowed), one with
-/// too few that it is too short (widened), until the window holds enough but not too many, or
-/// after [`RECENT_LOOKS`] reads. Each read costs what a page of the operations listing does.
-pub async fn recent_finished(
-    backend: &dyn Backend,
-    now: i64,
-) -> Result<Vec<SubmissionView>, BackendError> {
-    let newest = |page: Vec<SubmissionView>| page.into_iter().rev().take(RECENT_SHOWN).collect();
-    // Windows known to hold too few, and too many.
-    let (mut short, mut long): (i64, Option<i64>) = (0, None);
-    let mut window = RECENT_FIRST_WINDOW_MS;
-    let mut best = Vec::new();
-    for _ in 0..RECENT_LOOKS {
-        // A window reaching before the epoch takes in every submission.
-        let everything = window >= now;
-        let from = SortKey {
-            group: Status::Succeeded.sort_group(),
-            created_ms: if everything { i64::MIN } else { now - window },
-            seq: 0,
-            id: String::new(),
-        };
-        let page = backend.list_page(None, Some(&from), RECENT_READ).await?;
-        if page.len() == RECENT_READ {
-            long = Some(window);
-            if window - short <= 1 {
-                // More than RECENT_READ finished within a millisecond: the oldest of them.
-                return Ok(newest(page));
-            }
-        } else if page.len() >= RECENT_SHOWN || everything {
-            return Ok(newest(page));
-        } else {
-            short = window;
-            best = page;
-        }
-        window = match long {
-            Some(long) if long - short <= 1 => break,
-            Some(long) => short + (long - short) / 2,
-            None => window.saturating_mul(8),
-        };
-    }
-    Ok(newest(best))
 }
 
 #[cfg(test)]

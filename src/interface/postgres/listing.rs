@@ -74,6 +74,36 @@ const BATCH_AFTER_TIME: &str = concat!(" AND (", status_rank!(), ", ", submitted
 const BATCH_ORDER: &str = concat!(" ORDER BY ", listing_order!(), " LIMIT ");
 const BATCH_TAIL: &str = concat!(") s ORDER BY ", listing_order!());
 
+/// The listing order backwards (the index read from its end).
+macro_rules! listing_order_desc {
+    () => {
+        concat!(
+            status_rank!(),
+            " DESC, ",
+            submitted_ms!(),
+            " DESC, s.id COLLATE \"C\" DESC"
+        )
+    };
+}
+
+/// The last rows of the listing's completed group (status rank 2), last first; `$1` of them.
+const LAST_FINISHED: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    ", ",
+    status_rank!(),
+    " AS status_rank FROM (
+        SELECT s.id, s.problem, s.language, s.state, s.score, s.failed_subtasks, s.reason,
+               s.compile_output, s.submission_time, s.updated_at, s.lease_expires_at,
+               s.not_before
+        FROM submissions s WHERE ",
+    status_rank!(),
+    " = 2 ORDER BY ",
+    listing_order_desc!(),
+    " LIMIT $1) s ORDER BY ",
+    listing_order_desc!()
+);
+
 /// A column of a submission that a [`Condition`] compares. None is ever NULL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {
@@ -330,6 +360,25 @@ impl PostgresInterface {
                 return tx.commit().await.map_err(|e| read(e.to_string()));
             }
         }
+    }
+}
+
+impl PostgresInterface {
+    /// The last `limit` submissions of the listing's completed group (finished, the last
+    /// submitted), last first: read from the end of the listing index.
+    pub async fn last_finished(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<SubmissionRecord>, InterfaceError> {
+        let read = |e: String| failure(format!("reading the last finished submissions: {e}"));
+        let rows = sqlx::query(LAST_FINISHED)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.shared.pool)
+            .await
+            .map_err(|e| read(e.to_string()))?;
+        rows.iter()
+            .map(|row| record_of(row).map_err(read))
+            .collect()
     }
 }
 
