@@ -542,6 +542,30 @@ async fn the_page_shows_a_submission_judged_test_by_test_then_its_result() {
     .await;
     page.eval(RECORDER).await;
 
+    // What clients write is shown as text, never as markup: a worker's name is theirs.
+    let name = "<img id=injected src=x onerror=\"document.title='owned'\">";
+    let registered = client::request(
+        service.addr,
+        "POST",
+        "/v1.0/workers",
+        Some(&json!({"name": name})),
+    )
+    .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let shown = page
+        .wait_for(
+            "the registered worker",
+            "document.querySelector('#workers [data-status]')?.innerText ?? null",
+            PAGE,
+        )
+        .await;
+    assert!(shown.as_str().unwrap_or_default().contains(name), "{shown}");
+    assert_eq!(
+        page.eval("[document.getElementById('injected'), document.title]")
+            .await,
+        json!([null, "executioner status"])
+    );
+
     // Each of its 3 tests runs to the time limit (3 s), so each verdict is shown while the
     // next test runs.
     let id = service.submit(None, "python-3.11", "test_tle.py").await;

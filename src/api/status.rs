@@ -78,8 +78,8 @@ fn stamped(mut snapshot: Value) -> Value {
     snapshot
 }
 
-/// How often a stream looks again without being told of a change: workers' heartbeats are not
-/// announced, and a worker becomes unresponsive by not sending them.
+/// How often a stream looks again without being told of a change: a worker becomes
+/// unresponsive by sending nothing.
 fn tick(state: &AppState) -> Duration {
     state
         .workers()
@@ -88,20 +88,23 @@ fn tick(state: &AppState) -> Duration {
 }
 
 /// `event: snapshot` with the status (as `GET /v1.0/status`) at once, then each time it
-/// changes: after a change in the store (several within [`COALESCE`] give one snapshot), or
-/// at a tick (workers' heartbeats). A snapshot equal to the last sent is not sent again. Ends
+/// changes: after a change in the store or the worker registry (several within [`COALESCE`]
+/// give one snapshot), or at a tick (a worker silent for too long). A snapshot equal to the last sent is not sent again. Ends
 /// on shutdown.
 async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // Subscribed before the first snapshot: a change after it is announced.
-    let changes = state.backend().subscribe();
+    let changes = Changes {
+        submissions: state.backend().subscribe(),
+        workers: state.workers().subscribe(),
+    };
     let stream = futures_util::stream::unfold(
         (state, changes, None::<Value>, true),
         |(state, mut changes, mut last, first)| async move {
             let mut wait = !first;
             loop {
-                if wait && !next_change(&state, &mut changes).await {
+                if wait && !changes.next(&state).await {
                     return None;
                 }
                 wait = true;
@@ -126,31 +129,40 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-/// Waits for a change or a tick, then [`COALESCE`] more for the changes that follow; `false`
-/// on shutdown or when the store announces no more.
-async fn next_change(
-    state: &AppState,
-    changes: &mut tokio::sync::broadcast::Receiver<String>,
-) -> bool {
-    tokio::select! {
-        changed = changes.recv() => {
-            // A receiver that lagged missed changes: a new snapshot covers them.
-            if let Err(RecvError::Closed) = changed {
-                return false;
+/// What a stream is told of: submissions that changed, workers that registered, sent a
+/// heartbeat or deregistered.
+struct Changes {
+    submissions: tokio::sync::broadcast::Receiver<String>,
+    workers: tokio::sync::watch::Receiver<()>,
+}
+
+impl Changes {
+    /// Waits for a change or a tick, then [`COALESCE`] more for the changes that follow;
+    /// `false` on shutdown or when the store announces no more.
+    async fn next(&mut self, state: &AppState) -> bool {
+        tokio::select! {
+            changed = self.submissions.recv() => {
+                // A receiver that lagged missed changes: a new snapshot covers them.
+                if let Err(RecvError::Closed) = changed {
+                    return false;
+                }
             }
+            // The registry lives as long as the state this stream holds: never closed here.
+            _ = self.workers.changed() => {}
+            _ = tokio::time::sleep(tick(state)) => {}
+            _ = state.shutdown.cancelled() => return false,
         }
-        _ = tokio::time::sleep(tick(state)) => {}
-        _ = state.shutdown.cancelled() => return false,
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(COALESCE) => {}
-        _ = state.shutdown.cancelled() => return false,
-    }
-    loop {
-        match changes.try_recv() {
-            Ok(_) | Err(TryRecvError::Lagged(_)) => {}
-            Err(TryRecvError::Empty) => return true,
-            Err(TryRecvError::Closed) => return false,
+        tokio::select! {
+            _ = tokio::time::sleep(COALESCE) => {}
+            _ = state.shutdown.cancelled() => return false,
+        }
+        self.workers.mark_unchanged();
+        loop {
+            match self.submissions.try_recv() {
+                Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Closed) => return false,
+            }
         }
     }
 }
