@@ -4,8 +4,8 @@
 //! - the client token for everything else (submitting, polling, cancelling, rejudging,
 //!   listing workers...), so that only the contest platform drives the judge.
 //!
-//! The OpenAPI document and the status page (`GET /`, which holds no data) stay open. A token not configured is not checked (a service on
-//! loopback, tests).
+//! The OpenAPI document and the status page (`GET /`, which holds no data) stay open. A token
+//! not configured is not checked (a service on loopback, tests).
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};

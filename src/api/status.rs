@@ -89,8 +89,8 @@ fn tick(state: &AppState) -> Duration {
 
 /// `event: snapshot` with the status (as `GET /v1.0/status`) at once, then each time it
 /// changes: after a change in the store or the worker registry (several within [`COALESCE`]
-/// give one snapshot), or at a tick (a worker silent for too long). A snapshot equal to the last sent is not sent again. Ends
-/// on shutdown.
+/// give one snapshot), or at a tick (a worker silent for too long). A snapshot equal to the
+/// last sent is not sent again. Ends on shutdown.
 async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
@@ -192,8 +192,7 @@ pub async fn snapshot(state: &AppState) -> Result<Value, BackendError> {
     running.truncate(RUNNING_SHOWN);
     let mut judging = Vec::with_capacity(running.len());
     for view in &running {
-        // A submission that ended between the two reads has no messages of its own any more
-        // than it had: shown with what it had.
+        // `None` only for a submission gone between the two reads: shown without tests.
         let messages = backend.messages(&view.id).await?.unwrap_or_default();
         judging.push(running_json(view, &messages));
     }
