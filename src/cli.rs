@@ -851,8 +851,11 @@ pub async fn serve(
         Ok(_) => {}
         Err(e) => warn!(error = %e, "could not look for workflows to continue"),
     }
-    let state = crate::api::AppState::new(backend, api_config, shutdown.clone())
+    let mut state = crate::api::AppState::new(backend, api_config, shutdown.clone())
         .with_workflows(runner.clone());
+    if worker.concurrency > 0 {
+        state = state.with_local_worker(worker.concurrency);
+    }
     let sweeper = state.start();
     let local =
         (worker.concurrency > 0).then(|| Worker::new(state.worker_interface(), judge, worker));

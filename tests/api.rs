@@ -1243,6 +1243,10 @@ impl Backend for SlowClaims {
         self.memory.list_page(filter, after, limit).await
     }
 
+    async fn last_finished(&self, limit: usize) -> Result<Vec<SubmissionView>, BackendError> {
+        self.memory.last_finished(limit).await
+    }
+
     async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError> {
         self.memory.messages(id).await
     }

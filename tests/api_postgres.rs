@@ -776,6 +776,25 @@ async fn listed_operations_are_those_the_filter_selects_in_order() {
     let statuses: std::collections::BTreeSet<&str> =
         ops.iter().map(|op| op.status.as_str()).collect();
     assert_eq!(statuses.len(), 5, "{statuses:?}");
+    // The last finished (the status page's recent results): the listing's end, backwards.
+    for limit in [1, 20, n] {
+        let last: Vec<String> = listing
+            .backend
+            .last_finished(limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.id)
+            .collect();
+        let expected: Vec<String> = all
+            .iter()
+            .rev()
+            .filter(|v| v.status.is_terminal())
+            .take(limit)
+            .map(|v| v.id.clone())
+            .collect();
+        assert_eq!(last, expected, "the last {limit} finished");
+    }
     let mut created: Vec<i64> = all.iter().map(|v| v.created_ms).collect();
     created.sort();
     let mut changed: Vec<i64> = all.iter().map(|v| v.last_action_ms).collect();

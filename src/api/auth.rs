@@ -4,8 +4,8 @@
 //! - the client token for everything else (submitting, polling, cancelling, rejudging,
 //!   listing workers...), so that only the contest platform drives the judge.
 //!
-//! The OpenAPI document stays open. A token not configured is not checked (a service on
-//! loopback, tests).
+//! The OpenAPI document and the status page (`GET /`, which holds no data) stay open. A token
+//! not configured is not checked (a service on loopback, tests).
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -62,7 +62,7 @@ fn bearer(request: &Request) -> Option<&[u8]> {
 }
 
 /// Middleware: a worker call needs the worker token, any other call (but the OpenAPI
-/// document) the client token, each when configured; else 401.
+/// document and the status page) the client token, each when configured; else 401.
 pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let config = &state.config;
     let (expected, who) = if is_worker_call(&request) {
@@ -70,7 +70,8 @@ pub async fn check(State(state): State<AppState>, request: Request, next: Next) 
             &config.worker_token,
             "worker calls need the service's worker token",
         )
-    } else if request.uri().path() == "/v1.0/openapi.json" {
+    } else if matches!(request.uri().path(), "/v1.0/openapi.json" | "/") {
+        // The status page holds no data: it asks for the token, and its data calls show it.
         (&None, "")
     } else {
         (

@@ -161,6 +161,22 @@ pub fn first_page(
     page.into_iter().map(|(_, view)| view).collect()
 }
 
+/// The last `limit` of `views` whose operations are finished, in the order operations are
+/// listed, last first.
+pub fn last_finished(
+    views: impl IntoIterator<Item = SubmissionView>,
+    limit: usize,
+) -> Vec<SubmissionView> {
+    let mut finished: Vec<(SortKey, SubmissionView)> = views
+        .into_iter()
+        .filter(|view| view.status.is_terminal())
+        .map(|view| (Operation::of_submission(&view).sort_key(), view))
+        .collect();
+    finished.sort_by(|a, b| b.0.cmp(&a.0));
+    finished.truncate(limit);
+    finished.into_iter().map(|(_, view)| view).collect()
+}
+
 /// What cancelling did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cancel {
@@ -221,6 +237,11 @@ pub trait Backend: Send + Sync + 'static {
         after: Option<&SortKey>,
         limit: usize,
     ) -> Result<Vec<SubmissionView>, BackendError>;
+
+    /// The last `limit` finished submissions (succeeded, failed or cancelled operations) in the
+    /// order operations are listed, last first: the last submitted of them. What the backend
+    /// reads for this grows with `limit`, not with the store.
+    async fn last_finished(&self, limit: usize) -> Result<Vec<SubmissionView>, BackendError>;
 
     /// The messages of the submission's current attempt, in order; `None` for an unknown id.
     async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError>;

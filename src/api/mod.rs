@@ -19,6 +19,7 @@ pub mod operations;
 mod respond;
 mod routes;
 mod runs;
+pub mod status;
 /// The API's timestamps; the module is shared with the workflows.
 pub use crate::time;
 pub mod workers;
@@ -149,6 +150,9 @@ pub struct AppState {
     /// endpoints answer 503).
     workflows: Option<Arc<Runner>>,
     limiter: Option<Arc<limit::Limiter>>,
+    /// Submissions the service's own worker judges at once; `None`: it has none (shown on the
+    /// status page).
+    local_worker: Option<usize>,
     shutdown: CancellationToken,
 }
 
@@ -167,6 +171,7 @@ impl AppState {
                 .map(|rate| Arc::new(limit::Limiter::new(rate))),
             config: Arc::new(config),
             workflows: None,
+            local_worker: None,
             shutdown,
         }
     }
@@ -176,6 +181,16 @@ impl AppState {
     pub fn with_workflows(mut self, runner: Arc<Runner>) -> Self {
         self.workflows = Some(runner);
         self
+    }
+
+    /// Says that a worker of this process judges `concurrency` submissions at once.
+    pub fn with_local_worker(mut self, concurrency: usize) -> Self {
+        self.local_worker = Some(concurrency);
+        self
+    }
+
+    pub fn local_worker(&self) -> Option<usize> {
+        self.local_worker
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {

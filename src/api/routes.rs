@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1.0/workers/{id}/take", post(take))
         .route("/v1.0/workers/{id}/messages", post(report))
         .merge(workflows::routes())
+        .merge(super::status::routes())
         .route("/v1.0/openapi.json", get(openapi))
         .route("/metrics", get(super::metrics::scrape))
         .merge(super::runs::routes())

@@ -169,6 +169,8 @@ pub struct Workers {
     interface: Arc<dyn Interface>,
     /// Claims under way, and the giving back of those whose take went away.
     tasks: TaskTracker,
+    /// Told when a worker registers, sends a heartbeat or deregisters (the status page).
+    changed: tokio::sync::watch::Sender<()>,
 }
 
 impl Workers {
@@ -180,6 +182,7 @@ impl Workers {
             interface: backend.clone().worker_interface(),
             backend,
             tasks: TaskTracker::new(),
+            changed: tokio::sync::watch::Sender::new(()),
         }
     }
 
@@ -189,6 +192,11 @@ impl Workers {
 
     pub fn interval(&self) -> Duration {
         self.interval
+    }
+
+    /// Changes when a worker registers, sends a heartbeat or deregisters.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
+        self.changed.subscribe()
     }
 
     pub fn register(&self, name: String, concurrency: Option<u32>) -> RegisteredWorker {
@@ -210,6 +218,7 @@ impl Workers {
             ended: VecDeque::new(),
         };
         self.registry().workers.insert(worker.id.clone(), entry);
+        self.changed.send_replace(());
         info!(worker_id = %worker.id, name = %worker.name, "worker registered");
         worker
     }
@@ -259,6 +268,7 @@ impl Workers {
             let worker = registry.workers.get(id).map(|e| e.worker.clone())?;
             (worker, orphans)
         };
+        self.changed.send_replace(());
         for (submission, _) in orphans {
             self.requeue(&submission, id).await;
         }
@@ -466,6 +476,7 @@ impl Workers {
             }
             entry.worker.running
         };
+        self.changed.send_replace(());
         info!(worker_id = %id, held = held.len(), "worker deregistered");
         let mut requeued = Vec::new();
         for submission in held {

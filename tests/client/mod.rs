@@ -29,10 +29,22 @@ pub struct Reply {
 
 /// One request with `Connection: close`.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Reply {
+    request_as(addr, None, method, path, body).await
+}
+
+/// One request with `Connection: close`, with `token` as its bearer token when given.
+pub async fn request_as(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Reply {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let body = body.map(Value::to_string).unwrap_or_default();
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.expect("send");

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{
-    first_page, Backend, BackendError, Cancel, Queueing, Recorded, Status, SubmissionView,
-    WorkflowStores,
+    first_page, last_finished, Backend, BackendError, Cancel, Queueing, Recorded, Status,
+    SubmissionView, WorkflowStores,
 };
 use crate::api::filter::Expr;
 use crate::api::operations::SortKey;
@@ -304,6 +304,11 @@ impl Backend for MemoryBackend {
     ) -> Result<Vec<SubmissionView>, BackendError> {
         let views: Vec<SubmissionView> = self.table().entries.values().map(Entry::view).collect();
         Ok(first_page(views, filter, after, limit))
+    }
+
+    async fn last_finished(&self, limit: usize) -> Result<Vec<SubmissionView>, BackendError> {
+        let views: Vec<SubmissionView> = self.table().entries.values().map(Entry::view).collect();
+        Ok(last_finished(views, limit))
     }
 
     async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError> {

@@ -354,6 +354,11 @@ impl Backend for PostgresBackend {
         Ok(page)
     }
 
+    async fn last_finished(&self, limit: usize) -> Result<Vec<SubmissionView>, BackendError> {
+        let records = self.interface.last_finished(limit).await?;
+        Ok(records.into_iter().map(self.viewer()).collect())
+    }
+
     async fn messages(&self, id: &str) -> Result<Option<Vec<Recorded>>, BackendError> {
         let Some(record) = self.interface.record(id).await? else {
             return Ok(None);

@@ -76,6 +76,15 @@ macro_rules! listing_order {
     };
 }
 
+/// The columns a listing's subquery chooses, for [`record_columns`] over them.
+macro_rules! listed_columns {
+    () => {
+        "s.id, s.problem, s.language, s.state, s.score, s.failed_subtasks, s.reason,
+         s.compile_output, s.submission_time, s.updated_at, s.lease_expires_at, s.not_before,
+         s.callback_url, s.callback_sent_at, s.timed_out"
+    };
+}
+
 /// Up to the condition: the rows are chosen in a subquery, so that the results of only the
 /// rows of the batch are counted.
 const BATCH_HEAD: &str = concat!(
@@ -84,10 +93,9 @@ const BATCH_HEAD: &str = concat!(
     ", ",
     status_rank!(),
     " AS status_rank FROM (
-        SELECT s.id, s.problem, s.language, s.state, s.score, s.failed_subtasks, s.reason,
-               s.compile_output, s.submission_time, s.updated_at, s.lease_expires_at,
-               s.not_before, s.callback_url, s.callback_sent_at, s.timed_out
-        FROM submissions s WHERE "
+        SELECT ",
+    listed_columns!(),
+    " FROM submissions s WHERE "
 );
 /// After the condition: rows past the last one handed out.
 const BATCH_AFTER: &str = concat!(" AND (", listing_order!(), ") > (");
@@ -96,6 +104,35 @@ const BATCH_AFTER: &str = concat!(" AND (", listing_order!(), ") > (");
 const BATCH_AFTER_TIME: &str = concat!(" AND (", status_rank!(), ", ", submitted_ms!(), ") > (");
 const BATCH_ORDER: &str = concat!(" ORDER BY ", listing_order!(), " LIMIT ");
 const BATCH_TAIL: &str = concat!(") s ORDER BY ", listing_order!());
+
+/// The listing order backwards (the index read from its end).
+macro_rules! listing_order_desc {
+    () => {
+        concat!(
+            status_rank!(),
+            " DESC, ",
+            submitted_ms!(),
+            " DESC, s.id COLLATE \"C\" DESC"
+        )
+    };
+}
+
+/// The last rows of the listing's completed group (status rank 2), last first; `$1` of them.
+const LAST_FINISHED: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    ", ",
+    status_rank!(),
+    " AS status_rank FROM (
+        SELECT ",
+    listed_columns!(),
+    " FROM submissions s WHERE ",
+    status_rank!(),
+    " = 2 ORDER BY ",
+    listing_order_desc!(),
+    " LIMIT $1) s ORDER BY ",
+    listing_order_desc!()
+);
 
 /// A column of a submission that a [`Condition`] compares. None is ever NULL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,6 +394,25 @@ impl PostgresInterface {
                 return tx.commit().await.map_err(|e| read(e.to_string()));
             }
         }
+    }
+}
+
+impl PostgresInterface {
+    /// The last `limit` submissions of the listing's completed group (finished, the last
+    /// submitted), last first: read from the end of the listing index.
+    pub async fn last_finished(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<SubmissionRecord>, InterfaceError> {
+        let read = |e: String| failure(format!("reading the last finished submissions: {e}"));
+        let rows = sqlx::query(LAST_FINISHED)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.shared.pool)
+            .await
+            .map_err(|e| read(e.to_string()))?;
+        rows.iter()
+            .map(|row| record_of(row).map_err(read))
+            .collect()
     }
 }
 

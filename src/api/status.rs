@@ -1,0 +1,326 @@
+//! The live status page: `GET /` is a page with no data in it (so a browser can load it
+//! without the client token, and ask for the token then); its data come from `GET
+//! /v1.0/status` (a snapshot) and `GET /v1.0/status/events` (a snapshot each time one changes),
+//! both behind the client token like the rest of the API.
+//!
+//! A snapshot is bounded whatever the store holds: the registered workers (at most
+//! [`WORKERS_SHOWN`]), the queue depth, the oldest [`RUNNING_SHOWN`] submissions being judged
+//! with their last [`TESTS_SHOWN`] tests, the [`RECENT_SHOWN`] last submitted of the finished
+//! ones, and free text cut to [`TEXT_SHOWN`] characters.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde_json::{json, Map, Value};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use super::backend::{BackendError, Recorded, Status, SubmissionView};
+use super::error::ApiError;
+use super::filter::{CmpOp, Expr, Operand, Value as FilterValue};
+use super::time::{format_rfc3339, now_ms};
+use super::AppState;
+use crate::protocol::Body;
+
+/// The page: HTML with its CSS and script inline, nothing loaded from elsewhere.
+const PAGE: &str = include_str!("status.html");
+
+/// What the page may do: only its own inline style and script, and calls to this service.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Registered workers in a snapshot (the oldest registrations).
+pub const WORKERS_SHOWN: usize = 100;
+/// Submissions being judged in a snapshot (the oldest).
+pub const RUNNING_SHOWN: usize = 10;
+/// Tests of each submission being judged in a snapshot (the last judged).
+pub const TESTS_SHOWN: usize = 50;
+/// Finished submissions in a snapshot (the last submitted).
+pub const RECENT_SHOWN: usize = 20;
+/// Characters of free text (reasons, a worker's name, status and error) in a snapshot.
+pub const TEXT_SHOWN: usize = 300;
+
+/// Least time between two snapshots of a stream: changes meanwhile are sent as one.
+const COALESCE: Duration = Duration::from_millis(250);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(page))
+        .route("/v1.0/status", get(current))
+        .route("/v1.0/status/events", get(events))
+}
+
+async fn page() -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ];
+    (headers, PAGE).into_response()
+}
+
+/// The status now.
+async fn current(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let snapshot = snapshot(&state).await?;
+    Ok(Json(stamped(snapshot)))
+}
+
+/// A snapshot with the time it was taken.
+fn stamped(mut snapshot: Value) -> Value {
+    snapshot["generatedDateTime"] = json!(format_rfc3339(now_ms()));
+    snapshot
+}
+
+/// How often a stream looks again without being told of a change: a worker becomes
+/// unresponsive by sending nothing.
+fn tick(state: &AppState) -> Duration {
+    state
+        .workers()
+        .interval()
+        .clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
+/// `event: snapshot` with the status (as `GET /v1.0/status`) at once, then each time it
+/// changes: after a change in the store or the worker registry (several within [`COALESCE`]
+/// give one snapshot), or at a tick (a worker silent for too long). A snapshot equal to the
+/// last sent is not sent again. Ends on shutdown.
+async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    // Subscribed before the first snapshot: a change after it is announced.
+    let changes = Changes {
+        submissions: state.backend().subscribe(),
+        workers: state.workers().subscribe(),
+    };
+    let stream = futures_util::stream::unfold(
+        (state, changes, None::<Value>, true),
+        |(state, mut changes, mut last, first)| async move {
+            let mut wait = !first;
+            loop {
+                if wait && !changes.next(&state).await {
+                    return None;
+                }
+                wait = true;
+                let snapshot = match snapshot(&state).await {
+                    Ok(snapshot) => snapshot,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a status snapshot failed; trying again at the next change");
+                        continue;
+                    }
+                };
+                if last.as_ref() == Some(&snapshot) {
+                    continue;
+                }
+                let event = Event::default()
+                    .event("snapshot")
+                    .data(stamped(snapshot.clone()).to_string());
+                last = Some(snapshot);
+                return Some((Ok(event), (state, changes, last, false)));
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// What a stream is told of: submissions that changed, workers that registered, sent a
+/// heartbeat or deregistered.
+struct Changes {
+    submissions: tokio::sync::broadcast::Receiver<String>,
+    workers: tokio::sync::watch::Receiver<()>,
+}
+
+impl Changes {
+    /// Waits for a change or a tick, then [`COALESCE`] more for the changes that follow;
+    /// `false` on shutdown or when the store announces no more.
+    async fn next(&mut self, state: &AppState) -> bool {
+        tokio::select! {
+            changed = self.submissions.recv() => {
+                // A receiver that lagged missed changes: a new snapshot covers them.
+                if let Err(RecvError::Closed) = changed {
+                    return false;
+                }
+            }
+            // The registry lives as long as the state this stream holds: never closed here.
+            _ = self.workers.changed() => {}
+            _ = tokio::time::sleep(tick(state)) => {}
+            _ = state.shutdown.cancelled() => return false,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(COALESCE) => {}
+            _ = state.shutdown.cancelled() => return false,
+        }
+        self.workers.mark_unchanged();
+        loop {
+            match self.submissions.try_recv() {
+                Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Closed) => return false,
+            }
+        }
+    }
+}
+
+/// `text` cut to [`TEXT_SHOWN`] characters.
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(TEXT_SHOWN) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// The status, without the time it was taken (so that two can be compared).
+pub async fn snapshot(state: &AppState) -> Result<Value, BackendError> {
+    let now = now_ms();
+    let backend = state.backend().as_ref();
+    let queued = backend.queued().await?;
+    let running_status = Expr::Cmp(
+        Operand::Field("status".into()),
+        CmpOp::Eq,
+        Operand::Literal(FilterValue::Str(Status::Running.as_str().into())),
+    );
+    let mut running = backend
+        .list_page(Some(&running_status), None, RUNNING_SHOWN + 1)
+        .await?;
+    let more_running = running.len() > RUNNING_SHOWN;
+    running.truncate(RUNNING_SHOWN);
+    let mut judging = Vec::with_capacity(running.len());
+    for view in &running {
+        // `None` only for a submission gone between the two reads: shown without tests.
+        let messages = backend.messages(&view.id).await?.unwrap_or_default();
+        judging.push(running_json(view, &messages));
+    }
+    let recent = backend.last_finished(RECENT_SHOWN).await?;
+    let all_workers = state.workers().all();
+    let workers: Vec<Value> = all_workers
+        .iter()
+        .take(WORKERS_SHOWN)
+        .map(|worker| {
+            let mut body = json!({
+                "id": worker.id,
+                "name": cut(&worker.name),
+                "status": state.workers().status_at(worker, now),
+                "concurrency": worker.concurrency,
+                "runningOperations": worker.running.len(),
+                "lastHeartbeatDateTime": format_rfc3339(worker.last_heartbeat_ms),
+            });
+            if let Some(status) = &worker.reported_status {
+                body["reportedStatus"] = json!(cut(status));
+            }
+            if let Some((error, at)) = &worker.last_error {
+                body["lastError"] = json!({"message": cut(error), "dateTime": format_rfc3339(*at)});
+            }
+            body
+        })
+        .collect();
+    let mut body = json!({
+        "queued": queued,
+        "workers": workers,
+        "workersTotal": all_workers.len(),
+        "running": judging,
+        "moreRunning": more_running,
+        "recent": recent.iter().map(finished_json).collect::<Vec<_>>(),
+        "limits": {
+            "workers": WORKERS_SHOWN,
+            "running": RUNNING_SHOWN,
+            "tests": TESTS_SHOWN,
+            "recent": RECENT_SHOWN,
+        },
+    });
+    if let Some(concurrency) = state.local_worker() {
+        body["localWorker"] = json!({ "concurrency": concurrency });
+    }
+    Ok(body)
+}
+
+/// What every submission in a snapshot shows.
+fn submission_json(view: &SubmissionView) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("id".into(), json!(view.id));
+    body.insert("problem".into(), json!(cut(&view.problem)));
+    body.insert("language".into(), json!(cut(&view.language)));
+    body.insert("state".into(), json!(view.state));
+    body.insert("status".into(), json!(view.status));
+    body.insert(
+        "createdDateTime".into(),
+        json!(format_rfc3339(view.created_ms)),
+    );
+    body.insert(
+        "lastActionDateTime".into(),
+        json!(format_rfc3339(view.last_action_ms)),
+    );
+    body
+}
+
+/// A submission being judged, with its last [`TESTS_SHOWN`] tests and the one running.
+fn running_json(view: &SubmissionView, messages: &[Recorded]) -> Value {
+    let mut body = submission_json(view);
+    let tested: Vec<Value> = messages
+        .iter()
+        .filter(|r| matches!(r.message.body, Body::Tested { .. }))
+        .map(|r| serde_json::to_value(&r.message.body).unwrap_or(Value::Null))
+        .collect();
+    let omitted = tested.len().saturating_sub(TESTS_SHOWN);
+    body.insert("testsDone".into(), json!(view.tests_done));
+    if let Some(total) = view.total_tests {
+        body.insert("totalTests".into(), json!(total));
+    }
+    body.insert("percentComplete".into(), json!(view.percent_complete()));
+    body.insert("testsOmitted".into(), json!(omitted));
+    body.insert("tests".into(), Value::Array(tested[omitted..].to_vec()));
+    if let Some(Body::Testing { test_case, .. }) = messages.last().map(|r| &r.message.body) {
+        body.insert("testing".into(), json!(test_case));
+    }
+    Value::Object(body)
+}
+
+/// A finished submission: its end and score.
+fn finished_json(view: &SubmissionView) -> Value {
+    let mut body = submission_json(view);
+    if let Some(score) = view.score {
+        body.insert("score".into(), json!(score));
+    }
+    if let Some(failed) = &view.failed_subtasks {
+        body.insert("failedSubtasks".into(), json!(failed));
+    }
+    if let Some(reason) = &view.reason {
+        body.insert("reason".into(), json!(cut(reason)));
+    }
+    Value::Object(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_text_is_cut() {
+        assert_eq!(cut("short"), "short");
+        let long = "é".repeat(TEXT_SHOWN + 5);
+        let shown = cut(&long);
+        assert_eq!(shown.chars().count(), TEXT_SHOWN + 1);
+        assert!(shown.ends_with('…'));
+    }
+
+    #[test]
+    fn the_page_loads_nothing_from_elsewhere() {
+        for external in ["http://", "https://", "//", "src=", "@import", "url("] {
+            let found = PAGE
+                .match_indices(external)
+                .filter(|(at, _)| {
+                    // `//` starts comments of the script; only a URL-like `//host` counts.
+                    external != "//" || PAGE[at + 2..].starts_with(|c: char| c.is_alphanumeric())
+                })
+                .count();
+            assert_eq!(found, 0, "the page has {external:?}");
+        }
+        assert!(PAGE.contains("name=\"viewport\""));
+        assert!(!PAGE.contains("innerHTML"), "data is rendered as text only");
+    }
+}
