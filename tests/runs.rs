@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use worker_process::WorkerProcess;
 
@@ -164,6 +165,9 @@ impl Deployment {
             "0",
             "--run-max-time",
             "5",
+            // A remote worker silent for 1.5 s is unresponsive, given up on after 3 s.
+            "--heartbeat-seconds",
+            "1",
         ];
         if let Some(url) = database {
             args.extend(["--database-url", url]);
@@ -191,6 +195,8 @@ impl Deployment {
                 database,
                 "--concurrency",
                 "1",
+                "--lease-seconds",
+                "2",
             ],
         };
         let worker = WorkerProcess::spawn(&worker_args, &[]);
@@ -497,4 +503,61 @@ async fn deadlines_end_operations_over_postgres() {
     let db = pg::TestDatabase::create().await;
     let deployment = Deployment::start(Some(&db.url));
     deadlines_end_operations(&deployment).await;
+}
+
+/// Unresponsive: a worker stopped (SIGSTOP) while judging a run sends no heartbeat; the run's
+/// operation is `unresponsive` (listed by `$filter=status eq 'unresponsive'`) until it is queued
+/// again (memory: after 3 missed heartbeats) or the worker comes back (Postgres, whose lease
+/// nobody else took); either way, once the worker runs again (SIGCONT), the run is judged.
+async fn a_silent_worker_makes_its_operation_unresponsive(deployment: &Deployment, requeued: bool) {
+    let slow = deployment
+        .run(json!({
+            "language": "python",
+            "sourceCode": "import time\ntime.sleep(1.5)\nprint('done')\n",
+            "timeLimitMs": 5000,
+        }))
+        .await;
+    until_status(deployment, &slow, "running").await;
+    deployment.worker.signal(Signal::SIGSTOP);
+    until_status(deployment, &slow, "unresponsive").await;
+    let listed = client::request(
+        deployment.api,
+        "GET",
+        &format!(
+            "/v1.0/operations?$filter={}",
+            client::encode("status eq 'unresponsive'")
+        ),
+        None,
+    )
+    .await;
+    let ids: Vec<&Value> = listed.body["value"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|op| &op["id"])
+        .collect();
+    assert_eq!(ids, [&json!(slow)], "{}", listed.body);
+    if requeued {
+        until_status(deployment, &slow, "notstarted").await;
+    }
+    deployment.worker.signal(Signal::SIGCONT);
+    let (op, result) = deployment.finished(&slow).await;
+    assert_eq!(
+        (&op["status"], &result["stdout"]["text"]),
+        (&json!("succeeded"), &json!("done\n")),
+        "{result}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_remote_worker_makes_its_operation_unresponsive() {
+    let deployment = Deployment::start(None);
+    a_silent_worker_makes_its_operation_unresponsive(&deployment, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_lease_makes_its_operation_unresponsive() {
+    let db = pg::TestDatabase::create().await;
+    let deployment = Deployment::start(Some(&db.url));
+    a_silent_worker_makes_its_operation_unresponsive(&deployment, false).await;
 }

@@ -5,6 +5,7 @@
 pub mod memory;
 pub mod postgres;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,6 +24,9 @@ use crate::workflow::{ResultStore, SubmissionStore, WorkflowStore};
 pub enum Status {
     NotStarted,
     Running,
+    /// Running, but the worker holding it has missed its heartbeats (or the store's lease on
+    /// it expired) and it has not been queued again yet.
+    Unresponsive,
     Succeeded,
     Failed,
     Cancelled,
@@ -42,6 +46,7 @@ impl Status {
         match self {
             Status::NotStarted => "notstarted",
             Status::Running => "running",
+            Status::Unresponsive => "unresponsive",
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
@@ -53,7 +58,7 @@ impl Status {
     pub fn sort_group(self) -> u8 {
         match self {
             Status::NotStarted => 0,
-            Status::Running => 1,
+            Status::Running | Status::Unresponsive => 1,
             _ => 2,
         }
     }
@@ -280,6 +285,12 @@ pub trait Backend: Send + Sync + 'static {
     /// one not started is never handed out; a worker judging one is fenced out (its later
     /// messages are not recorded). The ids ended.
     async fn expire(&self, now_ms: i64) -> Result<Vec<String>, BackendError>;
+
+    /// The submissions held by remote workers that have missed a heartbeat, all of them (a
+    /// submission not among them is no longer): their operations are `unresponsive` until a
+    /// heartbeat comes or they are queued again. A store that cannot keep this (Postgres, whose
+    /// own leases say it) ignores it.
+    async fn holders_silent(&self, _ids: &HashSet<String>) {}
 }
 
 /// What is kept with a queued submission beside it.

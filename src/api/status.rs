@@ -180,10 +180,17 @@ pub async fn snapshot(state: &AppState) -> Result<Value, BackendError> {
     let now = now_ms();
     let backend = state.backend().as_ref();
     let queued = backend.queued().await?;
-    let running_status = Expr::Cmp(
-        Operand::Field("status".into()),
-        CmpOp::Eq,
-        Operand::Literal(FilterValue::Str(Status::Running.as_str().into())),
+    // Being judged, or held by a worker gone silent (still shown, with its status).
+    let status_is = |status: Status| {
+        Expr::Cmp(
+            Operand::Field("status".into()),
+            CmpOp::Eq,
+            Operand::Literal(FilterValue::Str(status.as_str().into())),
+        )
+    };
+    let running_status = Expr::Or(
+        Box::new(status_is(Status::Running)),
+        Box::new(status_is(Status::Unresponsive)),
     );
     let mut running = backend
         .list_page(Some(&running_status), None, RUNNING_SHOWN + 1)

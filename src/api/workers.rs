@@ -490,8 +490,17 @@ impl Workers {
     /// Declares unresponsive the workers silent for too long at `now_ms`, and queues again the
     /// submissions they hold. Returns the ids of the submissions queued again.
     pub async fn sweep(&self, now_ms: i64) -> Vec<String> {
-        let orphans: Vec<(String, String)> = {
+        let (orphans, silent) = {
             let mut registry = self.registry();
+            // Late by more than half an interval: a heartbeat was missed. Their submissions are
+            // `unresponsive` until a heartbeat comes or the worker is given up on.
+            let late = i64::try_from((self.interval * 3 / 2).as_millis()).unwrap_or(i64::MAX);
+            let silent: std::collections::HashSet<String> = registry
+                .workers
+                .values()
+                .filter(|e| !e.worker.lost && now_ms - e.worker.last_heartbeat_ms > late)
+                .flat_map(|e| e.worker.running.iter().cloned())
+                .collect();
             let lost: Vec<String> = registry
                 .workers
                 .values()
@@ -513,8 +522,9 @@ impl Workers {
             for (submission, _) in &orphans {
                 registry.holders.remove(submission);
             }
-            orphans
+            (orphans, silent)
         };
+        self.backend.holders_silent(&silent).await;
         let mut requeued = Vec::new();
         for (submission, worker) in orphans {
             if self.requeue(&submission, &worker).await {

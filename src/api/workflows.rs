@@ -452,7 +452,7 @@ pub async fn cancel(state: &AppState, op: Operation) -> Result<Response, ApiErro
     use super::Status;
     match op.status {
         Status::Cancelled => Ok(Json(op.to_json()).into_response()),
-        Status::Running | Status::NotStarted => {
+        Status::Running | Status::NotStarted | Status::Unresponsive => {
             live(state, &op.id).await?.shutdown(false)?;
             let runner = runner(state)?;
             let view = runner

@@ -2,7 +2,7 @@
 //! up to date from the interface's messages (by [`MemoryBackend::follow`]). Workers take
 //! submissions through a gate that skips cancelled ones.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -40,6 +40,8 @@ struct Entry {
     deadline_ms: Option<i64>,
     /// Ended at its deadline (its state is then `Cancelled`).
     timed_out: bool,
+    /// Held by a remote worker that missed a heartbeat ([`Backend::holders_silent`]).
+    silent: bool,
 }
 
 impl Entry {
@@ -65,10 +67,10 @@ impl Entry {
             last_action_ms: self.last_action_ms,
             state: self.state,
             // The memory interface does not retry: an `error` is the end.
-            status: if self.timed_out {
-                Status::Timeout
-            } else {
-                Status::of(self.state, ended, false)
+            status: match Status::of(self.state, ended, false) {
+                _ if self.timed_out => Status::Timeout,
+                Status::Running if self.silent => Status::Unresponsive,
+                status => status,
             },
             tests_done: self
                 .log
@@ -90,6 +92,8 @@ impl Entry {
 
     /// Records `message` of the current attempt (`executing` starts a new one).
     fn apply(&mut self, message: &Message, now: i64) {
+        // A message is a sign of life.
+        self.silent = false;
         if message.body == Body::Executing {
             self.log.clear();
         }
@@ -275,6 +279,7 @@ impl Backend for MemoryBackend {
                 callback_sent_ms: None,
                 deadline_ms: queueing.deadline_ms,
                 timed_out: false,
+                silent: false,
             };
             if queueing.deadline_ms.is_some() {
                 table.deadlines += 1;
@@ -363,6 +368,7 @@ impl Backend for MemoryBackend {
                 return Ok(false);
             }
             entry.state = SubmissionState::Queued;
+            entry.silent = false;
             entry.log.clear();
             entry.last_action_ms = now_ms();
             self.announce(id);
@@ -399,6 +405,23 @@ impl Backend for MemoryBackend {
             }
         }
         Ok(())
+    }
+
+    async fn holders_silent(&self, ids: &HashSet<String>) {
+        let mut changed = Vec::new();
+        {
+            let mut table = self.table();
+            for entry in table.entries.values_mut() {
+                let silent = ids.contains(&entry.submission.id);
+                if entry.silent != silent {
+                    entry.silent = silent;
+                    changed.push(entry.submission.id.clone());
+                }
+            }
+        }
+        for id in changed {
+            self.announce(&id);
+        }
     }
 
     async fn expire(&self, now_ms: i64) -> Result<Vec<String>, BackendError> {

@@ -155,10 +155,10 @@ impl PostgresBackend {
 
     fn view_of(record: SubmissionRecord, total_tests: Option<usize>) -> SubmissionView {
         SubmissionView {
-            status: if record.timed_out {
-                Status::Timeout
-            } else {
-                Status::of(record.state, record.attempt_over, record.retry_pending)
+            status: match Status::of(record.state, record.attempt_over, record.retry_pending) {
+                _ if record.timed_out => Status::Timeout,
+                Status::Running if record.lease_expired => Status::Unresponsive,
+                status => status,
             },
             id: record.id,
             problem: record.problem,
@@ -448,6 +448,7 @@ mod tests {
             callback_url: None,
             callback_sent_ms: None,
             timed_out: false,
+            lease_expired: false,
         }
     }
 

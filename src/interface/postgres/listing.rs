@@ -30,11 +30,15 @@ macro_rules! listing_status {
 }
 
 /// The operation status as the API shows it: [`listing_status`], or `timeout` for a submission
-/// ended at its deadline (whose state is `cancelled`: the same place in the listing).
+/// ended at its deadline (whose state is `cancelled`: the same place in the listing), or
+/// `unresponsive` for a running one whose lease has expired and that no worker has taken again
+/// (still running in the listing's order).
 macro_rules! operation_status {
     () => {
         concat!(
-            "CASE WHEN s.timed_out THEN 'timeout' ELSE (",
+            "CASE WHEN s.timed_out THEN 'timeout' WHEN s.lease_expires_at <= now() AND (",
+            listing_status!(),
+            ") = 'running' THEN 'unresponsive' ELSE (",
             listing_status!(),
             ") END"
         )

@@ -74,7 +74,8 @@ macro_rules! record_columns {
                 WHERE r.submission_id = s.id AND r.state = 'tested') AS tests_done,
              s.callback_url, ",
             epoch_ms!("callback_sent_at"),
-            " AS callback_sent_ms, s.timed_out"
+            " AS callback_sent_ms, s.timed_out,
+             (s.lease_expires_at <= now()) IS TRUE AS lease_expired"
         )
     };
 }
@@ -196,6 +197,8 @@ pub struct SubmissionRecord {
     pub callback_sent_ms: Option<i64>,
     /// Ended at its deadline (its state is then `Cancelled`).
     pub timed_out: bool,
+    /// Held, but its lease has expired: the worker stopped renewing it.
+    pub lease_expired: bool,
 }
 
 /// What `cancel` found.
@@ -390,6 +393,7 @@ pub(super) fn record_of(row: &PgRow) -> Result<SubmissionRecord, String> {
         callback_url: row.try_get("callback_url").map_err(get_err)?,
         callback_sent_ms: row.try_get("callback_sent_ms").map_err(get_err)?,
         timed_out: row.try_get("timed_out").map_err(get_err)?,
+        lease_expired: row.try_get("lease_expired").map_err(get_err)?,
     })
 }
 
