@@ -609,6 +609,16 @@ async fn judge_from<I: Interface>(
     Ok(Some(interface))
 }
 
+/// A TCP listener on `listen` (`host:port`; port 0: any free one).
+pub async fn bind(listen: &str) -> Result<tokio::net::TcpListener, CommandError> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| CommandError::Io {
+            path: PathBuf::from(listen),
+            source,
+        })
+}
+
 /// The exporter of `worker --metrics-listen`: serves `GET /metrics` until dropped.
 pub struct MetricsExporter {
     _stop: tokio_util::sync::DropGuard,
@@ -617,12 +627,7 @@ pub struct MetricsExporter {
 /// Listens on `listen` (port 0: any free one; the log says which) and serves this process's
 /// metrics there until the returned exporter is dropped.
 pub async fn metrics_exporter(listen: &str) -> Result<MetricsExporter, CommandError> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| CommandError::Io {
-            path: PathBuf::from(listen),
-            source,
-        })?;
+    let listener = bind(listen).await?;
     let address = listener
         .local_addr()
         .map_or_else(|_| listen.to_owned(), |a| a.to_string());
@@ -809,12 +814,7 @@ pub async fn serve(
     let listen = listen.as_str();
     let judge = build_judge(setup).await?;
     remove_leftover_sandboxes(&judge).await;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| CommandError::Io {
-            path: PathBuf::from(listen),
-            source,
-        })?;
+    let listener = bind(listen).await?;
     // Their own caches: the judge's are not shared, and reading a problem twice is cheap.
     let problems = Arc::new(ProblemStore::new(&setup.problems));
     let languages = Arc::new(load_registry(setup.languages.as_deref())?);
