@@ -653,7 +653,12 @@ async fn a_finished_run_is_posted_with_its_output() {
     post.verified();
     let body = post.json();
     assert_eq!(
-        (&body["id"], &body["verdict"], &body["stdout"]["text"], &body["exitCode"]),
+        (
+            &body["id"],
+            &body["verdict"],
+            &body["stdout"]["text"],
+            &body["exitCode"]
+        ),
         (&json!(id), &json!("accepted"), &json!("42\n"), &json!(0)),
         "{body}"
     );

@@ -88,6 +88,15 @@ pub(super) async fn queue(
     state: &AppState,
     request: RunRequest,
 ) -> Result<super::backend::SubmissionView, ApiError> {
+    queue_with(state, request, super::callbacks::Style::Native).await
+}
+
+/// [`queue`], its callback (if any) sent in `style`.
+pub(super) async fn queue_with(
+    state: &AppState,
+    request: RunRequest,
+    style: super::callbacks::Style,
+) -> Result<super::backend::SubmissionView, ApiError> {
     check_source(
         state,
         &request.language,
@@ -109,7 +118,13 @@ pub(super) async fn queue(
     };
     let view = state
         .backend()
-        .submit(submission, Some(1), request.callback_url)
+        .submit(
+            submission,
+            Some(1),
+            request
+                .callback_url
+                .map(|url| super::callbacks::stored_url(&url, style)),
+        )
         .await?;
     tracing::info!(submission_id = %view.id, "run accepted");
     Ok(view)
