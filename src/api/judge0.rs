@@ -157,14 +157,21 @@ const ALL_FIELDS: &[&str] = &[
     "language",
 ];
 
-/// Fields this service does not keep (the run's sources and input stay with the worker's
-/// copy): `fields=*` leaves them out, naming one shows it `null`.
+/// Fields a submission's view does not hold (its sources, input and limits are kept with the
+/// queued run, not read back): `fields=*` leaves them out, naming one shows it `null`.
 const NOT_KEPT: &[&str] = &[
     "source_code",
     "stdin",
     "expected_output",
     "callback_url",
     "additional_files",
+    "cpu_time_limit",
+    "cpu_extra_time",
+    "wall_time_limit",
+    "memory_limit",
+    "stack_limit",
+    "max_processes_and_or_threads",
+    "max_file_size",
 ];
 
 /// The routes, at the root (nested under `/judge0` by the main router).
