@@ -390,6 +390,8 @@ pub async fn run(setup: &Setup, command: RunCommand) -> Result<ExitCode, Command
             expected_output,
             time_limit_ms: command.time_limit_ms,
             memory_limit_kb: command.memory_limit_kb,
+            args: Vec::new(),
+            wall_limit_ms: None,
         }),
     };
     let judge = build_judge(setup).await?;

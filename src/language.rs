@@ -83,6 +83,22 @@ pub struct Placeholders<'a> {
 }
 
 impl Language {
+    /// Whether arguments added after its run command reach the program as its own (an ad-hoc
+    /// run's `args`): the command ends with the program (`{build}/...`, or Java's
+    /// `@{build}/main-class`), not as the value of `-f` or `-x` (gawk's program file, after
+    /// which arguments are input files; SWI-Prolog's saved state). Not so either for Erlang,
+    /// SBCL or Guile, whose commands go on after the program.
+    pub fn takes_args(&self) -> bool {
+        let mut last = self.run.iter().rev();
+        match (last.next(), last.next()) {
+            (Some(program), before) => {
+                (program.starts_with("{build}/") || program.starts_with("@{build}/"))
+                    && !before.is_some_and(|b| ["-f", "-x"].contains(&b.as_str()))
+            }
+            (None, _) => false,
+        }
+    }
+
     pub fn is_compiled(&self) -> bool {
         self.compile.is_some()
     }
@@ -307,6 +323,26 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn arguments_go_to_languages_whose_run_command_ends_with_the_program() {
+        let registry = Registry::builtin().unwrap();
+        let takes: Vec<_> = registry
+            .iter()
+            .filter(|l| !l.takes_args())
+            .map(|l| l.id.as_str())
+            .collect();
+        assert_eq!(
+            takes,
+            [
+                "gawk-5.2",
+                "erlang-25",
+                "sbcl-2.2",
+                "guile-3.0",
+                "swipl-9.0"
+            ]
+        );
     }
 
     #[test]

@@ -39,6 +39,13 @@ pub struct RunSpec {
     pub time_limit_ms: u64,
     /// Memory limit, KB.
     pub memory_limit_kb: u64,
+    /// Arguments the program is given after its language's run command, as they are (never
+    /// through a shell). Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Wall-clock limit, ms; absent: the judge's multiple of the CPU limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_limit_ms: Option<u64>,
 }
 
 /// The id a run stands for in place of a problem: no problem has it (problem ids are

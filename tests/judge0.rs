@@ -281,6 +281,12 @@ async fn the_official_python_sdk_runs_unchanged_against_the_judge0_listener() {
         .and_then(executioner::protocol::base64_decode);
     assert_eq!(message.as_deref(), Some(&b"Exited with error status 3"[..]));
 
+    assert_eq!(
+        results["args"]["stdout"], "x / y z\n",
+        "{}",
+        results["args"]
+    );
+
     // The batch: created and polled together, each with its own verdict.
     let batch: Vec<_> = results["batch"]
         .as_array()
@@ -403,10 +409,12 @@ async fn raw_http_gets_judge0_error_shapes_fields_and_base64() {
     for field in [
         ("enable_network", json!(true)),
         ("compiler_options", json!("-O3")),
-        ("command_line_arguments", json!("a b")),
+        ("command_line_arguments", json!("$HOME")),
+        ("command_line_arguments", json!("a | b")),
         ("redirect_stderr_to_stdout", json!(true)),
         ("number_of_runs", json!(3)),
-        ("wall_time_limit", json!(1.5)),
+        ("wall_time_limit", json!(16)),
+        ("cpu_extra_time", json!(1)),
         (
             "additional_files",
             json!("UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="),
@@ -509,6 +517,43 @@ async fn raw_http_gets_judge0_error_shapes_fields_and_base64() {
     let python = reply["token"].as_str().unwrap().to_owned();
     let (_, plain) = get(format!("/submissions/{python}")).await;
     assert_eq!(plain["stdout"], "cba\n");
+
+    // Arguments reach the program as argv, split as a shell splits words (no shell); a
+    // language whose run command cannot take them refuses them. A wall-clock limit of its own.
+    let (status, reply) = post(
+        "/submissions?wait=true",
+        json!({
+            "source_code": "import sys\nprint(sys.argv[1:])",
+            "language_id": 71,
+            "command_line_arguments": "a 'b c' \"d\\\"e\" x=1",
+        }),
+    )
+    .await;
+    assert_eq!(
+        (status, &reply["stdout"]),
+        (201, &json!("['a', 'b c', 'd\"e', 'x=1']\n")),
+        "{reply}"
+    );
+    let (status, reply) = post(
+        "/submissions",
+        json!({"source_code": "BEGIN { print 1 }", "language_id": 1017, "command_line_arguments": "x"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{reply}");
+    assert!(
+        reply["command_line_arguments"][0]
+            .as_str()
+            .is_some_and(|m| m.contains("gawk")),
+        "{reply}"
+    );
+    let (status, reply) = post(
+        "/submissions?wait=true",
+        json!({"source_code": "import time\ntime.sleep(4)", "language_id": 71, "wall_time_limit": 0.5}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(reply["status"]["id"], 5, "{reply}");
+    assert_eq!(reply["message"], "Time limit exceeded (wall clock)");
 
     // Batch: per-item answers (a token or the item's own errors); unknown tokens read as null.
     let (status, created) = post(

@@ -244,6 +244,15 @@ impl From<ApiError> for Judge0Error {
             "badRequest" if e.message.starts_with("sourceCode") => {
                 Judge0Error::field("source_code", e.message)
             }
+            "badRequest" if e.message.starts_with("args") => {
+                Judge0Error::field("command_line_arguments", e.message)
+            }
+            "badRequest" if e.message.starts_with("wallLimitMs") => {
+                Judge0Error::field("wall_time_limit", e.message)
+            }
+            "badRequest" if e.message.starts_with("a run") => {
+                Judge0Error::field("command_line_arguments", e.message)
+            }
             "badRequest" if e.message.starts_with("language") => {
                 Judge0Error::field("language_id", e.message)
             }
@@ -327,8 +336,8 @@ fn seconds(ms: u64) -> String {
 }
 
 /// This service's real settings, as Judge0's `/config_info` fields (floats in seconds, sizes
-/// in KB). What it does not support is reported off (compiler options, arguments, additional
-/// files, network, deletion).
+/// in KB). What it does not support is reported off (compiler options, additional files,
+/// network, deletion).
 async fn config_info(State(state): State<AppState>) -> Json<Value> {
     let config = state.config();
     let (default, max) = (config.run_default, config.run_max);
@@ -340,7 +349,7 @@ async fn config_info(State(state): State<AppState>) -> Json<Value> {
         "enable_wait_result": true,
         "enable_compiler_options": false,
         "allowed_languages_for_compile_options": [],
-        "enable_command_line_arguments": false,
+        "enable_command_line_arguments": true,
         "enable_submission_delete": false,
         "enable_callbacks": callbacks,
         "callbacks_max_tries": config.callbacks.attempts,
@@ -548,20 +557,17 @@ fn unsupported(body: &Map<String, Value>) -> Result<(), Judge0Error> {
         Some(Value::String(s)) => !s.is_empty(),
         Some(_) => true,
     };
-    for name in ["compiler_options", "command_line_arguments"] {
-        if set(name) {
-            refuse(
-                name,
-                "is not supported by this service (its languages' commands are fixed)",
-            );
-        }
+    if set("compiler_options") {
+        refuse(
+            "compiler_options",
+            "is not supported by this service (its languages' compile commands are fixed)",
+        );
     }
     if set("additional_files") {
         refuse("additional_files", "is not supported by this service");
     }
     for name in [
         "cpu_extra_time",
-        "wall_time_limit",
         "stack_limit",
         "max_processes_and_or_threads",
         "max_file_size",
@@ -569,7 +575,7 @@ fn unsupported(body: &Map<String, Value>) -> Result<(), Judge0Error> {
         if set(name) {
             refuse(
                 name,
-                "is not supported by this service (its limits other than cpu_time_limit and memory_limit are fixed; see /config_info)",
+                "is not supported by this service (its limits other than cpu_time_limit, wall_time_limit and memory_limit are fixed; see /config_info)",
             );
         }
     }
@@ -590,7 +596,7 @@ fn unsupported(body: &Map<String, Value>) -> Result<(), Judge0Error> {
     }
     match number_field(body, "number_of_runs") {
         Ok(None) => {}
-        Ok(Some(n)) if n == 1.0 => {}
+        Ok(Some(1.0)) => {}
         _ => refuse("number_of_runs", "must be 1 on this service"),
     }
     if refused.is_empty() {
@@ -681,6 +687,53 @@ fn run_request(state: &AppState, body: &Value, base64: bool) -> Result<RunReques
             None
         }
     };
+    let wall_limit_ms = match number_field(body, "wall_time_limit")? {
+        None => None,
+        Some(s) if s > 0.0 && s * 1000.0 <= (3 * max.time_ms) as f64 => {
+            Some(((s * 1000.0).round() as u64).max(1))
+        }
+        Some(s) if s <= 0.0 => {
+            invalid.insert(
+                "wall_time_limit".into(),
+                vec!["must be greater than 0".into()],
+            );
+            None
+        }
+        Some(_) => {
+            invalid.insert(
+                "wall_time_limit".into(),
+                vec![format!(
+                    "must be less than or equal to {}",
+                    (3 * max.time_ms) as f64 / 1000.0
+                )],
+            );
+            None
+        }
+    };
+    let args = match body.get("command_line_arguments") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(line)) if line.chars().count() > 512 => {
+            invalid.insert(
+                "command_line_arguments".into(),
+                vec!["is too long (maximum is 512 characters)".into()],
+            );
+            Vec::new()
+        }
+        Some(Value::String(line)) => match split_words(line) {
+            Ok(words) => words,
+            Err(why) => {
+                invalid.insert("command_line_arguments".into(), vec![why]);
+                Vec::new()
+            }
+        },
+        Some(_) => {
+            invalid.insert(
+                "command_line_arguments".into(),
+                vec!["must be a string".into()],
+            );
+            Vec::new()
+        }
+    };
     let callback_url = match body.get("callback_url") {
         None | Some(Value::Null) => None,
         Some(Value::String(url)) if url.is_empty() => None,
@@ -704,7 +757,74 @@ fn run_request(state: &AppState, body: &Value, base64: bool) -> Result<RunReques
         time_limit_ms,
         memory_limit_kb,
         callback_url,
+        args,
+        wall_limit_ms,
     })
+}
+
+/// Judge0's `command_line_arguments` (which Judge0 hands to a shell after the run command) as
+/// the words a shell would make of it: split at blanks, with `'...'`, `"..."` and `\` quoting.
+/// Anything else a shell would act on (variables, substitutions, globs, pipes, redirections,
+/// `;`, `&`, comments, `~`, braces) is refused: the arguments reach the program as argv, never a
+/// shell.
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    const SPECIAL: &[char] = &[
+        '$', '`', '|', '&', ';', '<', '>', '(', ')', '*', '?', '[', ']', '{', '}', '~', '#', '!',
+    ];
+    let refused = |c: char| {
+        Err(format!(
+            "holds {c:?}, which a shell would interpret; arguments are passed as words (quote it)"
+        ))
+    };
+    let unterminated = |quote: char| Err(format!("has an unterminated {quote} quote"));
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' => words.extend(word.take()),
+            '\'' => {
+                let current = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => current.push(c),
+                        None => return unterminated('\''),
+                    }
+                }
+            }
+            '"' => {
+                let current = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => current.push(c),
+                            Some('\n') => {}
+                            Some(c) => {
+                                current.push('\\');
+                                current.push(c);
+                            }
+                            None => return unterminated('"'),
+                        },
+                        Some(c @ ('$' | '`')) => return refused(c),
+                        Some(c) => current.push(c),
+                        None => return unterminated('"'),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some('\n') => {}
+                Some(c) => word.get_or_insert_with(String::new).push(c),
+                None => return Err("ends with a lone \\".to_owned()),
+            },
+            // `=`, `-` and the rest are plain characters to a shell.
+            c if SPECIAL.contains(&c) => return refused(c),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    Ok(words)
 }
 
 /// Parses a request body as JSON; Judge0's 400 when it is not.
@@ -1109,6 +1229,21 @@ mod tests {
         assert_eq!(seconds(2000), "2.0");
         assert_eq!(seconds(0), "0.0");
         assert_eq!(seconds(1234), "1.234");
+    }
+
+    #[test]
+    fn arguments_are_split_as_a_shell_splits_words_and_shell_syntax_is_refused() {
+        let words = |line: &str| split_words(line).unwrap();
+        assert_eq!(words("  a  b\tc "), ["a", "b", "c"]);
+        assert_eq!(words(r#"'x y' "p q" r\ s"#), ["x y", "p q", "r s"]);
+        assert_eq!(words(r#"a'b'"c" '' x=1 -n"#), ["abc", "", "x=1", "-n"]);
+        assert_eq!(words(r#""a\"b" '$HOME' \$x"#), ["a\"b", "$HOME", "$x"]);
+        assert_eq!(words(""), Vec::<String>::new());
+        for bad in [
+            "$HOME", "a;b", "a | b", "> f", "*.txt", "`id`", "\"$x\"", "~", "'open",
+        ] {
+            assert!(split_words(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub(super) struct RunRequest {
     /// Where the finished run is sent, signed (see [`super::callbacks`]).
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// Arguments given to the program (argv, never a shell), for languages that take them.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Wall-clock limit, ms (default: 3× the CPU limit; at most 3× the operator's most CPU).
+    #[serde(default)]
+    pub wall_limit_ms: Option<u64>,
 }
 
 /// The run `request` asks for, within the operator's caps; 400 beyond them.
@@ -75,12 +81,38 @@ pub(super) fn run_spec(state: &AppState, request: &RunRequest) -> Result<RunSpec
             return Err(ApiError::bad_request(format!("{name} holds a NUL byte")));
         }
     }
-    Ok(RunSpec {
+    if let Some(wall) = request.wall_limit_ms {
+        if wall == 0 || wall > 3 * max.time_ms {
+            return Err(ApiError::bad_request(format!(
+                "wallLimitMs must be 1 to {} (3× this service's most CPU time)",
+                3 * max.time_ms
+            )));
+        }
+    }
+    if !request.args.is_empty() {
+        let takes = state
+            .config()
+            .languages
+            .as_deref()
+            .and_then(|r| r.resolve(&request.language))
+            .is_none_or(|l| l.takes_args());
+        if !takes {
+            return Err(ApiError::bad_request(format!(
+                "args: language {:?} cannot give arguments to the program",
+                request.language
+            )));
+        }
+    }
+    let run = RunSpec {
         stdin: request.stdin.clone(),
         expected_output: request.expected_output.clone(),
         time_limit_ms,
         memory_limit_kb,
-    })
+        args: request.args.clone(),
+        wall_limit_ms: request.wall_limit_ms,
+    };
+    crate::judge::check_run_limits(&run).map_err(ApiError::bad_request)?;
+    Ok(run)
 }
 
 /// Checks and queues a run; its view.

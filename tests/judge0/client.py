@@ -88,6 +88,13 @@ results["nzec"] = create_and_wait(
     source_code="import sys\nprint('bye', file=sys.stderr)\nsys.exit(3)\n", language=LanguageAlias.PYTHON
 )
 
+# Command-line arguments, as words (no shell).
+results["args"] = create_and_wait(
+    source_code="import sys\nprint(' / '.join(sys.argv[1:]))\n",
+    language=LanguageAlias.PYTHON,
+    command_line_arguments="x 'y z'",
+)
+
 # A batch: several test cases of one program are created at once and polled as a batch.
 batch = judge0.run(
     client=client,
