@@ -2,8 +2,10 @@
 //! Docker) and `--judge0-listen 127.0.0.1:0`, driven by the official Judge0 Python SDK
 //! unchanged (`tests/judge0/client.py`, run with `EXECUTIONER_JUDGE0_PYTHON`, the venv
 //! `scripts/test` installs), and by raw HTTP for Judge0's error shapes, `fields` and
-//! `base64_encoded`. Needs the sandbox (Docker, the images, `EXECUTIONER_DEMOTER`).
+//! `base64_encoded`. Needs the sandbox (Docker, the images, `EXECUTIONER_DEMOTER`) and, for the
+//! Postgres case, `EXECUTIONER_TEST_DATABASE_URL`.
 
+mod pg;
 mod worker_process;
 
 use std::net::SocketAddr;
@@ -31,8 +33,9 @@ struct Service {
 }
 
 impl Service {
-    fn start(callback_host: &str) -> Service {
-        let args = [
+    /// Over memory, or over the Postgres database `database`.
+    fn start(callback_host: &str, database: Option<&str>) -> Service {
+        let mut args = vec![
             "--log-format",
             "json",
             "serve",
@@ -51,6 +54,9 @@ impl Service {
             "--client-token",
             TOKEN,
         ];
+        if let Some(url) = database {
+            args.extend(["--database-url", url]);
+        }
         let mut process = WorkerProcess::spawn(&args, &[]);
         let api = process.logged_address("serving the HTTP API", STARTUP);
         let judge0 = process.logged_address("serving the Judge0-compatible API", STARTUP);
@@ -190,8 +196,19 @@ fn run_client(url: &str, callback: &str, service: &WorkerProcess) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_python_sdk_runs_unchanged_against_the_judge0_listener() {
+    the_sdk_runs_unchanged(None).await;
+}
+
+/// The same over the Postgres store: a Judge0 run's callback style is kept with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_python_sdk_runs_unchanged_over_postgres() {
+    let db = pg::TestDatabase::create().await;
+    the_sdk_runs_unchanged(Some(&db.url)).await;
+}
+
+async fn the_sdk_runs_unchanged(database: Option<&str>) {
     let mut receiver = Receiver::start().await;
-    let service = Service::start(&receiver.addr.to_string());
+    let service = Service::start(&receiver.addr.to_string(), database);
     let url = format!("http://{}", service.judge0);
     let callback = format!("http://{}/judge0-hook", receiver.addr);
     let results = {
@@ -357,7 +374,7 @@ async fn call(
 #[tokio::test(flavor = "multi_thread")]
 async fn raw_http_gets_judge0_error_shapes_fields_and_base64() {
     let receiver = Receiver::start().await;
-    let service = Service::start(&receiver.addr.to_string());
+    let service = Service::start(&receiver.addr.to_string(), None);
     let base = format!("http://{}", service.judge0);
     let token = || Some(("X-Auth-Token", TOKEN.to_owned()));
     let get = |path: String| {
