@@ -385,14 +385,14 @@ pub async fn run(setup: &Setup, command: RunCommand) -> Result<ExitCode, Command
         language: command.language,
         source_code,
         files,
-        run: Some(crate::protocol::RunSpec {
+        run: Some(Box::new(crate::protocol::RunSpec {
             stdin,
             expected_output,
             time_limit_ms: command.time_limit_ms,
             memory_limit_kb: command.memory_limit_kb,
             args: Vec::new(),
             wall_limit_ms: None,
-        }),
+        })),
     };
     let judge = build_judge(setup).await?;
     let show_progress = std::io::stderr().is_terminal();

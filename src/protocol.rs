@@ -21,7 +21,7 @@ pub struct Submission {
     /// An ad-hoc run (`POST /v1.0/runs`, `executioner run`): the program runs once on the given
     /// input instead of the tests of `problem` (which is then empty). Absent for a submission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<RunSpec>,
+    pub run: Option<Box<RunSpec>>,
 }
 
 /// What an ad-hoc run is given: its input, optionally the output it should write, its limits.

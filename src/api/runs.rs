@@ -146,7 +146,7 @@ pub(super) async fn queue_with(
         language: request.language,
         source_code: request.source_code,
         files: request.files,
-        run: Some(run),
+        run: Some(Box::new(run)),
     };
     let view = state
         .backend()
