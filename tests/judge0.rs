@@ -572,6 +572,40 @@ async fn raw_http_gets_judge0_error_shapes_fields_and_base64() {
     assert_eq!(reply["status"]["id"], 5, "{reply}");
     assert_eq!(reply["message"], "Time limit exceeded (wall clock)");
 
+    // Over its memory limit: Judge0 has no memory status; the run (natively MLE) is a runtime
+    // error by how it ended (an exit status or a signal).
+    let (status, reply) = post(
+        "/submissions?wait=true&fields=token,status,exit_signal,exit_code,message",
+        json!({
+            "source_code": include_str!("../fixtures/submissions/gcc-12/test_mle.c"),
+            "language_id": 50,
+            "memory_limit": 131072,
+        }),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, native) = call(
+        reqwest::Method::GET,
+        &format!(
+            "http://{}/v1.0/runs/{}",
+            service.api,
+            reply["token"].as_str().unwrap()
+        ),
+        token(),
+        None,
+    )
+    .await;
+    assert_eq!(native["verdict"], "MLE", "{native}");
+    let runtime_error = match (&reply["exit_signal"], &reply["exit_code"]) {
+        (Value::Null, code) => (json!(11), json!(format!("Exited with error status {code}"))),
+        (signal, _) => (json!(12), json!(format!("Caught fatal signal {signal}"))),
+    };
+    assert_eq!(
+        (reply["status"]["id"].clone(), reply["message"].clone()),
+        runtime_error,
+        "{reply}"
+    );
+
     // Batch: per-item answers (a token or the item's own errors); unknown tokens read as null.
     let (status, created) = post(
         "/submissions/batch",
