@@ -391,6 +391,7 @@ pub async fn run(setup: &Setup, command: RunCommand) -> Result<ExitCode, Command
             time_limit_ms: command.time_limit_ms,
             memory_limit_kb: command.memory_limit_kb,
             args: Vec::new(),
+            compile_args: Vec::new(),
             wall_limit_ms: None,
         })),
     };

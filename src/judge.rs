@@ -148,15 +148,20 @@ pub const MAX_RUN_ARGS: (usize, usize) = (256, 4096);
 
 /// `Err(reason)` when a run's limits (or arguments) are outside what any judge runs.
 pub fn check_run_limits(run: &RunSpec) -> Result<(), String> {
-    let arg_bytes: usize = run.args.iter().map(String::len).sum();
-    if run.args.len() > MAX_RUN_ARGS.0 || arg_bytes > MAX_RUN_ARGS.1 {
-        return Err(format!(
-            "a run may give at most {} arguments of {} bytes in all",
-            MAX_RUN_ARGS.0, MAX_RUN_ARGS.1
-        ));
-    }
-    if run.args.iter().any(|a| a.contains('\0')) {
-        return Err("a run's argument holds a NUL byte".to_owned());
+    for (what, args) in [
+        ("arguments", &run.args),
+        ("compile options", &run.compile_args),
+    ] {
+        let bytes: usize = args.iter().map(String::len).sum();
+        if args.len() > MAX_RUN_ARGS.0 || bytes > MAX_RUN_ARGS.1 {
+            return Err(format!(
+                "a run may give at most {} {what} of {} bytes in all",
+                MAX_RUN_ARGS.0, MAX_RUN_ARGS.1
+            ));
+        }
+        if args.iter().any(|a| a.contains('\0')) {
+            return Err(format!("a run's {what} hold a NUL byte"));
+        }
     }
     if let Some(wall) = run.wall_limit_ms {
         if !(1..=3 * MAX_RUN_TIME_MS).contains(&wall) {
@@ -431,8 +436,12 @@ impl Judge {
         }
         if let Some(compile) = &language.compile {
             messages.send(Body::Compiling).await?;
+            let mut argv = language.expand(compile, &values);
+            if let Some(run) = &submission.run {
+                argv.extend(run.compile_args.iter().cloned());
+            }
             let run = Run {
-                argv: language.expand(compile, &values),
+                argv,
                 env: language.env.clone(),
                 work_dir: WorkDir::Build,
                 stdin: None,

@@ -43,6 +43,10 @@ pub struct RunSpec {
     /// through a shell). Empty: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// Options added at the end of the language's compile command, as they are (never through
+    /// a shell). Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compile_args: Vec<String>,
     /// Wall-clock limit, ms; absent: the judge's multiple of the CPU limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_limit_ms: Option<u64>,

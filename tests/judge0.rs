@@ -303,6 +303,12 @@ async fn the_sdk_runs_unchanged(database: Option<&str>) {
         "{}",
         results["args"]
     );
+    assert_eq!(
+        results["options"]["stdout"], "42\n",
+        "{}",
+        results["options"]
+    );
+    assert_eq!(results["config"]["enable_compiler_options"], true);
 
     // The batch: created and polled together, each with its own verdict.
     let batch: Vec<_> = results["batch"]
@@ -425,7 +431,9 @@ async fn raw_http_gets_judge0_error_shapes_fields_and_base64() {
     }
     for field in [
         ("enable_network", json!(true)),
-        ("compiler_options", json!("-O3")),
+        ("compiler_options", json!("-fplugin=/tmp/x.so")),
+        ("compiler_options", json!("-o /tmp/x")),
+        ("compiler_options", json!("-O2 $(id)")),
         ("command_line_arguments", json!("$HOME")),
         ("command_line_arguments", json!("a | b")),
         ("redirect_stderr_to_stdout", json!(true)),
@@ -571,6 +579,34 @@ async fn raw_http_gets_judge0_error_shapes_fields_and_base64() {
     assert_eq!(status, 201);
     assert_eq!(reply["status"]["id"], 5, "{reply}");
     assert_eq!(reply["message"], "Time limit exceeded (wall clock)");
+
+    // Compiler options (GCC and Clang languages only), as argv after the compile command.
+    let (status, reply) = post(
+        "/submissions?wait=true&fields=status_id,stdout,compile_output",
+        json!({
+            "source_code": "#include <stdio.h>\nint main(void){printf(\"%d %s\\n\", ANSWER, WORD);return 0;}\n",
+            "language_id": 50,
+            "compiler_options": "-O0 -DANSWER=42 '-DWORD=\"a b\"' -Wall",
+        }),
+    )
+    .await;
+    assert_eq!(
+        (status, &reply["stdout"]),
+        (201, &json!("42 a b\n")),
+        "{reply}"
+    );
+    let (status, reply) = post(
+        "/submissions",
+        json!({"source_code": "print(1)", "language_id": 71, "compiler_options": "-O2"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{reply}");
+    assert!(
+        reply["compiler_options"][0]
+            .as_str()
+            .is_some_and(|m| m.contains("python-3.11")),
+        "{reply}"
+    );
 
     // Over its memory limit: Judge0 has no memory status; the run (natively MLE) is a runtime
     // error by how it ended (an exit status or a signal).

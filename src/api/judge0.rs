@@ -244,6 +244,9 @@ impl From<ApiError> for Judge0Error {
             "badRequest" if e.message.starts_with("sourceCode") => {
                 Judge0Error::field("source_code", e.message)
             }
+            "badRequest" if e.message.starts_with("compileArgs") => {
+                Judge0Error::field("compiler_options", e.message)
+            }
             "badRequest" if e.message.starts_with("args") => {
                 Judge0Error::field("command_line_arguments", e.message)
             }
@@ -344,11 +347,19 @@ async fn config_info(State(state): State<AppState>) -> Json<Value> {
     let default_ms = default.time_ms.min(max.time_ms);
     let output_kb = crate::judge::JudgeConfig::default().output_limit_bytes / 1024;
     let callbacks = config.callbacks.secret.is_some() && !config.webhook_hosts.is_empty();
+    let compile_options_languages: Vec<&str> = registry(&state)
+        .map(|r| {
+            r.iter()
+                .filter(|l| l.takes_compiler_options())
+                .map(|l| l.name.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
     Json(json!({
         "maintenance_mode": false,
         "enable_wait_result": true,
-        "enable_compiler_options": false,
-        "allowed_languages_for_compile_options": [],
+        "enable_compiler_options": true,
+        "allowed_languages_for_compile_options": compile_options_languages,
         "enable_command_line_arguments": true,
         "enable_submission_delete": false,
         "enable_callbacks": callbacks,
@@ -557,12 +568,6 @@ fn unsupported(body: &Map<String, Value>) -> Result<(), Judge0Error> {
         Some(Value::String(s)) => !s.is_empty(),
         Some(_) => true,
     };
-    if set("compiler_options") {
-        refuse(
-            "compiler_options",
-            "is not supported by this service (its languages' compile commands are fixed)",
-        );
-    }
     if set("additional_files") {
         refuse("additional_files", "is not supported by this service");
     }
@@ -710,6 +715,7 @@ fn run_request(state: &AppState, body: &Value, base64: bool) -> Result<RunReques
             None
         }
     };
+    let compile_args = words_field(body, "compiler_options", &mut invalid);
     let args = match body.get("command_line_arguments") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(line)) if line.chars().count() > 512 => {
@@ -758,6 +764,7 @@ fn run_request(state: &AppState, body: &Value, base64: bool) -> Result<RunReques
         memory_limit_kb,
         callback_url,
         args,
+        compile_args,
         wall_limit_ms,
     })
 }
@@ -825,6 +832,28 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
     }
     words.extend(word);
     Ok(words)
+}
+
+/// A string field of words ([`split_words`], at most 512 characters as Judge0 allows); a
+/// validation error in `invalid` when it is not one.
+fn words_field(
+    body: &Map<String, Value>,
+    name: &str,
+    invalid: &mut BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    let why = match body.get(name) {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::String(line)) if line.chars().count() > 512 => {
+            "is too long (maximum is 512 characters)".to_owned()
+        }
+        Some(Value::String(line)) => match split_words(line) {
+            Ok(words) => return words,
+            Err(why) => why,
+        },
+        Some(_) => "must be a string".to_owned(),
+    };
+    invalid.insert(name.to_owned(), vec![why]);
+    Vec::new()
 }
 
 /// Parses a request body as JSON; Judge0's 400 when it is not.

@@ -46,6 +46,10 @@ pub(super) struct RunRequest {
     /// Arguments given to the program (argv, never a shell), for languages that take them.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Options added to the compile command (argv), for GCC and Clang languages; each one of
+    /// [`crate::language::check_compiler_option`]'s.
+    #[serde(default)]
+    pub compile_args: Vec<String>,
     /// Wall-clock limit, ms (default: 3× the CPU limit; at most 3× the operator's most CPU).
     #[serde(default)]
     pub wall_limit_ms: Option<u64>,
@@ -89,13 +93,25 @@ pub(super) fn run_spec(state: &AppState, request: &RunRequest) -> Result<RunSpec
             )));
         }
     }
+    let language = state
+        .config()
+        .languages
+        .as_deref()
+        .and_then(|r| r.resolve(&request.language));
+    if !request.compile_args.is_empty() {
+        if !language.is_none_or(|l| l.takes_compiler_options()) {
+            return Err(ApiError::bad_request(format!(
+                "compileArgs: language {:?} takes no compile options (only GCC and Clang languages do)",
+                request.language
+            )));
+        }
+        for option in &request.compile_args {
+            crate::language::check_compiler_option(option)
+                .map_err(|e| ApiError::bad_request(format!("compileArgs: {e}")))?;
+        }
+    }
     if !request.args.is_empty() {
-        let takes = state
-            .config()
-            .languages
-            .as_deref()
-            .and_then(|r| r.resolve(&request.language))
-            .is_none_or(|l| l.takes_args());
+        let takes = language.is_none_or(|l| l.takes_args());
         if !takes {
             return Err(ApiError::bad_request(format!(
                 "args: language {:?} cannot give arguments to the program",
@@ -109,6 +125,7 @@ pub(super) fn run_spec(state: &AppState, request: &RunRequest) -> Result<RunSpec
         time_limit_ms,
         memory_limit_kb,
         args: request.args.clone(),
+        compile_args: request.compile_args.clone(),
         wall_limit_ms: request.wall_limit_ms,
     };
     crate::judge::check_run_limits(&run).map_err(ApiError::bad_request)?;

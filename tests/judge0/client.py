@@ -95,6 +95,13 @@ results["args"] = create_and_wait(
     command_line_arguments="x 'y z'",
 )
 
+# Compiler options.
+results["options"] = create_and_wait(
+    source_code='#include <stdio.h>\nint main(void){printf("%d\\n", ANSWER);return 0;}\n',
+    language=LanguageAlias.C,
+    compiler_options="-DANSWER=42 -O0",
+)
+
 # A batch: several test cases of one program are created at once and polled as a batch.
 batch = judge0.run(
     client=client,
