@@ -78,7 +78,10 @@ results["wrong"] = create_and_wait(
     source_code=SUM_PY, language=LanguageAlias.PYTHON, stdin="2 40\n", expected_output="43\n"
 )
 results["tle"] = create_and_wait(
-    source_code="while True:\n    pass\n", language=LanguageAlias.PYTHON, cpu_time_limit=0.5
+    source_code="while True:\n    pass\n",
+    language=LanguageAlias.PYTHON,
+    cpu_time_limit=0.5,
+    wall_time_limit=10,  # the CPU limit ends it first, even on a loaded machine
 )
 results["compile_error"] = create_and_wait(source_code="int main( {\n", language=LanguageAlias.C)
 results["sigsegv"] = create_and_wait(
