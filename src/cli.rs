@@ -385,12 +385,15 @@ pub async fn run(setup: &Setup, command: RunCommand) -> Result<ExitCode, Command
         language: command.language,
         source_code,
         files,
-        run: Some(crate::protocol::RunSpec {
+        run: Some(Box::new(crate::protocol::RunSpec {
             stdin,
             expected_output,
             time_limit_ms: command.time_limit_ms,
             memory_limit_kb: command.memory_limit_kb,
-        }),
+            args: Vec::new(),
+            compile_args: Vec::new(),
+            wall_limit_ms: None,
+        })),
     };
     let judge = build_judge(setup).await?;
     let show_progress = std::io::stderr().is_terminal();
@@ -786,6 +789,8 @@ pub fn shutdown_signal() -> Result<CancellationToken, CommandError> {
 pub struct ServeConfig {
     /// Address to listen on, e.g. `127.0.0.1:8080` (port 0: any free port; the log says which).
     pub listen: String,
+    /// Where the Judge0-compatible API is also served at the root, if anywhere.
+    pub judge0_listen: Option<String>,
     /// The local worker; concurrency 0: none, only remote workers judge.
     pub worker: WorkerConfig,
     /// The API's limits and timings (its problems and languages are filled in from the setup).
@@ -807,6 +812,7 @@ pub async fn serve(
     use crate::api::backend::{memory::MemoryBackend, postgres::PostgresBackend, Backend};
     let ServeConfig {
         listen,
+        judge0_listen,
         worker,
         api,
         database,
@@ -815,6 +821,10 @@ pub async fn serve(
     let judge = build_judge(setup).await?;
     remove_leftover_sandboxes(&judge).await;
     let listener = bind(listen).await?;
+    let judge0_listener = match &judge0_listen {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
     // Their own caches: the judge's are not shared, and reading a problem twice is cheap.
     let problems = Arc::new(ProblemStore::new(&setup.problems));
     let languages = Arc::new(load_registry(setup.languages.as_deref())?);
@@ -874,15 +884,33 @@ pub async fn serve(
             warn!("the API is reachable beyond this machine and has no --client-token: any client can submit, cancel and rejudge");
         }
     }
+    let judge0 = judge0_listener.map(|listener| {
+        let address = listener.local_addr().map_or_else(
+            |_| judge0_listen.clone().unwrap_or_default(),
+            |a| a.to_string(),
+        );
+        tracing::info!(listen = %address, "serving the Judge0-compatible API");
+        crate::api::serve_judge0(listener, state.clone(), shutdown.clone())
+    });
     let judging = async {
         if let Some(local) = local {
             local.run(shutdown.clone()).await;
         }
     };
-    let (served, ()) = tokio::join!(
+    let judge0_served = async {
+        match judge0 {
+            Some(served) => served.await,
+            None => Ok(()),
+        }
+    };
+    let (served, (), judge0_served) = tokio::join!(
         crate::api::serve(listener, state, shutdown.clone()),
-        judging
+        judging,
+        judge0_served
     );
+    if let Err(e) = judge0_served {
+        warn!(error = %e, "the Judge0-compatible API's listener failed");
+    }
     runner.wait().await;
     let _ = tokio::join!(follower, sweeper);
     if let Some(interface) = postgres {

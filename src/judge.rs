@@ -143,8 +143,34 @@ pub const MAX_RUN_TIME_MS: u64 = 60_000;
 /// Most memory an ad-hoc run may ask for, KB; the API caps it lower (`serve --run-max-memory`).
 pub const MAX_RUN_MEMORY_KB: u64 = 4 << 20;
 
-/// `Err(reason)` when a run's limits are outside what any judge runs.
+/// Most arguments a run may give its program, and most bytes of them all.
+pub const MAX_RUN_ARGS: (usize, usize) = (256, 4096);
+
+/// `Err(reason)` when a run's limits (or arguments) are outside what any judge runs.
 pub fn check_run_limits(run: &RunSpec) -> Result<(), String> {
+    for (what, args) in [
+        ("arguments", &run.args),
+        ("compile options", &run.compile_args),
+    ] {
+        let bytes: usize = args.iter().map(String::len).sum();
+        if args.len() > MAX_RUN_ARGS.0 || bytes > MAX_RUN_ARGS.1 {
+            return Err(format!(
+                "a run may give at most {} {what} of {} bytes in all",
+                MAX_RUN_ARGS.0, MAX_RUN_ARGS.1
+            ));
+        }
+        if args.iter().any(|a| a.contains('\0')) {
+            return Err(format!("a run's {what} hold a NUL byte"));
+        }
+    }
+    if let Some(wall) = run.wall_limit_ms {
+        if !(1..=3 * MAX_RUN_TIME_MS).contains(&wall) {
+            return Err(format!(
+                "a run's wall-clock limit must be 1 to {} ms, not {wall}",
+                3 * MAX_RUN_TIME_MS
+            ));
+        }
+    }
     if !(1..=MAX_RUN_TIME_MS).contains(&run.time_limit_ms) {
         return Err(format!(
             "a run's time limit must be 1 to {MAX_RUN_TIME_MS} ms, not {}",
@@ -410,8 +436,12 @@ impl Judge {
         }
         if let Some(compile) = &language.compile {
             messages.send(Body::Compiling).await?;
+            let mut argv = language.expand(compile, &values);
+            if let Some(run) = &submission.run {
+                argv.extend(run.compile_args.iter().cloned());
+            }
             let run = Run {
-                argv: language.expand(compile, &values),
+                argv,
                 env: language.env.clone(),
                 work_dir: WorkDir::Build,
                 stdin: None,
@@ -521,9 +551,13 @@ impl Judge {
             files: &files,
         };
         let cpu_ms = language.time_limit_ms(problem.time_ms);
+        let wall_ms = match submission.run.as_ref().and_then(|r| r.wall_limit_ms) {
+            Some(wall_ms) => wall_ms,
+            None => (cpu_ms as f64 * self.config.wall_multiplier).ceil() as u64,
+        };
         let limits = Limits {
             cpu_ms,
-            wall_ms: (cpu_ms as f64 * self.config.wall_multiplier).ceil() as u64,
+            wall_ms,
             memory_kb: problem.memory_kb.saturating_add(language.memory_extra_kb),
             pids: language.run_pids,
             output_bytes: problem
@@ -532,7 +566,10 @@ impl Judge {
             stderr_bytes: self.config.stderr_limit_bytes,
             idle_ms: None,
         };
-        let argv = language.expand(&language.run, &values);
+        let mut argv = language.expand(&language.run, &values);
+        if let Some(run) = &submission.run {
+            argv.extend(run.args.iter().cloned());
+        }
         let run_of = |test: &'a TestCase| Run {
             argv: argv.clone(),
             env: language.env.clone(),

@@ -83,6 +83,33 @@ pub struct Placeholders<'a> {
 }
 
 impl Language {
+    /// Whether arguments added after its run command reach the program as its own (an ad-hoc
+    /// run's `args`): the command ends with the program (`{build}/...`, or Java's
+    /// `@{build}/main-class`), not as the value of `-f` or `-x` (gawk's program file, after
+    /// which arguments are input files; SWI-Prolog's saved state). Not so either for Erlang,
+    /// SBCL or Guile, whose commands go on after the program.
+    pub fn takes_args(&self) -> bool {
+        let mut last = self.run.iter().rev();
+        match (last.next(), last.next()) {
+            (Some(program), before) => {
+                (program.starts_with("{build}/") || program.starts_with("@{build}/"))
+                    && !before.is_some_and(|b| ["-f", "-x"].contains(&b.as_str()))
+            }
+            (None, _) => false,
+        }
+    }
+
+    /// Whether an ad-hoc run may add compile options (`compile_args`): its compiler is a GCC or
+    /// Clang driver (`gcc`, `g++`, `clang-16`...), whose options [`check_compiler_option`]
+    /// knows.
+    pub fn takes_compiler_options(&self) -> bool {
+        let Some(program) = self.compile.as_ref().and_then(|c| c.first()) else {
+            return false;
+        };
+        let name = program.rsplit('/').next().unwrap_or(program);
+        name == "gcc" || name == "g++" || name.starts_with("clang")
+    }
+
     pub fn is_compiled(&self) -> bool {
         self.compile.is_some()
     }
@@ -265,6 +292,77 @@ impl Registry {
     }
 }
 
+/// `Err(reason)` unless `option` is one a run may add to a GCC or Clang compile command: it
+/// changes how the program is compiled, never where the compiler reads or writes files or
+/// what it runs. Allowed: `-O*`, `-std=`, `-D`/`-U` macros, warnings (`-w`, `-W...` but not
+/// `-Wl,`/`-Wa,`/`-Wp,` pass-throughs), `-g*`, `-pedantic*`, `-ansi`, `-pthread`, `-static`,
+/// `-f...` switches (not plugins, dumps or profiles, nor any with `=` but `-fsanitize=`),
+/// `-m...` target options, `-l` libraries.
+pub fn check_compiler_option(option: &str) -> Result<(), String> {
+    let word = |s: &str, extra: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || extra.contains(c))
+    };
+    let macro_name = |s: &str| {
+        let name = s.split_once('=').map_or(s, |(name, _)| name);
+        !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let allowed = match option {
+        "-O" | "-O0" | "-O1" | "-O2" | "-O3" | "-Os" | "-Og" | "-Oz" | "-Ofast" => true,
+        "-w" | "-g" | "-g0" | "-g1" | "-g2" | "-g3" | "-ggdb" | "-pedantic"
+        | "-pedantic-errors" | "-ansi" | "-pthread" | "-static" => true,
+        _ => {
+            if let Some(standard) = option.strip_prefix("-std=") {
+                word(standard, "+")
+            } else if let Some(definition) = option.strip_prefix("-D") {
+                macro_name(definition)
+            } else if let Some(name) = option.strip_prefix("-U") {
+                macro_name(name) && !name.contains('=')
+            } else if let Some(warning) = option.strip_prefix("-W") {
+                // Names (-Wall, -Werror=...); no comma, so never a -Wl, -Wa, -Wp pass-through.
+                word(warning, "=+")
+            } else if let Some(switch) = option.strip_prefix("-f") {
+                let forbidden = [
+                    "plugin",
+                    "dump",
+                    "profile",
+                    "auto-profile",
+                    "record",
+                    "debug-prefix",
+                    "macro-prefix",
+                    "file-prefix",
+                    "lto",
+                    "coverage",
+                    "stack-usage",
+                    "callgraph",
+                ];
+                let named = switch.strip_prefix("no-").unwrap_or(switch);
+                (word(switch, "")
+                    || switch
+                        .strip_prefix("sanitize=")
+                        .is_some_and(|s| word(s, ",")))
+                    && !forbidden.iter().any(|f| named.starts_with(f))
+            } else if let Some(target) = option.strip_prefix("-m") {
+                word(target, "=.")
+            } else if let Some(library) = option.strip_prefix("-l") {
+                word(library, "+.")
+            } else {
+                false
+            }
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(format!(
+            "option {option:?} is not allowed (only options that change how the program is compiled: -O, -std=, -D, -U, -W, -g, -f, -m, -l, -pedantic, -pthread, -static)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +405,96 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn arguments_go_to_languages_whose_run_command_ends_with_the_program() {
+        let registry = Registry::builtin().unwrap();
+        let takes: Vec<_> = registry
+            .iter()
+            .filter(|l| !l.takes_args())
+            .map(|l| l.id.as_str())
+            .collect();
+        assert_eq!(
+            takes,
+            [
+                "gawk-5.2",
+                "erlang-25",
+                "sbcl-2.2",
+                "guile-3.0",
+                "swipl-9.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn compiler_options_change_compiling_but_never_files_or_programs_run() {
+        for ok in [
+            "-O0",
+            "-Ofast",
+            "-std=c++20",
+            "-std=gnu11",
+            "-DANSWER=42",
+            "-DX",
+            "-UNDEBUG",
+            "-Wall",
+            "-Wextra",
+            "-Werror=return-type",
+            "-Wpedantic",
+            "-g",
+            "-fno-exceptions",
+            "-fsanitize=address,undefined",
+            "-march=native",
+            "-lm",
+            "-pthread",
+            "-static",
+        ] {
+            assert_eq!(check_compiler_option(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "-o",
+            "-o/tmp/x",
+            "-I/etc",
+            "-L/tmp",
+            "-include",
+            "@args",
+            "-B/tmp",
+            "-specs=x",
+            "-wrapper",
+            "-Wl,-rpath,/tmp",
+            "-Wa,-x",
+            "-Wp,-MD,/tmp/x",
+            "-fplugin=x.so",
+            "-fdump-tree-all",
+            "-fprofile-generate",
+            "-fno-plugin",
+            "-D1X",
+            "-D",
+            "-x",
+            "c",
+            "-save-temps",
+            "--param",
+            "-E",
+            "-M",
+            "-MF/tmp/x",
+            "-fdebug-prefix-map=a=b",
+        ] {
+            assert!(check_compiler_option(bad).is_err(), "{bad}");
+        }
+        let registry = Registry::builtin().unwrap();
+        let takes: Vec<_> = registry
+            .iter()
+            .filter(|l| l.takes_compiler_options())
+            .map(|l| l.id.as_str())
+            .collect();
+        assert!(
+            takes.contains(&"gcc-12") && takes.contains(&"clang++-16"),
+            "{takes:?}"
+        );
+        assert!(
+            !takes.contains(&"java-17") && !takes.contains(&"python-3.11"),
+            "{takes:?}"
+        );
     }
 
     #[test]

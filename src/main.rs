@@ -124,6 +124,11 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8080.
         #[arg(long, env = "EXECUTIONER_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
+        /// Also serve the Judge0-compatible API (also under /judge0/ of the main API) at the
+        /// root of this address, e.g. 127.0.0.1:2358, so a client configured for a Judge0 root
+        /// URL works unchanged (port 0: any free port; the log says which).
+        #[arg(long, env = "EXECUTIONER_JUDGE0_LISTEN")]
+        judge0_listen: Option<String>,
         /// Submissions judged at once by the local worker (default: the number of cores); 0: no
         /// local worker, submissions are judged by remote ones (`worker --interface http`) only
         /// (rejudges and validations still run here).
@@ -687,6 +692,7 @@ async fn run(command: Command) -> ExitCode {
             common,
             postgres,
             listen,
+            judge0_listen,
             concurrency,
             rate_limit,
             rate_burst,
@@ -751,6 +757,7 @@ async fn run(command: Command) -> ExitCode {
                     };
                     let config = cli::ServeConfig {
                         listen,
+                        judge0_listen,
                         worker,
                         api,
                         database,

@@ -21,7 +21,7 @@ pub struct Submission {
     /// An ad-hoc run (`POST /v1.0/runs`, `executioner run`): the program runs once on the given
     /// input instead of the tests of `problem` (which is then empty). Absent for a submission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<RunSpec>,
+    pub run: Option<Box<RunSpec>>,
 }
 
 /// What an ad-hoc run is given: its input, optionally the output it should write, its limits.
@@ -39,6 +39,17 @@ pub struct RunSpec {
     pub time_limit_ms: u64,
     /// Memory limit, KB.
     pub memory_limit_kb: u64,
+    /// Arguments the program is given after its language's run command, as they are (never
+    /// through a shell). Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Options added at the end of the language's compile command, as they are (never through
+    /// a shell). Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compile_args: Vec<String>,
+    /// Wall-clock limit, ms; absent: the judge's multiple of the CPU limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_limit_ms: Option<u64>,
 }
 
 /// The id a run stands for in place of a problem: no problem has it (problem ids are

@@ -4,8 +4,9 @@
 //! - the client token for everything else (submitting, polling, cancelling, rejudging,
 //!   listing workers...), so that only the contest platform drives the judge.
 //!
-//! The OpenAPI document and the status page (`GET /`, which holds no data) stay open. A token
-//! not configured is not checked (a service on loopback, tests).
+//! Clients of the Judge0-compatible API may send the client token as Judge0's `X-Auth-Token`
+//! header instead. The OpenAPI document and the status page (`GET /`, which holds no data) stay
+//! open. A token not configured is not checked (a service on loopback, tests).
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -61,6 +62,15 @@ fn bearer(request: &Request) -> Option<&[u8]> {
         .then(|| token.trim_ascii())
 }
 
+/// The token of Judge0's `X-Auth-Token` header, which the Judge0-compatible API's clients send
+/// (accepted for the client token only).
+fn judge0_token(request: &Request) -> Option<&[u8]> {
+    request
+        .headers()
+        .get("x-auth-token")
+        .map(|value| value.as_bytes().trim_ascii())
+}
+
 /// Middleware: a worker call needs the worker token, any other call (but the OpenAPI
 /// document and the status page) the client token, each when configured; else 401.
 pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -82,7 +92,9 @@ pub async fn check(State(state): State<AppState>, request: Request, next: Next) 
     let Some(expected) = expected else {
         return next.run(request).await;
     };
-    if bearer(&request).is_some_and(|token| same(token, expected.expose().as_bytes())) {
+    let is_expected = |token: &[u8]| same(token, expected.expose().as_bytes());
+    let judge0 = !is_worker_call(&request) && judge0_token(&request).is_some_and(is_expected);
+    if judge0 || bearer(&request).is_some_and(is_expected) {
         return next.run(request).await;
     }
     tracing::warn!(method = %request.method(), path = %request.uri().path(), "a call without its token was refused");

@@ -17,6 +17,11 @@
 //! a callback interrupted by a shutdown stays due, and a service started on the same store sends
 //! it (the Postgres store keeps it; the memory store ends with the process).
 //!
+//! A run queued through the Judge0-compatible API (`super::judge0`) is called back as Judge0
+//! does it: a PUT of the finished submission in Judge0's JSON (with the same signature headers).
+//! The store keeps that [`Style`] with the URL ([`stored_url`]), so a service restarted on the
+//! same store sends it the same way.
+//!
 //! [`check_url`] and [`deliver`] know nothing of submissions: what else finishes (ad-hoc runs)
 //! can offer callbacks through them.
 
@@ -47,6 +52,34 @@ pub const SIGNATURE_HEADER: &str = "Executioner-Signature";
 
 /// Longest callback URL accepted (it is stored with the submission).
 const MAX_URL_BYTES: usize = 2048;
+
+/// How a callback is sent: the service's own (a POST of the native JSON) or Judge0's (a PUT of
+/// the Judge0 JSON of `GET /submissions/{token}?base64_encoded=true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Native,
+    Judge0,
+}
+
+/// What marks a stored callback URL as [`Style::Judge0`]; no URL accepted starts with it (they
+/// start with `http://`).
+const JUDGE0_MARK: &str = "judge0:";
+
+/// The callback URL as the store keeps it: `url`, marked with its style unless native.
+pub fn stored_url(url: &str, style: Style) -> String {
+    match style {
+        Style::Native => url.to_owned(),
+        Style::Judge0 => format!("{JUDGE0_MARK}{url}"),
+    }
+}
+
+/// The style and the URL of a stored callback URL ([`stored_url`]).
+pub fn parse_stored(stored: &str) -> (Style, &str) {
+    match stored.strip_prefix(JUDGE0_MARK) {
+        Some(url) => (Style::Judge0, url),
+        None => (Style::Native, stored),
+    }
+}
 
 /// How callbacks are signed and sent; defaults in [`CallbackConfig::default`].
 #[derive(Debug, Clone)]
@@ -151,7 +184,15 @@ pub enum Delivery {
 /// What a callback sends: the submission as `GET /v1.0/submissions/{id}` shows it, or, for an
 /// ad-hoc run, the run as `GET /v1.0/runs/{id}` does (its output and exit), falling back to the
 /// submission's view should its messages not be readable.
-async fn body_of(backend: &dyn Backend, view: &SubmissionView) -> String {
+async fn body_of(backend: &dyn Backend, view: &SubmissionView, style: Style) -> String {
+    if style == Style::Judge0 {
+        match super::judge0::callback_body(backend, view).await {
+            Ok(body) => return body.to_string(),
+            Err(e) => {
+                warn!(submission_id = %view.id, error = %e, "cannot read the run's result for its Judge0 callback")
+            }
+        }
+    }
     if view.problem == crate::protocol::RUN_PROBLEM {
         match super::runs::run_json(backend, view).await {
             Ok(run) => return run.to_string(),
@@ -168,6 +209,7 @@ async fn body_of(backend: &dyn Backend, view: &SubmissionView) -> String {
 /// `shutdown` fires.
 pub async fn deliver(
     webhook: &Webhook,
+    method: &str,
     body: &str,
     secret: &Token,
     config: &CallbackConfig,
@@ -186,7 +228,7 @@ pub async fn deliver(
             ),
         ];
         let sent = tokio::select! {
-            sent = webhook.post_text(body, &headers) => sent,
+            sent = webhook.send_text(method, body, &headers) => sent,
             _ = shutdown.cancelled() => return Delivery::Interrupted,
         };
         let error = match sent {
@@ -324,8 +366,13 @@ impl Dispatcher {
 
     /// Starts sending the callback of `view` (due), unless it is already being sent.
     fn dispatch(&mut self, view: SubmissionView) {
-        let Some(url) = view.callback_url.clone() else {
+        let Some(stored) = view.callback_url.clone() else {
             return;
+        };
+        let (style, url) = parse_stored(&stored);
+        let (url, method) = match style {
+            Style::Native => (url.to_owned(), "POST"),
+            Style::Judge0 => (url.to_owned(), "PUT"),
         };
         let key = (view.id.clone(), view.last_action_ms);
         if !self.in_flight.insert(key.clone()) {
@@ -348,8 +395,9 @@ impl Dispatcher {
         let backend = self.backend.clone();
         self.tasks.spawn(
             async move {
-                let body = body_of(&*backend, &view).await;
-                let delivery = deliver(&webhook, &body, &secret, &config.callbacks, &shutdown).await;
+                let body = body_of(&*backend, &view, style).await;
+                let delivery =
+                    deliver(&webhook, method, &body, &secret, &config.callbacks, &shutdown).await;
                 match &delivery {
                     Delivery::Delivered { attempts, status } => {
                         info!(url, attempts, status, "callback delivered")
@@ -439,7 +487,7 @@ mod tests {
         let secret = Token::new("s");
         let never = CancellationToken::new();
         let (webhook, mut bodies) = test_server::serve(vec![503, 429, 200, 404]).await;
-        let delivery = deliver(&webhook, "{\"a\":1}", &secret, &config, &never).await;
+        let delivery = deliver(&webhook, "POST", "{\"a\":1}", &secret, &config, &never).await;
         assert!(
             matches!(
                 delivery,
@@ -453,7 +501,7 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(bodies.recv().await, Some(serde_json::json!({"a": 1})));
         }
-        let refused = deliver(&webhook, "{}", &secret, &config, &never).await;
+        let refused = deliver(&webhook, "POST", "{}", &secret, &config, &never).await;
         assert!(
             matches!(refused, Delivery::Refused { attempts: 1, .. }),
             "{refused:?}"

@@ -13,6 +13,7 @@ pub mod backend;
 pub mod callbacks;
 mod error;
 pub mod filter;
+mod judge0;
 pub mod limit;
 mod metrics;
 pub mod operations;
@@ -263,6 +264,24 @@ async fn expire_deadlines(backend: Arc<dyn Backend>, shutdown: CancellationToken
 /// The API's routes, under `/v1.0`.
 pub fn router(state: AppState) -> Router {
     routes::router(state)
+}
+
+/// The Judge0-compatible API at the root (`serve --judge0-listen`): the routes the main router
+/// has under `/judge0`, with the same token, rate limit and body limit.
+pub fn judge0_router(state: AppState) -> Router {
+    routes::judge0_router(state)
+}
+
+/// Serves the Judge0-compatible API ([`judge0_router`]) on `listener` until `shutdown` fires.
+pub async fn serve_judge0(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = judge0_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }
 
 /// Serves the API on `listener` until `shutdown` fires, then finishes the requests in flight

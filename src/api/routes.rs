@@ -58,6 +58,25 @@ pub fn router(state: AppState) -> Router {
         .route("/v1.0/openapi.json", get(openapi))
         .route("/metrics", get(super::metrics::scrape))
         .merge(super::runs::routes())
+        .nest("/judge0", super::judge0::routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::auth::check,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::limit::limit,
+        ))
+        .with_state(state)
+}
+
+/// The Judge0-compatible API at the root, behind the same layers as [`router`].
+pub fn judge0_router(state: AppState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    Router::new()
+        .merge(super::judge0::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -348,6 +367,7 @@ pub(super) fn submission_json(view: &SubmissionView) -> Value {
         body.insert("reason".into(), json!(reason));
     }
     if let Some(url) = &view.callback_url {
+        let (_, url) = super::callbacks::parse_stored(url);
         body.insert("callbackUrl".into(), json!(url));
     }
     body.insert("operationLocation".into(), json!(location(&view.id)));

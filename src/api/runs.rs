@@ -47,6 +47,16 @@ pub(super) struct RunRequest {
     /// Seconds after which the run, unfinished, ends as `timeout`.
     #[serde(default)]
     pub deadline_seconds: Option<f64>,
+    /// Arguments given to the program (argv, never a shell), for languages that take them.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Options added to the compile command (argv), for GCC and Clang languages; each one of
+    /// [`crate::language::check_compiler_option`]'s.
+    #[serde(default)]
+    pub compile_args: Vec<String>,
+    /// Wall-clock limit, ms (default: 3× the CPU limit; at most 3× the operator's most CPU).
+    #[serde(default)]
+    pub wall_limit_ms: Option<u64>,
 }
 
 /// The run `request` asks for, within the operator's caps; 400 beyond them.
@@ -79,18 +89,66 @@ pub(super) fn run_spec(state: &AppState, request: &RunRequest) -> Result<RunSpec
             return Err(ApiError::bad_request(format!("{name} holds a NUL byte")));
         }
     }
-    Ok(RunSpec {
+    if let Some(wall) = request.wall_limit_ms {
+        if wall == 0 || wall > 3 * max.time_ms {
+            return Err(ApiError::bad_request(format!(
+                "wallLimitMs must be 1 to {} (3× this service's most CPU time)",
+                3 * max.time_ms
+            )));
+        }
+    }
+    let language = state
+        .config()
+        .languages
+        .as_deref()
+        .and_then(|r| r.resolve(&request.language));
+    if !request.compile_args.is_empty() {
+        if !language.is_none_or(|l| l.takes_compiler_options()) {
+            return Err(ApiError::bad_request(format!(
+                "compileArgs: language {:?} takes no compile options (only GCC and Clang languages do)",
+                request.language
+            )));
+        }
+        for option in &request.compile_args {
+            crate::language::check_compiler_option(option)
+                .map_err(|e| ApiError::bad_request(format!("compileArgs: {e}")))?;
+        }
+    }
+    if !request.args.is_empty() {
+        let takes = language.is_none_or(|l| l.takes_args());
+        if !takes {
+            return Err(ApiError::bad_request(format!(
+                "args: language {:?} cannot give arguments to the program",
+                request.language
+            )));
+        }
+    }
+    let run = RunSpec {
         stdin: request.stdin.clone(),
         expected_output: request.expected_output.clone(),
         time_limit_ms,
         memory_limit_kb,
-    })
+        args: request.args.clone(),
+        compile_args: request.compile_args.clone(),
+        wall_limit_ms: request.wall_limit_ms,
+    };
+    crate::judge::check_run_limits(&run).map_err(ApiError::bad_request)?;
+    Ok(run)
 }
 
 /// Checks and queues a run; its view.
 pub(super) async fn queue(
     state: &AppState,
     request: RunRequest,
+) -> Result<super::backend::SubmissionView, ApiError> {
+    queue_with(state, request, super::callbacks::Style::Native).await
+}
+
+/// [`queue`], its callback (if any) sent in `style`.
+pub(super) async fn queue_with(
+    state: &AppState,
+    request: RunRequest,
+    style: super::callbacks::Style,
 ) -> Result<super::backend::SubmissionView, ApiError> {
     check_source(
         state,
@@ -110,7 +168,7 @@ pub(super) async fn queue(
         language: request.language,
         source_code: request.source_code,
         files: request.files,
-        run: Some(run),
+        run: Some(Box::new(run)),
     };
     let view = state
         .backend()
@@ -118,7 +176,9 @@ pub(super) async fn queue(
             submission,
             Some(1),
             Queueing {
-                callback_url: request.callback_url,
+                callback_url: request
+                    .callback_url
+                    .map(|url| super::callbacks::stored_url(&url, style)),
                 deadline_ms,
             },
         )

@@ -262,7 +262,7 @@ impl Shared {
                 language: row.try_get("language")?,
                 source_code: row.try_get("source_code")?,
                 files: files_of(&row)?,
-                run: run_of(&row)?,
+                run: run_of(&row)?.map(Box::new),
             };
             lock(&self.offered).insert(submission.id.clone(), Instant::now());
             return Ok(Look::Found(submission));

@@ -129,7 +129,17 @@ impl Webhook {
         body: &str,
         headers: &[(&str, String)],
     ) -> Result<u16, WebhookError> {
-        match tokio::time::timeout(self.timeout, self.exchange(body, headers)).await {
+        self.send_text("POST", body, headers).await
+    }
+
+    /// Sends `body` as [`Webhook::post_text`] does, with `method` (`POST`, `PUT`).
+    pub async fn send_text(
+        &self,
+        method: &str,
+        body: &str,
+        headers: &[(&str, String)],
+    ) -> Result<u16, WebhookError> {
+        match tokio::time::timeout(self.timeout, self.exchange(method, body, headers)).await {
             Ok(result) => result,
             Err(_) => Err(WebhookError::Timeout {
                 url: self.url.clone(),
@@ -138,7 +148,12 @@ impl Webhook {
         }
     }
 
-    async fn exchange(&self, body: &str, headers: &[(&str, String)]) -> Result<u16, WebhookError> {
+    async fn exchange(
+        &self,
+        method: &str,
+        body: &str,
+        headers: &[(&str, String)],
+    ) -> Result<u16, WebhookError> {
         let io = |source| WebhookError::Io {
             url: self.url.clone(),
             source,
@@ -151,7 +166,7 @@ impl Webhook {
             .map(|(name, value)| format!("{name}: {value}\r\n"))
             .collect();
         let request = format!(
-            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: executioner\r\n{extra}\r\n{}",
+            "{method} {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: executioner\r\n{extra}\r\n{}",
             self.path,
             self.host,
             self.port,

@@ -363,7 +363,7 @@ fn submission_of(row: &PgRow) -> Result<Submission, sqlx::Error> {
         language: row.try_get("language")?,
         source_code: row.try_get("source_code")?,
         files: super::files_of(row)?,
-        run: super::run_of(row)?,
+        run: super::run_of(row)?.map(Box::new),
     })
 }
 
