@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         stdin: None,
         limits: executioner::judge::JudgeConfig::default().compile_limits,
         io: None,
+        stderr_to_stdout: false,
     };
     let compiled = container.run(compile).await?;
     anyhow::ensure!(
@@ -72,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             stdin: Some(Input::Bytes(input.as_bytes())),
             limits,
             io: None,
+            stderr_to_stdout: false,
         };
         let t = Instant::now();
         let out = container.run(run).await?;

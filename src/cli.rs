@@ -393,6 +393,7 @@ pub async fn run(setup: &Setup, command: RunCommand) -> Result<ExitCode, Command
             args: Vec::new(),
             compile_args: Vec::new(),
             wall_limit_ms: None,
+            stderr_to_stdout: false,
         })),
     };
     let judge = build_judge(setup).await?;

@@ -447,6 +447,7 @@ impl Judge {
                 stdin: None,
                 limits: self.config.compile_limits,
                 io: None,
+                stderr_to_stdout: false,
             };
             let started = std::time::Instant::now();
             let out = cancellable(cancel, container.run(run)).await??;
@@ -577,6 +578,7 @@ impl Judge {
             stdin: Some(Input::Data(&test.input)),
             limits,
             io: Some(&problem.io),
+            stderr_to_stdout: submission.run.as_ref().is_some_and(|r| r.stderr_to_stdout),
         };
         let mut graded = Vec::with_capacity(problem.tests.len());
         // The next test's run, made while a custom checker judged this one.

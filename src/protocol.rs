@@ -50,6 +50,10 @@ pub struct RunSpec {
     /// Wall-clock limit, ms; absent: the judge's multiple of the CPU limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_limit_ms: Option<u64>,
+    /// The program's stderr goes to its stdout (`2>&1`, interleaved as written): the output
+    /// compared and reported holds both; stderr is empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stderr_to_stdout: bool,
 }
 
 /// The id a run stands for in place of a problem: no problem has it (problem ids are

@@ -80,6 +80,7 @@ async fn printed(container: &mut Container, argv: Vec<String>) -> String {
             stdin: None,
             limits: limits(),
             io: None,
+            stderr_to_stdout: false,
         })
         .await
         .expect("the run is a result");

@@ -70,6 +70,7 @@ async fn run_in(
             stdin: Some(Input::Bytes(stdin.as_bytes())),
             limits,
             io: None,
+            stderr_to_stdout: false,
         })
         .await
         .expect("the run is a result, not a sandbox failure");

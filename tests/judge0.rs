@@ -436,7 +436,6 @@ async fn raw_http_gets_judge0_error_shapes_fields_and_base64() {
         ("compiler_options", json!("-O2 $(id)")),
         ("command_line_arguments", json!("$HOME")),
         ("command_line_arguments", json!("a | b")),
-        ("redirect_stderr_to_stdout", json!(true)),
         ("number_of_runs", json!(3)),
         ("wall_time_limit", json!(16)),
         ("cpu_extra_time", json!(1)),
@@ -460,6 +459,24 @@ async fn raw_http_gets_judge0_error_shapes_fields_and_base64() {
         (status, &reply["source_code"][0]),
         (422, &json!("is not valid base64"))
     );
+
+    // redirect_stderr_to_stdout: both streams in stdout, in the order written (2>&1).
+    let both = "#include <stdio.h>\nint main(void){puts(\"out 1\");fflush(stdout);fputs(\"err\\n\",stderr);puts(\"out 2\");return 0;}\n";
+    for (redirect, stdout, stderr) in [
+        (true, json!("out 1\nerr\nout 2\n"), Value::Null),
+        (false, json!("out 1\nout 2\n"), json!("err\n")),
+    ] {
+        let mut body = c(both);
+        body["redirect_stderr_to_stdout"] = json!(redirect);
+        let (status, reply) =
+            post("/submissions?wait=true&fields=stdout,stderr,status", body).await;
+        assert_eq!(status, 201, "{reply}");
+        assert_eq!(
+            (&reply["stdout"], &reply["stderr"]),
+            (&stdout, &stderr),
+            "{reply}"
+        );
+    }
 
     // wait=true: the result in the answer (201), default fields only, time in seconds as a
     // string. An output that is not UTF-8 without base64: Judge0's error with the token.

@@ -31,6 +31,7 @@ async fn run(container: &mut Container, limits: Limits, stdin: &str) -> (RunResu
             stdin: Some(Input::Bytes(stdin.as_bytes())),
             limits,
             io: None,
+            stderr_to_stdout: false,
         })
         .await
         .expect("the run is a result, not a sandbox failure");

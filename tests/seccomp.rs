@@ -32,6 +32,7 @@ async fn denied_calls_fail_with_eperm_and_the_program_goes_on() {
                 idle_ms: None,
             },
             io: None,
+            stderr_to_stdout: false,
         })
         .await;
     // Read everything, then close the container, then assert: a failed assertion leaves no

@@ -203,6 +203,7 @@ mod tests {
             input_name: None,
             output_name: None,
             pipe: None,
+            stderr_to_stdout: false,
         };
         match agent.handle(&Request::Run(Box::new(spec))) {
             Response::Failed { error } => assert!(error.contains("root"), "{error}"),

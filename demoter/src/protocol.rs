@@ -83,6 +83,10 @@ pub struct RunSpec {
     /// (`stdout` is left empty, no output limit: the other side reads what it wants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipe: Option<Pipe>,
+    /// The program's stderr is its stdout (`2>&1`): both go to `stdout`, interleaved as
+    /// written, under the output limit; `stderr` is left empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stderr_to_stdout: bool,
 }
 
 /// The FIFOs of an interactive run, opened by the agent as root before the program starts.

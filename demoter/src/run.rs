@@ -197,7 +197,11 @@ fn execute(
             stdout: fifo_out
                 .as_ref()
                 .map_or(stdout_w.as_fd(), |fifo| fifo.as_fd()),
-            stderr: stderr_w.as_fd(),
+            stderr: if spec.stderr_to_stdout {
+                stdout_w.as_fd()
+            } else {
+                stderr_w.as_fd()
+            },
         },
     )?;
     // Only the program may hold the write ends, or the pipes would never reach EOF.
@@ -631,6 +635,7 @@ mod tests {
             input_name: None,
             output_name: None,
             pipe: None,
+            stderr_to_stdout: false,
         }
     }
 

@@ -587,7 +587,6 @@ fn unsupported(body: &Map<String, Value>) -> Result<(), Judge0Error> {
     for name in [
         "enable_per_process_and_thread_time_limit",
         "enable_per_process_and_thread_memory_limit",
-        "redirect_stderr_to_stdout",
     ] {
         if bool_field(body, name) == Some(true) {
             refuse(name, "is not supported by this service");
@@ -766,6 +765,7 @@ fn run_request(state: &AppState, body: &Value, base64: bool) -> Result<RunReques
         args,
         compile_args,
         wall_limit_ms,
+        stderr_to_stdout: bool_field(body, "redirect_stderr_to_stdout") == Some(true),
         // Judge0 has none; the operator's (`serve --deadline-seconds`) applies.
         deadline_seconds: None,
     })
@@ -1215,7 +1215,6 @@ async fn judge0_json(
         );
     }
     all.insert("number_of_runs".into(), json!(1));
-    all.insert("redirect_stderr_to_stdout".into(), json!(false));
     all.insert("enable_network".into(), json!(false));
     all.insert(
         "enable_per_process_and_thread_time_limit".into(),

@@ -57,6 +57,9 @@ pub(super) struct RunRequest {
     /// Wall-clock limit, ms (default: 3× the CPU limit; at most 3× the operator's most CPU).
     #[serde(default)]
     pub wall_limit_ms: Option<u64>,
+    /// The program's stderr goes to its stdout (`2>&1`).
+    #[serde(default)]
+    pub stderr_to_stdout: bool,
 }
 
 /// The run `request` asks for, within the operator's caps; 400 beyond them.
@@ -131,6 +134,7 @@ pub(super) fn run_spec(state: &AppState, request: &RunRequest) -> Result<RunSpec
         args: request.args.clone(),
         compile_args: request.compile_args.clone(),
         wall_limit_ms: request.wall_limit_ms,
+        stderr_to_stdout: request.stderr_to_stdout,
     };
     crate::judge::check_run_limits(&run).map_err(ApiError::bad_request)?;
     Ok(run)

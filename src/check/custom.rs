@@ -327,6 +327,7 @@ impl CheckerCache {
                     stdin: None,
                     limits: self.config.compile_limits,
                     io: None,
+                    stderr_to_stdout: false,
                 })
                 .await?;
             if !ran.result.exited_normally() {
@@ -345,6 +346,7 @@ impl CheckerCache {
                     stdin: None,
                     limits: self.config.compile_limits,
                     io: None,
+                    stderr_to_stdout: false,
                 })
                 .await?;
             if !fetched.result.exited_normally() {
@@ -749,6 +751,7 @@ impl CheckerBox {
             stdin,
             limits: self.limits,
             io: None,
+            stderr_to_stdout: false,
         };
         Ok(self.container.run(run).await?)
     }

@@ -807,6 +807,8 @@ pub struct Run<'a> {
     /// The problem's input and output files (with [`WorkDir::Fresh`]): stdin is also that file
     /// in the working directory, and the output is that file instead of stdout.
     pub io: Option<&'a ProblemIo>,
+    /// The program's stderr goes to its stdout (`2>&1`; an ad-hoc run that asks for it).
+    pub stderr_to_stdout: bool,
 }
 
 /// A run's stdin.
@@ -1042,6 +1044,7 @@ impl Container {
             input_name: run.io.and_then(|io| io.input_file.clone()),
             output_name: run.io.and_then(|io| io.output_file.clone()),
             pipe,
+            stderr_to_stdout: run.stderr_to_stdout,
         };
         // The demoter enforces the wall limit; this only catches an agent that stopped answering.
         let timeout = Duration::from_millis(run.limits.wall_ms) + Duration::from_secs(20);

@@ -49,6 +49,7 @@ pub async fn compile(container: &mut Container, source: &str) -> (RunResult, Str
             stdin: None,
             limits: JudgeConfig::default().compile_limits,
             io: None,
+            stderr_to_stdout: false,
         })
         .await
         .expect("compiling is a result, not a sandbox failure");

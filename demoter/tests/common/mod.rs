@@ -120,6 +120,7 @@ impl Fixture {
             input_name: None,
             output_name: None,
             pipe: None,
+            stderr_to_stdout: false,
         }
     }
 
