@@ -394,6 +394,7 @@ pub async fn run(setup: &Setup, command: RunCommand) -> Result<ExitCode, Command
             compile_args: Vec::new(),
             wall_limit_ms: None,
             stderr_to_stdout: false,
+            number_of_runs: None,
         })),
     };
     let judge = build_judge(setup).await?;

@@ -148,6 +148,14 @@ pub const MAX_RUN_ARGS: (usize, usize) = (256, 4096);
 
 /// `Err(reason)` when a run's limits (or arguments) are outside what any judge runs.
 pub fn check_run_limits(run: &RunSpec) -> Result<(), String> {
+    if let Some(n) = run.number_of_runs {
+        if !(1..=crate::protocol::MAX_NUMBER_OF_RUNS).contains(&n) {
+            return Err(format!(
+                "a run may be repeated 1 to {} times, not {n}",
+                crate::protocol::MAX_NUMBER_OF_RUNS
+            ));
+        }
+    }
     for (what, args) in [
         ("arguments", &run.args),
         ("compile options", &run.compile_args),

@@ -54,7 +54,14 @@ pub struct RunSpec {
     /// compared and reported holds both; stderr is empty.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stderr_to_stdout: bool,
+    /// Times the program is run on the input (Judge0's `number_of_runs`); absent: once. Each
+    /// run is a test of its own; the report averages their time and memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_of_runs: Option<u32>,
 }
+
+/// Most times one ad-hoc run may be repeated (`RunSpec::number_of_runs`), as Judge0 allows.
+pub const MAX_NUMBER_OF_RUNS: u32 = 20;
 
 /// The id a run stands for in place of a problem: no problem has it (problem ids are
 /// `[a-z0-9-]+`).

@@ -44,8 +44,13 @@ pub struct RunReport {
 
 impl RunReport {
     /// The report of a run's messages so far (in order).
+    ///
+    /// A run repeated (`number_of_runs`) has one `tested` per repetition: the verdict and the
+    /// output are those of the first that was not accepted (else the last), time and memory
+    /// the average over the repetitions (as Judge0 reports them).
     pub fn of<'a>(messages: impl IntoIterator<Item = &'a Message>) -> RunReport {
         let mut report = RunReport::default();
+        let (mut runs, mut time_sum, mut memory_sum) = (0u64, 0u64, 0u64);
         for message in messages {
             match &message.body {
                 Body::Compiled {
@@ -62,10 +67,16 @@ impl RunReport {
                     output,
                     ..
                 } => {
-                    report.verdict = Some(*result);
-                    report.time = *time;
-                    report.memory = *memory;
-                    report.output = output.as_deref().cloned();
+                    runs += 1;
+                    time_sum += time.unwrap_or(0);
+                    memory_sum += memory.unwrap_or(0);
+                    // Kept from the first repetition that failed.
+                    if report.verdict.is_none_or(|v| v == Verdict::Accepted) {
+                        report.verdict = Some(*result);
+                        report.output = output.as_deref().cloned();
+                    }
+                    report.time = Some((time_sum as f64 / runs as f64).round() as u64);
+                    report.memory = Some((memory_sum as f64 / runs as f64).round() as u64);
                 }
                 Body::Error { reason } | Body::Invalid { reason } => {
                     report.end = Some(message.body.state());

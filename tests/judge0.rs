@@ -436,7 +436,8 @@ async fn raw_http_gets_judge0_error_shapes_fields_and_base64() {
         ("compiler_options", json!("-O2 $(id)")),
         ("command_line_arguments", json!("$HOME")),
         ("command_line_arguments", json!("a | b")),
-        ("number_of_runs", json!(3)),
+        ("number_of_runs", json!(21)),
+        ("number_of_runs", json!(0)),
         ("wall_time_limit", json!(16)),
         ("cpu_extra_time", json!(1)),
         (
@@ -458,6 +459,24 @@ async fn raw_http_gets_judge0_error_shapes_fields_and_base64() {
     assert_eq!(
         (status, &reply["source_code"][0]),
         (422, &json!("is not valid base64"))
+    );
+
+    // number_of_runs: run 3 times, accepted, time and memory averaged.
+    let mut body = json!({"source_code": "print(int(input()) + 1)", "language_id": 71, "stdin": "41", "expected_output": "42", "number_of_runs": 3});
+    body["number_of_runs"] = json!(3);
+    let (status, reply) = post(
+        "/submissions?wait=true&fields=status,time,memory,stdout",
+        body,
+    )
+    .await;
+    assert_eq!(
+        (status, &reply["status"]["id"], &reply["stdout"]),
+        (201, &json!(3), &json!("42\n")),
+        "{reply}"
+    );
+    assert!(
+        reply["time"].is_string() && reply["memory"].is_u64(),
+        "{reply}"
     );
 
     // redirect_stderr_to_stdout: both streams in stdout, in the order written (2>&1).

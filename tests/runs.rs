@@ -276,6 +276,38 @@ async fn runs_are_judged_by_the_worker(deployment: &Deployment) {
     let (_, result) = deployment.finished(&id).await;
     assert_eq!(result["verdict"], "TLE", "{result}");
 
+    // Repeated: one test per run, time and memory averaged over them.
+    let id = deployment
+        .run(json!({"language": "python", "sourceCode": SUM_PY, "stdin": "1 2", "numberOfRuns": 3}))
+        .await;
+    let (_, result) = deployment.finished(&id).await;
+    let messages = client::request(
+        deployment.api,
+        "GET",
+        &format!("/v1.0/submissions/{id}/judge-results"),
+        None,
+    )
+    .await;
+    let tested: Vec<&Value> = messages.body["value"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|m| m["state"] == "tested")
+        .collect();
+    assert_eq!(tested.len(), 3, "{}", messages.body);
+    let mean = |field: &str| {
+        let sum: u64 = tested.iter().map(|m| m[field].as_u64().unwrap()).sum();
+        (sum as f64 / 3.0).round() as u64
+    };
+    assert_eq!(
+        (&result["verdict"], &result["stdout"]["text"]),
+        (&json!("accepted"), &json!("3\n"))
+    );
+    assert_eq!(
+        (result["time"].as_u64(), result["memory"].as_u64()),
+        (Some(mean("time")), Some(mean("memory")))
+    );
+
     // Runs are operations of their own kind, filtered apart from submissions.
     let listed = client::request(
         deployment.api,
@@ -293,7 +325,7 @@ async fn runs_are_judged_by_the_worker(deployment: &Deployment) {
         .iter()
         .map(|op| &op["kind"])
         .collect();
-    assert_eq!(kinds.len(), 4, "{}", listed.body);
+    assert_eq!(kinds.len(), 5, "{}", listed.body);
     assert!(kinds.iter().all(|k| *k == "run"), "{}", listed.body);
 
     // Refused, with the API's error shape: limits over the operator's caps, unknown fields, NUL,

@@ -5,7 +5,8 @@
 //! A Judge0 submission is an ad-hoc run ([`super::runs::queue_with`]): its token is the run's id,
 //! and its result is read back from the run's messages ([`RunReport`]). Judge0's request fields
 //! that map exactly are taken (`source_code`, `language_id`, `stdin`, `expected_output`,
-//! `cpu_time_limit`, `memory_limit`, `callback_url`, `number_of_runs` 1); the others, when set
+//! `cpu_time_limit`, `wall_time_limit`, `memory_limit`, `callback_url`, `number_of_runs`,
+//! `redirect_stderr_to_stdout`, `command_line_arguments`, `compiler_options`); the others, when set
 //! to anything but Judge0's neutral value, are refused with Judge0's own validation error
 //! (422 `{"field": ["message"]}`) rather than run differently.
 //!
@@ -386,7 +387,7 @@ async fn config_info(State(state): State<AppState>) -> Json<Value> {
         "max_file_size": output_kb,
         "max_max_file_size": output_kb,
         "number_of_runs": 1,
-        "max_number_of_runs": 1,
+        "max_number_of_runs": crate::protocol::MAX_NUMBER_OF_RUNS,
         "redirect_stderr_to_stdout": false,
         "max_extract_size": 0,
         "enable_batched_submissions": true,
@@ -598,11 +599,6 @@ fn unsupported(body: &Map<String, Value>) -> Result<(), Judge0Error> {
             "is not allowed: programs never have network access here",
         );
     }
-    match number_field(body, "number_of_runs") {
-        Ok(None) => {}
-        Ok(Some(1.0)) => {}
-        _ => refuse("number_of_runs", "must be 1 on this service"),
-    }
     if refused.is_empty() {
         Ok(())
     } else {
@@ -691,6 +687,29 @@ fn run_request(state: &AppState, body: &Value, base64: bool) -> Result<RunReques
             None
         }
     };
+    let most_runs = crate::protocol::MAX_NUMBER_OF_RUNS;
+    let number_of_runs = match number_field(body, "number_of_runs")? {
+        None => None,
+        Some(n) if n.fract() == 0.0 && (1.0..=f64::from(most_runs)).contains(&n) => Some(n as u32),
+        Some(n) if n < 1.0 => {
+            invalid.insert(
+                "number_of_runs".into(),
+                vec!["must be greater than or equal to 1".into()],
+            );
+            None
+        }
+        Some(n) if n.fract() != 0.0 => {
+            invalid.insert("number_of_runs".into(), vec!["must be an integer".into()]);
+            None
+        }
+        Some(_) => {
+            invalid.insert(
+                "number_of_runs".into(),
+                vec![format!("must be less than or equal to {most_runs}")],
+            );
+            None
+        }
+    };
     let wall_limit_ms = match number_field(body, "wall_time_limit")? {
         None => None,
         Some(s) if s > 0.0 && s * 1000.0 <= (3 * max.time_ms) as f64 => {
@@ -766,6 +785,7 @@ fn run_request(state: &AppState, body: &Value, base64: bool) -> Result<RunReques
         compile_args,
         wall_limit_ms,
         stderr_to_stdout: bool_field(body, "redirect_stderr_to_stdout") == Some(true),
+        number_of_runs,
         // Judge0 has none; the operator's (`serve --deadline-seconds`) applies.
         deadline_seconds: None,
     })
@@ -1214,7 +1234,6 @@ async fn judge0_json(
             json!({"id": id_of(state, &view.language), "name": language}),
         );
     }
-    all.insert("number_of_runs".into(), json!(1));
     all.insert("enable_network".into(), json!(false));
     all.insert(
         "enable_per_process_and_thread_time_limit".into(),

@@ -60,6 +60,9 @@ pub(super) struct RunRequest {
     /// The program's stderr goes to its stdout (`2>&1`).
     #[serde(default)]
     pub stderr_to_stdout: bool,
+    /// Times the program is run (1 to 20; default 1): time and memory are averaged.
+    #[serde(default)]
+    pub number_of_runs: Option<u32>,
 }
 
 /// The run `request` asks for, within the operator's caps; 400 beyond them.
@@ -135,6 +138,7 @@ pub(super) fn run_spec(state: &AppState, request: &RunRequest) -> Result<RunSpec
         compile_args: request.compile_args.clone(),
         wall_limit_ms: request.wall_limit_ms,
         stderr_to_stdout: request.stderr_to_stdout,
+        number_of_runs: request.number_of_runs,
     };
     crate::judge::check_run_limits(&run).map_err(ApiError::bad_request)?;
     Ok(run)

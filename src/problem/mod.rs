@@ -325,15 +325,18 @@ impl Problem {
             output_limit_bytes: None,
             subtasks: Vec::new(),
             scoring: Scoring::PassFail,
-            tests: vec![TestCase {
-                name: "1".to_owned(),
-                input: Data::Inline(run.stdin.as_str().into()),
-                answer: Data::Inline(run.expected_output.as_deref().unwrap_or("").into()),
-                subtask: None,
-                weight: 1.0,
-                max_score: 1.0,
-                checker_args: vec!["case_sensitive".to_owned()],
-            }],
+            // Each repetition is a test of its own, on the same input.
+            tests: (1..=run.number_of_runs.unwrap_or(1).max(1))
+                .map(|n| TestCase {
+                    name: n.to_string(),
+                    input: Data::Inline(run.stdin.as_str().into()),
+                    answer: Data::Inline(run.expected_output.as_deref().unwrap_or("").into()),
+                    subtask: None,
+                    weight: 1.0,
+                    max_score: 1.0,
+                    checker_args: vec!["case_sensitive".to_owned()],
+                })
+                .collect(),
             checker: Checker::Default,
             io: ProblemIo::default(),
             validation: ValidationLimits::default(),
