@@ -34,8 +34,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 const EVENTS_RECHECK: Duration = Duration::from_secs(2);
 
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .route("/v1.0/submissions", post(submit))
         .route("/v1.0/submissions/{id}", get(submission))
         .route("/v1.0/submissions/{id}/judge-results", get(judge_results))
@@ -58,27 +57,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1.0/openapi.json", get(openapi))
         .route("/metrics", get(super::metrics::scrape))
         .merge(super::runs::routes())
-        .nest("/judge0", super::judge0::routes())
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            super::auth::check,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            super::limit::limit,
-        ))
-        .with_state(state)
+        .nest("/judge0", super::judge0::routes());
+    guarded(routes, state)
 }
 
 /// The Judge0-compatible API at the root, behind the same layers as [`router`].
 pub fn judge0_router(state: AppState) -> Router {
-    let body_limit = state.config.max_body_bytes;
-    Router::new()
-        .merge(super::judge0::routes())
+    guarded(Router::new().merge(super::judge0::routes()), state)
+}
+
+/// `routes` with the API's fallback (404), body limit, authentication and rate limit.
+fn guarded(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::auth::check,
