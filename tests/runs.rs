@@ -144,11 +144,24 @@ fn the_run_command_gives_the_programs_output_exit_and_verdict() {
     assert_eq!(code, 2, "{stderr}");
 }
 
-/// A `serve` process (no local worker) and the worker that judges for it.
+/// A `serve` process (no local worker) and the worker that judges for it; when dropped, the
+/// worker is stopped as an operator would (SIGTERM: it finishes what it judges and leaves
+/// nothing behind), then the service.
 struct Deployment {
     api: SocketAddr,
-    _service: WorkerProcess,
-    worker: WorkerProcess,
+    service: Option<WorkerProcess>,
+    worker: Option<WorkerProcess>,
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.terminate(JUDGING);
+        }
+        if let Some(service) = self.service.take() {
+            service.terminate(STARTUP);
+        }
+    }
 }
 
 impl Deployment {
@@ -202,9 +215,15 @@ impl Deployment {
         let worker = WorkerProcess::spawn(&worker_args, &[]);
         Deployment {
             api,
-            _service: service,
-            worker,
+            service: Some(service),
+            worker: Some(worker),
         }
+    }
+
+    fn worker(&self) -> &WorkerProcess {
+        self.worker
+            .as_ref()
+            .expect("the worker runs until the deployment is dropped")
     }
 
     async fn post_run(&self, body: Value) -> client::Reply {
@@ -236,7 +255,7 @@ impl Deployment {
             assert!(
                 Instant::now() < until,
                 "run {id} did not finish: {op}\n{}",
-                self.worker.log_tail()
+                self.worker().log_tail()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -406,7 +425,7 @@ async fn until_status(deployment: &Deployment, id: &str, status: &str) -> Value 
         assert!(
             Instant::now() < until,
             "{id} never became {status}: {op}\n{}",
-            deployment.worker.log_tail()
+            deployment.worker().log_tail()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -550,7 +569,7 @@ async fn a_silent_worker_makes_its_operation_unresponsive(deployment: &Deploymen
         }))
         .await;
     until_status(deployment, &slow, "running").await;
-    deployment.worker.signal(Signal::SIGSTOP);
+    deployment.worker().signal(Signal::SIGSTOP);
     until_status(deployment, &slow, "unresponsive").await;
     let listed = client::request(
         deployment.api,
@@ -572,7 +591,7 @@ async fn a_silent_worker_makes_its_operation_unresponsive(deployment: &Deploymen
     if requeued {
         until_status(deployment, &slow, "notstarted").await;
     }
-    deployment.worker.signal(Signal::SIGCONT);
+    deployment.worker().signal(Signal::SIGCONT);
     let (op, result) = deployment.finished(&slow).await;
     assert_eq!(
         (&op["status"], &result["stdout"]["text"]),

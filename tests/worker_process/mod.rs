@@ -110,6 +110,23 @@ impl WorkerProcess {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// For a guard's `Drop`, where a panic would abort: SIGCONT (in case it was stopped) and
+    /// SIGTERM, so it finishes what it judges and removes its sandboxes; SIGKILL if it has not
+    /// exited within `deadline`. Never panics.
+    pub fn terminate(mut self, deadline: Duration) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let _ = kill(pid, Signal::SIGCONT);
+        let _ = kill(pid, Signal::SIGTERM);
+        let until = Instant::now() + deadline;
+        while Instant::now() < until {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Drop kills it.
+    }
+
     /// SIGTERM, then the exit status within `deadline`.
     pub fn stop(mut self, deadline: Duration) -> std::process::ExitStatus {
         self.signal(Signal::SIGTERM);
