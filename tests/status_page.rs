@@ -444,10 +444,19 @@ async fn with_a_client_token_the_page_is_open_and_its_data_are_not() {
 // End to end: `executioner serve` and the page in Chromium
 
 /// An `executioner serve` process: the memory store, a local worker judging one submission at
-/// a time in Docker, `env` added to its environment.
+/// a time in Docker, `env` added to its environment; stopped with SIGTERM when dropped, so it
+/// leaves nothing behind.
 struct Service {
-    _process: WorkerProcess,
+    process: Option<WorkerProcess>,
     addr: SocketAddr,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(process) = self.process.take() {
+            process.terminate(STARTUP);
+        }
+    }
 }
 
 impl Service {
@@ -464,14 +473,9 @@ impl Service {
             ],
             env,
         );
-        let line = process.wait_for_log("serving the HTTP API", STARTUP);
-        let log: Value = serde_json::from_str(&line).expect("a JSON log line");
-        let addr = log["fields"]["listen"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no listen address in {line}"));
+        let addr = process.logged_address("serving the HTTP API", STARTUP);
         Service {
-            _process: process,
+            process: Some(process),
             addr,
         }
     }
