@@ -2,7 +2,7 @@
 //! up to date from the interface's messages (by [`MemoryBackend::follow`]). Workers take
 //! submissions through a gate that skips cancelled ones.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -37,7 +37,6 @@ struct Entry {
     seq: u64,
     callback_url: Option<String>,
     callback_sent_ms: Option<i64>,
-    deadline_ms: Option<i64>,
     /// Ended at its deadline (its state is then `Cancelled`).
     timed_out: bool,
     /// Held by a remote worker that missed a heartbeat ([`Backend::holders_silent`]).
@@ -110,8 +109,10 @@ impl Entry {
 struct Table {
     entries: HashMap<String, Entry>,
     next_seq: u64,
-    /// Entries with a deadline that have not timed out: none, nothing to look at.
-    deadlines: usize,
+    /// Deadlines not reached yet (ms since the epoch, id), soonest first.
+    deadlines: BTreeSet<(i64, String)>,
+    /// Ids flagged `silent` by the last [`Backend::holders_silent`].
+    silent: HashSet<String>,
 }
 
 /// Submissions in memory. Changes are announced (by submission id) under the table's lock, so
@@ -277,12 +278,11 @@ impl Backend for MemoryBackend {
                 seq: table.next_seq,
                 callback_url: queueing.callback_url,
                 callback_sent_ms: None,
-                deadline_ms: queueing.deadline_ms,
                 timed_out: false,
                 silent: false,
             };
-            if queueing.deadline_ms.is_some() {
-                table.deadlines += 1;
+            if let Some(deadline) = queueing.deadline_ms {
+                table.deadlines.insert((deadline, submission.id.clone()));
             }
             let view = entry.view();
             table.entries.insert(submission.id.clone(), entry);
@@ -410,12 +410,16 @@ impl Backend for MemoryBackend {
     async fn holders_silent(&self, ids: &HashSet<String>) {
         let mut changed = Vec::new();
         {
+            // Only the ids flagged now or before are looked at, not the whole table.
             let mut table = self.table();
-            for entry in table.entries.values_mut() {
-                let silent = ids.contains(&entry.submission.id);
-                if entry.silent != silent {
-                    entry.silent = silent;
-                    changed.push(entry.submission.id.clone());
+            let before = std::mem::replace(&mut table.silent, ids.clone());
+            for id in before.iter().chain(ids) {
+                let silent = ids.contains(id);
+                if let Some(entry) = table.entries.get_mut(id) {
+                    if entry.silent != silent {
+                        entry.silent = silent;
+                        changed.push(id.clone());
+                    }
                 }
             }
         }
@@ -426,31 +430,23 @@ impl Backend for MemoryBackend {
 
     async fn expire(&self, now_ms: i64) -> Result<Vec<String>, BackendError> {
         let mut table = self.table();
-        if table.deadlines == 0 {
-            return Ok(Vec::new());
-        }
+        // The deadlines reached, soonest first; the rest stay.
+        let later = table.deadlines.split_off(&(now_ms + 1, String::new()));
+        let due = std::mem::replace(&mut table.deadlines, later);
         let mut ended = Vec::new();
-        for entry in table.entries.values_mut() {
-            let due = entry.deadline_ms.is_some_and(|d| d <= now_ms) && !entry.timed_out;
-            if !due {
+        for (_, id) in due {
+            let Some(entry) = table.entries.get_mut(&id) else {
                 continue;
-            }
-            if entry.view().status.is_terminal() {
-                // Finished in time: its deadline no longer matters.
-                entry.deadline_ms = None;
-            } else {
+            };
+            // One finished in time is left as it is.
+            if !entry.view().status.is_terminal() {
                 // Cancelled: never handed out, and later messages of an attempt are ignored.
                 entry.state = SubmissionState::Cancelled;
                 entry.timed_out = true;
                 entry.last_action_ms = now_ms;
-                ended.push(entry.submission.id.clone());
+                ended.push(id);
             }
         }
-        table.deadlines = table
-            .entries
-            .values()
-            .filter(|e| e.deadline_ms.is_some() && !e.timed_out)
-            .count();
         drop(table);
         for id in &ended {
             self.announce(id);

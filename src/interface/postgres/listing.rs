@@ -89,18 +89,25 @@ macro_rules! listed_columns {
     };
 }
 
+/// A listing's statement up to its condition: the rows are chosen in a subquery, so that the
+/// results of only the rows chosen are counted.
+macro_rules! listing_head {
+    () => {
+        concat!(
+            "SELECT ",
+            record_columns!(),
+            ", ",
+            status_rank!(),
+            " AS status_rank FROM (SELECT ",
+            listed_columns!(),
+            " FROM submissions s WHERE "
+        )
+    };
+}
+
 /// Up to the condition: the rows are chosen in a subquery, so that the results of only the
 /// rows of the batch are counted.
-const BATCH_HEAD: &str = concat!(
-    "SELECT ",
-    record_columns!(),
-    ", ",
-    status_rank!(),
-    " AS status_rank FROM (
-        SELECT ",
-    listed_columns!(),
-    " FROM submissions s WHERE "
-);
+const BATCH_HEAD: &str = listing_head!();
 /// After the condition: rows past the last one handed out.
 const BATCH_AFTER: &str = concat!(" AND (", listing_order!(), ") > (");
 /// After the condition: rows past every id of a status rank and submission time (a prefix of
@@ -123,14 +130,7 @@ macro_rules! listing_order_desc {
 
 /// The last rows of the listing's completed group (status rank 2), last first; `$1` of them.
 const LAST_FINISHED: &str = concat!(
-    "SELECT ",
-    record_columns!(),
-    ", ",
-    status_rank!(),
-    " AS status_rank FROM (
-        SELECT ",
-    listed_columns!(),
-    " FROM submissions s WHERE ",
+    listing_head!(),
     status_rank!(),
     " = 2 ORDER BY ",
     listing_order_desc!(),
