@@ -38,3 +38,23 @@ pub fn bare_fork_exec(program: &str, runs: usize) -> anyhow::Result<Duration> {
     }
     Ok(median(bare))
 }
+
+/// The wall time of one bare run of C `program` (compiled with the host's gcc) on `input`.
+#[allow(dead_code)] // Not every bench that shares this module calibrates.
+pub fn run_once(program: &str, input: &str) -> anyhow::Result<Duration> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("main.c"), program)?;
+    let status = std::process::Command::new("gcc")
+        .args(["-O2", "-o", "main", "main.c"])
+        .current_dir(dir.path())
+        .status()?;
+    anyhow::ensure!(status.success(), "host gcc failed");
+    let path = dir.path().join("in");
+    std::fs::write(&path, input)?;
+    let t = Instant::now();
+    let out = std::process::Command::new(dir.path().join("main"))
+        .stdin(std::fs::File::open(&path)?)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "the program failed");
+    Ok(t.elapsed())
+}

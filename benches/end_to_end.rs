@@ -1,0 +1,352 @@
+//! The whole path, not only the demoter: submissions judged end to end by the worker through the
+//! memory interface (take, claim, container start, compile, tests, messages), beside the bare
+//! fork+exec floor of the same program on the host, measured in the same run.
+//!
+//! Three parts, chosen with `BENCH_E2E` (comma-separated; all by default):
+//! - `latency`: one C submission at a time on ICPC packages of 1, 100 and 1,000 tests. Reports,
+//!   median over the rounds, the time from the claim (`executing`) to `compiling`, to
+//!   `compiled`, to the last `tested`, and the per-test cost (first `testing` to last `tested`,
+//!   over the tests) against the floor.
+//! - `throughput`: a mix of C, C++, Python and Java submissions (accepted, wrong answer, TLE) on
+//!   a 10-test problem, judged by one worker at concurrency 1, 2 and 4: submissions per second.
+//! - `spread`: one CPU-bound C program (about 500 ms of CPU) judged 20 times at concurrency 1,
+//!   and 20 times at concurrency 2 beside another copy (the other slot busy): median, min and
+//!   max of the CPU time the judge reports.
+//!
+//! Run: `cargo bench --bench end_to_end` with EXECUTIONER_DEMOTER set and the gcc-12, g++-12,
+//! python-3.11 and java-17 images built. Prints figures; nothing is asserted.
+
+mod floor;
+
+use floor::{median, ms};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use executioner::cli::{build_judge, Setup};
+use executioner::interface::memory::MemoryInterface;
+use executioner::interface::{Interface, InterfaceError, Sent};
+use executioner::judge::{Judge, JudgeConfig};
+use executioner::protocol::{Body, Message, Submission};
+use executioner::worker::{Worker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+const SUM_C: &str = "#include <stdio.h>\nint main(void){long long a,b;if(scanf(\"%lld %lld\",&a,&b)!=2)return 1;printf(\"%lld\\n\",a+b);return 0;}\n";
+
+/// The memory interface, with the time each message was recorded.
+struct Timed {
+    inner: MemoryInterface,
+    seen: Mutex<Vec<(Instant, Message)>>,
+}
+
+impl Timed {
+    fn new(submissions: Vec<Submission>) -> Arc<Self> {
+        let inner = MemoryInterface::new();
+        for s in submissions {
+            inner.push(s);
+        }
+        inner.close();
+        Arc::new(Timed {
+            inner,
+            seen: Mutex::default(),
+        })
+    }
+
+    /// The messages of `id` with the time each was recorded.
+    fn of(&self, id: &str) -> Vec<(Instant, Body)> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .filter(|(_, m)| m.id == id)
+            .map(|(t, m)| (*t, m.body.clone()))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Interface for Timed {
+    async fn next(&self) -> Result<Option<Submission>, InterfaceError> {
+        self.inner.next().await
+    }
+
+    async fn send(&self, message: &Message) -> Result<Sent, InterfaceError> {
+        let sent = self.inner.send(message).await?;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.push((Instant::now(), message.clone()));
+        Ok(sent)
+    }
+}
+
+/// Judges `submissions` with one worker of `concurrency` slots until the queue is empty;
+/// returns the interface (with the times) and the wall time it took.
+async fn judge_all(
+    judge: &Arc<Judge>,
+    submissions: Vec<Submission>,
+    concurrency: usize,
+) -> (Arc<Timed>, Duration) {
+    let timed = Timed::new(submissions);
+    let worker = Worker::new(
+        timed.clone(),
+        judge.clone(),
+        WorkerConfig {
+            concurrency,
+            ..WorkerConfig::default()
+        },
+    );
+    let started = Instant::now();
+    worker.run(CancellationToken::new()).await;
+    (timed, started.elapsed())
+}
+
+fn submission(id: String, problem: &str, language: &str, source: &str) -> Submission {
+    Submission {
+        id,
+        problem: problem.into(),
+        language: language.into(),
+        source_code: source.into(),
+        files: Vec::new(),
+        run: None,
+    }
+}
+
+/// An ICPC package `id` of `tests` tests: `a b` in, `a+b` out, where test `i` is `i 7i` (or
+/// `inputs` when given).
+fn package(root: &Path, id: &str, time_limit: &str, inputs: &[String]) -> anyhow::Result<()> {
+    let dir = root.join(id);
+    std::fs::create_dir_all(dir.join("data/secret"))?;
+    std::fs::write(
+        dir.join("problem.yaml"),
+        format!(
+            "problem_format_version: 2025-09\nname: {id}\nuuid: 0\nlimits:\n  time_limit: {time_limit}\n  memory: 256\n"
+        ),
+    )?;
+    for (i, input) in inputs.iter().enumerate() {
+        let stem = dir.join(format!("data/secret/{i:04}"));
+        let sum: i64 = input
+            .split_whitespace()
+            .map(|n| n.parse::<i64>().unwrap_or(0))
+            .sum();
+        std::fs::write(stem.with_extension("in"), format!("{input}\n"))?;
+        std::fs::write(stem.with_extension("ans"), format!("{sum}\n"))?;
+    }
+    Ok(())
+}
+
+fn sums(tests: usize) -> Vec<String> {
+    (0..tests).map(|i| format!("{i} {}", i * 7)).collect()
+}
+
+/// When the first message matching `is` arrived.
+fn at(seen: &[(Instant, Body)], is: impl Fn(&Body) -> bool) -> Option<Instant> {
+    seen.iter().find(|(_, b)| is(b)).map(|(t, _)| *t)
+}
+
+async fn latency(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
+    println!("## latency: one C submission at a time, concurrency 1");
+    let bare = floor::bare_fork_exec(SUM_C, 200)?;
+    println!("bare fork+exec on the host: {:.2} ms (median of 200)", ms(bare));
+    println!(
+        "{:>6} | {:>8} | {:>9} | {:>8} | {:>11} | {:>9} | {:>10} | {:>8}",
+        "tests",
+        "rounds",
+        "compiling",
+        "compiled",
+        "last tested",
+        "per test",
+        "over floor",
+        "× floor"
+    );
+    for (tests, rounds) in [(1usize, 7usize), (100, 5), (1000, 3)] {
+        let problem = format!("sum-{tests}");
+        package(root, &problem, "1", &sums(tests))?;
+        // One round more than measured: the first warms the page cache and the problem cache.
+        let ids: Vec<String> = (0..=rounds).map(|r| format!("{problem}-{r}")).collect();
+        let submissions = ids
+            .iter()
+            .map(|id| submission(id.clone(), &problem, "gcc-12", SUM_C))
+            .collect();
+        let (timed, _) = judge_all(judge, submissions, 1).await;
+        let (mut compiling, mut compiled, mut last, mut per_test) = (vec![], vec![], vec![], vec![]);
+        for id in &ids[1..] {
+            let seen = timed.of(id);
+            let accepted = seen
+                .iter()
+                .filter(|(_, b)| {
+                    matches!(b, Body::Tested { result, .. } if result.as_str() == "accepted")
+                })
+                .count();
+            anyhow::ensure!(accepted == tests, "{id}: not all accepted: {seen:?}");
+            let claim = at(&seen, |b| matches!(b, Body::Executing)).expect("executing");
+            let first = at(&seen, |b| matches!(b, Body::Testing { .. })).expect("testing");
+            let end = seen
+                .iter()
+                .rev()
+                .find(|(_, b)| matches!(b, Body::Tested { .. }))
+                .map(|(t, _)| *t)
+                .expect("tested");
+            compiling.push(at(&seen, |b| matches!(b, Body::Compiling)).expect("compiling") - claim);
+            compiled.push(
+                at(&seen, |b| matches!(b, Body::Compiled { .. })).expect("compiled") - claim,
+            );
+            last.push(end - claim);
+            per_test.push((end - first) / tests as u32);
+        }
+        let per_test = median(per_test);
+        println!(
+            "{tests:>6} | {rounds:>8} | {:>6.1} ms | {:>5.0} ms | {:>8.0} ms | {:>6.2} ms | {:>7.2} ms | {:>8.2}",
+            ms(median(compiling)),
+            ms(median(compiled)),
+            ms(median(last)),
+            ms(per_test),
+            ms(per_test.saturating_sub(bare)),
+            ms(per_test) / ms(bare)
+        );
+    }
+    Ok(())
+}
+
+const WRONG_C: &str = "#include <stdio.h>\nint main(void){long long a,b;if(scanf(\"%lld %lld\",&a,&b)!=2)return 1;printf(\"%lld\\n\",a-b);return 0;}\n";
+const TLE_C: &str = "#include <stdio.h>\nint main(void){long long a,b;if(scanf(\"%lld %lld\",&a,&b)!=2)return 1;volatile long long s=0;if(a==3)for(;;)s++;printf(\"%lld\\n\",a+b);return 0;}\n";
+const SUM_CPP: &str = "#include <iostream>\nint main(){long long a,b;std::cin>>a>>b;std::cout<<a+b<<'\\n';}\n";
+const WRONG_CPP: &str =
+    "#include <iostream>\nint main(){long long a,b;std::cin>>a>>b;std::cout<<a*b<<'\\n';}\n";
+const SUM_PY: &str = "a, b = map(int, input().split())\nprint(a + b)\n";
+const WRONG_PY: &str = "a, b = map(int, input().split())\nprint(a + b + 1)\n";
+const TLE_PY: &str =
+    "a, b = map(int, input().split())\nwhile a == 3:\n    pass\nprint(a + b)\n";
+const SUM_JAVA: &str = "import java.util.*;\npublic class Main{public static void main(String[] x){Scanner s=new Scanner(System.in);long a=s.nextLong(),b=s.nextLong();System.out.println(a+b);}}\n";
+const WRONG_JAVA: &str = "import java.util.*;\npublic class Main{public static void main(String[] x){Scanner s=new Scanner(System.in);long a=s.nextLong(),b=s.nextLong();System.out.println(a);}}\n";
+
+/// The throughput mix: (language, source, what it should get).
+const MIX: [(&str, &str, &str); 10] = [
+    ("gcc-12", SUM_C, "accepted"),
+    ("gcc-12", WRONG_C, "wrong"),
+    ("gcc-12", TLE_C, "TLE"),
+    ("g++-12", SUM_CPP, "accepted"),
+    ("g++-12", WRONG_CPP, "wrong"),
+    ("python-3.11", SUM_PY, "accepted"),
+    ("python-3.11", WRONG_PY, "wrong"),
+    ("python-3.11", TLE_PY, "TLE"),
+    ("java-17", SUM_JAVA, "accepted"),
+    ("java-17", WRONG_JAVA, "wrong"),
+];
+
+async fn throughput(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
+    println!("\n## throughput: a mix of C, C++, Python and Java (accepted, wrong, TLE), 10 tests each, time limit 1 s");
+    package(root, "mix", "1", &sums(10))?;
+    // Warm every image and the problem once, unmeasured.
+    let warm = MIX
+        .iter()
+        .enumerate()
+        .map(|(k, (language, source, _))| submission(format!("warm-{k}"), "mix", language, source))
+        .collect();
+    judge_all(judge, warm, 2).await;
+    const ROUNDS: usize = 2;
+    for concurrency in [1usize, 2, 4] {
+        let submissions: Vec<Submission> = (0..ROUNDS)
+            .flat_map(|r| {
+                MIX.iter().enumerate().map(move |(k, (language, source, _))| {
+                    submission(format!("mix-{concurrency}-{r}-{k}"), "mix", language, source)
+                })
+            })
+            .collect();
+        let ids: Vec<(String, &str)> = submissions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), MIX[i % MIX.len()].2))
+            .collect();
+        let (timed, took) = judge_all(judge, submissions, concurrency).await;
+        for (id, want) in &ids {
+            let seen = timed.of(id);
+            let got: Vec<&str> = seen
+                .iter()
+                .filter_map(|(_, b)| match b {
+                    Body::Tested { result, .. } => Some(result.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let ok = match *want {
+                "accepted" => got.len() == 10 && got.iter().all(|r| *r == "accepted"),
+                "wrong" => got.contains(&"wrong"),
+                _ => got.contains(&"TLE"),
+            };
+            anyhow::ensure!(ok, "{id}: wanted {want}, got {got:?}");
+        }
+        println!(
+            "concurrency {concurrency}: {} submissions in {:.1} s, {:.2} submissions/s",
+            ids.len(),
+            took.as_secs_f64(),
+            ids.len() as f64 / took.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+async fn spread(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
+    println!("\n## spread: the CPU time of one CPU-bound C program (about 500 ms), judged 20 times");
+    // Calibrate the loop on the host so that it takes about 500 ms.
+    let spin = "#include <stdio.h>\nint main(void){long long n;if(scanf(\"%lld\",&n)!=1)return 1;volatile unsigned long long s=0;for(long long i=0;i<n;i++)s+=i;printf(\"%llu\\n\",(unsigned long long)s*0);return 0;}\n";
+    let probe = 100_000_000i64;
+    let took = floor::run_once(spin, &format!("{probe}"))?;
+    let n = (probe as f64 * 0.5 / took.as_secs_f64()) as i64;
+    let dir = root.join("spin");
+    std::fs::create_dir_all(dir.join("data/secret"))?;
+    std::fs::write(
+        dir.join("problem.yaml"),
+        "problem_format_version: 2025-09\nname: spin\nuuid: 0\nlimits:\n  time_limit: 3\n  memory: 64\n",
+    )?;
+    std::fs::write(dir.join("data/secret/1.in"), format!("{n}\n"))?;
+    std::fs::write(dir.join("data/secret/1.ans"), "0\n")?;
+    for (concurrency, count) in [(1usize, 20usize), (2, 40)] {
+        let submissions = (0..=count)
+            .map(|i| submission(format!("spin-{concurrency}-{i}"), "spin", "gcc-12", spin))
+            .collect::<Vec<_>>();
+        let ids: Vec<String> = submissions.iter().map(|s| s.id.clone()).collect();
+        let (timed, _) = judge_all(judge, submissions, concurrency).await;
+        let mut times: Vec<u64> = Vec::new();
+        // The first warms caches.
+        for id in &ids[1..] {
+            for (_, b) in timed.of(id) {
+                if let Body::Tested { result, time, .. } = b {
+                    anyhow::ensure!(result.as_str() == "accepted", "{id}: {result:?}");
+                    times.push(time.unwrap_or_default());
+                }
+            }
+        }
+        times.sort_unstable();
+        let (min, max) = (times[0], times[times.len() - 1]);
+        println!(
+            "concurrency {concurrency}: {} runs, CPU time median {} ms, min {min} ms, max {max} ms, max/min {:.3}",
+            times.len(),
+            times[times.len() / 2],
+            max as f64 / min.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let parts = std::env::var("BENCH_E2E").unwrap_or_else(|_| "latency,throughput,spread".into());
+    let root = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let mut config = JudgeConfig::default();
+    config.checker.cache_dir = cache.path().to_owned();
+    let setup = Setup {
+        problems: root.path().to_owned(),
+        languages: None,
+        demoter: std::env::var_os("EXECUTIONER_DEMOTER").map(Into::into),
+        cgroup_parent: "executioner".into(),
+        judge: config,
+    };
+    let judge = build_judge(&setup).await?;
+    for part in parts.split(',') {
+        match part.trim() {
+            "latency" => latency(&judge, root.path()).await?,
+            "throughput" => throughput(&judge, root.path()).await?,
+            "spread" => spread(&judge, root.path()).await?,
+            other => anyhow::bail!("BENCH_E2E: unknown part {other:?} (latency, throughput, spread)"),
+        }
+    }
+    Ok(())
+}
