@@ -18,7 +18,7 @@ use crate::problem::{
 };
 use crate::protocol::{Body, Captured, CompileResult, Message, RunSpec, Submission};
 use crate::sandbox::{
-    Container, Input, Run, RunOutput, Sandbox, SandboxError, Side, WorkDir, BUILD_DIR,
+    Container, HeldCpu, Input, Run, RunOutput, Sandbox, SandboxError, Side, WorkDir, BUILD_DIR,
 };
 use crate::score::{round4, score, Graded};
 use crate::verdict::Verdict;
@@ -41,6 +41,10 @@ pub struct JudgeConfig {
     /// Test runs and checker runs of all submissions at once (a checker's run overlaps the next
     /// test's run, but never beyond this many processes judged at once on the host).
     pub cpu_slots: usize,
+    /// Pin each test and checker run to a CPU of its own (see [`crate::sandbox::Cpus`]) when
+    /// `cpu_slots` is at most the CPUs this process may use; with more slots than CPUs runs
+    /// share CPUs anyway and are not pinned.
+    pub pin_cpus: bool,
     /// What packages that do not say get (time, memory, output limits).
     pub problem_defaults: Defaults,
     /// Custom checkers: their cache, limits and uid.
@@ -53,7 +57,7 @@ impl Default for JudgeConfig {
     /// 3× wall time, 256 KiB sources, 64 MiB of output per test; compiling gets 30 s of CPU,
     /// 60 s of wall time but at most 10 s with almost no CPU used (a compiler blocked reading
     /// a pipe or a terminal), 1 GiB, 64 tasks and 64 MiB files; 8000 characters of compiler output;
-    /// as many test and checker runs at once as the host has cores;
+    /// as many test and checker runs at once as the host has cores, each pinned to its own;
     /// package and checker defaults as [`Defaults::default`] and [`CheckerConfig::default`];
     /// 64 KiB of each of an ad-hoc run's stdout and stderr.
     fn default() -> Self {
@@ -73,6 +77,7 @@ impl Default for JudgeConfig {
             },
             compile_output_chars: 8000,
             cpu_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pin_cpus: true,
             problem_defaults: Defaults::default(),
             checker: CheckerConfig::default(),
             run_output_bytes: 64 << 10,
@@ -223,6 +228,8 @@ pub struct Judge {
     checkers: CheckerCache,
     /// One permit per test or checker run in progress (see `JudgeConfig::cpu_slots`).
     cpu: tokio::sync::Semaphore,
+    /// Whether runs are pinned (`JudgeConfig::pin_cpus` and few enough slots).
+    pin: bool,
     config: JudgeConfig,
 }
 
@@ -233,12 +240,14 @@ impl Judge {
         sandbox: Sandbox,
         config: JudgeConfig,
     ) -> Self {
+        let pin = config.pin_cpus && config.cpu_slots.max(1) <= sandbox.cpus().count();
         Judge {
             problems,
             languages,
             sandbox,
             checkers: CheckerCache::new(config.checker.clone()),
             cpu: tokio::sync::Semaphore::new(config.cpu_slots.max(1)),
+            pin,
             config,
         }
     }
@@ -534,11 +543,17 @@ impl Judge {
         ))
     }
 
-    /// Runs `work` (a test's or a checker's run) once a CPU slot is free.
+    /// Runs `work` (a test's or a checker's run) once a CPU slot is free, pinned to a CPU of
+    /// its own when there is one.
     async fn on_cpu<T>(&self, work: impl std::future::Future<Output = T>) -> T {
         // The semaphore is never closed; without a permit the work still runs.
         let _slot = self.cpu.acquire().await.ok();
-        work.await
+        let cpu = if self.pin {
+            self.sandbox.cpus().take()
+        } else {
+            None
+        };
+        crate::sandbox::pinned(cpu.as_ref().map(HeldCpu::cpu), work).await
     }
 
     /// Runs every test in order, yielding `testing` and `tested`; ends with `done`.

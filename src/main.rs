@@ -503,6 +503,10 @@ struct Common {
     /// only while a slot is free.
     #[arg(long, env = "EXECUTIONER_CPU_SLOTS")]
     cpu_slots: Option<usize>,
+    /// Do not pin each test and checker run to a CPU of its own (by default they are, while
+    /// --cpu-slots is at most the number of CPUs this process may use).
+    #[arg(long, env = "EXECUTIONER_NO_PIN_CPUS")]
+    no_pin_cpus: bool,
 }
 
 impl Common {
@@ -539,6 +543,7 @@ impl Common {
             judge: JudgeConfig {
                 wall_multiplier: self.wall_multiplier,
                 cpu_slots: self.cpu_slots.unwrap_or(defaults.cpu_slots),
+                pin_cpus: !self.no_pin_cpus,
                 problem_defaults: executioner::problem::Defaults {
                     time_ms: (self.default_time_limit * 1000.0).ceil() as u64,
                     memory_kb: self.default_memory_limit * 1024,

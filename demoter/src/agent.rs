@@ -204,6 +204,7 @@ mod tests {
             output_name: None,
             pipe: None,
             stderr_to_stdout: false,
+            cpu: None,
         };
         match agent.handle(&Request::Run(Box::new(spec))) {
             Response::Failed { error } => assert!(error.contains("root"), "{error}"),

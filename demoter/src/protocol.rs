@@ -87,6 +87,12 @@ pub struct RunSpec {
     /// written, under the output limit; `stderr` is left empty.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stderr_to_stdout: bool,
+    /// Pins the program, with every thread and process it makes, to this CPU (the host gives
+    /// each run in progress a CPU of its own, for times that repeat). The program cannot widen
+    /// it: `sched_setaffinity` fails with `EPERM`. A CPU the container may not use leaves the
+    /// run unpinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
 }
 
 /// The FIFOs of an interactive run, opened by the agent as root before the program starts.

@@ -636,6 +636,7 @@ mod tests {
             output_name: None,
             pipe: None,
             stderr_to_stdout: false,
+            cpu: None,
         }
     }
 

@@ -110,12 +110,16 @@ impl Filter {
     /// Compiles the filter for the architecture the demoter runs on. A call made with another
     /// architecture's convention (an `int 0x80` i386 call) kills the program: the deny list
     /// is checked against the audit architecture first (the `ENOSYS` answers come before it,
-    /// and are no less strict).
-    pub fn new() -> Result<Filter, Error> {
+    /// and are no less strict). With `pinned`, `sched_setaffinity` is denied too, so a program
+    /// pinned to its CPU cannot move to another.
+    pub fn new(pinned: bool) -> Result<Filter, Error> {
         let invalid = |source| Error::SeccompFilter { source };
         let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(invalid)?;
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
             DENIED.iter().map(|&number| (number, Vec::new())).collect();
+        if pinned {
+            rules.insert(libc::SYS_sched_setaffinity, Vec::new());
+        }
         // A rule matches when all its conditions hold, a call when any of its rules matches.
         let flag_set = |bit: libc::c_int| {
             let bit = bit as u32 as u64;
@@ -247,7 +251,7 @@ mod tests {
 
     #[test]
     fn compiles_to_a_program_the_kernel_accepts_in_size() {
-        let filter = Filter::new().unwrap();
+        let filter = Filter::new(false).unwrap();
         // The kernel's limit is 4096 instructions; the filter is a few hundred.
         assert!(!filter.is_empty());
         assert!(filter.len() < 1024, "{} instructions", filter.len());
@@ -257,7 +261,7 @@ mod tests {
     /// result, or minus its errno. Only harmless arguments: without the filter each call does
     /// nothing or fails on its arguments, so a result of `-EPERM` is the filter's.
     fn in_filtered_child(calls: &[[libc::c_long; 6]]) -> Vec<libc::c_long> {
-        let filter = Filter::new().unwrap();
+        let filter = Filter::new(false).unwrap();
         let mut fds = [0; 2];
         // SAFETY: fds is valid for two ints.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);

@@ -75,6 +75,8 @@ pub struct Plan {
     max_fd: RawFd,
     /// SIGPIPE starts ignored (an interactor's writes to a program that is gone fail instead).
     ignore_sigpipe: bool,
+    /// The one CPU the program runs on (`RunSpec::cpu`, when this process may use it).
+    cpu: Option<libc::cpu_set_t>,
     /// Installed last, just before `execve`.
     seccomp: Filter,
 }
@@ -143,7 +145,8 @@ impl Plan {
             exec_failed_prefix: format!("demoter: cannot execute {program}: ").into_bytes(),
             max_fd,
             ignore_sigpipe: spec.pipe.as_ref().is_some_and(|p| p.ignore_sigpipe),
-            seccomp: Filter::new()?,
+            cpu: spec.cpu.and_then(cpu_set),
+            seccomp: Filter::new(spec.cpu.is_some())?,
         })
     }
 }
@@ -283,6 +286,27 @@ unsafe fn fail(report: RawFd, stage: u32) -> ! {
     }
 }
 
+/// The set holding only `cpu`, if this process may run there (a CPU outside the container's
+/// cpuset, or offline, leaves the run unpinned rather than failing it).
+fn cpu_set(cpu: u32) -> Option<libc::cpu_set_t> {
+    let cpu = usize::try_from(cpu).ok()?;
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return None;
+    }
+    // SAFETY: cpu_set_t is plain data, valid zeroed; the pointers are to live locals of the
+    // size passed.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(0, size, &mut allowed) == -1 || !libc::CPU_ISSET(cpu, &allowed) {
+            return None;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        Some(set)
+    }
+}
+
 /// The child side: join the run, shed everything inherited, drop to the program's identity,
 /// exec.
 ///
@@ -304,6 +328,11 @@ unsafe fn child(
             if libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
                 fail(report, JOIN);
             }
+        }
+        // Checked allowed before the fork; should the kernel still refuse, the run goes on
+        // unpinned (its times are then only as repeatable as without pinning).
+        if let Some(set) = &plan.cpu {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set);
         }
 
         // Dispositions set to "ignore" (the Rust runtime ignores SIGPIPE) and the signal mask

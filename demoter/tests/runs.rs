@@ -414,3 +414,50 @@ fn a_malformed_spec_fails_and_bad_usage_exits_2() {
     assert!(out.stdout.is_empty());
     fx.assert_clean();
 }
+
+/// The CPUs this test process may use, from `/proc/self/status` (`Cpus_allowed_list`).
+fn allowed_cpus() -> Vec<u32> {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    list.split(',')
+        .flat_map(|range| {
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_pinned_run_stays_on_its_cpu_and_cannot_widen_it() {
+    let fx = Fixture::new();
+    let cpu = *allowed_cpus().last().unwrap();
+    // What the program and a child of it may use, then an attempt to widen it.
+    let mut spec = fx.spec(&[
+        "sh",
+        "-c",
+        "grep Cpus_allowed_list /proc/self/status; sh -c 'grep Cpus_allowed_list /proc/self/status'; \
+         taskset -p -c 0-1023 $$ > /dev/null 2>&1 && echo widened || echo refused",
+    ]);
+    spec.cpu = Some(cpu);
+    let r = fx.run(&spec);
+    assert!(r.exited_normally(), "{r:?} {}", fx.read("box/stderr"));
+    let line = format!("Cpus_allowed_list:\t{cpu}\n");
+    assert_eq!(fx.read("box/stdout"), format!("{line}{line}refused\n"));
+
+    // Unpinned, the same program keeps what the demoter had and may change it.
+    spec.cpu = None;
+    let r = fx.run(&spec);
+    assert!(r.exited_normally(), "{r:?}");
+    let out = fx.read("box/stdout");
+    assert!(out.ends_with("widened\n"), "{out}");
+
+    // A CPU the demoter may not use leaves the run unpinned instead of failing it.
+    spec.cpu = Some(1023);
+    let r = fx.run(&spec);
+    assert!(r.exited_normally(), "{r:?}");
+    fx.assert_clean();
+}

@@ -16,6 +16,7 @@
 
 mod agent;
 pub mod cgroup;
+mod cpus;
 mod uids;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use demoter::protocol::{Limits, Pipe, Request, Response, RunResult, RunSpec};
 
 use self::agent::Agent;
 use self::cgroup::{BoxCgroup, HostCgroups, Version};
+pub use self::cpus::{pinned, Cpus, HeldCpu};
 use self::uids::{BoxUid, Uids};
 use crate::problem::{Data, ProblemIo};
 use crate::sync::lock;
@@ -152,6 +154,9 @@ pub struct SandboxConfig {
     pub box_uids: u32,
     /// Where the lent uids are locked; shared by every worker process on the host.
     pub uid_dir: PathBuf,
+    /// Where the CPUs lent to runs are locked ([`Cpus`]); shared by every worker process on the
+    /// host.
+    pub cpu_dir: PathBuf,
     /// Size of the `/box` tmpfs, MiB.
     pub box_tmpfs_mb: u64,
     /// Size of the `/tmp` tmpfs, MiB.
@@ -166,8 +171,8 @@ pub struct SandboxConfig {
 
 impl SandboxConfig {
     /// Defaults: cgroups under `/sys/fs/cgroup/.../executioner`, uids 60000-60999 (locked in
-    /// `<temp dir>/executioner.uids`), gid 60000, a 512 MiB `/box`,
-    /// a 64 MiB `/tmp`, a 256 MiB container cap, 512 tasks, 30 s to start.
+    /// `<temp dir>/executioner.uids`), gid 60000, CPUs locked in `<temp dir>/executioner.cpus`,
+    /// a 512 MiB `/box`, a 64 MiB `/tmp`, a 256 MiB container cap, 512 tasks, 30 s to start.
     pub fn new(demoter: PathBuf) -> Self {
         SandboxConfig {
             demoter,
@@ -178,6 +183,7 @@ impl SandboxConfig {
             gid: 60000,
             box_uids: 1000,
             uid_dir: std::env::temp_dir().join("executioner.uids"),
+            cpu_dir: std::env::temp_dir().join("executioner.cpus"),
             box_tmpfs_mb: 512,
             tmp_tmpfs_mb: 64,
             container_memory_mb: 256,
@@ -194,6 +200,7 @@ pub struct Sandbox {
     config: Arc<SandboxConfig>,
     cgroups: HostCgroups,
     uids: Arc<Uids>,
+    cpus: Arc<Cpus>,
     /// Containers of this process whose removal failed (the engine was away): removed when the
     /// next box opens.
     unremoved: Arc<std::sync::Mutex<Vec<String>>>,
@@ -231,6 +238,7 @@ impl Sandbox {
             })?;
         let cgroups = HostCgroups::prepare(&config.cgroup_root, &config.cgroup_parent)?;
         let uids = Uids::new(&config.uid_dir, config.uid, config.box_uids)?;
+        let cpus = Cpus::new(&config.cpu_dir)?;
         let host = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -239,6 +247,7 @@ impl Sandbox {
             docker,
             cgroups,
             uids: Arc::new(uids),
+            cpus: Arc::new(cpus),
             unremoved: Arc::default(),
             owner: format!("{host}:{}", std::process::id()),
             config: Arc::new(config),
@@ -248,6 +257,11 @@ impl Sandbox {
 
     pub fn config(&self) -> &SandboxConfig {
         &self.config
+    }
+
+    /// The CPUs runs are pinned to (see [`pinned`]).
+    pub fn cpus(&self) -> &Cpus {
+        &self.cpus
     }
 
     /// Tries again to remove the containers whose removal failed (the engine was unreachable
@@ -992,7 +1006,7 @@ impl Container {
         &self.io_dir
     }
 
-    /// Runs one program through the demoter.
+    /// Runs one program through the demoter (pinned to a CPU inside [`pinned`]).
     pub async fn run(&mut self, run: Run<'_>) -> Result<RunOutput, SandboxError> {
         let host = self.io_dir.join("stdin");
         let io = |source| SandboxError::Io {
@@ -1045,6 +1059,7 @@ impl Container {
             output_name: run.io.and_then(|io| io.output_file.clone()),
             pipe,
             stderr_to_stdout: run.stderr_to_stdout,
+            cpu: cpus::current(),
         };
         // The demoter enforces the wall limit; this only catches an agent that stopped answering.
         let timeout = Duration::from_millis(run.limits.wall_ms) + Duration::from_secs(20);

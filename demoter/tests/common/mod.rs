@@ -121,6 +121,7 @@ impl Fixture {
             output_name: None,
             pipe: None,
             stderr_to_stdout: false,
+            cpu: None,
         }
     }
 
