@@ -1,6 +1,9 @@
 //! The agent: answers protocol requests, one JSON line in, one JSON line out.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use crate::cgroup::{self, BoxCgroup};
@@ -106,6 +109,68 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Serves one connection on a Unix socket instead of stdin/stdout: a local round trip
+    /// without the engine's attach stream in between. Makes the socket at `path` (root-only,
+    /// in a directory no program can enter), announces readiness on `announce`, accepts one
+    /// connection, from root only, removes the socket so nothing else can ever connect, then
+    /// serves that connection until EOF (announcing readiness on it too).
+    pub fn serve_socket(&mut self, path: &Path, mut announce: impl Write) -> Result<(), Error> {
+        let socket_error = |source| Error::Socket {
+            path: path.to_owned(),
+            source,
+        };
+        let listener = UnixListener::bind(path).map_err(socket_error)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(socket_error)?;
+        respond(
+            &Response::Ready {
+                version: PROTOCOL_VERSION,
+            },
+            &mut announce,
+        )?;
+        let (stream, _) = listener.accept().map_err(socket_error)?;
+        std::fs::remove_file(path).map_err(socket_error)?;
+        drop(listener);
+        match peer_uid(&stream) {
+            Ok(0) => {}
+            Ok(uid) => {
+                return Err(socket_error(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("connected by uid {uid}, not root"),
+                )))
+            }
+            Err(source) => return Err(socket_error(source)),
+        }
+        let input = BufReader::new(stream.try_clone().map_err(socket_error)?);
+        self.serve(input, stream)
+    }
+}
+
+/// The uid of the process at the other end of a Unix socket (`SO_PEERCRED`).
+fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid for writes of the sizes given.
+    let got = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if got == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
 fn failed(error: Error) -> Response {
     eprintln!("demoter: {error}");
     Response::Failed {
@@ -132,6 +197,54 @@ mod tests {
         fs::write(tmp.join("cgroup.controllers"), "").unwrap();
         fs::write(tmp.join("cgroup.subtree_control"), "memory pids cpu").unwrap();
         Agent::new(tmp, vec![]).unwrap()
+    }
+
+    #[test]
+    fn serves_one_connection_on_a_socket_nothing_else_can_reach() {
+        use std::io::{BufRead, BufReader, Write};
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("agent.sock");
+        let server = {
+            let (path, dir) = (path.clone(), tmp.path().to_owned());
+            std::thread::spawn(move || {
+                let mut announce = Vec::new();
+                let served = agent(&dir).serve_socket(&path, &mut announce);
+                (served, announce)
+            })
+        };
+        // The socket exists (root-only) once readiness is announced; poll for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !path.exists() {
+            assert!(std::time::Instant::now() < deadline, "no socket");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let stream = UnixStream::connect(&path).unwrap();
+        let mut lines = BufReader::new(stream.try_clone().unwrap()).lines();
+        let ready: Response = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert!(matches!(ready, Response::Ready { .. }), "{ready:?}");
+        // Only one connection: the socket is gone once taken.
+        assert!(!path.exists());
+        assert!(UnixStream::connect(&path).is_err());
+        let dir = tmp.path().join("made");
+        let request = Request::Mkdir {
+            path: dir.clone(),
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            mode: 0o755,
+        };
+        let mut writer = stream;
+        writeln!(writer, "{}", serde_json::to_string(&request).unwrap()).unwrap();
+        let answer: Response = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(answer, Response::Ok);
+        assert!(dir.is_dir());
+        drop(writer);
+        drop(lines);
+        let (served, announce) = server.join().unwrap();
+        served.unwrap();
+        let first: Response = serde_json::from_slice(announce.trim_ascii_end()).unwrap();
+        assert!(matches!(first, Response::Ready { .. }), "{first:?}");
     }
 
     #[test]

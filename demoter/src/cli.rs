@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::error::Error;
 
-pub const USAGE: &str = "usage: demoter agent --cgroup DIR [--wipe DIR]...
+pub const USAGE: &str = "usage: demoter agent --cgroup DIR [--wipe DIR]... [--socket PATH]
        demoter run --cgroup DIR [--wipe DIR]... RUNSPEC_JSON";
 
 /// Where the demoter works.
@@ -15,11 +15,14 @@ pub struct Options {
     pub cgroup: PathBuf,
     /// Directories emptied after every run (`--wipe`, repeatable).
     pub wipe: Vec<PathBuf>,
+    /// Serve requests on a Unix socket made at this path instead of stdin/stdout (`--socket`,
+    /// agent only; see [`crate::agent::Agent::serve_socket`]).
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Serve requests on stdin/stdout until EOF.
+    /// Serve requests on stdin/stdout (or `--socket`) until EOF.
     Agent(Options),
     /// One run of the given `RunSpec` JSON.
     Run(Options, String),
@@ -32,16 +35,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
     let mode = args.next().ok_or_else(|| usage("missing command"))?;
     let mut cgroup = None;
     let mut wipe = Vec::new();
+    let mut socket = None;
     let mut positional = Vec::new();
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| {
             args.next()
                 .map(PathBuf::from)
-                .ok_or_else(|| usage(&format!("{flag} needs a directory")))
+                .ok_or_else(|| usage(&format!("{flag} needs a path")))
         };
         match arg.to_str() {
             Some("--cgroup") => cgroup = Some(value("--cgroup")?),
             Some("--wipe") => wipe.push(value("--wipe")?),
+            Some("--socket") => socket = Some(value("--socket")?),
             Some(flag) if flag.starts_with("--") => {
                 return Err(usage(&format!("unknown option {flag}")))
             }
@@ -51,9 +56,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
     let options = Options {
         cgroup: cgroup.ok_or_else(|| usage("--cgroup is required"))?,
         wipe,
+        socket,
     };
     match (mode.to_str(), positional.as_slice()) {
         (Some("agent"), []) => Ok(Command::Agent(options)),
+        (Some("run"), _) if options.socket.is_some() => Err(usage("--socket is for agent only")),
         (Some("run"), [spec]) => match spec.to_str() {
             Some(spec) => Ok(Command::Run(options, spec.to_string())),
             None => Err(usage("RUNSPEC_JSON is not UTF-8")),
@@ -80,6 +87,15 @@ mod tests {
             Command::Agent(Options {
                 cgroup: "/c".into(),
                 wipe: vec!["/tmp".into(), "/dev/shm".into()],
+                socket: None,
+            })
+        );
+        assert_eq!(
+            parse_str(&["agent", "--cgroup", "/c", "--socket", "/io/agent.sock"]).unwrap(),
+            Command::Agent(Options {
+                cgroup: "/c".into(),
+                wipe: vec![],
+                socket: Some("/io/agent.sock".into()),
             })
         );
         assert_eq!(
@@ -88,6 +104,7 @@ mod tests {
                 Options {
                     cgroup: "/c".into(),
                     wipe: vec![],
+                    socket: None,
                 },
                 "{}".into()
             )
@@ -104,6 +121,8 @@ mod tests {
             &["run", "--cgroup", "/c"],
             &["run", "--cgroup", "/c", "{}", "{}"],
             &["run", "--cgroup", "/c", "--verbose", "{}"],
+            &["run", "--cgroup", "/c", "--socket", "/s", "{}"],
+            &["agent", "--cgroup", "/c", "--socket"],
             &["serve", "--cgroup", "/c"],
         ] {
             assert!(matches!(parse_str(args), Err(Error::Usage(_))), "{args:?}");

@@ -101,6 +101,14 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The agent's socket could not be made, accepted on, or was reached by someone else.
+    #[error("agent socket {}: {source}", path.display())]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     /// Writing a response to stdout failed.
     #[error("writing a response: {source}")]
     Output {

@@ -30,8 +30,12 @@ fn main() -> ExitCode {
     }
     ExitCode::from(match command {
         Command::Agent(options) => {
-            let served = Agent::new(&options.cgroup, options.wipe)
-                .and_then(|mut agent| agent.serve(io::stdin().lock(), io::stdout().lock()));
+            let served = Agent::new(&options.cgroup, options.wipe).and_then(|mut agent| {
+                match &options.socket {
+                    Some(path) => agent.serve_socket(path, io::stdout().lock()),
+                    None => agent.serve(io::stdin().lock(), io::stdout().lock()),
+                }
+            });
             match served {
                 Ok(()) => OK,
                 Err(e) => {

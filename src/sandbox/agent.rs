@@ -1,14 +1,22 @@
-//! The host end of the demoter agent's line protocol, over the container's attached stdio.
+//! The host end of the demoter agent's line protocol: over the container's attached stdio until
+//! the agent's Unix socket in the io dir is connected ([`Agent::connect`]), then over that
+//! socket, a local round trip without the engine in between; the attach stream then only
+//! carries the agent's stderr, drained in the background.
 
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use demoter::protocol::{Request, Response};
 use futures_util::{Stream, StreamExt};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::unix::OwnedReadHalf;
+use tokio::task::JoinHandle;
 
 use super::SandboxError;
+use crate::sync::lock;
 
 type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
@@ -18,9 +26,19 @@ const STDERR_TAIL: usize = 4096;
 pub(super) struct Agent {
     container: String,
     input: Pin<Box<dyn AsyncWrite + Send>>,
-    output: Output,
+    lines: Lines,
     buffer: Vec<u8>,
-    stderr: String,
+    /// The tail of the agent's stderr.
+    stderr: Arc<Mutex<String>>,
+    /// Once on the socket: the attach stream's stdin, held open (the container was created with
+    /// `stdin_once`: closing it would stop the agent), and the task draining its stderr.
+    attached: Option<(Pin<Box<dyn AsyncWrite + Send>>, JoinHandle<()>)>,
+}
+
+/// Where responses come from.
+enum Lines {
+    Attached(Output),
+    Socket(OwnedReadHalf),
 }
 
 impl Agent {
@@ -32,16 +50,74 @@ impl Agent {
         Agent {
             container,
             input,
-            output,
+            lines: Lines::Attached(output),
             buffer: Vec::new(),
-            stderr: String::new(),
+            stderr: Arc::default(),
+            attached: None,
         }
     }
 
     fn gone(&self) -> SandboxError {
         SandboxError::AgentGone {
             container: self.container.clone(),
-            stderr: self.stderr.trim().to_owned(),
+            stderr: lock(&self.stderr).trim().to_owned(),
+        }
+    }
+
+    /// The agent was gone from its socket: waits a moment for the last of its stderr to be
+    /// drained (the container's end closes the attach stream), so the error can quote it.
+    async fn gone_from_socket(&mut self) -> SandboxError {
+        if let Some((_, drain)) = &mut self.attached {
+            tokio::time::timeout(Duration::from_millis(500), drain)
+                .await
+                .ok();
+        }
+        self.gone()
+    }
+
+    /// Moves the conversation to the agent's socket at `path` (made by `demoter agent
+    /// --socket`, announced by a `Ready` on the attach stream) and waits for its `Ready` there.
+    pub(super) async fn connect(
+        &mut self,
+        path: &Path,
+        timeout: Duration,
+    ) -> Result<(), SandboxError> {
+        let stream =
+            match tokio::time::timeout(timeout, tokio::net::UnixStream::connect(path)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(source)) => {
+                    return Err(SandboxError::Io {
+                        path: path.to_owned(),
+                        source,
+                    })
+                }
+                Err(_) => {
+                    return Err(SandboxError::AgentTimeout {
+                        container: self.container.clone(),
+                        after: timeout,
+                    })
+                }
+            };
+        let (read, write) = stream.into_split();
+        let stdin = std::mem::replace(&mut self.input, Box::pin(write));
+        let Lines::Attached(output) = std::mem::replace(&mut self.lines, Lines::Socket(read))
+        else {
+            return Ok(());
+        };
+        // Whatever the attach stream still had buffered was the agent's before the socket.
+        self.buffer.clear();
+        let drain = tokio::spawn(drain_stderr(
+            self.container.clone(),
+            output,
+            self.stderr.clone(),
+        ));
+        self.attached = Some((stdin, drain));
+        match self.read(timeout).await? {
+            Response::Ready { .. } => Ok(()),
+            other => Err(SandboxError::AgentProtocol {
+                container: self.container.clone(),
+                answer: format!("{other:?}"),
+            }),
         }
     }
 
@@ -85,22 +161,48 @@ impl Agent {
                 let line: Vec<u8> = self.buffer.drain(..=end).collect();
                 return Ok(line[..line.len() - 1].to_vec());
             }
-            match self.output.next().await {
+            let output = match &mut self.lines {
+                Lines::Socket(read) => match read.read_buf(&mut self.buffer).await {
+                    Ok(0) | Err(_) => return Err(self.gone_from_socket().await),
+                    Ok(_) => continue,
+                },
+                Lines::Attached(output) => output,
+            };
+            match output.next().await {
                 Some(Ok(LogOutput::StdOut { message })) => self.buffer.extend_from_slice(&message),
                 Some(Ok(LogOutput::StdErr { message })) => {
-                    let text = String::from_utf8_lossy(&message);
-                    tracing::debug!(container = %self.container, agent = %text.trim_end(), "demoter agent stderr");
-                    self.stderr.push_str(&text);
-                    if self.stderr.len() > STDERR_TAIL {
-                        let cut = self.stderr.len() - STDERR_TAIL;
-                        let cut = (cut..self.stderr.len())
-                            .find(|&i| self.stderr.is_char_boundary(i))
-                            .unwrap_or(self.stderr.len());
-                        self.stderr.drain(..cut);
-                    }
+                    keep_stderr(&self.container, &self.stderr, &message)
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return Err(self.gone()),
+            }
+        }
+    }
+}
+
+/// Keeps the tail of the agent's stderr (and logs it at debug level).
+fn keep_stderr(container: &str, stderr: &Mutex<String>, message: &[u8]) {
+    let text = String::from_utf8_lossy(message);
+    tracing::debug!(container = %container, agent = %text.trim_end(), "demoter agent stderr");
+    let mut stderr = lock(stderr);
+    stderr.push_str(&text);
+    if stderr.len() > STDERR_TAIL {
+        let cut = stderr.len() - STDERR_TAIL;
+        let cut = (cut..stderr.len())
+            .find(|&i| stderr.is_char_boundary(i))
+            .unwrap_or(stderr.len());
+        stderr.drain(..cut);
+    }
+}
+
+/// Reads the attach stream until the container ends, keeping the agent's stderr (nothing may
+/// be left unread there: a full stream would block the agent's writes).
+async fn drain_stderr(container: String, mut output: Output, stderr: Arc<Mutex<String>>) {
+    while let Some(Ok(item)) = output.next().await {
+        match item {
+            LogOutput::StdErr { message } => keep_stderr(&container, &stderr, &message),
+            other => {
+                tracing::debug!(container = %container, ?other, "demoter agent wrote outside its socket")
             }
         }
     }

@@ -45,6 +45,8 @@ pub const BUILD_DIR: &str = "/box/build";
 /// The per-run working directory inside the container (fresh for every run).
 const RUN_DIR: &str = "/box/run";
 const IO_DIR: &str = "/judge/io";
+/// The agent's Unix socket, in the io dir (root-only to programs); removed once connected.
+const AGENT_SOCKET: &str = "agent.sock";
 /// Where a checker's container sees the io dir of the program it interacts with.
 const PEER_DIR: &str = "/judge/peer";
 /// The FIFO the interactor writes and the program reads, in the program's io dir.
@@ -508,6 +510,12 @@ impl Sandbox {
                 })
             }
         }
+        agent
+            .connect(
+                &container.io_dir.join(AGENT_SOCKET),
+                self.config.start_timeout,
+            )
+            .await?;
         container.agent = Some(agent);
         Ok(container)
     }
@@ -615,6 +623,8 @@ impl Sandbox {
                     "/dev/shm",
                     "--wipe",
                     "/dev/mqueue",
+                    "--socket",
+                    &format!("{IO_DIR}/{AGENT_SOCKET}"),
                 ]
                 .map(String::from)
                 .to_vec(),
