@@ -19,6 +19,7 @@ use super::SandboxError;
 use crate::sync::lock;
 
 type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+type Input = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// Longest agent stderr kept to explain a failure.
 const STDERR_TAIL: usize = 4096;
@@ -32,7 +33,7 @@ pub(super) struct Agent {
     stderr: Arc<Mutex<String>>,
     /// Once on the socket: the attach stream's stdin, held open (the container was created with
     /// `stdin_once`: closing it would stop the agent), and the task draining its stderr.
-    attached: Option<(Pin<Box<dyn AsyncWrite + Send>>, JoinHandle<()>)>,
+    attached: Option<(Input, JoinHandle<()>)>,
 }
 
 /// Where responses come from.
