@@ -44,6 +44,20 @@ async fn pooled_sandbox(image: &str, size: usize) -> Sandbox {
         .expect("Docker engine and cgroups (run scripts/docker-up)")
 }
 
+/// Runs `body` with `sandbox`, then closes its pool even when `body` panicked (an assertion
+/// failed), so a failing test leaves no pooled container behind; then fails as `body` did.
+async fn with_pool<F, Fut>(sandbox: Sandbox, body: F)
+where
+    F: FnOnce(Sandbox) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let outcome = tokio::spawn(body(sandbox.clone())).await;
+    sandbox.close_pool().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 fn docker() -> bollard::Docker {
     bollard::Docker::connect_with_local_defaults().unwrap()
 }
@@ -70,10 +84,7 @@ fn takes(image: &str, result: &str) -> f64 {
 }
 
 fn discarded(image: &str) -> f64 {
-    metric(
-        "executioner_warm_pool_discarded_total",
-        &[("image", image)],
-    )
+    metric("executioner_warm_pool_discarded_total", &[("image", image)])
 }
 
 /// The box cgroup dirs of the container `name` that exist (v1: one per controller; v2: one).
@@ -149,126 +160,136 @@ async fn sums(container: &mut Container) {
 #[tokio::test]
 async fn a_take_is_served_by_a_container_started_before_it_and_the_pool_refills() {
     let image = image("gcc-12");
-    let sandbox = pooled_sandbox(&image, 1).await;
-    sandbox.prewarm();
-    sandbox.pool_settled().await;
-    let before = sandbox.warm_containers(&image);
-    assert_eq!(before.len(), 1, "the pool was not filled");
-    let hits = takes(&image, "hit");
+    with_pool(pooled_sandbox(&image, 1).await, |sandbox| async move {
+        sandbox.prewarm();
+        sandbox.pool_settled().await;
+        let before = sandbox.warm_containers(&image);
+        assert_eq!(before.len(), 1, "the pool was not filled");
+        let hits = takes(&image, "hit");
 
-    // `compiled` opens a gcc-12 container as the judge does.
-    let mut taken = compiled(&sandbox, SUM).await;
-    assert_eq!(taken.id(), before[0].id, "the take did not come from the pool");
-    assert_eq!(takes(&image, "hit"), hits + 1.0);
-    sums(&mut taken).await;
+        // `compiled` opens a gcc-12 container as the judge does.
+        let mut taken = compiled(&sandbox, SUM).await;
+        assert_eq!(
+            taken.id(),
+            before[0].id,
+            "the take did not come from the pool"
+        );
+        assert_eq!(takes(&image, "hit"), hits + 1.0);
+        sums(&mut taken).await;
 
-    // A replacement is started in the background: the pool is full again, with another one.
-    sandbox.pool_settled().await;
-    let after = sandbox.warm_containers(&image);
-    assert_eq!(after.len(), 1, "the pool did not refill");
-    assert_ne!(after[0].id, before[0].id);
+        // A replacement is started in the background: the pool is full again, with another one.
+        sandbox.pool_settled().await;
+        let after = sandbox.warm_containers(&image);
+        assert_eq!(after.len(), 1, "the pool did not refill");
+        assert_ne!(after[0].id, before[0].id);
 
-    // A pooled container is a fresh one: its own uid and io dir holding only its identity,
-    // as a container started on the spot has.
-    let fresh = sandbox
-        .open_with(&image, &Default::default())
-        .await
-        .expect("a fresh container");
-    let mut second = sandbox.open(&image).await.expect("the refilled container");
-    assert_eq!(second.id(), after[0].id);
-    assert_eq!(io_listing(&second), io_listing(&fresh));
-    assert_eq!(
-        io_listing(&second),
-        BTreeSet::from(["group".to_owned(), "passwd".to_owned()])
-    );
-    second.put_source("main.c", SUM.as_bytes()).await.unwrap();
+        // A pooled container is a fresh one: its own uid and io dir holding only its identity,
+        // as a container started on the spot has.
+        let fresh = sandbox
+            .open_with(&image, &Default::default())
+            .await
+            .expect("a fresh container");
+        let mut second = sandbox.open(&image).await.expect("the refilled container");
+        assert_eq!(second.id(), after[0].id);
+        assert_eq!(io_listing(&second), io_listing(&fresh));
+        assert_eq!(
+            io_listing(&second),
+            BTreeSet::from(["group".to_owned(), "passwd".to_owned()])
+        );
+        second.put_source("main.c", SUM.as_bytes()).await.unwrap();
 
-    for container in [taken, fresh, second] {
-        container.close().await;
-    }
-    let last = sandbox.warm_containers(&image);
-    sandbox.close_pool().await;
-    for c in before.iter().chain(&after).chain(&last) {
-        let left = left_by(&c.id, &c.name, &c.io_dir).await;
-        assert!(left.is_empty(), "left behind: {left:?}");
-    }
-    // Closed: no more takes from the pool, no more starts.
-    let closed = sandbox.open(&image).await.expect("a fresh container");
-    assert!(sandbox.warm_containers(&image).is_empty());
-    closed.close().await;
+        for container in [taken, fresh, second] {
+            container.close().await;
+        }
+        let last = sandbox.warm_containers(&image);
+        sandbox.close_pool().await;
+        for c in before.iter().chain(&after).chain(&last) {
+            let left = left_by(&c.id, &c.name, &c.io_dir).await;
+            assert!(left.is_empty(), "left behind: {left:?}");
+        }
+        // Closed: no more takes from the pool, no more starts.
+        let closed = sandbox.open(&image).await.expect("a fresh container");
+        assert!(sandbox.warm_containers(&image).is_empty());
+        closed.close().await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_killed_pooled_container_is_discarded_for_a_fresh_one() {
     let image = image("g++-12");
-    let sandbox = pooled_sandbox(&image, 1).await;
-    sandbox.prewarm();
-    sandbox.pool_settled().await;
-    let pooled = sandbox.warm_containers(&image);
-    assert_eq!(pooled.len(), 1, "the pool was not filled");
-    let killed = &pooled[0];
-    docker()
-        .kill_container(
-            &killed.id,
-            None::<bollard::query_parameters::KillContainerOptions>,
-        )
-        .await
-        .expect("docker kill");
-    let (unhealthy, misses, thrown) = (
-        takes(&image, "unhealthy"),
-        takes(&image, "miss"),
-        discarded(&image),
-    );
-
-    let started = Instant::now();
-    let mut taken = sandbox.open(&image).await.expect("a container");
-    assert_ne!(taken.id(), killed.id, "the dead container was handed out");
-    assert_eq!(takes(&image, "unhealthy"), unhealthy + 1.0);
-    assert_eq!(takes(&image, "miss"), misses + 1.0);
-    assert_eq!(discarded(&image), thrown + 1.0);
-    assert!(
-        started.elapsed() < executioner::sandbox::HEALTH_TIMEOUT + Duration::from_secs(30),
-        "the health check held the take"
-    );
-    // The handed-out container works.
-    taken.put_source("main.c", SUM.as_bytes()).await.unwrap();
-    taken.close().await;
-
-    let refilled = {
+    with_pool(pooled_sandbox(&image, 1).await, |sandbox| async move {
+        sandbox.prewarm();
         sandbox.pool_settled().await;
-        sandbox.warm_containers(&image)
-    };
-    sandbox.close_pool().await;
-    for c in pooled.iter().chain(&refilled) {
-        let left = left_by(&c.id, &c.name, &c.io_dir).await;
-        assert!(left.is_empty(), "left behind: {left:?}");
-    }
+        let pooled = sandbox.warm_containers(&image);
+        assert_eq!(pooled.len(), 1, "the pool was not filled");
+        let killed = &pooled[0];
+        docker()
+            .kill_container(
+                &killed.id,
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+            .expect("docker kill");
+        let (unhealthy, misses, thrown) = (
+            takes(&image, "unhealthy"),
+            takes(&image, "miss"),
+            discarded(&image),
+        );
+
+        let started = Instant::now();
+        let mut taken = sandbox.open(&image).await.expect("a container");
+        assert_ne!(taken.id(), killed.id, "the dead container was handed out");
+        assert_eq!(takes(&image, "unhealthy"), unhealthy + 1.0);
+        assert_eq!(takes(&image, "miss"), misses + 1.0);
+        assert_eq!(discarded(&image), thrown + 1.0);
+        assert!(
+            started.elapsed() < executioner::sandbox::HEALTH_TIMEOUT + Duration::from_secs(30),
+            "the health check held the take"
+        );
+        // The handed-out container works.
+        taken.put_source("main.c", SUM.as_bytes()).await.unwrap();
+        taken.close().await;
+
+        let refilled = {
+            sandbox.pool_settled().await;
+            sandbox.warm_containers(&image)
+        };
+        sandbox.close_pool().await;
+        for c in pooled.iter().chain(&refilled) {
+            let left = left_by(&c.id, &c.name, &c.io_dir).await;
+            assert!(left.is_empty(), "left behind: {left:?}");
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn closing_the_pool_leaves_no_container_cgroup_or_io_dir() {
     let image = image("gcc-12");
-    let sandbox = pooled_sandbox(&image, 2).await;
-    sandbox.prewarm();
-    sandbox.pool_settled().await;
-    let pooled = sandbox.warm_containers(&image);
-    assert_eq!(pooled.len(), 2, "the pool was not filled");
-    for c in &pooled {
-        assert!(
-            !cgroups_of(&c.name).is_empty() && c.io_dir.exists(),
-            "{c:?} has no cgroup or io dir"
-        );
-    }
-    // A take starts a refill: closing while it runs closes the refill's container too
-    // (scripts/test checks that no container of a finished process is left).
-    let taken = sandbox.open(&image).await.expect("a container");
-    sandbox.close_pool().await;
-    assert!(sandbox.warm_containers(&image).is_empty());
-    taken.close().await;
-    for c in &pooled {
-        let left = left_by(&c.id, &c.name, &c.io_dir).await;
-        assert!(left.is_empty(), "left behind: {left:?}");
-    }
+    with_pool(pooled_sandbox(&image, 2).await, |sandbox| async move {
+        sandbox.prewarm();
+        sandbox.pool_settled().await;
+        let pooled = sandbox.warm_containers(&image);
+        assert_eq!(pooled.len(), 2, "the pool was not filled");
+        for c in &pooled {
+            assert!(
+                !cgroups_of(&c.name).is_empty() && c.io_dir.exists(),
+                "{c:?} has no cgroup or io dir"
+            );
+        }
+        // A take starts a refill: closing while it runs closes the refill's container too
+        // (scripts/test checks that no container of a finished process is left).
+        let taken = sandbox.open(&image).await.expect("a container");
+        sandbox.close_pool().await;
+        assert!(sandbox.warm_containers(&image).is_empty());
+        taken.close().await;
+        for c in &pooled {
+            let left = left_by(&c.id, &c.name, &c.io_dir).await;
+            assert!(left.is_empty(), "left behind: {left:?}");
+        }
+    })
+    .await;
 }
 
 /// `bodies` without the measured time and memory, which differ from run to run.
@@ -325,29 +346,33 @@ async fn a_submission_judged_in_a_pooled_container_gets_the_same_messages() {
     let warm = executioner::cli::build_judge(&setup)
         .await
         .expect("a judge with a warm pool");
-    warm.sandbox().prewarm();
-    for kind in ["accepted", "wrong", "tle"] {
-        warm.sandbox().pool_settled().await;
-        let pooled = warm.sandbox().warm_containers(&image);
-        assert_eq!(pooled.len(), 1, "the pool was not filled");
-        let hits = takes(&image, "hit");
-        let with_pool = judged(&warm, language, kind).await;
-        assert_eq!(takes(&image, "hit"), hits + 1.0, "{kind}: not judged warm");
-        let without = judged(&plain, language, kind).await;
-        assert!(
-            matches!(with_pool.last(), Some(Body::Done { .. })),
-            "{with_pool:?}"
-        );
-        assert_eq!(with_pool, without, "{kind}");
-        let left = left_by(&pooled[0].id, &pooled[0].name, &pooled[0].io_dir).await;
-        assert!(left.is_empty(), "the judged container left {left:?}");
-    }
-    let last = warm.sandbox().warm_containers(&image);
-    warm.sandbox().close_pool().await;
-    for c in &last {
-        let left = left_by(&c.id, &c.name, &c.io_dir).await;
-        assert!(left.is_empty(), "left behind: {left:?}");
-    }
+    let sandbox = warm.sandbox().clone();
+    with_pool(sandbox, |_| async move {
+        warm.sandbox().prewarm();
+        for kind in ["accepted", "wrong", "tle"] {
+            warm.sandbox().pool_settled().await;
+            let pooled = warm.sandbox().warm_containers(&image);
+            assert_eq!(pooled.len(), 1, "the pool was not filled");
+            let hits = takes(&image, "hit");
+            let with_pool = judged(&warm, language, kind).await;
+            assert_eq!(takes(&image, "hit"), hits + 1.0, "{kind}: not judged warm");
+            let without = judged(&plain, language, kind).await;
+            assert!(
+                matches!(with_pool.last(), Some(Body::Done { .. })),
+                "{with_pool:?}"
+            );
+            assert_eq!(with_pool, without, "{kind}");
+            let left = left_by(&pooled[0].id, &pooled[0].name, &pooled[0].io_dir).await;
+            assert!(left.is_empty(), "the judged container left {left:?}");
+        }
+        let last = warm.sandbox().warm_containers(&image);
+        warm.sandbox().close_pool().await;
+        for c in &last {
+            let left = left_by(&c.id, &c.name, &c.io_dir).await;
+            assert!(left.is_empty(), "left behind: {left:?}");
+        }
+    })
+    .await;
 }
 
 /// A container of process `pid`: its id, name and host io dir.
@@ -431,7 +456,10 @@ async fn a_worker_with_a_warm_pool_judges_and_leaves_nothing_when_stopped() {
     let mut worker = Worker(Some(child));
     let (tx, lines) = mpsc::channel::<String>();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 break;
             }
@@ -442,11 +470,7 @@ async fn a_worker_with_a_warm_pool_judges_and_leaves_nothing_when_stopped() {
     // The pool is filled at the start, before any submission.
     let until = Instant::now() + Duration::from_secs(60);
     while !log_text().contains("a warm container is ready") {
-        assert!(
-            Instant::now() < until,
-            "no warm container:\n{}",
-            log_text()
-        );
+        assert!(Instant::now() < until, "no warm container:\n{}", log_text());
         assert!(
             worker.0.as_mut().unwrap().try_wait().unwrap().is_none(),
             "the worker exited:\n{}",
