@@ -421,7 +421,7 @@ impl FirestoreArgs {
 #[derive(Args)]
 struct WarmPoolArgs {
     /// Sandbox containers kept started and ready per warm language's image, so a submission
-    /// does not wait for its container (each holds a box uid and ~10 MB while it waits);
+    /// does not wait for its container (each holds a box uid, and memory, while it waits);
     /// 0: none.
     #[arg(long, env = "EXECUTIONER_WARM_POOL", default_value_t = 0)]
     warm_pool: usize,

@@ -247,7 +247,9 @@ impl Sandbox {
                 Ok(container) => {
                     let id = short(&container.id);
                     match self.pool.put(&image, container) {
-                        None => tracing::debug!(image, container = %id, "a warm container is ready"),
+                        None => {
+                            tracing::debug!(image, container = %id, "a warm container is ready")
+                        }
                         Some(late) => late.close().await,
                     }
                 }
