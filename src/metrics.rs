@@ -358,6 +358,9 @@ mod tests {
         metrics.count_test("c", "TLE");
         metrics.observe_judging("c", Duration::from_millis(300));
         metrics.count_store_error("postgres", "take");
+        metrics.set_warm_pool_ready("executioner/gcc-12", 2);
+        metrics.count_warm_pool_take("executioner/gcc-12", "hit");
+        metrics.count_warm_pool_discarded("executioner/gcc-12");
         let flight = {
             let m: &'static Metrics = Box::leak(Box::new(Metrics::new()));
             let guard = m.in_flight();
@@ -397,6 +400,27 @@ mod tests {
             sample(
                 &text,
                 r#"executioner_store_errors_total{store="postgres",kind="take"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"executioner_warm_pool_ready{image="executioner/gcc-12"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"executioner_warm_pool_takes_total{image="executioner/gcc-12",result="hit"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"executioner_warm_pool_discarded_total{image="executioner/gcc-12"}"#
             ),
             Some(1.0)
         );
