@@ -129,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         demoter: std::env::var_os("EXECUTIONER_DEMOTER").map(Into::into),
         cgroup_parent: "executioner".into(),
         judge: config,
+        pool: Default::default(),
     };
     let judge = build_judge(&setup).await?;
     let cancel = CancellationToken::new();

@@ -350,6 +350,7 @@ async fn judge_with(
         demoter: std::env::var_os("EXECUTIONER_DEMOTER").map(Into::into),
         cgroup_parent: "executioner".into(),
         judge: config,
+        pool: Default::default(),
     };
     Ok(build_judge(&setup).await?)
 }

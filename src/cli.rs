@@ -51,6 +51,55 @@ pub struct Setup {
     pub demoter: Option<PathBuf>,
     pub cgroup_parent: String,
     pub judge: JudgeConfig,
+    /// The warm pool of sandbox containers (off by default; see [`WarmPool`]).
+    pub pool: WarmPool,
+}
+
+/// The warm pool of a worker (`--warm-pool`, `--warm-languages`): containers started ahead of
+/// time for the images of some languages, so a submission does not wait for its container.
+#[derive(Debug, Clone, Default)]
+pub struct WarmPool {
+    /// Containers kept ready per image; 0 (the default): no pool.
+    pub size: usize,
+    /// Language ids (or aliases) whose images are kept warm; empty: those of the first
+    /// [`WARM_DEFAULT_LANGUAGES`] languages of the registry (the built-in one lists C, C++
+    /// and Python first).
+    pub languages: Vec<String>,
+}
+
+/// How many of the registry's first languages the warm pool keeps warm when none are named.
+pub const WARM_DEFAULT_LANGUAGES: usize = 3;
+
+impl WarmPool {
+    /// The images to keep warm, in order, each once; an error names a language the registry
+    /// does not know.
+    pub fn images(&self, registry: &Registry) -> Result<Vec<String>, CommandError> {
+        let mut images: Vec<String> = Vec::new();
+        let chosen: Vec<String> = if self.languages.is_empty() {
+            registry
+                .iter()
+                .take(WARM_DEFAULT_LANGUAGES)
+                .map(|lang| lang.image.clone())
+                .collect()
+        } else {
+            let mut chosen = Vec::new();
+            for name in &self.languages {
+                let lang = registry.resolve(name).ok_or_else(|| {
+                    CommandError::Usage(format!(
+                        "--warm-languages: {name:?} is not a language (see `executioner languages`)"
+                    ))
+                })?;
+                chosen.push(lang.image.clone());
+            }
+            chosen
+        };
+        for image in chosen {
+            if !images.contains(&image) {
+                images.push(image);
+            }
+        }
+        Ok(images)
+    }
 }
 
 pub fn load_registry(path: Option<&Path>) -> Result<Registry, RegistryError> {
@@ -83,6 +132,10 @@ pub async fn build_judge(setup: &Setup) -> Result<Arc<Judge>, CommandError> {
     })?;
     let mut config = SandboxConfig::new(demoter);
     config.cgroup_parent = setup.cgroup_parent.clone();
+    if setup.pool.size > 0 {
+        config.warm_pool = setup.pool.size;
+        config.warm_images = setup.pool.images(&registry)?;
+    }
     let sandbox = Sandbox::connect(config).await?;
     Ok(Arc::new(Judge::new(
         Arc::new(ProblemStore::with_defaults(
@@ -547,6 +600,7 @@ pub async fn judge(
     let never = CancellationToken::new();
     let judging = judge.judge(&submission, tx, &never);
     let (printed, ended) = tokio::join!(printer, judging);
+    judge.sandbox().close_pool().await;
     printed?;
     Ok(match ended {
         Ok(Body::Done { .. }) => ExitCode::SUCCESS,
@@ -580,6 +634,7 @@ pub async fn worker_judge(
         match build_judge(setup).await {
             Ok(judge) => {
                 remove_leftover_sandboxes(&judge).await;
+                judge.sandbox().prewarm();
                 return Ok(Some(judge));
             }
             Err(CommandError::Sandbox(e @ SandboxError::Docker { .. })) => {
@@ -607,10 +662,18 @@ async fn judge_from<I: Interface>(
     let Some(judge) = worker_judge(setup, &shutdown).await? else {
         return Ok(None);
     };
-    let interface = Arc::new(connect.await?);
+    let sandbox = judge.sandbox().clone();
+    let interface = match connect.await {
+        Ok(interface) => Arc::new(interface),
+        Err(e) => {
+            sandbox.close_pool().await;
+            return Err(e.into());
+        }
+    };
     Worker::new(interface.clone(), judge, config)
         .run(shutdown)
         .await;
+    sandbox.close_pool().await;
     Ok(Some(interface))
 }
 
@@ -752,9 +815,11 @@ pub async fn memory_worker(
             Ok::<(), CommandError>(())
         }
     });
+    let sandbox = judge.sandbox().clone();
     Worker::new(interface.clone(), judge, config)
         .run(shutdown)
         .await;
+    sandbox.close_pool().await;
     reader.abort();
     printing.cancel();
     match printer.await {
@@ -869,6 +934,7 @@ pub async fn serve(
         state = state.with_local_worker(worker.concurrency);
     }
     let sweeper = state.start();
+    let sandbox = judge.sandbox().clone();
     let local =
         (worker.concurrency > 0).then(|| Worker::new(state.worker_interface(), judge, worker));
     if local.is_none() {
@@ -894,6 +960,7 @@ pub async fn serve(
         tracing::info!(listen = %address, "serving the Judge0-compatible API");
         crate::api::serve_judge0(listener, state.clone(), shutdown.clone())
     });
+    sandbox.prewarm();
     let judging = async {
         if let Some(local) = local {
             local.run(shutdown.clone()).await;
@@ -914,6 +981,7 @@ pub async fn serve(
         warn!(error = %e, "the Judge0-compatible API's listener failed");
     }
     runner.wait().await;
+    sandbox.close_pool().await;
     let _ = tokio::join!(follower, sweeper);
     if let Some(interface) = postgres {
         interface.close().await;

@@ -113,6 +113,8 @@ enum Command {
         firestore: FirestoreArgs,
         #[command(flatten)]
         http: HttpArgs,
+        #[command(flatten)]
+        warm: WarmPoolArgs,
     },
     /// Serve the HTTP operations API, judging accepted submissions with local workers; the
     /// submissions are kept in memory, or in the Postgres store with --database-url.
@@ -177,6 +179,8 @@ enum Command {
         /// `deadlineSeconds` ends, unfinished, as `timeout`. Default: no deadline.
         #[arg(long, env = "EXECUTIONER_DEADLINE_SECONDS", value_parser = clap::value_parser!(u64).range(1..=604800))]
         deadline_seconds: Option<u64>,
+        #[command(flatten)]
+        warm: WarmPoolArgs,
     },
     /// Long jobs made of steps: problem validation, rejudge.
     Workflow {
@@ -413,6 +417,33 @@ impl FirestoreArgs {
     }
 }
 
+/// The warm pool of sandbox containers (see `cli::WarmPool`).
+#[derive(Args)]
+struct WarmPoolArgs {
+    /// Sandbox containers kept started and ready per warm language's image, so a submission
+    /// does not wait for its container (each holds a box uid, and memory, while it waits);
+    /// 0: none.
+    #[arg(long, env = "EXECUTIONER_WARM_POOL", default_value_t = 0)]
+    warm_pool: usize,
+    /// Language ids whose images the warm pool keeps (comma-separated; default: the first 3
+    /// languages of the registry).
+    #[arg(long, env = "EXECUTIONER_WARM_LANGUAGES", value_delimiter = ',')]
+    warm_languages: Vec<String>,
+}
+
+impl WarmPoolArgs {
+    /// `setup` with this warm pool.
+    fn apply(self, setup: Result<Setup, String>) -> Result<Setup, String> {
+        setup.map(|setup| Setup {
+            pool: cli::WarmPool {
+                size: self.warm_pool,
+                languages: self.warm_languages,
+            },
+            ..setup
+        })
+    }
+}
+
 /// Settings of `--interface http` (defaults: `HttpConfig::new`).
 #[derive(Args)]
 struct HttpArgs {
@@ -557,6 +588,7 @@ impl Common {
                 },
                 ..defaults
             },
+            pool: cli::WarmPool::default(),
         })
     }
 }
@@ -647,6 +679,7 @@ async fn run(command: Command) -> ExitCode {
             postgres,
             firestore,
             http,
+            warm,
         } => {
             let config = WorkerConfig {
                 concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
@@ -657,7 +690,7 @@ async fn run(command: Command) -> ExitCode {
                 Some(listen) => cli::metrics_exporter(listen).await.map(Some),
                 None => Ok(None),
             };
-            match (common.setup(), interface) {
+            match (warm.apply(common.setup()), interface) {
                 _ if exporter.is_err() => exporter.map(|_| ExitCode::SUCCESS),
                 (Err(e), _) => Err(cli::CommandError::Usage(e)),
                 (Ok(setup), InterfaceKind::Memory) => match cli::shutdown_signal() {
@@ -709,6 +742,7 @@ async fn run(command: Command) -> ExitCode {
             run_max_time,
             run_max_memory,
             deadline_seconds,
+            warm,
         } => {
             let worker = WorkerConfig {
                 concurrency: concurrency.unwrap_or(WorkerConfig::default().concurrency),
@@ -719,7 +753,7 @@ async fn run(command: Command) -> ExitCode {
                 seconds => Ok(seconds.map(Duration::from_secs)),
             };
             match (
-                common.setup(),
+                warm.apply(common.setup()),
                 postgres.optional_config(),
                 heartbeat_interval,
                 cli::shutdown_signal(),

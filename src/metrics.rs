@@ -45,6 +45,12 @@ pub struct ImageLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WarmTakeLabels {
+    pub image: String,
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreLabels {
     pub store: &'static str,
 }
@@ -104,6 +110,14 @@ pub struct Metrics {
     pub oldest_queued_seconds: Family<StoreLabels, Gauge<f64, AtomicU64>>,
     /// Registered remote workers by status (`serve` only).
     pub workers: Family<WorkerLabels, Gauge>,
+    /// Containers ready in the warm pool, by image.
+    pub warm_pool_ready: Family<ImageLabels, Gauge>,
+    /// Opens of a warm-pool image by how the pool served them: `hit` (a ready container),
+    /// `miss` (none ready: started on the spot), `unhealthy` (a pooled one failed its health
+    /// check and was discarded; the next one or a fresh start followed).
+    pub warm_pool_takes: Family<WarmTakeLabels, Counter>,
+    /// Pooled containers closed without being handed out (unhealthy, or the pool closed).
+    pub warm_pool_discarded: Family<ImageLabels, Counter>,
 }
 
 impl Metrics {
@@ -121,6 +135,9 @@ impl Metrics {
             queue_depth: Family::default(),
             oldest_queued_seconds: Family::default(),
             workers: Family::default(),
+            warm_pool_ready: Family::default(),
+            warm_pool_takes: Family::default(),
+            warm_pool_discarded: Family::default(),
         };
         let r = &mut metrics.registry;
         r.register(
@@ -177,6 +194,21 @@ impl Metrics {
             "workers",
             "Registered remote workers by status",
             metrics.workers.clone(),
+        );
+        r.register(
+            "warm_pool_ready",
+            "Containers ready in the warm pool, by image",
+            metrics.warm_pool_ready.clone(),
+        );
+        r.register(
+            "warm_pool_takes",
+            "Opens of a warm-pool image, by result (hit, miss, unhealthy)",
+            metrics.warm_pool_takes.clone(),
+        );
+        r.register(
+            "warm_pool_discarded",
+            "Pooled containers closed without being handed out, by image",
+            metrics.warm_pool_discarded.clone(),
         );
         metrics
     }
@@ -237,6 +269,31 @@ impl Metrics {
     pub fn count_sandbox_error(&self, kind: &'static str) {
         self.sandbox_errors
             .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    pub fn set_warm_pool_ready(&self, image: &str, count: usize) {
+        self.warm_pool_ready
+            .get_or_create(&ImageLabels {
+                image: image.to_owned(),
+            })
+            .set(count as i64);
+    }
+
+    pub fn count_warm_pool_take(&self, image: &str, result: &'static str) {
+        self.warm_pool_takes
+            .get_or_create(&WarmTakeLabels {
+                image: image.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    pub fn count_warm_pool_discarded(&self, image: &str) {
+        self.warm_pool_discarded
+            .get_or_create(&ImageLabels {
+                image: image.to_owned(),
+            })
             .inc();
     }
 
@@ -301,6 +358,9 @@ mod tests {
         metrics.count_test("c", "TLE");
         metrics.observe_judging("c", Duration::from_millis(300));
         metrics.count_store_error("postgres", "take");
+        metrics.set_warm_pool_ready("executioner/gcc-12", 2);
+        metrics.count_warm_pool_take("executioner/gcc-12", "hit");
+        metrics.count_warm_pool_discarded("executioner/gcc-12");
         let flight = {
             let m: &'static Metrics = Box::leak(Box::new(Metrics::new()));
             let guard = m.in_flight();
@@ -340,6 +400,27 @@ mod tests {
             sample(
                 &text,
                 r#"executioner_store_errors_total{store="postgres",kind="take"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"executioner_warm_pool_ready{image="executioner/gcc-12"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"executioner_warm_pool_takes_total{image="executioner/gcc-12",result="hit"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"executioner_warm_pool_discarded_total{image="executioner/gcc-12"}"#
             ),
             Some(1.0)
         );

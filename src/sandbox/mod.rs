@@ -17,6 +17,7 @@
 mod agent;
 pub mod cgroup;
 mod cpus;
+mod pool;
 mod uids;
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ use demoter::protocol::{Limits, Pipe, Request, Response, RunResult, RunSpec};
 use self::agent::Agent;
 use self::cgroup::{BoxCgroup, HostCgroups, Version};
 pub use self::cpus::{pinned, Cpus, HeldCpu};
+pub use self::pool::{WarmContainer, HEALTH_TIMEOUT};
 use self::uids::{BoxUid, Uids};
 use crate::problem::{Data, ProblemIo};
 use crate::sync::lock;
@@ -169,12 +171,18 @@ pub struct SandboxConfig {
     pub pids: u64,
     /// How long a container may take to start and report ready.
     pub start_timeout: Duration,
+    /// Containers kept started and ready per image of `warm_images` (the warm pool, see
+    /// `pool.rs`); 0: no pool.
+    pub warm_pool: usize,
+    /// The images the warm pool keeps ready.
+    pub warm_images: Vec<String>,
 }
 
 impl SandboxConfig {
     /// Defaults: cgroups under `/sys/fs/cgroup/.../executioner`, uids 60000-60999 (locked in
     /// `<temp dir>/executioner.uids`), gid 60000, CPUs locked in `<temp dir>/executioner.cpus`,
-    /// a 512 MiB `/box`, a 64 MiB `/tmp`, a 256 MiB container cap, 512 tasks, 30 s to start.
+    /// a 512 MiB `/box`, a 64 MiB `/tmp`, a 256 MiB container cap, 512 tasks, 30 s to start, no
+    /// warm pool.
     pub fn new(demoter: PathBuf) -> Self {
         SandboxConfig {
             demoter,
@@ -191,6 +199,8 @@ impl SandboxConfig {
             container_memory_mb: 256,
             pids: 512,
             start_timeout: Duration::from_secs(30),
+            warm_pool: 0,
+            warm_images: Vec::new(),
         }
     }
 }
@@ -209,6 +219,8 @@ pub struct Sandbox {
     owner: String,
     /// The `/etc` files of its containers, removed when the last clone and container are gone.
     etc: Arc<tempfile::TempDir>,
+    /// Containers started ahead of time ([`Sandbox::prewarm`], [`Sandbox::close_pool`]).
+    pool: Arc<pool::Pool>,
 }
 
 impl Sandbox {
@@ -252,6 +264,7 @@ impl Sandbox {
             cpus: Arc::new(cpus),
             unremoved: Arc::default(),
             owner: format!("{host}:{}", std::process::id()),
+            pool: Arc::new(pool::Pool::new(&config)),
             config: Arc::new(config),
             etc: Arc::new(etc),
         })
@@ -366,13 +379,17 @@ impl Sandbox {
         Ok(removed)
     }
 
-    /// Starts a container from `image` with the demoter agent in it, ready for requests.
+    /// Starts a container from `image` with the demoter agent in it, ready for requests; one
+    /// from the warm pool when it has a healthy one (see `pool.rs`).
     pub async fn open(&self, image: &str) -> Result<Container, SandboxError> {
+        if let Some(container) = self.take_warm(image).await {
+            return Ok(container);
+        }
         self.open_with(image, &OpenOptions::default()).await
     }
 
     /// [`Sandbox::open`] with extra read-only mounts and another identity for its runs (a
-    /// checker's container).
+    /// checker's container); always a fresh start, never from the warm pool.
     pub async fn open_with(
         &self,
         image: &str,

@@ -31,6 +31,7 @@ pub fn setup() -> Setup {
         cgroup_parent: std::env::var("EXECUTIONER_CGROUP_PARENT")
             .unwrap_or_else(|_| "executioner".to_owned()),
         judge: JudgeConfig::default(),
+        pool: Default::default(),
     }
 }
 
