@@ -144,7 +144,10 @@ fn at(seen: &[(Instant, Body)], is: impl Fn(&Body) -> bool) -> Option<Instant> {
 async fn latency(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
     println!("## latency: one C submission at a time, concurrency 1");
     let bare = floor::bare_fork_exec(SUM_C, 200)?;
-    println!("bare fork+exec on the host: {:.2} ms (median of 200)", ms(bare));
+    println!(
+        "bare fork+exec on the host: {:.2} ms (median of 200)",
+        ms(bare)
+    );
     println!(
         "{:>6} | {:>8} | {:>9} | {:>8} | {:>11} | {:>9} | {:>10} | {:>8}",
         "tests",
@@ -166,7 +169,8 @@ async fn latency(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
             .map(|id| submission(id.clone(), &problem, "gcc-12", SUM_C))
             .collect();
         let (timed, _) = judge_all(judge, submissions, 1).await;
-        let (mut compiling, mut compiled, mut last, mut per_test) = (vec![], vec![], vec![], vec![]);
+        let (mut compiling, mut compiled, mut last, mut per_test) =
+            (vec![], vec![], vec![], vec![]);
         for id in &ids[1..] {
             let seen = timed.of(id);
             let accepted = seen
@@ -185,9 +189,8 @@ async fn latency(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
                 .map(|(t, _)| *t)
                 .expect("tested");
             compiling.push(at(&seen, |b| matches!(b, Body::Compiling)).expect("compiling") - claim);
-            compiled.push(
-                at(&seen, |b| matches!(b, Body::Compiled { .. })).expect("compiled") - claim,
-            );
+            compiled
+                .push(at(&seen, |b| matches!(b, Body::Compiled { .. })).expect("compiled") - claim);
             last.push(end - claim);
             per_test.push((end - first) / tests as u32);
         }
@@ -207,13 +210,13 @@ async fn latency(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
 
 const WRONG_C: &str = "#include <stdio.h>\nint main(void){long long a,b;if(scanf(\"%lld %lld\",&a,&b)!=2)return 1;printf(\"%lld\\n\",a-b);return 0;}\n";
 const TLE_C: &str = "#include <stdio.h>\nint main(void){long long a,b;if(scanf(\"%lld %lld\",&a,&b)!=2)return 1;volatile long long s=0;if(a==3)for(;;)s++;printf(\"%lld\\n\",a+b);return 0;}\n";
-const SUM_CPP: &str = "#include <iostream>\nint main(){long long a,b;std::cin>>a>>b;std::cout<<a+b<<'\\n';}\n";
+const SUM_CPP: &str =
+    "#include <iostream>\nint main(){long long a,b;std::cin>>a>>b;std::cout<<a+b<<'\\n';}\n";
 const WRONG_CPP: &str =
     "#include <iostream>\nint main(){long long a,b;std::cin>>a>>b;std::cout<<a*b<<'\\n';}\n";
 const SUM_PY: &str = "a, b = map(int, input().split())\nprint(a + b)\n";
 const WRONG_PY: &str = "a, b = map(int, input().split())\nprint(a + b + 1)\n";
-const TLE_PY: &str =
-    "a, b = map(int, input().split())\nwhile a == 3:\n    pass\nprint(a + b)\n";
+const TLE_PY: &str = "a, b = map(int, input().split())\nwhile a == 3:\n    pass\nprint(a + b)\n";
 const SUM_JAVA: &str = "import java.util.*;\npublic class Main{public static void main(String[] x){Scanner s=new Scanner(System.in);long a=s.nextLong(),b=s.nextLong();System.out.println(a+b);}}\n";
 const WRONG_JAVA: &str = "import java.util.*;\npublic class Main{public static void main(String[] x){Scanner s=new Scanner(System.in);long a=s.nextLong(),b=s.nextLong();System.out.println(a);}}\n";
 
@@ -245,9 +248,16 @@ async fn throughput(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
     for concurrency in [1usize, 2, 4] {
         let submissions: Vec<Submission> = (0..ROUNDS)
             .flat_map(|r| {
-                MIX.iter().enumerate().map(move |(k, (language, source, _))| {
-                    submission(format!("mix-{concurrency}-{r}-{k}"), "mix", language, source)
-                })
+                MIX.iter()
+                    .enumerate()
+                    .map(move |(k, (language, source, _))| {
+                        submission(
+                            format!("mix-{concurrency}-{r}-{k}"),
+                            "mix",
+                            language,
+                            source,
+                        )
+                    })
             })
             .collect();
         let ids: Vec<(String, &str)> = submissions
@@ -283,7 +293,9 @@ async fn throughput(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
 }
 
 async fn spread(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
-    println!("\n## spread: the CPU time of one CPU-bound C program (about 500 ms), judged 20 times");
+    println!(
+        "\n## spread: the CPU time of one CPU-bound C program (about 500 ms), judged 20 times"
+    );
     // Calibrate the loop on the host so that it takes about 500 ms.
     let spin = "#include <stdio.h>\nint main(void){long long n;if(scanf(\"%lld\",&n)!=1)return 1;volatile unsigned long long s=0;for(long long i=0;i<n;i++)s+=i;printf(\"%llu\\n\",(unsigned long long)s*0);return 0;}\n";
     let probe = 100_000_000i64;
@@ -345,7 +357,9 @@ async fn main() -> anyhow::Result<()> {
             "latency" => latency(&judge, root.path()).await?,
             "throughput" => throughput(&judge, root.path()).await?,
             "spread" => spread(&judge, root.path()).await?,
-            other => anyhow::bail!("BENCH_E2E: unknown part {other:?} (latency, throughput, spread)"),
+            other => {
+                anyhow::bail!("BENCH_E2E: unknown part {other:?} (latency, throughput, spread)")
+            }
         }
     }
     Ok(())
