@@ -115,7 +115,11 @@ async fn the_same_code_judged_again_is_not_compiled_and_gets_the_same_messages()
         ]
     );
     assert_eq!(
-        (stats(&judge).misses, stats(&judge).hits, stats(&judge).stored),
+        (
+            stats(&judge).misses,
+            stats(&judge).hits,
+            stats(&judge).stored
+        ),
         (1, 0, 1)
     );
     // Root-only: the directory 0700, the entry 0600, both this process's user's.
@@ -192,7 +196,8 @@ fn stdout(messages: &[Value]) -> String {
 }
 
 fn metric(language: &str, result: &str) -> f64 {
-    let line = format!(r#"executioner_compile_cache_total{{language="{language}",result="{result}"}}"#);
+    let line =
+        format!(r#"executioner_compile_cache_total{{language="{language}",result="{result}"}}"#);
     executioner::metrics::global()
         .encode()
         .lines()
