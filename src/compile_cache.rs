@@ -376,19 +376,17 @@ impl CompileCache {
     /// Stores the pack at `from` as `key`'s entry, then evicts least recently used entries
     /// until all fit under the bound. Blocking.
     pub fn store(&self, key: &Key, from: &Path) -> Result<(), CacheError> {
-        let bytes = fs::read(from).map_err(io_error(from))?;
+        let mut input = File::open(from).map_err(io_error(from))?;
+        let bytes = input.metadata().map_err(io_error(from))?.len();
         let max = self.config.max_entry_bytes();
-        if bytes.len() as u64 > max {
-            return Err(CacheError::TooLarge {
-                bytes: bytes.len() as u64,
-                max,
-            });
+        if bytes > max {
+            return Err(CacheError::TooLarge { bytes, max });
         }
-        let digest = hex(&Sha256::digest(&bytes));
         let temp = self
             .config
             .dir
             .join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+        // Streamed (a build may be large): the header is written last, in the room kept for it.
         let written = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -398,9 +396,21 @@ impl CompileCache {
             .and_then(|mut file| {
                 // The mode is set again: a umask cannot widen it, but make it exact.
                 file.set_permissions(fs::Permissions::from_mode(0o600))?;
-                file.write_all(format!("{FORMAT} {digest} {}\n", bytes.len()).as_bytes())?;
-                file.write_all(&bytes)?;
-                file.flush()
+                let room = header(&[0; 32], 0).len();
+                file.write_all(&vec![b' '; room])?;
+                let (digest, copied) = {
+                    let mut buffered = io::BufWriter::new(&mut file);
+                    let mut hashing = HashingWriter {
+                        inner: &mut buffered,
+                        hash: Sha256::new(),
+                        bytes: 0,
+                    };
+                    io::copy(&mut input, &mut hashing)?;
+                    hashing.flush()?;
+                    (hashing.hash.finalize(), hashing.bytes)
+                };
+                io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
+                file.write_all(header(&digest, copied).as_bytes())
             })
             .and_then(|()| fs::rename(&temp, self.entry_path(key)));
         if let Err(e) = written {
@@ -408,11 +418,7 @@ impl CompileCache {
             return Err(io_error(&temp)(e));
         }
         self.stored.fetch_add(1, Ordering::Relaxed);
-        debug!(
-            key = key.as_str(),
-            bytes = bytes.len(),
-            "compile cache entry stored"
-        );
+        debug!(key = key.as_str(), bytes, "compile cache entry stored");
         self.evict(key)
     }
 
@@ -462,7 +468,13 @@ impl CompileCache {
     }
 }
 
-/// `(hash, length)` of an entry's first line: `<FORMAT> <sha256 hex> <length>\n`.
+/// An entry's first line: `<FORMAT> <sha256 hex> <length, 20 digits>\n` (one length whatever
+/// the pack's).
+fn header(digest: &[u8], bytes: u64) -> String {
+    format!("{FORMAT} {} {bytes:020}\n", hex(digest))
+}
+
+/// `(hash, length)` of an entry's first line (see [`header`]).
 fn parse_header(line: &str) -> Option<(String, u64)> {
     let mut parts = line.strip_suffix('\n')?.split(' ');
     let (format, hash, len) = (parts.next()?, parts.next()?, parts.next()?);
