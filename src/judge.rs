@@ -12,6 +12,7 @@ use crate::check::custom::{
     Built, CheckError, CheckOutcome, CheckerBox, CheckerCache, CheckerConfig,
 };
 use crate::check::{compare, DefaultFlags};
+use crate::compile_cache::{CompileCache, CompileCacheConfig, Key, KeyParts, Lookup};
 use crate::language::{Language, Placeholders, Registry};
 use crate::problem::{
     is_valid_id, Checker, Defaults, Interaction, Problem, ProblemStore, TestCase,
@@ -51,6 +52,9 @@ pub struct JudgeConfig {
     pub checker: CheckerConfig,
     /// Bytes of stdout and of stderr an ad-hoc run reports (each).
     pub run_output_bytes: usize,
+    /// Where and how much of successful builds to keep, so that the same code is not compiled
+    /// again (see [`crate::compile_cache`]); `None`: every submission is compiled.
+    pub compile_cache: Option<CompileCacheConfig>,
 }
 
 impl Default for JudgeConfig {
@@ -59,7 +63,8 @@ impl Default for JudgeConfig {
     /// a pipe or a terminal), 1 GiB, 64 tasks and 64 MiB files; 8000 characters of compiler output;
     /// as many test and checker runs at once as the host has cores, each pinned to its own;
     /// package and checker defaults as [`Defaults::default`] and [`CheckerConfig::default`];
-    /// 64 KiB of each of an ad-hoc run's stdout and stderr.
+    /// 64 KiB of each of an ad-hoc run's stdout and stderr; no compile cache (the command line
+    /// turns one on: `--compile-cache-mb`).
     fn default() -> Self {
         JudgeConfig {
             wall_multiplier: 3.0,
@@ -81,6 +86,7 @@ impl Default for JudgeConfig {
             problem_defaults: Defaults::default(),
             checker: CheckerConfig::default(),
             run_output_bytes: 64 << 10,
+            compile_cache: None,
         }
     }
 }
@@ -231,7 +237,12 @@ pub struct Judge {
     /// Whether runs are pinned (`JudgeConfig::pin_cpus` and few enough slots).
     pin: bool,
     config: JudgeConfig,
+    /// Builds kept from earlier compiles, if configured and its directory is safe to use.
+    compile_cache: Option<Arc<CompileCache>>,
 }
+
+/// The name of a build's pack in a box's io dir, on its way to or from the compile cache.
+const BUILD_PACK: &str = "build.pack";
 
 impl Judge {
     pub fn new(
@@ -248,8 +259,19 @@ impl Judge {
             checkers: CheckerCache::new(config.checker.clone()),
             cpu: tokio::sync::Semaphore::new(config.cpu_slots.max(1)),
             pin,
+            compile_cache: config.compile_cache.clone().and_then(|cache| {
+                CompileCache::open(cache)
+                    .inspect_err(|e| warn!(error = %e, "the compile cache is off"))
+                    .ok()
+                    .map(Arc::new)
+            }),
             config,
         }
+    }
+
+    /// The compile cache, when there is one.
+    pub fn compile_cache(&self) -> Option<&CompileCache> {
+        self.compile_cache.as_deref()
     }
 
     pub fn languages(&self) -> &Registry {
@@ -441,6 +463,80 @@ impl Judge {
             memory_kb: problem.memory_kb,
             files: &files,
         };
+        let Some(compile) = &language.compile else {
+            self.put_sources(container, submission, language).await?;
+            self.finish_build(container, language).await?;
+            return Ok(None);
+        };
+        messages.send(Body::Compiling).await?;
+        let mut argv = language.expand(compile, &values);
+        if let Some(run) = &submission.run {
+            argv.extend(run.compile_args.iter().cloned());
+        }
+        let key = self.cache_key(submission, language, &argv).await;
+        if let Some(key) = &key {
+            if self.restore_build(container, key, language).await {
+                info!(key = key.as_str(), "compile cache hit: not compiled");
+                messages
+                    .send(Body::Compiled {
+                        result: CompileResult::Success,
+                        compile_output: None,
+                    })
+                    .await?;
+                self.finish_build(container, language).await?;
+                return Ok(None);
+            }
+        }
+        self.put_sources(container, submission, language).await?;
+        let run = Run {
+            argv,
+            env: language.env.clone(),
+            work_dir: WorkDir::Build,
+            stdin: None,
+            limits: self.config.compile_limits,
+            io: None,
+            stderr_to_stdout: false,
+        };
+        let started = std::time::Instant::now();
+        let out = cancellable(cancel, container.run(run)).await??;
+        crate::metrics::global().observe_compile(&language.id, started.elapsed());
+        if !out.result.exited_normally() {
+            let output = self
+                .compile_output(&out.result, &out.stdout, &out.stderr)
+                .await;
+            info!(exit = ?out.result.exit, limit = ?out.result.limit, "compile error");
+            messages
+                .send(Body::Compiled {
+                    result: CompileResult::Error,
+                    compile_output: Some(output),
+                })
+                .await?;
+            return Ok(Some(Body::Done {
+                score: None,
+                failed_subtasks: None,
+            }));
+        }
+        messages
+            .send(Body::Compiled {
+                result: CompileResult::Success,
+                compile_output: None,
+            })
+            .await?;
+        container.seal_build().await?;
+        if let Some(key) = &key {
+            self.keep_build(container, key).await;
+        }
+        self.warm(container, language).await?;
+        Ok(None)
+    }
+
+    /// Saves the source and the submission's further files in the build directory.
+    async fn put_sources(
+        &self,
+        container: &mut Container,
+        submission: &Submission,
+        language: &Language,
+    ) -> Result<(), Failure> {
         container
             .put_source(&language.source, submission.source_code.as_bytes())
             .await?;
@@ -451,48 +547,20 @@ impl Judge {
                 .put_source(&file.name, file.content.as_bytes())
                 .await?;
         }
-        if let Some(compile) = &language.compile {
-            messages.send(Body::Compiling).await?;
-            let mut argv = language.expand(compile, &values);
-            if let Some(run) = &submission.run {
-                argv.extend(run.compile_args.iter().cloned());
-            }
-            let run = Run {
-                argv,
-                env: language.env.clone(),
-                work_dir: WorkDir::Build,
-                stdin: None,
-                limits: self.config.compile_limits,
-                io: None,
-                stderr_to_stdout: false,
-            };
-            let started = std::time::Instant::now();
-            let out = cancellable(cancel, container.run(run)).await??;
-            crate::metrics::global().observe_compile(&language.id, started.elapsed());
-            if !out.result.exited_normally() {
-                let output = self
-                    .compile_output(&out.result, &out.stdout, &out.stderr)
-                    .await;
-                info!(exit = ?out.result.exit, limit = ?out.result.limit, "compile error");
-                messages
-                    .send(Body::Compiled {
-                        result: CompileResult::Error,
-                        compile_output: Some(output),
-                    })
-                    .await?;
-                return Ok(Some(Body::Done {
-                    score: None,
-                    failed_subtasks: None,
-                }));
-            }
-            messages
-                .send(Body::Compiled {
-                    result: CompileResult::Success,
-                    compile_output: None,
-                })
-                .await?;
-        }
+        Ok(())
+    }
+
+    /// Seals the build directory and reads the runtime ahead.
+    async fn finish_build(
+        &self,
+        container: &mut Container,
+        language: &Language,
+    ) -> Result<(), Failure> {
         container.seal_build().await?;
+        self.warm(container, language).await
+    }
+
+    async fn warm(&self, container: &mut Container, language: &Language) -> Result<(), Failure> {
         match container.warm(&language.warm).await {
             // Best effort: a cold cache costs the first test memory, not its verdict here.
             Err(SandboxError::AgentFailed { error, .. }) => {
@@ -500,7 +568,95 @@ impl Judge {
             }
             other => other?,
         }
-        Ok(None)
+        Ok(())
+    }
+
+    /// The compile cache's key of this compile; `None` without a cache, or when the image's
+    /// id cannot be had (then it compiles, uncached).
+    async fn cache_key(
+        &self,
+        submission: &Submission,
+        language: &Language,
+        argv: &[String],
+    ) -> Option<Key> {
+        self.compile_cache.as_ref()?;
+        let image_id = match self.sandbox.image_id(&language.image).await {
+            Ok(id) => id,
+            Err(e) => {
+                warn!(error = %e, "no image id for the compile cache; compiling");
+                return None;
+            }
+        };
+        let sources: Vec<(&str, &[u8])> =
+            std::iter::once((language.source.as_str(), submission.source_code.as_bytes()))
+                .chain(
+                    submission
+                        .files
+                        .iter()
+                        .map(|f| (f.name.as_str(), f.content.as_bytes())),
+                )
+                .collect();
+        Some(Key::new(&KeyParts {
+            language: &language.id,
+            image_id: &image_id,
+            argv,
+            env: &language.env,
+            limits: &format!("{:?}", self.config.compile_limits),
+            sources: &sources,
+        }))
+    }
+
+    /// Restores the build of `key` from the compile cache into the (empty) build directory:
+    /// true on a hit. Anything that goes wrong is logged and makes it a miss.
+    async fn restore_build(
+        &self,
+        container: &mut Container,
+        key: &Key,
+        language: &Language,
+    ) -> bool {
+        let Some(cache) = self.compile_cache.clone() else {
+            return false;
+        };
+        let pack = container.io_dir().join(BUILD_PACK);
+        let (found_key, id, to) = (key.clone(), language.id.clone(), pack.clone());
+        let found = tokio::task::spawn_blocking(move || cache.fetch(&found_key, &id, &to))
+            .await
+            .unwrap_or(Lookup::Miss);
+        if found != Lookup::Hit {
+            return false;
+        }
+        let restored = container.unpack_build(BUILD_PACK).await;
+        let _ = tokio::fs::remove_file(&pack).await;
+        match restored {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "restoring a cached build failed; compiling");
+                false
+            }
+        }
+    }
+
+    /// Keeps the sealed build in the compile cache under `key`; failures are logged only.
+    async fn keep_build(&self, container: &mut Container, key: &Key) {
+        let Some(cache) = self.compile_cache.clone() else {
+            return;
+        };
+        let max_bytes = cache.config().max_entry_bytes();
+        let pack = match container.pack_build(BUILD_PACK, max_bytes).await {
+            Ok(pack) => pack,
+            Err(e) => {
+                warn!(error = %e, "the build was not packed for the compile cache");
+                return;
+            }
+        };
+        let (key, from) = (key.clone(), pack.clone());
+        let stored = tokio::task::spawn_blocking(move || cache.store(&key, &from)).await;
+        match stored {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "the build was not kept in the compile cache"),
+            Err(e) => warn!(error = %e, "the build was not kept in the compile cache"),
+        }
+        let _ = tokio::fs::remove_file(&pack).await;
     }
 
     /// The problem's custom checker compiled (or found in the cache); `None` for the default.

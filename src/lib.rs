@@ -4,6 +4,7 @@
 pub mod api;
 pub mod check;
 pub mod cli;
+pub mod compile_cache;
 pub mod interface;
 pub mod judge;
 pub mod language;

@@ -538,6 +538,15 @@ struct Common {
     /// --cpu-slots is at most the number of CPUs this process may use).
     #[arg(long, env = "EXECUTIONER_NO_PIN_CPUS")]
     no_pin_cpus: bool,
+    /// MiB of successful builds this machine keeps, so that the same code (language, image,
+    /// sources, compile options) is not compiled again; least recently used go first. 0: no
+    /// compile cache.
+    #[arg(long, env = "EXECUTIONER_COMPILE_CACHE_MB", default_value_t = 512)]
+    compile_cache_mb: u64,
+    /// Where the compile cache keeps builds (made root-only; safe to delete). Default:
+    /// `<temp dir>/executioner.compile-cache`.
+    #[arg(long, env = "EXECUTIONER_COMPILE_CACHE_DIR")]
+    compile_cache_dir: Option<PathBuf>,
 }
 
 impl Common {
@@ -586,6 +595,14 @@ impl Common {
                     memory_kb: self.validation_memory * 1024,
                     ..defaults.checker.clone()
                 },
+                compile_cache: (self.compile_cache_mb > 0).then(|| {
+                    executioner::compile_cache::CompileCacheConfig {
+                        dir: self.compile_cache_dir.unwrap_or_else(
+                            executioner::compile_cache::CompileCacheConfig::default_dir,
+                        ),
+                        max_bytes: self.compile_cache_mb.saturating_mul(1024 * 1024),
+                    }
+                }),
                 ..defaults
             },
             pool: cli::WarmPool::default(),

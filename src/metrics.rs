@@ -40,6 +40,13 @@ pub struct LanguageLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CompileCacheLabels {
+    pub language: String,
+    /// `hit`, `miss` or `tampered`.
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ImageLabels {
     pub image: String,
 }
@@ -97,6 +104,10 @@ pub struct Metrics {
     pub compile_seconds: Histograms<LanguageLabels>,
     /// Creating and starting a sandbox container, by image.
     pub container_start_seconds: Histograms<ImageLabels>,
+    /// Compile cache lookups, by language and result (`hit`, `miss`, `tampered`).
+    pub compile_cache: Family<CompileCacheLabels, Counter>,
+    /// Compile cache entries removed to stay under its size bound.
+    pub compile_cache_evictions: Counter,
     /// Submissions being judged by this process now.
     pub in_flight: Gauge,
     /// Failures of a store: `take` (getting a submission), `report` (recording a message),
@@ -129,6 +140,8 @@ impl Metrics {
             judging_seconds: Family::new_with_constructor(long_buckets),
             compile_seconds: Family::new_with_constructor(long_buckets),
             container_start_seconds: Family::new_with_constructor(short_buckets),
+            compile_cache: Family::default(),
+            compile_cache_evictions: Counter::default(),
             in_flight: Gauge::default(),
             store_errors: Family::default(),
             sandbox_errors: Family::default(),
@@ -164,6 +177,16 @@ impl Metrics {
             "container_start_seconds",
             "Time creating and starting a sandbox container",
             metrics.container_start_seconds.clone(),
+        );
+        r.register(
+            "compile_cache",
+            "Compile cache lookups, by language and result",
+            metrics.compile_cache.clone(),
+        );
+        r.register(
+            "compile_cache_evictions",
+            "Compile cache entries removed to stay under its size bound",
+            metrics.compile_cache_evictions.clone(),
         );
         r.register(
             "in_flight_submissions",
@@ -258,6 +281,19 @@ impl Metrics {
                 image: image.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    pub fn count_compile_cache(&self, language: &str, result: &'static str) {
+        self.compile_cache
+            .get_or_create(&CompileCacheLabels {
+                language: language.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    pub fn count_compile_cache_eviction(&self) {
+        self.compile_cache_evictions.inc();
     }
 
     pub fn count_store_error(&self, store: &'static str, kind: &'static str) {
@@ -361,6 +397,8 @@ mod tests {
         metrics.set_warm_pool_ready("executioner/gcc-12", 2);
         metrics.count_warm_pool_take("executioner/gcc-12", "hit");
         metrics.count_warm_pool_discarded("executioner/gcc-12");
+        metrics.count_compile_cache("c", "hit");
+        metrics.count_compile_cache_eviction();
         let flight = {
             let m: &'static Metrics = Box::leak(Box::new(Metrics::new()));
             let guard = m.in_flight();
@@ -423,6 +461,19 @@ mod tests {
                 r#"executioner_warm_pool_discarded_total{image="executioner/gcc-12"}"#
             ),
             Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"executioner_compile_cache_total{language="c",result="hit"}"#
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "executioner_compile_cache_evictions_total"),
+            Some(1.0),
+            "{text}"
         );
         assert_eq!(flight, (Some(1.0), Some(0.0)));
         assert!(text.ends_with("# EOF\n"), "{text}");

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::cgroup::{self, BoxCgroup};
 use crate::error::Error;
 use crate::fsops;
+use crate::pack;
 use crate::protocol::{Request, Response, RunResult, RunSpec, PROTOCOL_VERSION};
 use crate::run::{self, RunEnv};
 use crate::sys;
@@ -74,6 +75,14 @@ impl Agent {
             Request::Seal { path } => fsops::seal(path).map(|()| Response::Ok),
             Request::Warm { paths } => fsops::warm(paths).map(|()| Response::Ok),
             Request::Run(spec) => self.run(spec).map(Response::Ran),
+            Request::Pack {
+                src,
+                dst,
+                max_bytes,
+            } => pack::pack(src, dst, *max_bytes).map(|()| Response::Ok),
+            Request::Unpack { src, dst, uid, gid } => {
+                pack::unpack(src, dst, *uid, *gid).map(|()| Response::Ok)
+            }
         };
         done.unwrap_or_else(failed)
     }
@@ -275,7 +284,12 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines.len(), 5);
-        assert_eq!(lines[0], Response::Ready { version: 1 });
+        assert_eq!(
+            lines[0],
+            Response::Ready {
+                version: PROTOCOL_VERSION
+            }
+        );
         assert_eq!(lines[1], Response::Ok);
         assert!(dir.is_dir());
         for (line, needle) in [(&lines[2], "malformed"), (&lines[3], "malformed")] {

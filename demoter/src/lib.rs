@@ -10,6 +10,7 @@ pub mod cli;
 pub mod error;
 pub mod fsops;
 pub mod limit;
+pub mod pack;
 pub mod protocol;
 pub mod run;
 pub mod seccomp;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol, announced in [`Response::Ready`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A request from the host to the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +41,22 @@ pub enum Request {
     Warm { paths: Vec<PathBuf> },
     /// Run one program.
     Run(Box<RunSpec>),
+    /// Write directory `src` (a sealed build) as one file `dst` (created, never through a
+    /// link), at most `max_bytes` long: the compile cache's entry. Refused: symlinks that lead
+    /// out of the tree, FIFOs, sockets, devices, more than `max_bytes`. Since version 2.
+    Pack {
+        src: PathBuf,
+        dst: PathBuf,
+        max_bytes: u64,
+    },
+    /// Restore the file `src` that `Pack` wrote as directory `dst` (absent or empty), every
+    /// entry owned by `uid:gid` with its packed mode (never setuid/setgid). Since version 2.
+    Unpack {
+        src: PathBuf,
+        dst: PathBuf,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// One program run.
@@ -141,7 +157,7 @@ pub struct Limits {
 pub enum Response {
     /// Sent once when the agent has started and is ready for requests.
     Ready { version: u32 },
-    /// `Mkdir`, `Put`, `Seal` or `Warm` succeeded.
+    /// `Mkdir`, `Put`, `Seal`, `Warm`, `Pack` or `Unpack` succeeded.
     Ok,
     /// `Run` finished; the program's outcome is in the result (whatever it was).
     Ran(RunResult),
@@ -215,6 +231,25 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&req).unwrap(),
             r#"{"op":"warm","paths":["/usr/lib/x.so"]}"#
+        );
+        let req = Request::Pack {
+            src: "/box/build".into(),
+            dst: "/judge/io/build.pack".into(),
+            max_bytes: 10,
+        };
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"op":"pack","src":"/box/build","dst":"/judge/io/build.pack","max_bytes":10}"#
+        );
+        let req = Request::Unpack {
+            src: "/judge/io/build.pack".into(),
+            dst: "/box/build".into(),
+            uid: 60000,
+            gid: 60000,
+        };
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"op":"unpack","src":"/judge/io/build.pack","dst":"/box/build","uid":60000,"gid":60000}"#
         );
         let res = Response::Ran(RunResult {
             exit: Exit::Signaled { signal: 9 },

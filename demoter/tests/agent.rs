@@ -34,7 +34,7 @@ impl AgentProcess {
             stdin,
             stdout,
         };
-        assert_eq!(agent.receive_line(), r#"{"status":"ready","version":1}"#);
+        assert_eq!(agent.receive_line(), r#"{"status":"ready","version":2}"#);
         agent
     }
 

@@ -30,7 +30,7 @@ use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
 };
 use bollard::Docker;
-use demoter::protocol::{Limits, Pipe, Request, Response, RunResult, RunSpec};
+use demoter::protocol::{Limits, Pipe, Request, Response, RunResult, RunSpec, PROTOCOL_VERSION};
 
 use self::agent::Agent;
 use self::cgroup::{BoxCgroup, HostCgroups, Version};
@@ -221,6 +221,8 @@ pub struct Sandbox {
     etc: Arc<tempfile::TempDir>,
     /// Containers started ahead of time ([`Sandbox::prewarm`], [`Sandbox::close_pool`]).
     pool: Arc<pool::Pool>,
+    /// Image ids by image name, with when they were asked (see [`Sandbox::image_id`]).
+    image_ids: Arc<std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>>,
 }
 
 impl Sandbox {
@@ -267,6 +269,7 @@ impl Sandbox {
             pool: Arc::new(pool::Pool::new(&config)),
             config: Arc::new(config),
             etc: Arc::new(etc),
+            image_ids: Arc::default(),
         })
     }
 
@@ -277,6 +280,38 @@ impl Sandbox {
     /// The CPUs runs are pinned to (see [`pinned`]).
     pub fn cpus(&self) -> &Cpus {
         &self.cpus
+    }
+
+    /// The id (`sha256:...`) of the image named `image`, as Docker has it now: what the
+    /// compile cache keys builds by, so that a rebuilt image is another compiler. Asked of
+    /// Docker at most once a minute per image and process.
+    pub async fn image_id(&self, image: &str) -> Result<String, SandboxError> {
+        const FRESH: Duration = Duration::from_secs(60);
+        if let Some((id, asked)) = lock(&self.image_ids).get(image) {
+            if asked.elapsed() < FRESH {
+                return Ok(id.clone());
+            }
+        }
+        let inspected = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(|source| match source {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                } => SandboxError::ImageMissing {
+                    image: image.to_owned(),
+                },
+                source => SandboxError::Docker {
+                    action: "inspect an image",
+                    source,
+                },
+            })?;
+        let id = inspected.id.ok_or_else(|| SandboxError::ImageMissing {
+            image: image.to_owned(),
+        })?;
+        lock(&self.image_ids).insert(image.to_owned(), (id.clone(), std::time::Instant::now()));
+        Ok(id)
     }
 
     /// Tries again to remove the containers whose removal failed (the engine was unreachable
@@ -519,7 +554,15 @@ impl Sandbox {
             })?;
         let mut agent = Agent::new(short(&id), attached.input, attached.output);
         match agent.read(self.config.start_timeout).await? {
-            Response::Ready { .. } => {}
+            Response::Ready { version } if version == PROTOCOL_VERSION => {}
+            Response::Ready { version } => {
+                return Err(SandboxError::Demoter {
+                    path: self.config.demoter.clone(),
+                    reason: format!(
+                        "speaks agent protocol version {version}, this executioner {PROTOCOL_VERSION} (rebuild it with scripts/build-demoter)"
+                    ),
+                })
+            }
             other => {
                 return Err(SandboxError::AgentProtocol {
                     container: short(&id),
@@ -981,6 +1024,36 @@ impl Container {
     pub async fn seal_build(&mut self) -> Result<(), SandboxError> {
         self.expect_ok(&Request::Seal {
             path: BUILD_DIR.into(),
+        })
+        .await
+    }
+
+    /// Writes the (sealed) build directory as one file, at most `max_bytes`, into the io dir
+    /// as `name`, and gives its host path (see [`Request::Pack`]).
+    pub async fn pack_build(
+        &mut self,
+        name: &str,
+        max_bytes: u64,
+    ) -> Result<PathBuf, SandboxError> {
+        self.expect_ok(&Request::Pack {
+            src: BUILD_DIR.into(),
+            dst: Path::new(IO_DIR).join(name),
+            max_bytes,
+        })
+        .await?;
+        Ok(self.io_dir.join(name))
+    }
+
+    /// Restores the build directory from `name`, a pack in the io dir (see
+    /// [`Container::pack_build`]), owned by the runner user; seal it afterwards as after
+    /// compiling. On failure the build directory is left absent.
+    pub async fn unpack_build(&mut self, name: &str) -> Result<(), SandboxError> {
+        let (uid, gid) = (self.uid, self.gid);
+        self.expect_ok(&Request::Unpack {
+            src: Path::new(IO_DIR).join(name),
+            dst: BUILD_DIR.into(),
+            uid,
+            gid,
         })
         .await
     }
