@@ -14,6 +14,12 @@
 //!   max of the CPU time the judge reports; with runs not pinned, then pinned, to a CPU of
 //!   their own (`JudgeConfig::pin_cpus`).
 //!
+//! Latency and throughput run twice: with none of the features of issue #19 (no warm pool, no
+//! compile cache, runs not pinned), then with all of them (a warm pool of 2 containers per
+//! image, a compile cache, pinned runs; every round after the first resubmits the same code, so
+//! its compile is a cache hit). The agent's Unix socket is always on (it replaced the attach
+//! stream); the figures before it come from the bench built at an earlier commit.
+//!
 //! Run: `cargo bench --bench end_to_end` with EXECUTIONER_DEMOTER set and the gcc-12, g++-12,
 //! python-3.11 and java-17 images built. Prints figures; nothing is asserted.
 
@@ -25,7 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use executioner::cli::{build_judge, Setup};
+use executioner::cli::{build_judge, Setup, WarmPool};
+use executioner::compile_cache::CompileCacheConfig;
 use executioner::interface::memory::MemoryInterface;
 use executioner::interface::{Interface, InterfaceError, Sent};
 use executioner::judge::{Judge, JudgeConfig};
@@ -336,50 +343,96 @@ async fn spread(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
 }
 
 /// A judge over the packages in `root` with the default configuration changed by `tweak`.
+/// What a judge of the bench has on: everything this release added (warm pool, compile cache,
+/// pinning) or none of it.
+#[derive(Clone, Copy)]
+enum Features {
+    None,
+    All,
+}
+
+impl Features {
+    fn label(self) -> &'static str {
+        match self {
+            Features::None => "no warm pool, no compile cache, runs not pinned",
+            Features::All => "warm pool (2 per image), compile cache, runs pinned",
+        }
+    }
+}
+
+/// A judge over the packages in `root`, with `features`, and its runs pinned or not.
 async fn judge_with(
     root: &Path,
-    checkers: &Path,
-    tweak: impl FnOnce(&mut JudgeConfig),
+    scratch: &Path,
+    features: Features,
+    pin: bool,
 ) -> anyhow::Result<Arc<Judge>> {
     let mut config = JudgeConfig::default();
-    config.checker.cache_dir = checkers.to_owned();
-    tweak(&mut config);
+    config.checker.cache_dir = scratch.join("checkers");
+    config.pin_cpus = pin;
+    let mut pool = WarmPool::default();
+    if let Features::All = features {
+        config.compile_cache = Some(CompileCacheConfig {
+            dir: scratch.join("compile-cache"),
+            max_bytes: 512 << 20,
+        });
+        pool = WarmPool {
+            size: 2,
+            languages: ["gcc-12", "g++-12", "python-3.11", "java-17"]
+                .map(String::from)
+                .to_vec(),
+        };
+    }
     let setup = Setup {
         problems: root.to_owned(),
         languages: None,
         demoter: std::env::var_os("EXECUTIONER_DEMOTER").map(Into::into),
         cgroup_parent: "executioner".into(),
         judge: config,
-        pool: Default::default(),
+        pool,
     };
-    Ok(build_judge(&setup).await?)
+    let judge = build_judge(&setup).await?;
+    judge.sandbox().prewarm();
+    judge.sandbox().pool_settled().await;
+    Ok(judge)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let parts = std::env::var("BENCH_E2E").unwrap_or_else(|_| "latency,throughput,spread".into());
     let root = tempfile::tempdir()?;
-    let checkers = tempfile::tempdir()?;
-    let judge = judge_with(root.path(), checkers.path(), |_| {}).await?;
+    let scratch = tempfile::tempdir()?;
     for part in parts.split(',') {
-        match part.trim() {
-            "latency" => latency(&judge, root.path()).await?,
-            "throughput" => throughput(&judge, root.path()).await?,
-            "spread" => {
-                println!("\n## spread: the CPU time of one CPU-bound C program (about 500 ms)");
-                for pin in [false, true] {
-                    println!(
-                        "### runs {}pinned to a CPU of their own",
-                        if pin { "" } else { "not " }
-                    );
-                    let judge =
-                        judge_with(root.path(), checkers.path(), |c| c.pin_cpus = pin).await?;
-                    spread(&judge, root.path()).await?;
+        let part = part.trim();
+        if part == "spread" {
+            println!("\n## spread: the CPU time of one CPU-bound C program (about 500 ms)");
+            for pin in [false, true] {
+                println!(
+                    "### runs {}pinned to a CPU of their own",
+                    if pin { "" } else { "not " }
+                );
+                let judge = judge_with(root.path(), scratch.path(), Features::None, pin).await?;
+                spread(&judge, root.path()).await?;
+            }
+            continue;
+        }
+        for features in [Features::None, Features::All] {
+            println!("\n# {}", features.label());
+            let judge = judge_with(
+                root.path(),
+                scratch.path(),
+                features,
+                matches!(features, Features::All),
+            )
+            .await?;
+            match part {
+                "latency" => latency(&judge, root.path()).await?,
+                "throughput" => throughput(&judge, root.path()).await?,
+                other => {
+                    anyhow::bail!("BENCH_E2E: unknown part {other:?} (latency, throughput, spread)")
                 }
             }
-            other => {
-                anyhow::bail!("BENCH_E2E: unknown part {other:?} (latency, throughput, spread)")
-            }
+            judge.sandbox().close_pool().await;
         }
     }
     Ok(())
