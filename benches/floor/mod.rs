@@ -15,13 +15,7 @@ pub fn ms(d: Duration) -> f64 {
 /// The median time of `runs` bare fork+execs of C `program` (compiled with the host's gcc),
 /// each reading `{i} 1` on stdin, after 5 runs that warm caches.
 pub fn bare_fork_exec(program: &str, runs: usize) -> anyhow::Result<Duration> {
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("main.c"), program)?;
-    let status = std::process::Command::new("gcc")
-        .args(["-O2", "-o", "main", "main.c"])
-        .current_dir(dir.path())
-        .status()?;
-    anyhow::ensure!(status.success(), "host gcc failed");
+    let dir = compile_on_host(program)?;
     let mut bare = Vec::with_capacity(runs);
     for i in 0..runs + 5 {
         let input = dir.path().join("in");
@@ -42,13 +36,7 @@ pub fn bare_fork_exec(program: &str, runs: usize) -> anyhow::Result<Duration> {
 /// The wall time of one bare run of C `program` (compiled with the host's gcc) on `input`.
 #[allow(dead_code)] // Not every bench that shares this module calibrates.
 pub fn run_once(program: &str, input: &str) -> anyhow::Result<Duration> {
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("main.c"), program)?;
-    let status = std::process::Command::new("gcc")
-        .args(["-O2", "-o", "main", "main.c"])
-        .current_dir(dir.path())
-        .status()?;
-    anyhow::ensure!(status.success(), "host gcc failed");
+    let dir = compile_on_host(program)?;
     let path = dir.path().join("in");
     std::fs::write(&path, input)?;
     let t = Instant::now();
@@ -57,4 +45,16 @@ pub fn run_once(program: &str, input: &str) -> anyhow::Result<Duration> {
         .output()?;
     anyhow::ensure!(out.status.success(), "the program failed");
     Ok(t.elapsed())
+}
+
+/// A temp dir with C `program` compiled by the host's gcc as `main`.
+fn compile_on_host(program: &str) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("main.c"), program)?;
+    let status = std::process::Command::new("gcc")
+        .args(["-O2", "-o", "main", "main.c"])
+        .current_dir(dir.path())
+        .status()?;
+    anyhow::ensure!(status.success(), "host gcc failed");
+    Ok(dir)
 }

@@ -139,6 +139,19 @@ fn stderr_suffix(stderr: &str) -> String {
     }
 }
 
+/// An engine error about `image`: a 404 is the image missing, anything else the engine failing
+/// to `action`.
+fn image_error(image: &str, action: &'static str, source: bollard::errors::Error) -> SandboxError {
+    match source {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        } => SandboxError::ImageMissing {
+            image: image.to_owned(),
+        },
+        source => SandboxError::Docker { action, source },
+    }
+}
+
 /// Sandbox settings. Defaults are in [`SandboxConfig::new`].
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -296,17 +309,7 @@ impl Sandbox {
             .docker
             .inspect_image(image)
             .await
-            .map_err(|source| match source {
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                } => SandboxError::ImageMissing {
-                    image: image.to_owned(),
-                },
-                source => SandboxError::Docker {
-                    action: "inspect an image",
-                    source,
-                },
-            })?;
+            .map_err(|source| image_error(image, "inspect an image", source))?;
         let id = inspected.id.ok_or_else(|| SandboxError::ImageMissing {
             image: image.to_owned(),
         })?;
@@ -496,17 +499,7 @@ impl Sandbox {
                 body,
             )
             .await
-            .map_err(|source| match source {
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                } => SandboxError::ImageMissing {
-                    image: image.to_owned(),
-                },
-                source => SandboxError::Docker {
-                    action: "create a container",
-                    source,
-                },
-            });
+            .map_err(|source| image_error(image, "create a container", source));
         let id = match created {
             Ok(created) => created.id,
             Err(e) => {
