@@ -16,7 +16,7 @@ use executioner::worker::{judge_for, Outcome};
 
 mod judging;
 
-use judging::{containers_of, judge, submission};
+use judging::{containers_of, judge, submission, untimed};
 
 /// A store that records what it is sent, refuses `executing` when told to, and fails on the
 /// `fail_at`-th message (1-based) and every one after it.
@@ -66,32 +66,6 @@ impl Interface for Store {
         self.seen.lock().unwrap().push(message.body.clone());
         Ok(Sent::Recorded)
     }
-}
-
-/// `bodies` without the measured time and memory, which differ from run to run.
-fn untimed(bodies: &[Body]) -> Vec<Body> {
-    bodies
-        .iter()
-        .cloned()
-        .map(|body| match body {
-            Body::Tested {
-                test_case,
-                subtask,
-                result,
-                score,
-                ..
-            } => Body::Tested {
-                test_case,
-                subtask,
-                result,
-                time: None,
-                memory: None,
-                score,
-                output: None,
-            },
-            other => other,
-        })
-        .collect()
 }
 
 // One test function: the container counts must not see another test's containers.

@@ -292,31 +292,6 @@ async fn closing_the_pool_leaves_no_container_cgroup_or_io_dir() {
     .await;
 }
 
-/// `bodies` without the measured time and memory, which differ from run to run.
-fn untimed(bodies: Vec<Body>) -> Vec<Body> {
-    bodies
-        .into_iter()
-        .map(|body| match body {
-            Body::Tested {
-                test_case,
-                subtask,
-                result,
-                score,
-                ..
-            } => Body::Tested {
-                test_case,
-                subtask,
-                result,
-                time: None,
-                memory: None,
-                score,
-                output: None,
-            },
-            other => other,
-        })
-        .collect()
-}
-
 async fn judged(judge: &executioner::judge::Judge, language: &str, kind: &str) -> Vec<Body> {
     let submission = judging::submission(&format!("warm-{kind}"), language, kind);
     let (tx, mut rx) = tokio_mpsc::channel::<Message>(16);
@@ -330,7 +305,7 @@ async fn judged(judge: &executioner::judge::Judge, language: &str, kind: &str) -
     let never = CancellationToken::new();
     let (end, bodies) = tokio::join!(judge.judge(&submission, tx, &never), collect);
     end.expect("the receiver stayed");
-    untimed(bodies)
+    judging::untimed(&bodies)
 }
 
 #[tokio::test]
