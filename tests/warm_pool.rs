@@ -352,27 +352,9 @@ async fn a_submission_judged_in_a_pooled_container_gets_the_same_messages() {
 
 /// A container of process `pid`: its id, name and host io dir.
 async fn containers_with_io(pid: u32) -> Vec<(String, String, PathBuf)> {
-    use bollard::query_parameters::ListContainersOptions;
-    let filters = std::collections::HashMap::from([(
-        "label".to_owned(),
-        vec!["executioner.owner".to_owned()],
-    )]);
-    let all = docker()
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
+    judging::owned_containers(pid)
         .await
-        .unwrap();
-    let owner = format!(":{pid}");
-    all.into_iter()
-        .filter(|c| {
-            c.labels
-                .as_ref()
-                .and_then(|l| l.get("executioner.owner"))
-                .is_some_and(|o| o.ends_with(&owner))
-        })
+        .into_iter()
         .map(|c| {
             let io = c
                 .mounts

@@ -329,7 +329,7 @@ fn clear_nonblocking(file: &File, path: &Path) -> Result<(), Error> {
 }
 
 /// Creates the missing parents of `path`, owned by root with mode 0755.
-fn create_parents(path: &Path) -> Result<(), Error> {
+pub(crate) fn create_parents(path: &Path) -> Result<(), Error> {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => DirBuilder::new()
             .recursive(true)

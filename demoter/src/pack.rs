@@ -288,7 +288,7 @@ fn read_tree(
                 let mtime = read_time(input, src)?;
                 if !(first && existed) {
                     if first {
-                        create_parents(dst)?;
+                        fsops::create_parents(dst)?;
                     }
                     DirBuilder::new()
                         .mode(0o700)
@@ -346,18 +346,6 @@ fn read_tree(
             .at("set the time of", &path)?;
     }
     Ok(())
-}
-
-/// Creates the missing parents of `path`, owned by root with mode 0755.
-fn create_parents(path: &Path) -> Result<(), Error> {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .at("create parents of", path),
-        _ => Ok(()),
-    }
 }
 
 fn read_exact(input: &mut impl Read, buf: &mut [u8], src: &Path) -> Result<(), Error> {

@@ -10,12 +10,12 @@
 //! read by [`super::Container::run`]; the demoter sets the program's affinity before it drops
 //! privileges and denies it `sched_setaffinity`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::future::Future;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 use super::SandboxError;
 
@@ -93,24 +93,11 @@ impl Cpus {
     pub fn take(&self) -> Option<HeldCpu> {
         for &cpu in &self.ids {
             let path = self.dir.join(cpu.to_string());
-            let file = match OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(file) => file,
+            match super::uids::try_lend(&path) {
+                Ok(Some(lock)) => return Some(HeldCpu { cpu, _lock: lock }),
+                Ok(None) => continue,
                 Err(error) => {
-                    tracing::warn!(path = %path.display(), %error, "cannot open a CPU's lock file");
-                    return None;
-                }
-            };
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Some(HeldCpu { cpu, _lock: lock }),
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => continue,
-                Err((_, errno)) => {
-                    tracing::warn!(path = %path.display(), %errno, "cannot lock a CPU");
+                    tracing::warn!(path = %path.display(), %error, "cannot lock a CPU");
                     return None;
                 }
             }

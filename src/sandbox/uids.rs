@@ -63,35 +63,36 @@ impl Uids {
         for step in 0..self.count {
             let uid = self.first + (start.wrapping_add(step) % self.count);
             let path = self.dir.join(uid.to_string());
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|source| SandboxError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => {
+            match try_lend(&path) {
+                Ok(Some(lock)) => {
                     self.next
                         .store(start.wrapping_add(step + 1), Ordering::Relaxed);
                     return Ok(BoxUid { uid, _lock: lock });
                 }
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => continue,
-                Err((_, errno)) => {
-                    return Err(SandboxError::Io {
-                        path,
-                        source: errno.into(),
-                    })
-                }
+                Ok(None) => continue,
+                Err(source) => return Err(SandboxError::Io { path, source }),
             }
         }
         Err(SandboxError::NoUid {
             first: self.first,
             count: self.count,
         })
+    }
+}
+
+/// An exclusive `flock` on the file at `path` (made 0600 if missing), or `None` when another
+/// holder, in this process or another, has it: how uids and CPUs are lent host-wide.
+pub(super) fn try_lend(path: &Path) -> std::io::Result<Option<Flock<File>>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(errno.into()),
     }
 }
 

@@ -70,6 +70,11 @@ pub fn submission(id: &str, language: &str, kind: &str) -> Submission {
 
 /// Sandbox containers process `pid` owns (their label is `host:pid`), running or not.
 pub async fn containers_of(pid: u32) -> usize {
+    owned_containers(pid).await.len()
+}
+
+/// The engine's summaries of the sandbox containers process `pid` owns, running or not.
+pub async fn owned_containers(pid: u32) -> Vec<bollard::models::ContainerSummary> {
     let docker = bollard::Docker::connect_with_local_defaults().unwrap();
     let filters = HashMap::from([("label".to_owned(), vec!["executioner.owner".to_owned()])]);
     let all = docker
@@ -81,14 +86,14 @@ pub async fn containers_of(pid: u32) -> usize {
         .await
         .unwrap();
     let owner = format!(":{pid}");
-    all.iter()
+    all.into_iter()
         .filter(|c| {
             c.labels
                 .as_ref()
                 .and_then(|l| l.get("executioner.owner"))
                 .is_some_and(|o| o.ends_with(&owner))
         })
-        .count()
+        .collect()
 }
 
 /// `bodies` without the measured time and memory, which differ from run to run.
