@@ -74,13 +74,10 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// The program's seccomp filter did not compile (a bug in its rules, or an architecture it
-    /// has no system call numbers for).
-    #[error("building the seccomp filter: {source}")]
-    SeccompFilter {
-        #[source]
-        source: seccompiler::BackendError,
-    },
+    /// The program's seccomp filter cannot be built: the demoter runs on an architecture it
+    /// has no audit value for.
+    #[error("no seccomp filter for the {arch} architecture")]
+    SeccompFilter { arch: &'static str },
 
     /// Something exists where it must not, or is not what it must be.
     #[error("{}: refusing: {reason}", path.display())]
