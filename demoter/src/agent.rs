@@ -6,20 +6,31 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use crate::cgroup::{self, BoxCgroup};
+use crate::cgroup::{self, BoxCgroup, RunGuard};
 use crate::error::Error;
 use crate::fsops;
 use crate::pack;
 use crate::protocol::{Request, Response, RunResult, RunSpec, PROTOCOL_VERSION};
-use crate::run::{self, RunEnv};
+use crate::run::{self, Cleanup, RunEnv};
 use crate::sys;
 
 /// Serves requests for one box.
+///
+/// A run's result is sent as soon as it is final; the agent cleans up after the run and makes
+/// the next run's cgroup while the host reads the result ([`Agent::catch_up`]), so neither is
+/// on a test's path. Nothing else happens in the box before that clean-up is finished, and once
+/// a clean-up fails the box is no longer clean: every later request is refused.
 pub struct Agent {
     cgroup: Box<dyn BoxCgroup>,
     wipe: Vec<PathBuf>,
     ncpus: u64,
     runs: u64,
+    /// The last run's clean-up, not yet done.
+    pending: Option<Cleanup>,
+    /// The next run's cgroup, made ahead (no limits yet, no process in it).
+    next: Option<RunGuard>,
+    /// Why the box is unusable: a clean-up that failed.
+    unclean: Option<String>,
 }
 
 impl Agent {
@@ -37,15 +48,20 @@ impl Agent {
             wipe,
             ncpus: sys::cpu_count(),
             runs: 0,
+            pending: None,
+            next: None,
+            unclean: None,
         }
     }
 
     /// Performs one run. Reaps every ended child of the process afterwards (orphans of the run
-    /// re-parent to the demoter), so this belongs in the demoter process only.
+    /// re-parent to the demoter), so this belongs in the demoter process only. The run's
+    /// clean-up is left for [`Agent::catch_up`] (or the next request).
     pub fn run(&mut self, spec: &RunSpec) -> Result<RunResult, Error> {
+        self.settle()?;
         self.runs += 1;
         let name = cgroup::run_name(self.runs);
-        run::run(
+        let (outcome, cleanup) = run::run_deferred(
             spec,
             &RunEnv {
                 cgroup: self.cgroup.as_ref(),
@@ -53,11 +69,53 @@ impl Agent {
                 wipe: &self.wipe,
                 ncpus: self.ncpus,
             },
-        )
+            &mut self.next,
+        );
+        self.pending = Some(cleanup);
+        outcome
+    }
+
+    /// The work a run leaves, done while the host reads its result: the clean-up after it,
+    /// then the next run's cgroup. A failed clean-up makes the box unusable.
+    pub fn catch_up(&mut self) {
+        if self.pending.is_none() {
+            return;
+        }
+        if self.settle().is_err() {
+            return;
+        }
+        if self.next.is_none() {
+            match self.cgroup.make_run(&cgroup::run_name(self.runs + 1)) {
+                Ok(cg) => self.next = Some(RunGuard::new(cg)),
+                // Made again at the run, where a failure is reported.
+                Err(e) => eprintln!("demoter: making the next run's cgroup ahead: {e}"),
+            }
+        }
+    }
+
+    /// Finishes the last run's clean-up if it is pending; fails if a clean-up ever failed.
+    fn settle(&mut self) -> Result<(), Error> {
+        if let Some(cleanup) = self.pending.take() {
+            if let Err(e) = cleanup.finish(&self.wipe) {
+                eprintln!("demoter: cleaning up after run {}: {e}", self.runs);
+                self.unclean = Some(e.to_string());
+                // The cgroup made ahead is not needed any more.
+                self.next = None;
+            }
+        }
+        match &self.unclean {
+            Some(reason) => Err(Error::Unclean {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Carries out one request.
     pub fn handle(&mut self, request: &Request) -> Response {
+        if let Err(e) = self.settle() {
+            return failed(e);
+        }
         let done = match request {
             Request::Mkdir {
                 path,
@@ -114,7 +172,16 @@ impl Agent {
             }
             let response = self.handle_line(&line);
             respond(&response, &mut output)?;
+            self.catch_up();
         }
+    }
+}
+
+impl Drop for Agent {
+    /// Leaves the box as a run would: the last run cleaned up after, the cgroup made ahead
+    /// removed (its guard's drop).
+    fn drop(&mut self) {
+        let _ = self.settle();
     }
 }
 

@@ -79,6 +79,11 @@ pub enum Error {
     #[error("no seccomp filter for the {arch} architecture")]
     SeccompFilter { arch: &'static str },
 
+    /// A run's clean-up failed (a process that would not die, a directory that would not
+    /// empty): the box may hold what that run left, so it runs nothing more.
+    #[error("the box is not clean after an earlier run ({reason}); it runs nothing more")]
+    Unclean { reason: String },
+
     /// Something exists where it must not, or is not what it must be.
     #[error("{}: refusing: {reason}", path.display())]
     Refused { path: PathBuf, reason: &'static str },

@@ -73,46 +73,95 @@ pub struct RunEnv<'a> {
 /// empty and removed, the fresh working directory removed, the wipe directories empty and the
 /// System V IPC objects of the program's user removed.
 pub fn run(spec: &RunSpec, env: &RunEnv<'_>) -> Result<RunResult, Error> {
-    let memory_bytes = validate(spec)?;
-    let plan = Plan::new(spec, memory_bytes)?;
-    let limits = RunLimits {
-        memory_bytes,
-        pids: spec.limits.pids,
-    };
-    let cg = RunGuard::new(env.cgroup.create_run(env.name, &limits)?);
-    let fresh = if spec.fresh_cwd {
-        Some(FreshDir::create(&spec.cwd, spec.uid, spec.gid)?)
-    } else {
-        None
-    };
-    if let (Some(_), Some(name), Some(stdin)) = (&fresh, &spec.input_name, &spec.stdin) {
-        fsops::put(stdin, &spec.cwd.join(name), spec.uid, spec.gid, 0o644)?;
-    }
-
-    let mut outcome = execute(spec, &plan, cg.get(), env.ncpus);
-    if let (Some(_), Some(name), Ok(_)) = (&fresh, &spec.output_name, &outcome) {
-        // The program is gone (its cgroup is empty): the file cannot change under the copy.
-        if let Err(e) = fsops::take_output(&spec.cwd.join(name), &spec.stdout) {
-            outcome = Err(e);
-        }
-    }
-
-    let mut cleanup = cg.destroy();
-    if let Some(dir) = fresh {
-        keep_first(&mut cleanup, dir.remove());
-    }
-    for dir in env.wipe {
-        keep_first(&mut cleanup, fsops::wipe_contents(dir));
-    }
-    keep_first(&mut cleanup, sys::remove_sysv_ipc(spec.uid).map(drop));
-    sys::reap_orphans(REAP_DEADLINE);
-    match (outcome, cleanup) {
+    let (outcome, cleanup) = run_deferred(spec, env, &mut None);
+    match (outcome, cleanup.finish(env.wipe)) {
         (Ok(result), Ok(())) => Ok(result),
         (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
         (Err(e), Err(cleanup)) => {
             eprintln!("demoter: also failed to clean up: {cleanup}");
             Err(e)
         }
+    }
+}
+
+/// Performs one run, in the cgroup `prepared` holds if it holds one (made ahead, without
+/// limits: it is taken, and given its limits here), and returns its result with the clean-up
+/// still to do. The result is final: every process of the run is dead and measured, the output
+/// taken. What is left (removing the cgroup and the working directory, emptying the wipe
+/// directories, the user's IPC objects) must be [finished](Cleanup::finish) before anything
+/// else runs in the box; the agent does it after sending the result.
+pub fn run_deferred(
+    spec: &RunSpec,
+    env: &RunEnv<'_>,
+    prepared: &mut Option<RunGuard>,
+) -> (Result<RunResult, Error>, Cleanup) {
+    let mut cleanup = Cleanup::default();
+    let outcome = (|| {
+        let memory_bytes = validate(spec)?;
+        let plan = Plan::new(spec, memory_bytes)?;
+        let limits = RunLimits {
+            memory_bytes,
+            pids: spec.limits.pids,
+        };
+        let cg = match prepared.take() {
+            Some(cg) => {
+                // Owned by the clean-up from here, whether the limits hold or not.
+                let cg = cleanup.cg.insert(cg);
+                cg.get().limit(&limits)?;
+                cg
+            }
+            None => cleanup
+                .cg
+                .insert(RunGuard::new(env.cgroup.create_run(env.name, &limits)?)),
+        };
+        cleanup.uid = Some(spec.uid);
+        if spec.fresh_cwd {
+            cleanup.fresh = Some(FreshDir::create(&spec.cwd, spec.uid, spec.gid)?);
+        }
+        if let (Some(_), Some(name), Some(stdin)) = (&cleanup.fresh, &spec.input_name, &spec.stdin)
+        {
+            fsops::put(stdin, &spec.cwd.join(name), spec.uid, spec.gid, 0o644)?;
+        }
+        let result = execute(spec, &plan, cg.get(), env.ncpus)?;
+        if let (Some(_), Some(name)) = (&cleanup.fresh, &spec.output_name) {
+            // The program is gone (its cgroup is empty): the file cannot change under the copy.
+            fsops::take_output(&spec.cwd.join(name), &spec.stdout)?;
+        }
+        Ok(result)
+    })();
+    (outcome, cleanup)
+}
+
+/// What a run leaves to clean up once its result is known; see [`run_deferred`].
+#[derive(Debug, Default)]
+#[must_use = "the box is not clean until the clean-up is finished"]
+pub struct Cleanup {
+    cg: Option<RunGuard>,
+    fresh: Option<FreshDir>,
+    /// The program's user, once something may have run as it.
+    uid: Option<u32>,
+}
+
+impl Cleanup {
+    /// Kills whatever is left of the run and removes its cgroup, removes its working directory,
+    /// empties `wipe` and removes the user's System V IPC objects; reports the first failure
+    /// (after trying everything).
+    pub fn finish(self, wipe: &[PathBuf]) -> Result<(), Error> {
+        let Cleanup { cg, fresh, uid } = self;
+        let Some(uid) = uid else {
+            // Nothing ran: at most an unused cgroup to remove.
+            return cg.map_or(Ok(()), RunGuard::destroy);
+        };
+        let mut cleanup = cg.map_or(Ok(()), RunGuard::destroy);
+        if let Some(dir) = fresh {
+            keep_first(&mut cleanup, dir.remove());
+        }
+        for dir in wipe {
+            keep_first(&mut cleanup, fsops::wipe_contents(dir));
+        }
+        keep_first(&mut cleanup, sys::remove_sysv_ipc(uid).map(drop));
+        sys::reap_orphans(REAP_DEADLINE);
+        cleanup
     }
 }
 

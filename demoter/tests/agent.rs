@@ -19,10 +19,15 @@ struct AgentProcess {
 
 impl AgentProcess {
     fn start(fx: &Fixture) -> AgentProcess {
+        AgentProcess::start_with(fx, &[])
+    }
+
+    fn start_with(fx: &Fixture, args: &[&str]) -> AgentProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_demoter"))
             .arg("agent")
             .arg("--cgroup")
             .arg(&fx.cgroup_dir)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -124,7 +129,22 @@ fn serves_requests_in_order_and_answers_garbage_with_failed() {
         }
         assert_eq!(fx.read("box/stdout"), "1 2 3\n");
         assert_eq!(fx.read("box/stderr"), format!("round {round}\n"));
-        assert!(fx.run_cgroups().is_empty());
+        // The next request is read once the agent has cleaned up after the run and made the
+        // next run's cgroup ahead: then only that cgroup exists, with nothing in it.
+        assert_eq!(
+            agent.request(&Request::Seal { path: data.clone() }),
+            Response::Ok
+        );
+        let runs = fx.run_cgroups();
+        let next = format!("-{}", round + 2);
+        assert!(!runs.is_empty(), "no cgroup made ahead");
+        for run in &runs {
+            assert!(run.to_string_lossy().ends_with(&next), "{runs:?}");
+            assert_eq!(
+                std::fs::read_to_string(run.join("cgroup.procs")).unwrap(),
+                ""
+            );
+        }
     }
 
     // The sealed directory cannot be written by a run.
@@ -162,6 +182,45 @@ fn serves_requests_in_order_and_answers_garbage_with_failed() {
         Response::Ran(_)
     ));
 
+    assert_eq!(agent.finish(), Some(0));
+    fx.assert_clean();
+}
+
+#[test]
+fn a_box_whose_clean_up_failed_runs_nothing_more() {
+    let fx = Fixture::new();
+    let wipe = fx.path("box/wiped");
+    std::fs::create_dir(&wipe).unwrap();
+    let mut agent = AgentProcess::start_with(&fx, &["--wipe", wipe.to_str().unwrap()]);
+    let ran = |response: Response| matches!(response, Response::Ran(r) if r.exit == Exit::Exited { code: 0 });
+    assert!(ran(
+        agent.request(&Request::Run(Box::new(fx.spec(&["true"]))))
+    ));
+    // Answered once the first run's clean-up is done.
+    assert_eq!(
+        agent.request(&Request::Seal {
+            path: fx.path("box")
+        }),
+        Response::Ok
+    );
+    // What the agent empties after every run is no longer a directory: the next run's result
+    // is final and sent, its clean-up fails after it.
+    std::fs::remove_dir(&wipe).unwrap();
+    std::fs::write(&wipe, "not a directory").unwrap();
+    assert!(ran(
+        agent.request(&Request::Run(Box::new(fx.spec(&["true"]))))
+    ));
+    for request in [
+        Request::Run(Box::new(fx.spec(&["true"]))),
+        Request::Seal {
+            path: fx.path("box"),
+        },
+    ] {
+        match agent.request(&request) {
+            Response::Failed { error } => assert!(error.contains("not clean"), "{error}"),
+            other => panic!("{other:?}"),
+        }
+    }
     assert_eq!(agent.finish(), Some(0));
     fx.assert_clean();
 }

@@ -41,8 +41,22 @@ pub trait BoxCgroup: std::fmt::Debug {
     fn describe(&self) -> String;
     /// Handle to the run cgroup `name`, whether or not it exists.
     fn open_run(&self, name: &str) -> Box<dyn RunCgroup>;
+    /// Creates the (new) run cgroup `name`, with no limits yet: the agent makes the next run's
+    /// cgroup ahead of its request. On failure nothing is left behind.
+    fn make_run(&self, name: &str) -> Result<Box<dyn RunCgroup>, Error>;
     /// Creates the (new) run cgroup `name` and sets its limits. On failure nothing is left behind.
-    fn create_run(&self, name: &str, limits: &RunLimits) -> Result<Box<dyn RunCgroup>, Error>;
+    fn create_run(&self, name: &str, limits: &RunLimits) -> Result<Box<dyn RunCgroup>, Error> {
+        let run = self.make_run(name)?;
+        match run.limit(limits) {
+            Ok(()) => Ok(run),
+            Err(e) => {
+                if let Err(cleanup) = run.remove() {
+                    eprintln!("demoter: {cleanup}");
+                }
+                Err(e)
+            }
+        }
+    }
     /// Names of existing run cgroups (left over by a crashed agent, normally none).
     fn run_names(&self) -> Result<Vec<String>, Error>;
 }
@@ -51,6 +65,8 @@ pub trait BoxCgroup: std::fmt::Debug {
 pub trait RunCgroup: std::fmt::Debug {
     /// Where the run cgroup lives, for error messages.
     fn path(&self) -> &Path;
+    /// Sets the run's limits, before any process joins it.
+    fn limit(&self, limits: &RunLimits) -> Result<(), Error>;
     /// `cgroup.procs` files a process writes "0" to in order to join the run.
     fn procs_files(&self) -> Vec<PathBuf>;
     /// CPU time used by all processes of the run so far, nanoseconds.
@@ -127,6 +143,7 @@ pub fn destroy(cg: &dyn RunCgroup) -> Result<(), Error> {
 
 /// Owns a run cgroup: [`RunGuard::destroy`] removes it and reports failures; if the guard is
 /// dropped instead (early return, panic), it is destroyed anyway and failures are logged.
+#[derive(Debug)]
 pub struct RunGuard {
     cg: Option<Box<dyn RunCgroup>>,
 }

@@ -39,54 +39,42 @@ impl V1Box {
     }
 }
 
+impl V1Box {
+    fn run(&self, name: &str) -> V1Run {
+        V1Run {
+            memory: self.dir.join("memory").join(name),
+            cpuacct: self.dir.join("cpuacct").join(name),
+            pids: self.dir.join("pids").join(name),
+            memsw: self.memsw,
+        }
+    }
+}
+
 impl BoxCgroup for V1Box {
     fn describe(&self) -> String {
         format!("cgroup v1 box {}", self.dir.display())
     }
 
     fn open_run(&self, name: &str) -> Box<dyn RunCgroup> {
-        Box::new(V1Run {
-            memory: self.dir.join("memory").join(name),
-            cpuacct: self.dir.join("cpuacct").join(name),
-            pids: self.dir.join("pids").join(name),
-        })
+        Box::new(self.run(name))
     }
 
-    fn create_run(&self, name: &str, limits: &RunLimits) -> Result<Box<dyn RunCgroup>, Error> {
-        let run = V1Run {
-            memory: self.dir.join("memory").join(name),
-            cpuacct: self.dir.join("cpuacct").join(name),
-            pids: self.dir.join("pids").join(name),
-        };
+    fn make_run(&self, name: &str) -> Result<Box<dyn RunCgroup>, Error> {
+        let run = self.run(name);
         let mut created = Vec::new();
-        let configured = (|| {
-            for dir in run.dirs() {
-                make_dir(dir)?;
-                created.push(dir);
-            }
-            let bytes = limits.memory_bytes.to_string();
-            // memsw must stay >= memory, so memory goes first (both start unlimited).
-            write_file(&run.memory.join("memory.limit_in_bytes"), &bytes)?;
-            if self.memsw {
-                write_file(&run.memory.join("memory.memsw.limit_in_bytes"), &bytes)?;
-            } else if let Err(e) = write_file(&run.memory.join("memory.swappiness"), "0") {
-                // Without swap accounting this only makes swapping less likely.
-                eprintln!("demoter: {e}");
-            }
-            write_file(&run.pids.join("pids.max"), &limits.pids.to_string())
-        })();
-        match configured {
-            Ok(()) => Ok(Box::new(run)),
-            Err(e) => {
+        for dir in run.dirs() {
+            if let Err(e) = make_dir(dir) {
                 // Only what this call created: a directory that was there is not ours.
                 for dir in created {
                     if let Err(cleanup) = remove_dir(dir) {
                         eprintln!("demoter: {cleanup}");
                     }
                 }
-                Err(e)
+                return Err(e);
             }
+            created.push(dir);
         }
+        Ok(Box::new(run))
     }
 
     fn run_names(&self) -> Result<Vec<String>, Error> {
@@ -108,6 +96,8 @@ pub struct V1Run {
     memory: PathBuf,
     cpuacct: PathBuf,
     pids: PathBuf,
+    /// See [`V1Box::memsw`].
+    memsw: bool,
 }
 
 impl V1Run {
@@ -119,6 +109,19 @@ impl V1Run {
 impl RunCgroup for V1Run {
     fn path(&self) -> &Path {
         &self.memory
+    }
+
+    fn limit(&self, limits: &RunLimits) -> Result<(), Error> {
+        let bytes = limits.memory_bytes.to_string();
+        // memsw must stay >= memory, so memory goes first (both start unlimited).
+        write_file(&self.memory.join("memory.limit_in_bytes"), &bytes)?;
+        if self.memsw {
+            write_file(&self.memory.join("memory.memsw.limit_in_bytes"), &bytes)?;
+        } else if let Err(e) = write_file(&self.memory.join("memory.swappiness"), "0") {
+            // Without swap accounting this only makes swapping less likely.
+            eprintln!("demoter: {e}");
+        }
+        write_file(&self.pids.join("pids.max"), &limits.pids.to_string())
     }
 
     fn procs_files(&self) -> Vec<PathBuf> {

@@ -79,31 +79,13 @@ impl BoxCgroup for V2Box {
     }
 
     fn open_run(&self, name: &str) -> Box<dyn RunCgroup> {
-        Box::new(V2Run::new(self.dir.join(name)))
+        Box::new(V2Run::new(self.dir.join(name), self.swap))
     }
 
-    fn create_run(&self, name: &str, limits: &RunLimits) -> Result<Box<dyn RunCgroup>, Error> {
-        let run = V2Run::new(self.dir.join(name));
+    fn make_run(&self, name: &str) -> Result<Box<dyn RunCgroup>, Error> {
+        let run = V2Run::new(self.dir.join(name), self.swap);
         make_dir(&run.dir)?;
-        let configured = (|| {
-            write_file(
-                &run.dir.join("memory.max"),
-                &limits.memory_bytes.to_string(),
-            )?;
-            if self.swap {
-                write_file(&run.dir.join("memory.swap.max"), "0")?;
-            }
-            write_file(&run.dir.join("pids.max"), &limits.pids.to_string())
-        })();
-        match configured {
-            Ok(()) => Ok(Box::new(run)),
-            Err(e) => {
-                if let Err(cleanup) = run.remove() {
-                    eprintln!("demoter: {cleanup}");
-                }
-                Err(e)
-            }
-        }
+        Ok(Box::new(run))
     }
 
     fn run_names(&self) -> Result<Vec<String>, Error> {
@@ -115,14 +97,17 @@ impl BoxCgroup for V2Box {
 #[derive(Debug)]
 pub struct V2Run {
     dir: PathBuf,
+    /// The swap controller is on: `memory.swap.max` keeps swap out of the run.
+    swap: bool,
     /// Highest `memory.current` seen, for kernels without `memory.peak`.
     sampled_peak: Cell<u64>,
 }
 
 impl V2Run {
-    fn new(dir: PathBuf) -> V2Run {
+    fn new(dir: PathBuf, swap: bool) -> V2Run {
         V2Run {
             dir,
+            swap,
             sampled_peak: Cell::new(0),
         }
     }
@@ -131,6 +116,17 @@ impl V2Run {
 impl RunCgroup for V2Run {
     fn path(&self) -> &Path {
         &self.dir
+    }
+
+    fn limit(&self, limits: &RunLimits) -> Result<(), Error> {
+        write_file(
+            &self.dir.join("memory.max"),
+            &limits.memory_bytes.to_string(),
+        )?;
+        if self.swap {
+            write_file(&self.dir.join("memory.swap.max"), "0")?;
+        }
+        write_file(&self.dir.join("pids.max"), &limits.pids.to_string())
     }
 
     fn procs_files(&self) -> Vec<PathBuf> {
