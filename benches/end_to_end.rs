@@ -14,7 +14,13 @@
 //!   max of the CPU time the judge reports; with runs not pinned, then pinned, to a CPU of
 //!   their own (`JudgeConfig::pin_cpus`).
 //!
-//! Latency and throughput run twice: with none of the features of issue #19 (no warm pool, no
+//! - `profile`: where a test's time goes. One C submission on the 1,000-test package judged 3
+//!   times while `perf record -a` samples every CPU (about 2,000 times a second each); reports
+//!   each command's share of the samples as CPU milliseconds per test (the program, the
+//!   demoter, the worker's threads, dockerd, kernel threads, idle), then what the demoter, the
+//!   program and the worker were doing (system calls, page faults, their own code). Needs `perf` and `kernel.perf_event_paranoid` ≤ 0 or root.
+//!
+//! Latency, throughput and profile run twice: with none of the features of issue #19 (no warm pool, no
 //! compile cache, runs not pinned), then with all of them (a warm pool of 2 containers per
 //! image, a compile cache, pinned runs; every round after the first resubmits the same code, so
 //! its compile is a cache hit). The agent's Unix socket is always on (it replaced the attach
@@ -342,6 +348,181 @@ async fn spread(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How often `perf record` samples each CPU in `profile`.
+const PERF_HZ: u32 = 1999;
+
+async fn profile(judge: &Arc<Judge>, root: &Path, scratch: &Path) -> anyhow::Result<()> {
+    const TESTS: usize = 1000;
+    const ROUNDS: usize = 3;
+    println!("## profile: {ROUNDS} C submissions of {TESTS} tests, every CPU sampled");
+    let problem = format!("sum-{TESTS}");
+    package(root, &problem, "1", &sums(TESTS))?;
+    // A round outside the profile warms the page cache, the problem cache and the pool.
+    judge_all(
+        judge,
+        vec![submission("warm".into(), &problem, "gcc-12", SUM_C)],
+        1,
+    )
+    .await;
+    // BENCH_PERF_DATA keeps the recording for `perf report -i`.
+    let data =
+        std::env::var_os("BENCH_PERF_DATA").map_or_else(|| scratch.join("perf.data"), Into::into);
+    let mut perf = std::process::Command::new("perf")
+        .args(["record", "-a", "-g", "-F", &PERF_HZ.to_string(), "-o"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("profile: cannot start perf: {e}"))?;
+    // perf needs a moment to open its events on every CPU.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let submissions = (0..ROUNDS)
+        .map(|r| submission(format!("profile-{r}"), &problem, "gcc-12", SUM_C))
+        .collect();
+    let (timed, took) = judge_all(judge, submissions, 1).await;
+    // SIGINT makes perf write its data out and exit.
+    let pid = i32::try_from(perf.id())?;
+    // SAFETY: kill(2) on the perf process this function started and has not yet waited for.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    perf.wait()?;
+    let tested = (0..ROUNDS)
+        .map(|r| {
+            timed
+                .of(&format!("profile-{r}"))
+                .iter()
+                .filter(|(_, b)| matches!(b, Body::Tested { .. }))
+                .count()
+        })
+        .sum::<usize>();
+    anyhow::ensure!(tested == ROUNDS * TESTS, "profile: {tested} tests judged");
+    let tests = tested as f64;
+    println!(
+        "judged {tested} tests in {:.0} ms: {:.2} ms a test, wall, claim to done",
+        ms(took),
+        ms(took) / tests
+    );
+    // Samples of the whole recording (it began 0.5 s before the judging), in CPU ms per test.
+    let report = perf_report(&data, &["--no-children", "--sort", "comm", "-g", "none"])?;
+    let per_test = |samples: f64| samples * 1000.0 / f64::from(PERF_HZ) / tests;
+    println!(
+        "{:>16} | {:>8} | {:>12}",
+        "command", "samples", "CPU ms/test"
+    );
+    for (samples, what) in report.iter().take(12) {
+        println!(
+            "{what:>16} | {samples:>8} | {:>12.3}",
+            per_test(*samples as f64)
+        );
+    }
+    // What each command on a test's path was doing, by the outermost frame of each sample.
+    for (comm, activities) in breakdown(&data, &["demoter", "main", "tokio-rt-worker"])? {
+        let samples: u64 = activities.iter().map(|(_, n)| n).sum();
+        println!(
+            "### {comm}: {:.3} CPU ms per test, by what it was doing",
+            per_test(samples as f64)
+        );
+        for (what, n) in activities.iter().take(10) {
+            println!("{:>8.3} | {what}", per_test(*n as f64));
+        }
+    }
+    Ok(())
+}
+
+/// The samples of each of `comms` in `data`, by what the command was doing: the system call it
+/// was in (the outermost one of the call chain), a page fault, the start of a forked child,
+/// other kernel work, or its own code; most first.
+fn breakdown(data: &Path, comms: &[&str]) -> anyhow::Result<Vec<(String, Vec<(String, u64)>)>> {
+    let out = std::process::Command::new("perf")
+        .arg("script")
+        .arg("-i")
+        .arg(data)
+        .args(["--comms", &comms.join(","), "-F", "comm,ip,sym"])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "perf script failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut counts: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> =
+        Default::default();
+    // A sample: its command on a line of its own, then its call chain, innermost frame first,
+    // one "address symbol" a line, indented; a blank line after.
+    for sample in text.split("\n\n") {
+        let mut lines = sample.lines().filter(|l| !l.trim().is_empty());
+        let Some(comm) = lines.next().map(str::trim) else {
+            continue;
+        };
+        let frames: Vec<&str> = lines.map(str::trim).collect();
+        let what = activity(&frames);
+        *counts
+            .entry(comm.to_owned())
+            .or_default()
+            .entry(what)
+            .or_default() += 1;
+    }
+    Ok(comms
+        .iter()
+        .filter_map(|comm| {
+            let mut activities: Vec<_> = counts.remove(*comm)?.into_iter().collect();
+            activities.sort_by(|a, b| b.1.cmp(&a.1));
+            Some((comm.to_string(), activities))
+        })
+        .collect())
+}
+
+/// What a sample with call chain `frames` (innermost first) was doing.
+fn activity(frames: &[&str]) -> String {
+    let symbol = |frame: &str| frame.split_once(' ').map_or("", |(_, s)| s).to_owned();
+    for frame in frames.iter().rev() {
+        let symbol = symbol(frame);
+        // Installing a seccomp filter reaches its work through `do_seccomp` without the system
+        // call's own frame.
+        if symbol == "do_seccomp" {
+            return "system call seccomp".into();
+        }
+        for prefix in ["__x64_sys_", "__do_sys_", "__arm64_sys_"] {
+            if let Some(call) = symbol.strip_prefix(prefix) {
+                return format!("system call {call}");
+            }
+        }
+        if symbol.starts_with("asm_exc_page_fault") {
+            return "page faults".into();
+        }
+        if symbol == "ret_from_fork" || symbol == "ret_from_fork_asm" {
+            return "a forked child's start".into();
+        }
+    }
+    // Kernel addresses are the upper half.
+    match frames.first() {
+        Some(frame) if frame.starts_with("ffff") => "kernel, other".into(),
+        _ => "its own code".into(),
+    }
+}
+
+/// `perf report` of `data` with `args`: each line's sample count and what it is, most first.
+fn perf_report(data: &Path, args: &[&str]) -> anyhow::Result<Vec<(u64, String)>> {
+    let out = std::process::Command::new("perf")
+        .arg("report")
+        .arg("-i")
+        .arg(data)
+        .args(["--stdio", "-n"])
+        .args(args)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "perf report failed: {out:?}");
+    let mut lines = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "    12.34%          1001  demoter"
+        let mut fields = line.split_whitespace();
+        let (Some(share), Some(samples)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Ok(samples) = samples.parse::<u64>() else {
+            continue;
+        };
+        if share.ends_with('%') {
+            lines.push((samples, fields.collect::<Vec<_>>().join(" ")));
+        }
+    }
+    Ok(lines)
+}
+
 /// A judge over the packages in `root` with the default configuration changed by `tweak`.
 /// What a judge of the bench has on: everything this release added (warm pool, compile cache,
 /// pinning) or none of it.
@@ -428,9 +609,10 @@ async fn main() -> anyhow::Result<()> {
             match part {
                 "latency" => latency(&judge, root.path()).await?,
                 "throughput" => throughput(&judge, root.path()).await?,
-                other => {
-                    anyhow::bail!("BENCH_E2E: unknown part {other:?} (latency, throughput, spread)")
-                }
+                "profile" => profile(&judge, root.path(), scratch.path()).await?,
+                other => anyhow::bail!(
+                    "BENCH_E2E: unknown part {other:?} (latency, throughput, spread, profile)"
+                ),
             }
             judge.sandbox().close_pool().await;
         }
