@@ -9,6 +9,9 @@
 //!   over the tests) against the floor.
 //! - `throughput`: a mix of C, C++, Python and Java submissions (accepted, wrong answer, TLE) on
 //!   a 10-test problem, judged by one worker at concurrency 1, 2 and 4: submissions per second.
+//! - `postgres`: the same mix through two `executioner worker --interface postgres` processes
+//!   of 1 and of 2 slots each, on a fresh database (`EXECUTIONER_TEST_DATABASE_URL`, as the
+//!   tests use): submissions per second.
 //! - `spread`: one CPU-bound C program (about 500 ms of CPU) judged 20 times at concurrency 1,
 //!   and 20 times at concurrency 2 beside another copy (the other slot busy): median, min and
 //!   max of the CPU time the judge reports; with runs not pinned, then pinned, to a CPU of
@@ -30,6 +33,10 @@
 //! python-3.11 and java-17 images built. Prints figures; nothing is asserted.
 
 mod floor;
+#[path = "../tests/pg/mod.rs"]
+mod pg;
+#[path = "../tests/worker_process/mod.rs"]
+mod worker_process;
 
 use floor::{median, ms};
 use std::path::Path;
@@ -45,6 +52,7 @@ use executioner::judge::{Judge, JudgeConfig};
 use executioner::protocol::{Body, Message, Submission};
 use executioner::worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
+use worker_process::WorkerProcess;
 
 const SUM_C: &str = "#include <stdio.h>\nint main(void){long long a,b;if(scanf(\"%lld %lld\",&a,&b)!=2)return 1;printf(\"%lld\\n\",a+b);return 0;}\n";
 
@@ -248,6 +256,123 @@ const MIX: [(&str, &str, &str); 10] = [
     ("java-17", WRONG_JAVA, "wrong"),
 ];
 
+/// `rounds` copies of the mix on problem `mix`, named `{prefix}-{round}-{k}`, with what each
+/// should get.
+fn mix(prefix: &str, rounds: usize) -> (Vec<Submission>, Vec<&'static str>) {
+    (0..rounds)
+        .flat_map(|r| {
+            MIX.iter()
+                .enumerate()
+                .map(move |(k, (language, source, want))| {
+                    let id = format!("{prefix}-{r}-{k}");
+                    (submission(id, "mix", language, source), *want)
+                })
+        })
+        .unzip()
+}
+
+/// Fails unless the messages `seen` of mix submission `id` give it what it should get.
+fn check_mix(id: &str, want: &str, seen: &[Body]) -> anyhow::Result<()> {
+    let got: Vec<&str> = seen
+        .iter()
+        .filter_map(|b| match b {
+            Body::Tested { result, .. } => Some(result.as_str()),
+            _ => None,
+        })
+        .collect();
+    let ok = match want {
+        "accepted" => got.len() == 10 && got.iter().all(|r| *r == "accepted"),
+        "wrong" => got.contains(&"wrong"),
+        _ => got.contains(&"TLE"),
+    };
+    anyhow::ensure!(ok, "{id}: wanted {want}, got {got:?}");
+    Ok(())
+}
+
+/// The mix through two `executioner worker --interface postgres` processes of 1 and of 2 slots
+/// each, on a fresh database per run: submissions per second, from the enqueue of a round of
+/// the mix (the workers started, idle and warm) to its last submission's final state.
+async fn postgres_throughput(
+    root: &Path,
+    scratch: &Path,
+    features: Features,
+) -> anyhow::Result<()> {
+    println!("\n## throughput through PostgreSQL: the mix, two worker processes");
+    package(root, "mix", "1", &sums(10))?;
+    const ROUNDS: usize = 2;
+    for slots in [1usize, 2] {
+        let db = pg::TestDatabase::create().await;
+        let front = db.interface().await;
+        let slots_arg = slots.to_string();
+        let mut args = vec![
+            "worker",
+            "--interface",
+            "postgres",
+            "--concurrency",
+            &slots_arg,
+        ];
+        match features {
+            Features::None => args.extend(["--no-pin-cpus", "--compile-cache-mb", "0"]),
+            Features::All => args.extend([
+                "--warm-pool",
+                "2",
+                "--warm-languages",
+                "gcc-12,g++-12,python-3.11,java-17",
+            ]),
+        }
+        let cache = scratch.join(format!("compile-cache-postgres-{slots}"));
+        let cache = cache.to_string_lossy().into_owned();
+        let env = [
+            ("DATABASE_URL", db.url.as_str()),
+            ("EXECUTIONER_COMPILE_CACHE_DIR", cache.as_str()),
+        ];
+        let mut workers: Vec<WorkerProcess> = (0..2)
+            .map(|_| WorkerProcess::spawn_on(root, &args, &env))
+            .collect();
+        for worker in &mut workers {
+            worker.wait_for_log("worker started", Duration::from_secs(60));
+        }
+        // Unmeasured: a round that warms the images, the problem, the pools and the caches.
+        let (warm, _) = mix("warm", 1);
+        front.enqueue(&warm).await?;
+        wait_final(&db, "warm-%", warm.len()).await?;
+        let (submissions, wants) = mix("pg", ROUNDS);
+        let started = Instant::now();
+        front.enqueue(&submissions).await?;
+        wait_final(&db, "pg-%", submissions.len()).await?;
+        let took = started.elapsed();
+        for (submission, want) in submissions.iter().zip(wants) {
+            let stored = front
+                .status(&submission.id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("{} is not stored", submission.id))?;
+            let seen: Vec<Body> = stored.results.into_iter().map(|m| m.body).collect();
+            check_mix(&submission.id, want, &seen)?;
+        }
+        for worker in workers {
+            let status = worker.stop(Duration::from_secs(120));
+            anyhow::ensure!(status.success(), "a worker exited with {status}");
+        }
+        println!(
+            "2 workers × {slots} slots: {} submissions in {:.1} s, {:.2} submissions/s",
+            submissions.len(),
+            took.as_secs_f64(),
+            submissions.len() as f64 / took.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Waits until `count` submissions whose id is `LIKE` `pattern` are final.
+async fn wait_final(db: &pg::TestDatabase, pattern: &str, count: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while pg::count_final(db, pattern).await < count as i64 {
+        anyhow::ensure!(Instant::now() < deadline, "{pattern}: not judged in 10 min");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 async fn throughput(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
     println!("\n## throughput: a mix of C, C++, Python and Java (accepted, wrong, TLE), 10 tests each, time limit 1 s");
     package(root, "mix", "1", &sums(10))?;
@@ -260,41 +385,12 @@ async fn throughput(judge: &Arc<Judge>, root: &Path) -> anyhow::Result<()> {
     judge_all(judge, warm, 2).await;
     const ROUNDS: usize = 2;
     for concurrency in [1usize, 2, 4] {
-        let submissions: Vec<Submission> = (0..ROUNDS)
-            .flat_map(|r| {
-                MIX.iter()
-                    .enumerate()
-                    .map(move |(k, (language, source, _))| {
-                        submission(
-                            format!("mix-{concurrency}-{r}-{k}"),
-                            "mix",
-                            language,
-                            source,
-                        )
-                    })
-            })
-            .collect();
-        let ids: Vec<(String, &str)> = submissions
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.clone(), MIX[i % MIX.len()].2))
-            .collect();
+        let (submissions, wants) = mix(&format!("mix-{concurrency}"), ROUNDS);
+        let ids: Vec<String> = submissions.iter().map(|s| s.id.clone()).collect();
         let (timed, took) = judge_all(judge, submissions, concurrency).await;
-        for (id, want) in &ids {
-            let seen = timed.of(id);
-            let got: Vec<&str> = seen
-                .iter()
-                .filter_map(|(_, b)| match b {
-                    Body::Tested { result, .. } => Some(result.as_str()),
-                    _ => None,
-                })
-                .collect();
-            let ok = match *want {
-                "accepted" => got.len() == 10 && got.iter().all(|r| *r == "accepted"),
-                "wrong" => got.contains(&"wrong"),
-                _ => got.contains(&"TLE"),
-            };
-            anyhow::ensure!(ok, "{id}: wanted {want}, got {got:?}");
+        for (id, want) in ids.iter().zip(wants) {
+            let seen: Vec<Body> = timed.of(id).into_iter().map(|(_, b)| b).collect();
+            check_mix(id, want, &seen)?;
         }
         println!(
             "concurrency {concurrency}: {} submissions in {:.1} s, {:.2} submissions/s",
@@ -580,11 +676,19 @@ async fn judge_with(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let parts = std::env::var("BENCH_E2E").unwrap_or_else(|_| "latency,throughput,spread".into());
+    let parts =
+        std::env::var("BENCH_E2E").unwrap_or_else(|_| "latency,throughput,postgres,spread".into());
     let root = tempfile::tempdir()?;
     let scratch = tempfile::tempdir()?;
     for part in parts.split(',') {
         let part = part.trim();
+        if part == "postgres" {
+            for features in [Features::None, Features::All] {
+                println!("\n# {}", features.label());
+                postgres_throughput(root.path(), scratch.path(), features).await?;
+            }
+            continue;
+        }
         if part == "spread" {
             println!("\n## spread: the CPU time of one CPU-bound C program (about 500 ms)");
             for pin in [false, true] {
@@ -611,7 +715,7 @@ async fn main() -> anyhow::Result<()> {
                 "throughput" => throughput(&judge, root.path()).await?,
                 "profile" => profile(&judge, root.path(), scratch.path()).await?,
                 other => anyhow::bail!(
-                    "BENCH_E2E: unknown part {other:?} (latency, throughput, spread, profile)"
+                    "BENCH_E2E: unknown part {other:?} (latency, throughput, postgres, spread, profile)"
                 ),
             }
             judge.sandbox().close_pool().await;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use executioner::interface::postgres::{StoredSubmission, SubmissionState};
 use executioner::protocol::{Body, Submission};
 use executioner::verdict::Verdict;
-use pg::{wait_for, TestDatabase};
+use pg::{count_final, wait_for, TestDatabase};
 use worker_process::WorkerProcess;
 
 /// How a kind of submission ends on `test-base` (3 tests).
@@ -96,18 +96,6 @@ fn rss_kb(pid: u32) -> u64 {
                 .find_map(|l| l.strip_prefix("VmRSS:"))
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
-        .unwrap_or(0)
-}
-
-const FINAL: &str = "(state IN ('judged', 'invalidData')
-    OR (state = 'compileError' AND lease_expires_at IS NULL)
-    OR (state = 'error' AND not_before IS NULL))";
-
-async fn count_final(db: &TestDatabase) -> i64 {
-    let mut conn = db.connection().await;
-    sqlx::query_scalar(&format!("SELECT count(*) FROM submissions WHERE {FINAL}"))
-        .fetch_one(&mut conn)
-        .await
         .unwrap_or(0)
 }
 
@@ -189,7 +177,7 @@ async fn a_thousand_mixed_submissions_through_two_workers() {
         "the first submissions",
         Duration::from_secs(600),
         Duration::from_secs(1),
-        || async { (count_final(&db).await >= warm).then_some(()) },
+        || async { (count_final(&db, "%").await >= warm).then_some(()) },
     )
     .await
     .unwrap_or_else(|e| {
@@ -201,7 +189,7 @@ async fn a_thousand_mixed_submissions_through_two_workers() {
     let rss_warm: Vec<u64> = workers.iter().map(|w| rss_kb(w.pid())).collect();
     let mut last_report = Instant::now();
     loop {
-        let done = count_final(&db).await;
+        let done = count_final(&db, "%").await;
         if done >= total as i64 {
             break;
         }

@@ -191,3 +191,21 @@ mod tests {
         assert_eq!(super::with_database("postgres://h", "x"), "postgres://h/x");
     }
 }
+
+/// A submission's state is final: judged, invalid, a compile error or an error with no retry
+/// left (its lease released).
+pub const FINAL: &str = "(state IN ('judged', 'invalidData')
+    OR (state = 'compileError' AND lease_expires_at IS NULL)
+    OR (state = 'error' AND not_before IS NULL))";
+
+/// How many submissions whose id is `LIKE` `pattern` are in a final state.
+pub async fn count_final(db: &TestDatabase, pattern: &str) -> i64 {
+    let mut conn = db.connection().await;
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM submissions WHERE id LIKE $1 AND {FINAL}"
+    ))
+    .bind(pattern)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap_or(0)
+}

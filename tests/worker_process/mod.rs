@@ -6,7 +6,7 @@
 // Every test binary uses a different part of this module.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,8 +42,13 @@ impl WorkerProcess {
     /// `executioner <args> --problems <fixtures>` with `env` added to the inherited
     /// environment; its logs go to a file.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
-        let log = tempfile::NamedTempFile::new().expect("a log file");
         let problems = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/problems");
+        WorkerProcess::spawn_on(&problems, args, env)
+    }
+
+    /// [`WorkerProcess::spawn`] with the problems of `problems`.
+    pub fn spawn_on(problems: &Path, args: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
+        let log = tempfile::NamedTempFile::new().expect("a log file");
         let child = Command::new(env!("CARGO_BIN_EXE_executioner"))
             .args(args)
             .arg("--problems")
