@@ -16,6 +16,7 @@ pub mod sandbox;
 pub mod score;
 pub mod sync;
 pub mod time;
+pub mod token;
 pub mod verdict;
 pub mod worker;
 pub mod workflow;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use executioner::cli::{self, Setup};
 use executioner::judge::JudgeConfig;
+use executioner::token::Token;
 use executioner::worker::WorkerConfig;
 
 #[derive(Parser)]
@@ -467,7 +468,7 @@ impl HttpArgs {
         if let Some(name) = self.worker_name {
             config.worker_name = name;
         }
-        config.token = self.worker_token.map(executioner::api::auth::Token::new);
+        config.token = self.worker_token.map(Token::new);
         // What the worker really judges at once (it takes one at least).
         config.concurrency = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
         Ok(config)
@@ -793,17 +794,11 @@ async fn run(command: Command) -> ExitCode {
                         }),
                         webhook_hosts: webhook_allow,
                         callbacks: executioner::api::callbacks::CallbackConfig {
-                            secret: callback_secret
-                                .filter(|s| !s.is_empty())
-                                .map(executioner::api::auth::Token::new),
+                            secret: callback_secret.filter(|s| !s.is_empty()).map(Token::new),
                             ..defaults.callbacks.clone()
                         },
-                        worker_token: worker_token
-                            .filter(|t| !t.is_empty())
-                            .map(executioner::api::auth::Token::new),
-                        client_token: client_token
-                            .filter(|t| !t.is_empty())
-                            .map(executioner::api::auth::Token::new),
+                        worker_token: worker_token.filter(|t| !t.is_empty()).map(Token::new),
+                        client_token: client_token.filter(|t| !t.is_empty()).map(Token::new),
                         run_max: executioner::api::RunLimits {
                             time_ms: (run_max_time * 1000.0).round() as u64,
                             memory_kb: run_max_memory,
