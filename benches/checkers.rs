@@ -18,10 +18,10 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use executioner::cli::{build_judge, Setup};
 use executioner::interface::{Interface, InterfaceError, Sent};
 use executioner::judge::JudgeConfig;
 use executioner::protocol::{Body, Message, Submission};
+use executioner::setup::{build_judge, Setup};
 use executioner::worker::judge_for;
 use tokio_util::sync::CancellationToken;
 

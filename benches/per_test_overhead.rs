@@ -10,9 +10,9 @@ use floor::{median, ms};
 use std::time::Instant;
 
 use demoter::protocol::Limits;
-use executioner::cli::find_demoter;
 use executioner::language::{Placeholders, Registry};
 use executioner::sandbox::{Input, Run, Sandbox, SandboxConfig, WorkDir, BUILD_DIR};
+use executioner::setup::find_demoter;
 
 const RUNS: usize = 100;
 const PROGRAM: &str = "#include <stdio.h>\nint main(void){int a,b;if(scanf(\"%d %d\",&a,&b)!=2)return 1;printf(\"%d\\n\",a+b);return 0;}\n";

@@ -5,9 +5,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use executioner::cli::{self, Setup};
 use executioner::judge::JudgeConfig;
+use executioner::setup::{Setup, WarmPool};
+use executioner::token::Token;
 use executioner::worker::WorkerConfig;
+
+mod commands;
 
 #[derive(Parser)]
 #[command(name = "executioner", version, about = "A sandboxed code judge")]
@@ -268,8 +271,8 @@ struct WorkflowArgs {
 }
 
 impl WorkflowArgs {
-    fn common(&self) -> executioner::workflow::command::Common {
-        executioner::workflow::command::Common {
+    fn common(&self) -> commands::workflow::Common {
+        commands::workflow::Common {
             attempts: self.attempts.max(1),
             concurrency: self
                 .concurrency
@@ -279,9 +282,9 @@ impl WorkflowArgs {
     }
 }
 
-async fn workflow(command: WorkflowCommand) -> Result<ExitCode, cli::CommandError> {
-    use executioner::workflow::{command, rejudge::Selection};
-    let shutdown = cli::shutdown_signal()?;
+async fn workflow(command: WorkflowCommand) -> Result<ExitCode, commands::CommandError> {
+    use executioner::workflow::rejudge::Selection;
+    let shutdown = commands::shutdown_signal()?;
     match command {
         WorkflowCommand::Validate {
             common,
@@ -289,13 +292,17 @@ async fn workflow(command: WorkflowCommand) -> Result<ExitCode, cli::CommandErro
             problem,
             solutions,
         } => {
-            let setup = common.setup().map_err(cli::CommandError::Usage)?;
+            let setup = common.setup().map_err(commands::CommandError::Usage)?;
             let solutions =
                 solutions.unwrap_or_else(|| setup.problems.join(&problem).join("submissions"));
-            Ok(
-                command::validate(&setup, &workflow.common(), &problem, &solutions, shutdown)
-                    .await?,
+            Ok(commands::workflow::validate(
+                &setup,
+                &workflow.common(),
+                &problem,
+                &solutions,
+                shutdown,
             )
+            .await?)
         }
         WorkflowCommand::Rejudge {
             common,
@@ -307,7 +314,7 @@ async fn workflow(command: WorkflowCommand) -> Result<ExitCode, cli::CommandErro
             id,
             webhook,
         } => {
-            let setup = common.setup().map_err(cli::CommandError::Usage)?;
+            let setup = common.setup().map_err(commands::CommandError::Usage)?;
             let selection = match problem {
                 Some(problem) => Selection::Problem(problem),
                 None => Selection::Ids(id),
@@ -315,18 +322,18 @@ async fn workflow(command: WorkflowCommand) -> Result<ExitCode, cli::CommandErro
             let common = workflow.common();
             // A file given explicitly wins over a DATABASE_URL in the environment.
             let source = match (submissions, database_url) {
-                (Some(path), _) => command::Source::File(path),
-                (None, Some(url)) => command::Source::Postgres {
+                (Some(path), _) => commands::workflow::Source::File(path),
+                (None, Some(url)) => commands::workflow::Source::Postgres {
                     config: executioner::interface::PostgresConfig::new(url),
                     name,
                 },
                 (None, None) => {
-                    return Err(cli::CommandError::Usage(
+                    return Err(commands::CommandError::Usage(
                         "give --submissions FILE or --database-url URL".into(),
                     ))
                 }
             };
-            Ok(command::rejudge(
+            Ok(commands::workflow::rejudge(
                 &setup,
                 &common,
                 source,
@@ -417,7 +424,7 @@ impl FirestoreArgs {
     }
 }
 
-/// The warm pool of sandbox containers (see `cli::WarmPool`).
+/// The warm pool of sandbox containers (see `executioner::setup::WarmPool`).
 #[derive(Args)]
 struct WarmPoolArgs {
     /// Sandbox containers kept started and ready per warm language's image, so a submission
@@ -435,7 +442,7 @@ impl WarmPoolArgs {
     /// `setup` with this warm pool.
     fn apply(self, setup: Result<Setup, String>) -> Result<Setup, String> {
         setup.map(|setup| Setup {
-            pool: cli::WarmPool {
+            pool: WarmPool {
                 size: self.warm_pool,
                 languages: self.warm_languages,
             },
@@ -467,7 +474,7 @@ impl HttpArgs {
         if let Some(name) = self.worker_name {
             config.worker_name = name;
         }
-        config.token = self.worker_token.map(executioner::api::auth::Token::new);
+        config.token = self.worker_token.map(Token::new);
         // What the worker really judges at once (it takes one at least).
         config.concurrency = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
         Ok(config)
@@ -605,7 +612,7 @@ impl Common {
                 }),
                 ..defaults
             },
-            pool: cli::WarmPool::default(),
+            pool: WarmPool::default(),
         })
     }
 }
@@ -646,11 +653,11 @@ async fn run(command: Command) -> ExitCode {
             json,
         } => {
             let format = match (long, json) {
-                (_, true) => cli::LanguageList::Json,
-                (true, false) => cli::LanguageList::Long,
-                (false, false) => cli::LanguageList::Names,
+                (_, true) => commands::LanguageList::Json,
+                (true, false) => commands::LanguageList::Long,
+                (false, false) => commands::LanguageList::Names,
             };
-            cli::languages(languages.as_deref(), format)
+            commands::languages(languages.as_deref(), format)
         }
         Command::Judge {
             common,
@@ -660,8 +667,8 @@ async fn run(command: Command) -> ExitCode {
             source,
             files,
         } => match common.setup() {
-            Ok(setup) => cli::judge(&setup, &problem, &language, &source, &files, id).await,
-            Err(e) => Err(cli::CommandError::Usage(e)),
+            Ok(setup) => commands::judge(&setup, &problem, &language, &source, &files, id).await,
+            Err(e) => Err(commands::CommandError::Usage(e)),
         },
         Command::Run {
             common,
@@ -674,7 +681,7 @@ async fn run(command: Command) -> ExitCode {
             json,
         } => match common.setup() {
             Ok(setup) => {
-                let command = cli::RunCommand {
+                let command = commands::RunCommand {
                     language,
                     source,
                     files,
@@ -683,9 +690,9 @@ async fn run(command: Command) -> ExitCode {
                     memory_limit_kb: memory_limit,
                     json,
                 };
-                cli::run(&setup, command).await
+                commands::run(&setup, command).await
             }
-            Err(e) => Err(cli::CommandError::Usage(e)),
+            Err(e) => Err(commands::CommandError::Usage(e)),
         },
         Command::Worker {
             common,
@@ -704,40 +711,40 @@ async fn run(command: Command) -> ExitCode {
             };
             // Lives as long as the worker: dropping it stops the exporter.
             let exporter = match metrics_listen.as_deref() {
-                Some(listen) => cli::metrics_exporter(listen).await.map(Some),
+                Some(listen) => commands::metrics_exporter(listen).await.map(Some),
                 None => Ok(None),
             };
             match (warm.apply(common.setup()), interface) {
                 _ if exporter.is_err() => exporter.map(|_| ExitCode::SUCCESS),
-                (Err(e), _) => Err(cli::CommandError::Usage(e)),
-                (Ok(setup), InterfaceKind::Memory) => match cli::shutdown_signal() {
-                    Ok(shutdown) => cli::memory_worker(&setup, config, shutdown).await,
+                (Err(e), _) => Err(commands::CommandError::Usage(e)),
+                (Ok(setup), InterfaceKind::Memory) => match commands::shutdown_signal() {
+                    Ok(shutdown) => commands::memory_worker(&setup, config, shutdown).await,
                     Err(e) => Err(e),
                 },
                 (Ok(setup), InterfaceKind::Postgres) => {
-                    match (postgres.config(), cli::shutdown_signal()) {
-                        (Err(e), _) => Err(cli::CommandError::Usage(e)),
+                    match (postgres.config(), commands::shutdown_signal()) {
+                        (Err(e), _) => Err(commands::CommandError::Usage(e)),
                         (_, Err(e)) => Err(e),
                         (Ok(database), Ok(shutdown)) => {
-                            cli::postgres_worker(&setup, config, database, shutdown).await
+                            commands::postgres_worker(&setup, config, database, shutdown).await
                         }
                     }
                 }
                 (Ok(setup), InterfaceKind::Firestore) => {
-                    match (firestore.config(&postgres), cli::shutdown_signal()) {
-                        (Err(e), _) => Err(cli::CommandError::Usage(e)),
+                    match (firestore.config(&postgres), commands::shutdown_signal()) {
+                        (Err(e), _) => Err(commands::CommandError::Usage(e)),
                         (_, Err(e)) => Err(e),
                         (Ok(database), Ok(shutdown)) => {
-                            cli::firestore_worker(&setup, config, database, shutdown).await
+                            commands::firestore_worker(&setup, config, database, shutdown).await
                         }
                     }
                 }
                 (Ok(setup), InterfaceKind::Http) => {
-                    match (http.config(config.concurrency), cli::shutdown_signal()) {
-                        (Err(e), _) => Err(cli::CommandError::Usage(e)),
+                    match (http.config(config.concurrency), commands::shutdown_signal()) {
+                        (Err(e), _) => Err(commands::CommandError::Usage(e)),
                         (_, Err(e)) => Err(e),
                         (Ok(service), Ok(shutdown)) => {
-                            cli::http_worker(&setup, config, service, shutdown).await
+                            commands::http_worker(&setup, config, service, shutdown).await
                         }
                     }
                 }
@@ -773,10 +780,10 @@ async fn run(command: Command) -> ExitCode {
                 warm.apply(common.setup()),
                 postgres.optional_config(),
                 heartbeat_interval,
-                cli::shutdown_signal(),
+                commands::shutdown_signal(),
             ) {
                 (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) => {
-                    Err(cli::CommandError::Usage(e))
+                    Err(commands::CommandError::Usage(e))
                 }
                 (_, _, _, Err(e)) => Err(e),
                 (Ok(setup), Ok(database), Ok(heartbeat_interval), Ok(shutdown)) => {
@@ -793,17 +800,11 @@ async fn run(command: Command) -> ExitCode {
                         }),
                         webhook_hosts: webhook_allow,
                         callbacks: executioner::api::callbacks::CallbackConfig {
-                            secret: callback_secret
-                                .filter(|s| !s.is_empty())
-                                .map(executioner::api::auth::Token::new),
+                            secret: callback_secret.filter(|s| !s.is_empty()).map(Token::new),
                             ..defaults.callbacks.clone()
                         },
-                        worker_token: worker_token
-                            .filter(|t| !t.is_empty())
-                            .map(executioner::api::auth::Token::new),
-                        client_token: client_token
-                            .filter(|t| !t.is_empty())
-                            .map(executioner::api::auth::Token::new),
+                        worker_token: worker_token.filter(|t| !t.is_empty()).map(Token::new),
+                        client_token: client_token.filter(|t| !t.is_empty()).map(Token::new),
                         run_max: executioner::api::RunLimits {
                             time_ms: (run_max_time * 1000.0).round() as u64,
                             memory_kb: run_max_memory,
@@ -811,14 +812,14 @@ async fn run(command: Command) -> ExitCode {
                         deadline: deadline_seconds.map(Duration::from_secs),
                         ..defaults
                     };
-                    let config = cli::ServeConfig {
+                    let config = commands::ServeConfig {
                         listen,
                         judge0_listen,
                         worker,
                         api,
                         database,
                     };
-                    cli::serve(&setup, config, shutdown).await
+                    commands::serve(&setup, config, shutdown).await
                 }
             }
         }
@@ -826,8 +827,8 @@ async fn run(command: Command) -> ExitCode {
         Command::Problem {
             command: ProblemCommand::Check { common, problem },
         } => match common.setup() {
-            Ok(setup) => cli::problem_check(&setup, &problem).await,
-            Err(e) => Err(cli::CommandError::Usage(e)),
+            Ok(setup) => commands::problem_check(&setup, &problem).await,
+            Err(e) => Err(commands::CommandError::Usage(e)),
         },
     };
     match result {

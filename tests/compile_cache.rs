@@ -11,10 +11,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use executioner::cli::build_judge;
 use executioner::compile_cache::{CacheStats, CompileCacheConfig};
 use executioner::judge::Judge;
 use executioner::protocol::{Message, RunSpec, Submission, RUN_PROBLEM};
+use executioner::setup::build_judge;
 
 mod judging;
 

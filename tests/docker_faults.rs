@@ -168,7 +168,7 @@ async fn a_missing_image_fails_its_language_only() {
     std::fs::write(&languages, ghost).unwrap();
     let mut setup = judging::setup();
     setup.languages = Some(languages);
-    let judge = executioner::cli::build_judge(&setup).await.unwrap();
+    let judge = executioner::setup::build_judge(&setup).await.unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();
 
     let judged = |language: &str| {

@@ -314,11 +314,11 @@ async fn a_submission_judged_in_a_pooled_container_gets_the_same_messages() {
     let image = image(language);
     let plain = judging::judge().await;
     let mut setup = judging::setup();
-    setup.pool = executioner::cli::WarmPool {
+    setup.pool = executioner::setup::WarmPool {
         size: 1,
         languages: vec![language.to_owned()],
     };
-    let warm = executioner::cli::build_judge(&setup)
+    let warm = executioner::setup::build_judge(&setup)
         .await
         .expect("a judge with a warm pool");
     let sandbox = warm.sandbox().clone();

@@ -3,7 +3,7 @@
 //! through the command line), a retry after an injected infrastructure failure, and pause,
 //! resume and skip on a running rejudge.
 //!
-//! The judge is built as `executioner judge` builds it (`cli::build_judge`), with the demoter
+//! The judge is built as `executioner judge` builds it (`setup::build_judge`), with the demoter
 //! of `EXECUTIONER_DEMOTER` (and the registry of `EXECUTIONER_LANGUAGES`, if set). Nothing here sleeps: tests wait for the state they need, or for the
 //! workflow's end state, with a deadline.
 
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use judging::{judge, problems, repo, setup, submission};
 
-use executioner::cli::load_registry;
+use executioner::setup::load_registry;
 
 use executioner::judge::{Judge, Messages, Unheard};
 use executioner::protocol::{Body, Message, Submission};

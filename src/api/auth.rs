@@ -16,25 +16,8 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::AppState;
 
-/// A shared secret; its `Debug` does not show it, so no log or config dump does.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    pub fn new(secret: impl Into<String>) -> Self {
-        Token(secret.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
+/// The tokens' type, shared with the remote worker's client (`interface::http`).
+pub use crate::token::Token;
 
 /// Whether the request is a worker's own: anything under `/v1.0/workers` but reading it.
 fn is_worker_call(request: &Request) -> bool {

@@ -40,6 +40,7 @@ pub use error::ApiError;
 use crate::interface::Interface;
 use crate::language::Registry;
 use crate::problem::ProblemStore;
+use crate::token::Token;
 use crate::workflow::Runner;
 use workers::Workers;
 
@@ -76,10 +77,10 @@ pub struct ApiConfig {
     pub rate_limit: Option<limit::RateLimit>,
     /// The bearer token workers must show to register, heartbeat, take and report; `None`:
     /// any client may act as a worker.
-    pub worker_token: Option<auth::Token>,
+    pub worker_token: Option<Token>,
     /// The bearer token every other call needs (submitting, polling, rejudging...); `None`:
     /// any client may.
-    pub client_token: Option<auth::Token>,
+    pub client_token: Option<Token>,
     /// Where a rejudge may send its webhook (SSRF guard): `host` (any port) or `host:port`,
     /// compared with the URL's host as written. Empty: webhooks are refused. Submissions'
     /// callbacks go to the same hosts.

@@ -45,6 +45,7 @@ use tracing::{debug, info, instrument, warn};
 use super::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, Message, Submission};
 use crate::sync::lock;
+use crate::token::Token;
 
 /// First and longest pause between tries of a message that did not get through.
 const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
@@ -76,7 +77,7 @@ pub struct HttpConfig {
     /// How long a message that does not get through is tried again before `send` gives up.
     pub write_deadline: Duration,
     /// Sent as `Authorization: Bearer` with every request (`serve --worker-token`).
-    pub token: Option<crate::api::auth::Token>,
+    pub token: Option<Token>,
 }
 
 impl HttpConfig {

@@ -10,7 +10,6 @@
 //! unskip, interrupt, messages), each call with a dry run.
 
 pub mod builder;
-pub mod command;
 pub mod control;
 pub mod definition;
 pub mod end;

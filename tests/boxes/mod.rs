@@ -15,7 +15,7 @@ use executioner::sandbox::{Container, Run, Sandbox, WorkDir, BUILD_DIR};
 pub fn demoter() -> PathBuf {
     std::env::var_os("EXECUTIONER_DEMOTER")
         .map(PathBuf::from)
-        .or_else(executioner::cli::find_demoter)
+        .or_else(executioner::setup::find_demoter)
         .expect("set EXECUTIONER_DEMOTER to the static demoter (scripts/build-demoter)")
 }
 

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use bollard::query_parameters::ListContainersOptions;
 
-use executioner::cli::{build_judge, Setup};
 use executioner::judge::{Judge, JudgeConfig};
 use executioner::protocol::{Body, Submission};
+use executioner::setup::{build_judge, Setup};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

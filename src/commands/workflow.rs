@@ -8,25 +8,32 @@ use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::control::Selector;
-use super::definition::{Definition, DefinitionError, Env, Settings};
-use super::engine::{Event, Workflow};
-use super::rejudge::{self, RejudgeError, Selection};
-use super::runner::{Runner, RunnerError};
-use super::state::StepState;
-use super::step::RetryPolicy;
-use super::store::postgres::{PostgresSubmissions, PostgresWorkflowStore};
-use super::store::{MemoryResultStore, WorkflowStore};
-use super::validate::{self, ValidateError};
-use super::webhook::{Webhook, WebhookError};
-use crate::cli::{self, Setup};
-use crate::interface::{PostgresConfig, PostgresInterface};
-use crate::problem::ProblemError;
+use executioner::interface::{PostgresConfig, PostgresInterface};
+use executioner::language::RegistryError;
+use executioner::problem::ProblemError;
+use executioner::setup::{build_judge, load_registry, Setup, SetupError};
+use executioner::workflow::control::Selector;
+use executioner::workflow::definition::{Definition, DefinitionError, Env, Settings};
+use executioner::workflow::engine::{Event, Workflow};
+use executioner::workflow::rejudge::{self, RejudgeError, Selection};
+use executioner::workflow::runner::{Runner, RunnerError};
+use executioner::workflow::state::StepState;
+use executioner::workflow::step::RetryPolicy;
+use executioner::workflow::store::postgres::{PostgresSubmissions, PostgresWorkflowStore};
+use executioner::workflow::store::{MemoryResultStore, WorkflowStore};
+use executioner::workflow::validate::{self, ValidateError};
+use executioner::workflow::webhook::{Webhook, WebhookError};
+
+use super::worker::remove_leftover_sandboxes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error(transparent)]
-    Setup(#[from] cli::CommandError),
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{0}")]
+    Usage(String),
     #[error(transparent)]
     Problem(#[from] ProblemError),
     #[error(transparent)]
@@ -40,7 +47,7 @@ pub enum CommandError {
     #[error(transparent)]
     Runner(#[from] RunnerError),
     #[error("the database: {0}")]
-    Database(#[from] crate::interface::InterfaceError),
+    Database(#[from] executioner::interface::InterfaceError),
     #[error("{what}: {source}")]
     Output {
         what: &'static str,
@@ -48,12 +55,6 @@ pub enum CommandError {
     },
     #[error("the workflow was shut down before it finished")]
     ShutDown,
-}
-
-impl From<CommandError> for cli::CommandError {
-    fn from(e: CommandError) -> Self {
-        cli::CommandError::Workflow(Box::new(e))
-    }
 }
 
 /// What every workflow command shares.
@@ -112,17 +113,15 @@ pub async fn validate(
     solutions_dir: &std::path::Path,
     shutdown: CancellationToken,
 ) -> Result<ExitCode, CommandError> {
-    if !crate::problem::is_valid_id(problem) {
-        return Err(cli::CommandError::Usage(format!(
+    if !executioner::problem::is_valid_id(problem) {
+        return Err(CommandError::Usage(format!(
             "{problem:?} is not a problem id: ids are [a-z0-9-]+"
-        ))
-        .into());
+        )));
     }
-    let registry =
-        cli::load_registry(setup.languages.as_deref()).map_err(cli::CommandError::from)?;
+    let registry = load_registry(setup.languages.as_deref())?;
     let solutions = validate::discover(solutions_dir, &registry)?;
-    let limits = crate::problem::load(&setup.problems, problem)?;
-    let judge = cli::build_judge(setup).await?;
+    let limits = executioner::problem::load(&setup.problems, problem)?;
+    let judge = build_judge(setup).await?;
     let options = validate::Options {
         retry: common.retry(),
         max_running: common.concurrency,
@@ -187,7 +186,7 @@ async fn rejudge_file(
 ) -> Result<ExitCode, CommandError> {
     let chosen = rejudge::select(rejudge::read_submissions(submissions)?, selection)?;
     let webhook = webhook.map(Webhook::parse).transpose()?;
-    let judge = cli::build_judge(setup).await?;
+    let judge = build_judge(setup).await?;
     let results = Arc::new(MemoryResultStore::new());
     let options = rejudge::Options {
         retry: common.retry(),
@@ -253,9 +252,9 @@ async fn rejudge_postgres(
 ) -> Result<ExitCode, CommandError> {
     let submissions = Arc::new(PostgresSubmissions::new(interface.clone()));
     let store = Arc::new(PostgresWorkflowStore::new(interface));
-    let judge = cli::build_judge(setup).await?;
+    let judge = build_judge(setup).await?;
     // A rejudge killed before this one may have left its sandboxes behind.
-    cli::remove_leftover_sandboxes(&judge).await;
+    remove_leftover_sandboxes(&judge).await;
     let env = Env {
         judge,
         submissions: submissions.clone(),
