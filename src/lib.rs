@@ -2,6 +2,7 @@
 //! in Docker containers through the demoter, and reports verdicts test by test.
 
 pub mod api;
+pub mod backoff;
 pub mod check;
 pub mod cli;
 pub mod compile_cache;
