@@ -82,9 +82,8 @@ pub const STATE_CHANNEL: &str = "executioner_state";
 /// How long a submission offered by `next()` is not offered again by this instance while the
 /// worker gets around to claiming it.
 const OFFER_TTL: Duration = Duration::from_secs(5);
-/// First and longest pause between tries of a failed statement.
-const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
-/// Pauses between tries of the LISTEN connection: 50 ms, doubling, at most 2 s.
+/// Pauses between tries of a failed statement (and of the LISTEN connection): 50 ms, doubling,
+/// at most 2 s.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 
 /// Settings of the Postgres interface. Defaults are in [`PostgresConfig::new`].
@@ -130,16 +129,9 @@ impl PostgresConfig {
     /// The pause before the retry that follows attempt `attempt` (1-based), or `None` when the
     /// retries are used up.
     fn retry_after(&self, attempt: i32) -> Option<Duration> {
-        let attempt = u32::try_from(attempt).ok()?;
-        if attempt > self.retries {
-            return None;
-        }
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        Some(
-            self.retry_backoff
-                .saturating_mul(factor)
-                .min(self.retry_backoff_max),
-        )
+        Backoff::new(self.retry_backoff, self.retry_backoff_max)
+            .attempts(self.retries.saturating_add(1))
+            .after(u32::try_from(attempt).ok()?)
     }
 }
 
@@ -219,29 +211,18 @@ fn is_transient(e: &sqlx::Error) -> bool {
 
 impl Shared {
     /// Runs `op` until it succeeds, fails for good, or `write_deadline` has passed.
-    async fn retrying<T, F, Fut>(
-        &self,
-        what: &str,
-        id: &str,
-        mut op: F,
-    ) -> Result<T, InterfaceError>
+    async fn retrying<T, F, Fut>(&self, what: &str, id: &str, op: F) -> Result<T, InterfaceError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
-        let deadline = Instant::now() + self.config.write_deadline;
-        let mut pause = RETRY_PAUSE.0;
-        loop {
-            match op().await {
-                Ok(value) => return Ok(value),
-                Err(e) if is_transient(&e) && Instant::now() + pause < deadline => {
-                    warn!(submission_id = %id, step = what, error = %e, retry_in = ?pause, "statement failed; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RETRY_PAUSE.1);
-                }
-                Err(e) => return Err(failure(format!("{what} of submission {id}: {e}"))),
-            }
-        }
+        RETRY
+            .deadline(self.config.write_deadline)
+            .retry(op, is_transient, |e, pause| {
+                warn!(submission_id = %id, step = what, error = %e, retry_in = ?pause, "statement failed; trying again");
+            })
+            .await
+            .map_err(|e| failure(format!("{what} of submission {id}: {e}")))
     }
 
     fn retries(&self) -> i32 {
