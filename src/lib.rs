@@ -22,14 +22,16 @@
 //! - [`run`]: ad-hoc runs, judged as a one-test problem.
 //! - [`metrics`]: the process's Prometheus metrics.
 //! - [`api`]: the HTTP API (operations, workers, workflows, runs, Judge0, status page).
-//! - [`token`], [`time`], [`sync`]: shared by client and server: secrets, epoch milliseconds
-//!   and RFC 3339, poison-tolerant locking.
+//! - [`token`], [`time`], [`sync`], [`backoff`]: shared by client and server: secrets, epoch
+//!   milliseconds and RFC 3339, poison-tolerant locking, the backoff of every retry.
 //!
 //! A submission's data path: [`worker`] → [`judge`] → [`sandbox`] → demoter → [`verdict`] →
 //! messages ([`protocol`]) → [`worker`] → store ([`interface`]).
 
 /// The HTTP API: routes, backends, workflows, worker registry, runs, callbacks, status page.
 pub mod api;
+/// The one exponential backoff of every retry: stores, worker, callbacks, workflow steps.
+pub mod backoff;
 /// Output validation: the default validator and custom checkers.
 pub mod check;
 /// The compile cache: successful builds reused by (language, image, sources, options).

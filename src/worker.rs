@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::backoff::Backoff;
 use crate::interface::{Interface, InterfaceError, Sent};
 use crate::judge::Judge;
 use crate::metrics;
@@ -124,8 +125,8 @@ pub struct Worker {
     config: WorkerConfig,
 }
 
-/// First and longest pause after the interface failed to deliver a submission.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(30));
+/// Pauses after the interface failed to deliver a submission: 100 ms, doubling, at most 30 s.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
 
 impl Worker {
     pub fn new(interface: Arc<dyn Interface>, judge: Arc<Judge>, config: WorkerConfig) -> Self {
@@ -143,7 +144,7 @@ impl Worker {
         let tracker = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let abort = CancellationToken::new();
-        let mut backoff = BACKOFF.0;
+        let mut failures = 0;
         info!(concurrency = self.config.concurrency, "worker started");
         loop {
             let permit = tokio::select! {
@@ -159,7 +160,7 @@ impl Worker {
             };
             match next {
                 Ok(Some(submission)) => {
-                    backoff = BACKOFF.0;
+                    failures = 0;
                     let (interface, judge, abort) =
                         (self.interface.clone(), self.judge.clone(), abort.clone());
                     tracker.spawn(async move {
@@ -175,12 +176,13 @@ impl Worker {
                 }
                 Err(e) => {
                     metrics::global().count_store_error(e.interface, "take");
-                    warn!(error = %e, retry_in = ?backoff, "could not take a submission");
+                    failures += 1;
+                    let pause = BACKOFF.delay(failures);
+                    warn!(error = %e, retry_in = ?pause, "could not take a submission");
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(pause) => {}
                         _ = shutdown.cancelled() => break,
                     }
-                    backoff = (backoff * 2).min(BACKOFF.1);
                 }
             }
         }

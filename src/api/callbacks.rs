@@ -43,6 +43,7 @@ use super::auth::Token;
 use super::backend::{Backend, SubmissionView};
 use super::error::ApiError;
 use super::ApiConfig;
+use crate::backoff::Backoff;
 use crate::workflow::webhook::{Webhook, WebhookError};
 
 /// The header with the attempt's time, unix seconds.
@@ -215,8 +216,9 @@ pub async fn deliver(
     config: &CallbackConfig,
     shutdown: &CancellationToken,
 ) -> Delivery {
-    let attempts = config.attempts.max(1);
-    let mut pause = config.backoff.0;
+    let mut retries = Backoff::new(config.backoff.0, config.backoff.1)
+        .attempts(config.attempts)
+        .start();
     let mut attempt = 1;
     loop {
         let timestamp = unix_seconds();
@@ -244,20 +246,19 @@ pub async fn deliver(
                     error,
                 }
             }
-            Err(error) if attempt >= attempts => {
-                return Delivery::GaveUp {
-                    attempts: attempt,
-                    error,
-                }
-            }
             Err(error) => error,
+        };
+        let Some(pause) = retries.next() else {
+            return Delivery::GaveUp {
+                attempts: attempt,
+                error,
+            };
         };
         warn!(attempt, retry_in = ?pause, %error, "callback failed; trying again");
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = shutdown.cancelled() => return Delivery::Interrupted,
         }
-        pause = (pause * 2).min(config.backoff.1);
         attempt += 1;
     }
 }

@@ -59,6 +59,7 @@ use uuid::Uuid;
 
 use super::SubmissionState;
 use super::{Interface, InterfaceError, Sent};
+use crate::backoff::Backoff;
 use crate::protocol::{Body, CompileResult, Message, Submission};
 use crate::sync::lock;
 use value::Fields;
@@ -75,8 +76,9 @@ const HOLDS: &str = "executioner-holds";
 /// How long a submission offered by `next()` is not offered again by this instance while the
 /// worker gets around to claiming it.
 const OFFER_TTL: Duration = Duration::from_secs(5);
-/// First and longest pause between tries of a failed request (and of the listener).
-const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+/// Pauses between tries of a failed request (and of the listener): 50 ms, doubling, at most
+/// 2 s.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 /// Most of the oldest queued submissions the workers of one queue spread over.
 const MAX_SPREAD: usize = 16;
 
@@ -296,24 +298,17 @@ impl Shared {
     }
 
     /// Runs `op` until it succeeds, fails for good, or `write_deadline` has passed.
-    async fn retrying<T, F, Fut>(&self, what: &str, id: &str, mut op: F) -> Result<T, Status>
+    async fn retrying<T, F, Fut>(&self, what: &str, id: &str, op: F) -> Result<T, Status>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
-        let deadline = Instant::now() + self.config.write_deadline;
-        let mut pause = RETRY_PAUSE.0;
-        loop {
-            match op().await {
-                Ok(value) => return Ok(value),
-                Err(e) if is_transient(&e) && Instant::now() + pause < deadline => {
-                    warn!(submission_id = %id, step = what, code = ?e.code(), error = e.message(), retry_in = ?pause, "request failed; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RETRY_PAUSE.1);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        RETRY
+            .deadline(self.config.write_deadline)
+            .retry(op, is_transient, |e, pause| {
+                warn!(submission_id = %id, step = what, code = ?e.code(), error = e.message(), retry_in = ?pause, "request failed; trying again");
+            })
+            .await
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), Status> {
@@ -1157,7 +1152,7 @@ fn result_message(id: &str, document: &Document) -> Result<Message, String> {
 /// Keeps a listener on the queued submissions open, reopening it whenever it fails, and wakes
 /// `next()` on every event.
 async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut pause = RETRY_PAUSE.0;
+    let mut failures = 0;
     loop {
         let request = ListenRequest {
             database: shared.database().to_owned(),
@@ -1187,7 +1182,7 @@ async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
             opened = client.listen(requests) => opened,
             _ = stop.cancelled() => return,
         };
-        match opened {
+        let failed = match opened {
             Ok(response) => {
                 let mut events = response.into_inner();
                 debug!("listening for queued submissions");
@@ -1201,7 +1196,7 @@ async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
                         Some(Ok(_)) => {
                             if first {
                                 // The stream works: the next failure starts from a short pause.
-                                pause = RETRY_PAUSE.0;
+                                failures = 0;
                                 first = false;
                             }
                             shared.wake.send_modify(|n| *n = n.wrapping_add(1));
@@ -1216,10 +1211,14 @@ async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
                         }
                     }
                 }
+                None
             }
-            Err(e) => {
-                warn!(code = ?e.code(), error = e.message(), retry_in = ?pause, "cannot listen for queued submissions");
-            }
+            Err(e) => Some(e),
+        };
+        failures += 1;
+        let pause = RETRY.delay(failures);
+        if let Some(e) = failed {
+            warn!(code = ?e.code(), error = e.message(), retry_in = ?pause, "cannot listen for queued submissions");
         }
         // After a failure the store may have changed unseen: look again.
         shared.wake.send_modify(|n| *n = n.wrapping_add(1));
@@ -1227,7 +1226,6 @@ async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
             _ = tokio::time::sleep(pause) => {}
             _ = stop.cancelled() => return,
         }
-        pause = (pause * 2).min(RETRY_PAUSE.1);
     }
 }
 
@@ -1238,22 +1236,22 @@ impl Interface for FirestoreInterface {
         if !self.listening.swap(true, Ordering::SeqCst) {
             self.tasks.spawn(listen(shared.clone(), self.stop.clone()));
         }
-        let mut pause = RETRY_PAUSE.0;
+        let mut failures = 0;
         loop {
             let mut wake = shared.wake.subscribe();
             let wait = match shared.look().await {
                 Ok(Some(submission)) => return Ok(Some(submission)),
                 Ok(None) => {
-                    pause = RETRY_PAUSE.0;
+                    failures = 0;
                     shared.config.sweep_interval
                 }
                 // The service is away (a restarted emulator, a network blip): wait for it here,
                 // where the listener's reconnect wakes this at once.
                 Err(e) if is_transient(&e) => {
+                    failures += 1;
+                    let pause = RETRY.delay(failures);
                     warn!(code = ?e.code(), error = e.message(), retry_in = ?pause, "cannot look for submissions; trying again");
-                    let wait = pause;
-                    pause = (pause * 2).min(RETRY_PAUSE.1);
-                    wait
+                    pause
                 }
                 Err(e) => return Err(failure(format!("looking for submissions: {e}"))),
             };

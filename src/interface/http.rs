@@ -43,12 +43,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 
 use super::{Interface, InterfaceError, Sent};
+use crate::backoff::Backoff;
 use crate::protocol::{Body, Message, Submission};
 use crate::sync::lock;
 use crate::token::Token;
 
-/// First and longest pause between tries of a message that did not get through.
-const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// Pauses between tries of a message that did not get through: 100 ms, doubling, at most 5 s.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// The heartbeat interval when the service does not announce one (the service's default).
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 /// The shortest heartbeat interval followed, whatever the service announces.
@@ -483,8 +484,7 @@ impl Shared {
             "/v1.0/workers/{worker}/messages?take={}",
             held.take
         ));
-        let deadline = Instant::now() + self.config.write_deadline;
-        let mut pause = RETRY_PAUSE.0;
+        let mut retries = RETRY.deadline(self.config.write_deadline).start();
         loop {
             let answer = self
                 .client
@@ -520,15 +520,14 @@ impl Shared {
                     "recording {what} of submission {id}: {FORGOTTEN}; last try: {why}"
                 )));
             }
-            if Instant::now() + pause >= deadline {
+            let Some(pause) = retries.next() else {
                 return Err(self.failed(format!(
                     "recording {what} of submission {id}: not delivered in {:?}: {why}",
                     self.config.write_deadline
                 )));
-            }
+            };
             warn!(submission_id = %id, state = what, error = %why, retry_in = ?pause, "message not delivered; sending it again");
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(RETRY_PAUSE.1);
         }
     }
 }

@@ -19,6 +19,7 @@
 
 #[macro_use]
 mod records;
+mod listener;
 mod listing;
 mod sql;
 
@@ -28,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -37,10 +38,12 @@ use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
 use super::{Interface, InterfaceError, Sent};
+use crate::backoff::Backoff;
 use crate::protocol::{Body, CompileResult, Message, RunSpec, SourceFile, Submission};
 use crate::sync::lock;
 
 pub use super::state::{SubmissionState, UnknownState};
+pub(crate) use listener::{listen, Heard};
 pub use listing::{Column, Comparison, Condition, ListingKey, Operand};
 pub use records::{Cancelled, SubmissionRecord};
 
@@ -79,8 +82,9 @@ pub const STATE_CHANNEL: &str = "executioner_state";
 /// How long a submission offered by `next()` is not offered again by this instance while the
 /// worker gets around to claiming it.
 const OFFER_TTL: Duration = Duration::from_secs(5);
-/// First and longest pause between tries of a failed statement (and of the LISTEN connection).
-const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+/// Pauses between tries of a failed statement (and of the LISTEN connection): 50 ms, doubling,
+/// at most 2 s.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 
 /// Settings of the Postgres interface. Defaults are in [`PostgresConfig::new`].
 #[derive(Debug, Clone)]
@@ -125,16 +129,9 @@ impl PostgresConfig {
     /// The pause before the retry that follows attempt `attempt` (1-based), or `None` when the
     /// retries are used up.
     fn retry_after(&self, attempt: i32) -> Option<Duration> {
-        let attempt = u32::try_from(attempt).ok()?;
-        if attempt > self.retries {
-            return None;
-        }
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        Some(
-            self.retry_backoff
-                .saturating_mul(factor)
-                .min(self.retry_backoff_max),
-        )
+        Backoff::new(self.retry_backoff, self.retry_backoff_max)
+            .attempts(self.retries.saturating_add(1))
+            .after(u32::try_from(attempt).ok()?)
     }
 }
 
@@ -214,29 +211,18 @@ fn is_transient(e: &sqlx::Error) -> bool {
 
 impl Shared {
     /// Runs `op` until it succeeds, fails for good, or `write_deadline` has passed.
-    async fn retrying<T, F, Fut>(
-        &self,
-        what: &str,
-        id: &str,
-        mut op: F,
-    ) -> Result<T, InterfaceError>
+    async fn retrying<T, F, Fut>(&self, what: &str, id: &str, op: F) -> Result<T, InterfaceError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
-        let deadline = Instant::now() + self.config.write_deadline;
-        let mut pause = RETRY_PAUSE.0;
-        loop {
-            match op().await {
-                Ok(value) => return Ok(value),
-                Err(e) if is_transient(&e) && Instant::now() + pause < deadline => {
-                    warn!(submission_id = %id, step = what, error = %e, retry_in = ?pause, "statement failed; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RETRY_PAUSE.1);
-                }
-                Err(e) => return Err(failure(format!("{what} of submission {id}: {e}"))),
-            }
-        }
+        RETRY
+            .deadline(self.config.write_deadline)
+            .retry(op, is_transient, |e, pause| {
+                warn!(submission_id = %id, step = what, error = %e, retry_in = ?pause, "statement failed; trying again");
+            })
+            .await
+            .map_err(|e| failure(format!("{what} of submission {id}: {e}")))
     }
 
     fn retries(&self) -> i32 {
@@ -574,7 +560,7 @@ impl PostgresInterface {
             wake: watch::Sender::new(0),
         });
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
-        tasks.spawn(listen(shared.clone(), stop.clone()));
+        tasks.spawn(listen_queued(shared.clone(), stop.clone()));
         tasks.spawn({
             let shared = shared.clone();
             super::every(heartbeat, stop.clone(), move || {
@@ -756,50 +742,11 @@ fn result_message(id: &str, row: &sqlx::postgres::PgRow) -> Result<Message, Stri
 
 /// Keeps a LISTEN connection open, reconnecting when it is lost; every notification, and every
 /// (re)connect (notifications may have been missed meanwhile), wakes `next()`.
-async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut pause = RETRY_PAUSE.0;
-    loop {
-        let connected = async {
-            let mut listener = PgListener::connect_with(&shared.pool).await?;
-            listener.listen(QUEUED_CHANNEL).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        let connected = tokio::select! {
-            connected = connected => connected,
-            _ = stop.cancelled() => return,
-        };
-        match connected {
-            Ok(mut listener) => {
-                debug!("listening for new submissions");
-                pause = RETRY_PAUSE.0;
-                shared.wake.send_modify(|n| *n = n.wrapping_add(1));
-                loop {
-                    let received = tokio::select! {
-                        received = listener.try_recv() => received,
-                        _ = stop.cancelled() => return,
-                    };
-                    match received {
-                        Ok(Some(_)) => {}
-                        // Lost and reconnected on the next call: look again.
-                        Ok(None) => info!("the LISTEN connection was lost; reconnecting"),
-                        Err(e) => {
-                            warn!(error = %e, "the LISTEN connection failed; reconnecting");
-                            break;
-                        }
-                    }
-                    shared.wake.send_modify(|n| *n = n.wrapping_add(1));
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, retry_in = ?pause, "cannot LISTEN for new submissions");
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = stop.cancelled() => return,
-                }
-                pause = (pause * 2).min(RETRY_PAUSE.1);
-            }
-        }
-    }
+async fn listen_queued(shared: Arc<Shared>, stop: CancellationToken) {
+    listen(&shared.pool, &[QUEUED_CHANNEL], RETRY, &stop, |_| {
+        shared.wake.send_modify(|n| *n = n.wrapping_add(1));
+    })
+    .await;
 }
 
 #[async_trait]

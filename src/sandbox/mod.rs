@@ -37,6 +37,7 @@ use self::cgroup::{BoxCgroup, HostCgroups, Version};
 pub use self::cpus::{pinned, Cpus, HeldCpu};
 pub use self::pool::{WarmContainer, HEALTH_TIMEOUT};
 use self::uids::{BoxUid, Uids};
+use crate::backoff::Backoff;
 use crate::problem::{Data, ProblemIo};
 use crate::sync::lock;
 
@@ -771,24 +772,25 @@ async fn remove_container(docker: &Docker, id: &str) -> bool {
     };
     // Docker 20.10 can fail a forced removal that races the container's own exit ("cannot
     // remove - container is not running") and leave it "removal in progress"; asking again works.
-    let mut pause = Duration::from_millis(50);
-    for attempt in 1..=5 {
+    let backoff = Backoff::new(Duration::from_millis(50), Duration::MAX).attempts(5);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         match docker.remove_container(id, Some(options.clone())).await {
             Ok(()) => return true,
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => return true,
-            Err(e) if attempt == 5 => {
-                tracing::warn!(container = %short(id), error = %e, "could not remove a sandbox container; tried again at the next box");
-            }
             Err(e) => {
+                let Some(pause) = backoff.after(attempt) else {
+                    tracing::warn!(container = %short(id), error = %e, "could not remove a sandbox container; tried again at the next box");
+                    return false;
+                };
                 tracing::debug!(container = %short(id), error = %e, attempt, "removing a sandbox container again");
                 tokio::time::sleep(pause).await;
-                pause *= 2;
             }
         }
     }
-    false
 }
 
 /// What a container leaves to remove: the container, its cgroups, its host temp dir.

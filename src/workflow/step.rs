@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::engine::StepContext;
+use crate::backoff::Backoff;
 
 /// The work of one step. Its result (any JSON) is kept as the step's result; a failure is kept
 /// as its error. Neither a failure nor a panic brings the engine down.
@@ -93,10 +94,7 @@ impl RetryPolicy {
 
     /// The wait after failed attempt number `attempt` (1-based).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(31);
-        self.first_backoff
-            .saturating_mul(1u32 << doublings)
-            .min(self.max_backoff)
+        Backoff::new(self.first_backoff, self.max_backoff).delay(attempt)
     }
 }
 

@@ -11,11 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
 
 mod pushdown;
 
@@ -25,8 +23,9 @@ use super::{
 };
 use crate::api::filter::Expr;
 use crate::api::operations::SortKey;
+use crate::backoff::Backoff;
 use crate::interface::postgres::{
-    Cancelled, Condition, ListingKey, SubmissionRecord, STATE_CHANNEL,
+    listen, Cancelled, Condition, Heard, ListingKey, SubmissionRecord, STATE_CHANNEL,
 };
 use crate::interface::{Interface, PostgresInterface, SubmissionState};
 use crate::language::Registry;
@@ -41,8 +40,8 @@ const RESULT_CHANNEL: &str = "executioner_result";
 /// Rows read per statement while listing with a filter the database cannot evaluate whole
 /// (`percentComplete`), at least.
 const INEXACT_BATCH: usize = 500;
-/// First and longest pause before the listener connects again.
-const RECONNECT: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// Pauses before the listener connects again: 100 ms, doubling, at most 5 s.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 pub struct PostgresBackend {
     interface: Arc<PostgresInterface>,
@@ -79,48 +78,21 @@ impl PostgresBackend {
     pub fn follow(self: &Arc<Self>, shutdown: CancellationToken) -> JoinHandle<()> {
         let backend = self.clone();
         tokio::spawn(async move {
-            let mut pause = RECONNECT.0;
-            loop {
-                let connected = async {
-                    let mut listener = PgListener::connect_with(backend.interface.pool()).await?;
-                    listener.listen_all([STATE_CHANNEL, RESULT_CHANNEL]).await?;
-                    Ok::<_, sqlx::Error>(listener)
-                };
-                let connected = tokio::select! {
-                    c = connected => c,
-                    _ = shutdown.cancelled() => return,
-                };
-                match connected {
-                    Ok(mut listener) => {
-                        debug!("following the submissions");
-                        pause = RECONNECT.0;
-                        let _ = backend.changed.send(String::new());
-                        loop {
-                            let received = tokio::select! {
-                                r = listener.recv() => r,
-                                _ = shutdown.cancelled() => return,
-                            };
-                            match received {
-                                Ok(notification) => {
-                                    let _ = backend.changed.send(notification.payload().to_owned());
-                                }
-                                Err(e) => {
-                                    warn!(error = %e, "lost the notifications; reconnecting");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        warn!(error = %e, retry_in = ?pause, "cannot follow the submissions");
-                        tokio::select! {
-                            _ = tokio::time::sleep(pause) => {}
-                            _ = shutdown.cancelled() => return,
-                        }
-                        pause = (pause * 2).min(RECONNECT.1);
-                    }
-                }
-            }
+            let channels = [STATE_CHANNEL, RESULT_CHANNEL];
+            listen(
+                backend.interface.pool(),
+                &channels,
+                RECONNECT,
+                &shutdown,
+                |heard| {
+                    let payload = match heard {
+                        Heard::Notification(notification) => notification.payload().to_owned(),
+                        Heard::Anything => String::new(),
+                    };
+                    let _ = backend.changed.send(payload);
+                },
+            )
+            .await;
         })
     }
 
