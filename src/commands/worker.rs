@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use executioner::backoff::Backoff;
 use executioner::interface::{
     FirestoreConfig, FirestoreInterface, HttpConfig, HttpInterface, Interface, InterfaceError,
     MemoryInterface, PostgresConfig, PostgresInterface,
@@ -30,8 +31,8 @@ pub async fn remove_leftover_sandboxes(judge: &Judge) {
     }
 }
 
-/// First and longest pause between attempts to reach the Docker engine at a worker's start.
-const DOCKER_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+/// The pauses between attempts to reach the Docker engine at a worker's start.
+const DOCKER_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 
 /// The judge of a worker command: while the Docker engine cannot be reached (not started yet,
 /// restarting) it says so and tries again with a growing pause, until `shutdown` fires
@@ -41,7 +42,7 @@ pub async fn worker_judge(
     setup: &Setup,
     shutdown: &CancellationToken,
 ) -> Result<Option<Arc<Judge>>, CommandError> {
-    let mut pause = DOCKER_RETRY.0;
+    let mut failures = 0;
     loop {
         match build_judge(setup).await {
             Ok(judge) => {
@@ -50,12 +51,13 @@ pub async fn worker_judge(
                 return Ok(Some(judge));
             }
             Err(SetupError::Sandbox(e @ SandboxError::Docker { .. })) => {
+                failures += 1;
+                let pause = DOCKER_RETRY.delay(failures);
                 warn!(error = %e, retry_in = ?pause, "the Docker engine is not reachable; the worker waits for it");
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.cancelled() => return Ok(None),
                 }
-                pause = (pause * 2).min(DOCKER_RETRY.1);
             }
             Err(e) => return Err(e.into()),
         }
