@@ -524,10 +524,13 @@ async fn profile(judge: &Arc<Judge>, root: &Path, scratch: &Path) -> anyhow::Res
     Ok(())
 }
 
+/// What a command was doing and how many samples caught it at it, most first.
+type Activities = Vec<(String, u64)>;
+
 /// The samples of each of `comms` in `data`, by what the command was doing: the system call it
 /// was in (the outermost one of the call chain), a page fault, the start of a forked child,
 /// other kernel work, or its own code; most first.
-fn breakdown(data: &Path, comms: &[&str]) -> anyhow::Result<Vec<(String, Vec<(String, u64)>)>> {
+fn breakdown(data: &Path, comms: &[&str]) -> anyhow::Result<Vec<(String, Activities)>> {
     let out = std::process::Command::new("perf")
         .arg("script")
         .arg("-i")
@@ -557,7 +560,7 @@ fn breakdown(data: &Path, comms: &[&str]) -> anyhow::Result<Vec<(String, Vec<(St
         .iter()
         .filter_map(|comm| {
             let mut activities: Vec<_> = counts.remove(*comm)?.into_iter().collect();
-            activities.sort_by(|a, b| b.1.cmp(&a.1));
+            activities.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
             Some((comm.to_string(), activities))
         })
         .collect())

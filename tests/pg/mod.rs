@@ -176,22 +176,6 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_database_name_is_replaced() {
-        assert_eq!(
-            super::with_database("postgres://u:p@127.0.0.1:5432/postgres", "x"),
-            "postgres://u:p@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            super::with_database("postgres://u:p@h/db?sslmode=disable", "x"),
-            "postgres://u:p@h/x?sslmode=disable"
-        );
-        assert_eq!(super::with_database("postgres://h", "x"), "postgres://h/x");
-    }
-}
-
 /// A submission's state is final: judged, invalid, a compile error or an error with no retry
 /// left (its lease released).
 pub const FINAL: &str = "(state IN ('judged', 'invalidData')
@@ -208,4 +192,20 @@ pub async fn count_final(db: &TestDatabase, pattern: &str) -> i64 {
     .fetch_one(&mut conn)
     .await
     .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_database_name_is_replaced() {
+        assert_eq!(
+            super::with_database("postgres://u:p@127.0.0.1:5432/postgres", "x"),
+            "postgres://u:p@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(super::with_database("postgres://h", "x"), "postgres://h/x");
+    }
 }
