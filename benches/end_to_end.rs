@@ -9,9 +9,10 @@
 //!   over the tests) against the floor.
 //! - `throughput`: a mix of C, C++, Python and Java submissions (accepted, wrong answer, TLE) on
 //!   a 10-test problem, judged by one worker at concurrency 1, 2 and 4: submissions per second.
-//! - `postgres`: the same mix through two `executioner worker --interface postgres` processes
-//!   of 1 and of 2 slots each, on a fresh database (`EXECUTIONER_TEST_DATABASE_URL`, as the
-//!   tests use): submissions per second.
+//! - `postgres`: through `executioner worker --interface postgres` processes on a fresh
+//!   database (`EXECUTIONER_TEST_DATABASE_URL`, as the tests use): the per-test cost of the
+//!   1,000-test package through one worker (every message a row), then the mix through two
+//!   workers of 1 and of 2 slots each, in submissions per second.
 //! - `spread`: one CPU-bound C program (about 500 ms of CPU) judged 20 times at concurrency 1,
 //!   and 20 times at concurrency 2 beside another copy (the other slot busy): median, min and
 //!   max of the CPU time the judge reports; with runs not pinned, then pinned, to a CPU of
@@ -363,6 +364,64 @@ async fn postgres_throughput(
     Ok(())
 }
 
+/// One C submission at a time on the 1,000-test package, through one `executioner worker
+/// --interface postgres` process: the per-test cost with every message a row written in
+/// PostgreSQL (first `testing` to last `tested`, by the time each was recorded), against the
+/// floor.
+async fn postgres_latency(root: &Path, scratch: &Path, features: Features) -> anyhow::Result<()> {
+    const TESTS: usize = 1000;
+    const ROUNDS: usize = 3;
+    println!("\n## latency through PostgreSQL: one worker process, one slot, {TESTS} tests");
+    let bare = floor::bare_fork_exec(SUM_C, 200)?;
+    let problem = format!("sum-{TESTS}");
+    package(root, &problem, "1", &sums(TESTS))?;
+    let db = pg::TestDatabase::create().await;
+    let front = db.interface().await;
+    let mut args = vec!["worker", "--interface", "postgres", "--concurrency", "1"];
+    if let Features::None = features {
+        args.extend(["--no-pin-cpus", "--compile-cache-mb", "0"]);
+    }
+    let cache = scratch.join("compile-cache-postgres-latency");
+    let cache = cache.to_string_lossy().into_owned();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("EXECUTIONER_COMPILE_CACHE_DIR", cache.as_str()),
+    ];
+    let mut worker = WorkerProcess::spawn_on(root, &args, &env);
+    worker.wait_for_log("worker started", Duration::from_secs(60));
+    let mut per_test = Vec::new();
+    // One round more than measured: the first warms the caches.
+    for round in 0..=ROUNDS {
+        let id = format!("pg-latency-{round}");
+        front
+            .enqueue(&[submission(id.clone(), &problem, "gcc-12", SUM_C)])
+            .await?;
+        wait_final(&db, &id, 1).await?;
+        let timed = front.timed_results(&id).await?;
+        let accepted = timed
+            .iter()
+            .filter(|(m, _)| matches!(&m.body, Body::Tested { result, .. } if result.as_str() == "accepted"))
+            .count();
+        anyhow::ensure!(accepted == TESTS, "{id}: {accepted} of {TESTS} accepted");
+        let (first, last) = (timed[0].1, timed[timed.len() - 1].1);
+        if round > 0 {
+            per_test.push(Duration::from_micros(
+                u64::try_from(last - first)? * 1000 / TESTS as u64,
+            ));
+        }
+    }
+    let status = worker.stop(Duration::from_secs(120));
+    anyhow::ensure!(status.success(), "the worker exited with {status}");
+    let per_test = median(per_test);
+    println!(
+        "per test {:.2} ms, floor {:.2} ms, over the floor {:.2} ms",
+        ms(per_test),
+        ms(bare),
+        ms(per_test.saturating_sub(bare))
+    );
+    Ok(())
+}
+
 /// Waits until `count` submissions whose id is `LIKE` `pattern` are final.
 async fn wait_final(db: &pg::TestDatabase, pattern: &str, count: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -688,6 +747,7 @@ async fn main() -> anyhow::Result<()> {
         if part == "postgres" {
             for features in [Features::None, Features::All] {
                 println!("\n# {}", features.label());
+                postgres_latency(root.path(), scratch.path(), features).await?;
                 postgres_throughput(root.path(), scratch.path(), features).await?;
             }
             continue;
