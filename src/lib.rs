@@ -18,7 +18,8 @@
 //! - [`interface`]: the store trait and its backends (memory, Postgres, Firestore, a remote
 //!   `serve`).
 //! - [`worker`]: concurrency, shutdown and store retries around the judge.
-//! - [`workflow`]: the workflow engine and its workflows (rejudge, validation, retry).
+//! - [`workflow`]: the generic workflow engine ([`workflow::engine`]) and the workflows built on
+//!   it (rejudge, validation, retry).
 //! - [`run`]: ad-hoc runs, judged as a one-test problem.
 //! - [`metrics`]: the process's Prometheus metrics.
 //! - [`api`]: the HTTP API (operations, workers, workflows, runs, Judge0, status page).
@@ -27,6 +28,9 @@
 //!
 //! A submission's data path: [`worker`] → [`judge`] → [`sandbox`] → demoter → [`verdict`] →
 //! messages ([`protocol`]) → [`worker`] → store ([`interface`]).
+//!
+//! Modules import only modules below them, never each other in a circle (`tests/layout.rs`);
+//! `ARCHITECTURE.md` gives the layers and the main traits.
 
 /// The HTTP API: routes, backends, workflows, worker registry, runs, callbacks, status page.
 pub mod api;
@@ -66,5 +70,5 @@ pub mod token;
 pub mod verdict;
 /// The worker: claims submissions and forwards what the judge yields.
 pub mod worker;
-/// The workflow engine and its workflows: rejudge, validation, retry.
+/// The generic workflow engine and the workflows built on it: rejudge, validation, retry.
 pub mod workflow;

@@ -10,6 +10,7 @@
 //! stays in the package's files ([`Data::File`]) and is streamed when a test runs, never held in
 //! memory for the whole problem.
 
+mod flags;
 pub mod icpc;
 pub mod polygon;
 mod staoj;
@@ -22,6 +23,8 @@ use std::time::SystemTime;
 
 use crate::sync::lock;
 use serde::Deserialize;
+
+pub use flags::DefaultFlags;
 
 /// The folder format a problem was loaded from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -588,7 +591,7 @@ fn check(problem: &Problem) -> Result<(), ProblemError> {
     }
     if problem.checker == Checker::Default {
         for (i, test) in problem.tests.iter().enumerate() {
-            if let Err(reason) = crate::check::DefaultFlags::parse(&test.checker_args) {
+            if let Err(reason) = DefaultFlags::parse(&test.checker_args) {
                 return Err(inconsistent(format!(
                     "test {} ({}): default output validator flags {:?}: {reason}",
                     i + 1,

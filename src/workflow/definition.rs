@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use super::engine::step::RetryPolicy;
 use super::engine::Workflow;
 use super::judging::SubmissionJudge;
-use super::rejudge::{self, RejudgeError, Selection};
-use super::step::RetryPolicy;
-use super::store::{ResultStore, StoreError, SubmissionStore, WorkflowStore};
+use super::rejudge::{self, RejudgeError};
+use super::store::{ResultStore, Selection, StoreError, SubmissionStore, WorkflowStore};
 use super::validate::{self, Solution, ValidateError};
 use super::webhook::{Webhook, WebhookError};
 

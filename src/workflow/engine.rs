@@ -5,6 +5,13 @@
 //! calls change the table and wake the engine loop; the loop applies the engine's own moves,
 //! starts steps, and collects what they return.
 
+pub mod builder;
+pub mod control;
+pub mod end;
+pub mod state;
+pub mod step;
+pub mod store;
+
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,14 +26,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::builder::Precondition;
-use super::control::{
+use self::builder::Precondition;
+use self::control::{
     Applied, ControlError, ControlReport, MessageReport, Refusal, Selector, StepInfo, StepStatus,
 };
-use super::end::{BlockReason, Blocked, EndState, Unmet};
-use super::state::{Action, Refused, StepState};
-use super::step::{FailureKind, OnFailure, RetryPolicy, Step, StepError, StepSpec};
-use super::store::{Snapshot, StepSnapshot, WorkflowStore};
+use self::end::{BlockReason, Blocked, EndState, Unmet};
+use self::state::{Action, Refused, StepState};
+use self::step::{FailureKind, OnFailure, RetryPolicy, Step, StepError, StepSpec};
+use self::store::{Snapshot, StepSnapshot, WorkflowStore};
 use crate::sync::lock;
 
 /// How long running steps may take to stop after a shutdown before they are aborted.

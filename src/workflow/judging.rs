@@ -10,8 +10,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::engine::step::{Step, StepError};
 use super::engine::StepContext;
-use super::step::{Step, StepError};
 use super::store::ResultStore;
 use crate::judge::{Judge, Messages, Unheard};
 use crate::protocol::{Body, CompileResult, Message, Submission};

@@ -1,6 +1,13 @@
 //! The workflow engine: long jobs made of steps, and the workflows built on it (rejudge,
 //! problem validation, retry with owner notification).
 //!
+//! [`engine`] is generic: steps, their states, the builder, the controls, the end states and
+//! the [`WorkflowStore`] of snapshots; it knows no judge and no job. The jobs are built on it and
+//! never the reverse: [`judging`] (the judge step), [`webhook`] (the notify step), [`rejudge`],
+//! [`validate`], [`retry`]; [`store`] keeps what they read and write (submissions, results)
+//! with the Postgres backends of both; [`definition`] names the job kinds as data, and
+//! [`runner`] runs definitions and restores them after a restart.
+//!
 //! Each step is a state machine ([`StepState`], moved by [`Action`]s). A move of the engine is
 //! guarded by pre-conditions on the states of other steps, which is how workflows are drawn:
 //! `success_pairs` (a -> b if a succeeded), `failure_pairs` (a -> clean-up if a failed),
@@ -9,30 +16,27 @@
 //! ([`EndState`]). Operators act on steps selected by tags (start, pause, resume, rerun, skip,
 //! unskip, interrupt, messages), each call with a dry run.
 
-pub mod builder;
-pub mod control;
 pub mod definition;
-pub mod end;
 pub mod engine;
 pub mod judging;
 pub mod rejudge;
 pub mod retry;
 pub mod runner;
-pub mod state;
-pub mod step;
 pub mod store;
 pub mod validate;
 pub mod webhook;
 
-pub use builder::{BuildError, WorkflowBuilder, FAILED, FINISHED, SUCCEEDED};
-pub use control::{ControlError, ControlReport, Selector, StepInfo, StepStatus};
 pub use definition::{Definition, Env, Settings};
-pub use end::{BlockReason, EndState};
+pub use engine::builder::{BuildError, WorkflowBuilder, FAILED, FINISHED, SUCCEEDED};
+/// The operator's controls keep their path (`workflow::control`), as the API names them.
+pub use engine::control;
+pub use engine::control::{ControlError, ControlReport, Selector, StepInfo, StepStatus};
+pub use engine::end::{BlockReason, EndState};
+pub use engine::state::{Action, StepState};
+pub use engine::step::{step_fn, OnFailure, RetryPolicy, Step, StepError, StepSpec};
 pub use engine::{Event, StepContext, Workflow};
 pub use judging::{Judgement, SubmissionJudge};
 pub use runner::Runner;
-pub use state::{Action, StepState};
-pub use step::{step_fn, OnFailure, RetryPolicy, Step, StepError, StepSpec};
 pub use store::{
     MemoryResultStore, MemoryWorkflowStore, ResultStore, SubmissionStore, WorkflowStore,
 };

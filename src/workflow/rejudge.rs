@@ -13,23 +13,16 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::builder::{BuildError, WorkflowBuilder};
-use super::control::Selector;
+use super::engine::builder::{BuildError, WorkflowBuilder};
+use super::engine::control::Selector;
+use super::engine::state::StepState;
+use super::engine::step::{RetryPolicy, Step, StepError, StepSpec};
 use super::engine::{StepContext, Workflow};
 use super::judging::{End, JudgeStep, Judgement, SubmissionJudge};
-use super::state::StepState;
-use super::step::{RetryPolicy, Step, StepError, StepSpec};
+pub use super::store::Selection;
 use super::store::{ResultStore, WorkflowStore};
 use super::webhook::{NotifyStep, Webhook};
 use crate::protocol::Submission;
-
-/// Which submissions to rejudge (JSON: `{"problem": id}` or `{"ids": [id, ...]}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Selection {
-    Problem(String),
-    Ids(Vec<String>),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RejudgeError {

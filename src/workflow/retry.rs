@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use super::builder::{BuildError, WorkflowBuilder};
+use super::engine::builder::{BuildError, WorkflowBuilder};
+use super::engine::step::{RetryPolicy, StepSpec};
 use super::engine::Workflow;
 use super::judging::{JudgeStep, SubmissionJudge};
-use super::step::{RetryPolicy, StepSpec};
 use super::store::ResultStore;
 use super::webhook::{NotifyStep, Webhook};
 use crate::protocol::Submission;
@@ -61,9 +61,9 @@ mod tests {
 
     use super::*;
     use crate::verdict::Verdict;
+    use crate::workflow::engine::state::{Action, StepState};
     use crate::workflow::engine::Event;
     use crate::workflow::judging::fake::{infra_error, tests, FakeJudge};
-    use crate::workflow::state::{Action, StepState};
     use crate::workflow::webhook::test_server;
     use crate::workflow::Selector;
 

@@ -14,12 +14,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use super::control::Selector;
 use super::definition::{Definition, DefinitionError, Env};
+use super::engine::control::Selector;
+use super::engine::state::StepState;
 use super::engine::Workflow;
-use super::state::StepState;
-use super::store::{now_ms, Snapshot, StoreError, StoredWorkflow};
+use super::store::{Snapshot, StoreError, StoredWorkflow};
 use crate::sync::lock;
+use crate::time::now_ms;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {

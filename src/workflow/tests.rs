@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::control::{Applied, ControlError};
-use super::end::{BlockReason, EndState, Unmet};
+use super::engine::control::{Applied, ControlError};
+use super::engine::end::{BlockReason, EndState, Unmet};
 use super::engine::Event;
 use super::store::{MemoryWorkflowStore, WorkflowStore};
 use super::*;

@@ -14,12 +14,12 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::builder::{BuildError, WorkflowBuilder};
-use super::control::Selector;
+use super::engine::builder::{BuildError, WorkflowBuilder};
+use super::engine::control::Selector;
+use super::engine::state::StepState;
+use super::engine::step::{RetryPolicy, Step, StepError, StepSpec};
 use super::engine::{StepContext, Workflow};
 use super::judging::{End, JudgeStep, Judgement, SubmissionJudge};
-use super::state::StepState;
-use super::step::{RetryPolicy, Step, StepError, StepSpec};
 use super::store::WorkflowStore;
 use crate::language::Registry;
 use crate::protocol::{SourceFile, Submission};

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::engine::step::{Step, StepError};
 use super::engine::StepContext;
-use super::step::{Step, StepError};
 
 /// Longest a whole exchange with the webhook may take (default of [`Webhook::parse`]).
 const TIMEOUT: Duration = Duration::from_secs(10);

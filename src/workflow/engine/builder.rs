@@ -9,10 +9,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::engine::Workflow;
 use super::state::StepState;
 use super::step::StepSpec;
 use super::store::WorkflowStore;
+use super::Workflow;
 
 /// "Step `on` is in one of `states`", by step index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +183,7 @@ fn topological_order(guards: &[Vec<Precondition>]) -> Result<Vec<usize>, Vec<usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflow::step::step_fn;
+    use crate::workflow::engine::step::step_fn;
 
     fn spec(id: &str) -> StepSpec {
         StepSpec::new(id, step_fn(|_| async { Ok(serde_json::Value::Null) }))

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::engine::StepContext;
+use super::StepContext;
 use crate::backoff::Backoff;
 
 /// The work of one step. Its result (any JSON) is kept as the step's result; a failure is kept
