@@ -188,7 +188,7 @@ pub enum Delivery {
 async fn body_of(backend: &dyn Backend, view: &SubmissionView, style: Style) -> String {
     if style == Style::Judge0 {
         match super::judge0::callback_body(backend, view).await {
-            Ok(body) => return body.to_string(),
+            Ok(body) => return json_text(&body),
             Err(e) => {
                 warn!(submission_id = %view.id, error = %e, "cannot read the run's result for its Judge0 callback")
             }
@@ -196,13 +196,18 @@ async fn body_of(backend: &dyn Backend, view: &SubmissionView, style: Style) -> 
     }
     if view.problem == crate::protocol::RUN_PROBLEM {
         match super::runs::run_json(backend, view).await {
-            Ok(run) => return run.to_string(),
+            Ok(run) => return json_text(&run),
             Err(e) => {
                 warn!(submission_id = %view.id, error = %e, "cannot read the run's result for its callback")
             }
         }
     }
-    super::routes::submission_json(view).to_string()
+    json_text(&super::routes::submission_json(view))
+}
+
+/// `body` as JSON text; these bodies are plain fields, which always serialise.
+fn json_text(body: &impl serde::Serialize) -> String {
+    serde_json::to_string(body).unwrap_or_default()
 }
 
 /// POSTs `body` to `webhook`, signed afresh for each attempt, retrying network failures, 5xx

@@ -22,7 +22,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::backend::{Backend, BackendError, SubmissionView};
 use super::callbacks::Style;
@@ -207,11 +208,16 @@ impl Judge0Error {
         Judge0Error::Invalid(BTreeMap::from([(name.to_owned(), vec![message.into()])]))
     }
 
-    fn body(&self) -> Value {
+    fn body(&self) -> ErrorBody {
         match self {
-            Judge0Error::Error(_, message) => json!({ "error": message }),
-            Judge0Error::Invalid(fields) => json!(fields),
-            Judge0Error::NotUtf8(token) => json!({"token": token, "error": NOT_UTF8}),
+            Judge0Error::Error(_, message) => ErrorBody::Error {
+                error: message.clone(),
+            },
+            Judge0Error::Invalid(fields) => ErrorBody::Invalid(fields.clone()),
+            Judge0Error::NotUtf8(token) => ErrorBody::NotUtf8 {
+                token: token.clone(),
+                error: NOT_UTF8,
+            },
         }
     }
 
@@ -222,6 +228,151 @@ impl Judge0Error {
             Judge0Error::NotUtf8(_) => StatusCode::BAD_REQUEST,
         }
     }
+}
+
+/// Judge0's error bodies.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ErrorBody {
+    /// `{"error": "..."}`.
+    Error { error: String },
+    /// A validation error: `{"field": ["message", ...]}`.
+    Invalid(BTreeMap<String, Vec<String>>),
+    /// An output of submission `token` is not UTF-8 and base64 was not asked for.
+    NotUtf8 { token: String, error: &'static str },
+}
+
+/// What Judge0 answers for one submission of a call: its token (created), its fields (read),
+/// or why not.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Answer {
+    Token {
+        token: String,
+    },
+    /// The fields the client asked for (`fields`), so a map rather than a type.
+    Fields(Map<String, Value>),
+    Error(ErrorBody),
+}
+
+/// `GET /batch`: the submissions asked for, `null` for an unknown token.
+#[derive(Debug, Serialize)]
+struct Batch {
+    submissions: Vec<Option<Answer>>,
+}
+
+/// `GET /about`.
+#[derive(Debug, Serialize)]
+struct About {
+    version: &'static str,
+    homepage: &'static str,
+    source_code: &'static str,
+    maintainer: &'static str,
+}
+
+/// A language of `GET /languages`.
+#[derive(Debug, Serialize)]
+struct LanguageBody {
+    id: u32,
+    name: String,
+}
+
+/// `GET /languages/{id}`.
+#[derive(Debug, Serialize)]
+struct LanguageDetail {
+    id: u32,
+    name: String,
+    is_archived: bool,
+    source_file: String,
+    compile_cmd: Option<String>,
+    run_cmd: String,
+}
+
+/// A status of `GET /statuses`, and a submission's `status`.
+#[derive(Debug, Serialize)]
+struct StatusBody {
+    id: u32,
+    description: &'static str,
+}
+
+/// A submission's `language`, when the service knows its registry.
+#[derive(Debug, Serialize)]
+struct LanguageRef {
+    id: Option<u32>,
+    name: Option<String>,
+}
+
+/// Every field of a run this service knows, as Judge0 writes them (the fields a client may
+/// pick with `fields`).
+#[derive(Debug, Serialize)]
+struct Judge0Submission {
+    token: String,
+    stdout: Option<String>,
+    stderr: Option<String>,
+    compile_output: Option<String>,
+    message: Option<String>,
+    status: StatusBody,
+    status_id: u32,
+    created_at: String,
+    finished_at: Option<String>,
+    time: Option<String>,
+    wall_time: Option<String>,
+    memory: Option<u64>,
+    exit_code: Option<i32>,
+    exit_signal: Option<i32>,
+    /// Only when the service's registry is at hand (not in a callback); `null` for a language
+    /// Judge0 has no id for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language_id: Option<Option<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<LanguageRef>,
+    enable_network: bool,
+    enable_per_process_and_thread_time_limit: bool,
+    enable_per_process_and_thread_memory_limit: bool,
+}
+
+/// `GET /config_info`: this service's settings in Judge0's fields.
+#[derive(Debug, Serialize)]
+struct ConfigInfo {
+    maintenance_mode: bool,
+    enable_wait_result: bool,
+    enable_compiler_options: bool,
+    allowed_languages_for_compile_options: Vec<String>,
+    enable_command_line_arguments: bool,
+    enable_submission_delete: bool,
+    enable_callbacks: bool,
+    callbacks_max_tries: u32,
+    callbacks_timeout: f64,
+    enable_additional_files: bool,
+    max_queue_size: usize,
+    cpu_time_limit: f64,
+    max_cpu_time_limit: f64,
+    cpu_extra_time: f64,
+    max_cpu_extra_time: f64,
+    wall_time_limit: f64,
+    max_wall_time_limit: f64,
+    memory_limit: u64,
+    max_memory_limit: u64,
+    stack_limit: u64,
+    max_stack_limit: u64,
+    max_processes_and_or_threads: u64,
+    max_max_processes_and_or_threads: u64,
+    enable_per_process_and_thread_time_limit: bool,
+    allow_enable_per_process_and_thread_time_limit: bool,
+    enable_per_process_and_thread_memory_limit: bool,
+    allow_enable_per_process_and_thread_memory_limit: bool,
+    max_file_size: u64,
+    max_max_file_size: u64,
+    number_of_runs: u32,
+    max_number_of_runs: u32,
+    redirect_stderr_to_stdout: bool,
+    max_extract_size: u64,
+    enable_batched_submissions: bool,
+    max_submission_batch_size: usize,
+    submission_cache_duration: f64,
+    use_docs_as_homepage: bool,
+    allow_enable_network: bool,
+    enable_network: bool,
 }
 
 impl IntoResponse for Judge0Error {
@@ -319,13 +470,13 @@ fn id_of(state: &AppState, language: &str) -> Option<u32> {
         })
 }
 
-async fn about() -> Json<Value> {
-    Json(json!({
-        "version": VERSION,
-        "homepage": "https://github.com/executioner (a Judge0-compatible API of executioner)",
-        "source_code": "executioner",
-        "maintainer": "the operator of this executioner service",
-    }))
+async fn about() -> Json<About> {
+    Json(About {
+        version: VERSION,
+        homepage: "https://github.com/executioner (a Judge0-compatible API of executioner)",
+        source_code: "executioner",
+        maintainer: "the operator of this executioner service",
+    })
 }
 
 /// Seconds as Judge0 writes a decimal: `0.012`, `0.1`, `2.0`.
@@ -342,104 +493,106 @@ fn seconds(ms: u64) -> String {
 /// This service's real settings, as Judge0's `/config_info` fields (floats in seconds, sizes
 /// in KB). What it does not support is reported off (compiler options, additional files,
 /// network, deletion).
-async fn config_info(State(state): State<AppState>) -> Json<Value> {
+async fn config_info(State(state): State<AppState>) -> Json<ConfigInfo> {
     let config = state.config();
     let (default, max) = (config.run_default, config.run_max);
     let default_ms = default.time_ms.min(max.time_ms);
     let output_kb = crate::judge::JudgeConfig::default().output_limit_bytes / 1024;
     let callbacks = config.callbacks.secret.is_some() && !config.webhook_hosts.is_empty();
-    let compile_options_languages: Vec<&str> = registry(&state)
+    let compile_options_languages: Vec<String> = registry(&state)
         .map(|r| {
             r.iter()
                 .filter(|l| l.takes_compiler_options())
-                .map(|l| l.name.as_str())
+                .map(|l| l.name.clone())
                 .collect()
         })
         .unwrap_or_default();
-    Json(json!({
-        "maintenance_mode": false,
-        "enable_wait_result": true,
-        "enable_compiler_options": true,
-        "allowed_languages_for_compile_options": compile_options_languages,
-        "enable_command_line_arguments": true,
-        "enable_submission_delete": false,
-        "enable_callbacks": callbacks,
-        "callbacks_max_tries": config.callbacks.attempts,
-        "callbacks_timeout": config.callbacks.timeout.as_secs_f64(),
-        "enable_additional_files": false,
-        "max_queue_size": config.max_queued,
-        "cpu_time_limit": default_ms as f64 / 1000.0,
-        "max_cpu_time_limit": max.time_ms as f64 / 1000.0,
-        "cpu_extra_time": 0.0,
-        "max_cpu_extra_time": 0.0,
-        "wall_time_limit": (default_ms * 3) as f64 / 1000.0,
-        "max_wall_time_limit": (max.time_ms * 3) as f64 / 1000.0,
-        "memory_limit": default.memory_kb.min(max.memory_kb),
-        "max_memory_limit": max.memory_kb,
-        "stack_limit": 0,
-        "max_stack_limit": 0,
-        "max_processes_and_or_threads": 0,
-        "max_max_processes_and_or_threads": 0,
-        "enable_per_process_and_thread_time_limit": false,
-        "allow_enable_per_process_and_thread_time_limit": false,
-        "enable_per_process_and_thread_memory_limit": false,
-        "allow_enable_per_process_and_thread_memory_limit": false,
-        "max_file_size": output_kb,
-        "max_max_file_size": output_kb,
-        "number_of_runs": 1,
-        "max_number_of_runs": crate::protocol::MAX_NUMBER_OF_RUNS,
-        "redirect_stderr_to_stdout": false,
-        "max_extract_size": 0,
-        "enable_batched_submissions": true,
-        "max_submission_batch_size": MAX_BATCH,
-        "submission_cache_duration": 0.0,
-        "use_docs_as_homepage": false,
-        "allow_enable_network": false,
-        "enable_network": false,
-    }))
+    Json(ConfigInfo {
+        maintenance_mode: false,
+        enable_wait_result: true,
+        enable_compiler_options: true,
+        allowed_languages_for_compile_options: compile_options_languages,
+        enable_command_line_arguments: true,
+        enable_submission_delete: false,
+        enable_callbacks: callbacks,
+        callbacks_max_tries: config.callbacks.attempts,
+        callbacks_timeout: config.callbacks.timeout.as_secs_f64(),
+        enable_additional_files: false,
+        max_queue_size: config.max_queued,
+        cpu_time_limit: default_ms as f64 / 1000.0,
+        max_cpu_time_limit: max.time_ms as f64 / 1000.0,
+        cpu_extra_time: 0.0,
+        max_cpu_extra_time: 0.0,
+        wall_time_limit: (default_ms * 3) as f64 / 1000.0,
+        max_wall_time_limit: (max.time_ms * 3) as f64 / 1000.0,
+        memory_limit: default.memory_kb.min(max.memory_kb),
+        max_memory_limit: max.memory_kb,
+        stack_limit: 0,
+        max_stack_limit: 0,
+        max_processes_and_or_threads: 0,
+        max_max_processes_and_or_threads: 0,
+        enable_per_process_and_thread_time_limit: false,
+        allow_enable_per_process_and_thread_time_limit: false,
+        enable_per_process_and_thread_memory_limit: false,
+        allow_enable_per_process_and_thread_memory_limit: false,
+        max_file_size: output_kb,
+        max_max_file_size: output_kb,
+        number_of_runs: 1,
+        max_number_of_runs: crate::protocol::MAX_NUMBER_OF_RUNS,
+        redirect_stderr_to_stdout: false,
+        max_extract_size: 0,
+        enable_batched_submissions: true,
+        max_submission_batch_size: MAX_BATCH,
+        submission_cache_duration: 0.0,
+        use_docs_as_homepage: false,
+        allow_enable_network: false,
+        enable_network: false,
+    })
 }
 
-async fn languages(State(state): State<AppState>) -> Json<Value> {
+async fn languages(State(state): State<AppState>) -> Json<Vec<LanguageBody>> {
     let Some(registry) = registry(&state) else {
-        return Json(json!([]));
+        return Json(Vec::new());
     };
-    let list: Vec<Value> = language_ids(registry)
+    let list = language_ids(registry)
         .into_iter()
         .filter_map(|(id, language)| {
-            let name = &registry.resolve(&language)?.name;
-            Some(json!({"id": id, "name": name}))
+            let name = registry.resolve(&language)?.name.clone();
+            Some(LanguageBody { id, name })
         })
         .collect();
-    Json(Value::Array(list))
+    Json(list)
 }
 
 async fn language(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Judge0Error> {
+) -> Result<Json<LanguageDetail>, Judge0Error> {
     let not_found = || Judge0Error::error(StatusCode::NOT_FOUND, "language not found");
     let id: u32 = id.parse().map_err(|_| not_found())?;
     let language = language_of(&state, id)
         .and_then(|l| registry(&state)?.resolve(&l).cloned())
         .ok_or_else(not_found)?;
-    Ok(Json(json!({
-        "id": id,
-        "name": language.name,
-        "is_archived": false,
-        "source_file": language.source,
-        "compile_cmd": language.compile.map(|c| c.join(" ")),
-        "run_cmd": language.run.join(" "),
-    })))
+    Ok(Json(LanguageDetail {
+        id,
+        name: language.name,
+        is_archived: false,
+        source_file: language.source,
+        compile_cmd: language.compile.map(|c| c.join(" ")),
+        run_cmd: language.run.join(" "),
+    }))
 }
 
-async fn statuses() -> Json<Value> {
-    Json(Value::Array(
-        STATUSES
-            .iter()
-            .enumerate()
-            .map(|(i, description)| json!({"id": i + 1, "description": description}))
-            .collect(),
-    ))
+async fn statuses() -> Json<Vec<StatusBody>> {
+    Json((1..=STATUSES.len() as u32).map(status_body).collect())
+}
+
+/// Judge0's status `id` (1-based) with its description.
+fn status_body(id: u32) -> StatusBody {
+    StatusBody {
+        id,
+        description: STATUSES[id as usize - 1],
+    }
 }
 
 /// The query of the submission calls.
@@ -908,14 +1061,14 @@ async fn create(
     let body = json_body(&body)?;
     let view = queue_one(&state, &body, options.base64()).await?;
     if !options.wait() {
-        return Ok((StatusCode::CREATED, Json(json!({"token": view.id}))).into_response());
+        return Ok((StatusCode::CREATED, Json(Answer::Token { token: view.id })).into_response());
     }
     let deadline = wait_deadline(&state, &view);
     let view = wait_for(&state, &view.id, deadline).await?.unwrap_or(view);
     // Created either way: an output that cannot be shown is told in the body.
     let shown = match submission_json(&state, &view, &fields, options.base64()).await {
-        Ok(shown) => shown,
-        Err(e @ Judge0Error::NotUtf8(_)) => e.body(),
+        Ok(shown) => Answer::Fields(shown),
+        Err(e @ Judge0Error::NotUtf8(_)) => Answer::Error(e.body()),
         Err(e) => return Err(e),
     };
     Ok((StatusCode::CREATED, Json(shown)).into_response())
@@ -1007,12 +1160,12 @@ async fn create_batch(
     for submission in submissions {
         answers.push(
             match queue_one(&state, submission, options.base64()).await {
-                Ok(view) => json!({"token": view.id}),
-                Err(e) => e.body(),
+                Ok(view) => Answer::Token { token: view.id },
+                Err(e) => Answer::Error(e.body()),
             },
         );
     }
-    Ok((StatusCode::CREATED, Json(Value::Array(answers))).into_response())
+    Ok((StatusCode::CREATED, Json(answers)).into_response())
 }
 
 async fn get_batch(
@@ -1041,16 +1194,16 @@ async fn get_batch(
     let mut shown = Vec::with_capacity(tokens.len());
     for token in tokens {
         shown.push(match state.backend().get(token).await? {
-            Some(view) if view.problem == RUN_PROBLEM => {
+            Some(view) if view.problem == RUN_PROBLEM => Some(
                 match submission_json(&state, &view, &fields, options.base64()).await {
-                    Ok(one) => one,
-                    Err(e) => e.body(),
-                }
-            }
-            _ => Value::Null,
+                    Ok(one) => Answer::Fields(one),
+                    Err(e) => Answer::Error(e.body()),
+                },
+            ),
+            _ => None,
         });
     }
-    Ok(Json(json!({ "submissions": shown })).into_response())
+    Ok(Json(Batch { submissions: shown }).into_response())
 }
 
 /// Judge0's status of a run: `(id, message)`.
@@ -1135,114 +1288,96 @@ pub async fn submission_json(
     view: &SubmissionView,
     fields: &[&str],
     base64: bool,
-) -> Result<Value, Judge0Error> {
+) -> Result<Map<String, Value>, Judge0Error> {
     let (all, not_utf8) = judge0_json(state.backend().as_ref(), view, base64, Some(state)).await?;
     if fields.iter().any(|f| not_utf8.contains(f)) {
         return Err(Judge0Error::NotUtf8(view.id.clone()));
     }
-    let mut shown = Map::new();
-    for field in fields {
-        shown.insert(
-            (*field).to_owned(),
-            all.get(*field).cloned().unwrap_or(Value::Null),
-        );
-    }
-    Ok(Value::Object(shown))
+    Ok(project(&all, fields))
+}
+
+/// Of `all`'s fields, `fields` (`null` for one it lacks). The client picks them, so the
+/// answer is a map, not a type.
+fn project(all: &Judge0Submission, fields: &[&str]) -> Map<String, Value> {
+    let all = match serde_json::to_value(all) {
+        Ok(Value::Object(all)) => all,
+        // A struct of plain fields always serialises to an object.
+        _ => Map::new(),
+    };
+    fields
+        .iter()
+        .map(|&field| {
+            let value = all.get(field).cloned().unwrap_or(Value::Null);
+            (field.to_owned(), value)
+        })
+        .collect()
 }
 
 /// Every field of run `view` this service knows, as Judge0 writes them, and the text fields
-/// that cannot be shown (not UTF-8 while `base64` is off; `null` in the map).
+/// that cannot be shown (not UTF-8 while `base64` is off; `null` then).
 async fn judge0_json(
     backend: &dyn Backend,
     view: &SubmissionView,
     base64: bool,
     state: Option<&AppState>,
-) -> Result<(Map<String, Value>, Vec<&'static str>), BackendError> {
+) -> Result<(Judge0Submission, Vec<&'static str>), BackendError> {
     let messages = backend.messages(&view.id).await?.unwrap_or_default();
     let report = RunReport::of(messages.iter().map(|r| &r.message));
     let (status, message) = status_of(view, &report);
     let output = report.output.as_ref();
-    let text = |bytes: Option<Vec<u8>>| -> Option<Value> {
-        let Some(bytes) = bytes.filter(|b| !b.is_empty()) else {
-            return Some(Value::Null);
-        };
-        if base64 {
-            return Some(json!(encode64(&bytes)));
-        }
-        String::from_utf8(bytes).ok().map(|t| json!(t))
-    };
-    let mut texts = Vec::new();
     let mut not_utf8 = Vec::new();
-    for (name, bytes) in [
-        ("stdout", output.map(|o| o.stdout.bytes())),
-        ("stderr", output.map(|o| o.stderr.bytes())),
-        (
-            "compile_output",
-            report.compile_output.clone().map(String::into_bytes),
-        ),
-        ("message", message.map(String::into_bytes)),
-    ] {
-        match text(bytes) {
-            Some(value) => texts.push((name, value)),
-            None => {
-                not_utf8.push(name);
-                texts.push((name, Value::Null));
-            }
+    let mut text = |name: &'static str, bytes: Option<Vec<u8>>| -> Option<String> {
+        let bytes = bytes.filter(|b| !b.is_empty())?;
+        if base64 {
+            return Some(encode64(&bytes));
         }
-    }
-    let finished = view.status.is_terminal();
-    let mut all = Map::new();
-    all.insert("token".into(), json!(view.id));
-    for (name, value) in texts {
-        all.insert(name.into(), value);
-    }
-    all.insert(
-        "status".into(),
-        json!({"id": status, "description": STATUSES[status as usize - 1]}),
+        let text = String::from_utf8(bytes).ok();
+        if text.is_none() {
+            not_utf8.push(name);
+        }
+        text
+    };
+    let stdout = text("stdout", output.map(|o| o.stdout.bytes()));
+    let stderr = text("stderr", output.map(|o| o.stderr.bytes()));
+    let compile_output = text(
+        "compile_output",
+        report.compile_output.clone().map(String::into_bytes),
     );
-    all.insert("status_id".into(), json!(status));
-    all.insert("created_at".into(), json!(format_rfc3339(view.created_ms)));
-    all.insert(
-        "finished_at".into(),
-        if finished {
-            json!(format_rfc3339(view.last_action_ms))
-        } else {
-            Value::Null
-        },
-    );
-    all.insert("time".into(), json!(report.time.map(seconds)));
-    all.insert(
-        "wall_time".into(),
-        json!(output.map(|o| seconds(o.wall_time))),
-    );
-    all.insert("memory".into(), json!(report.memory));
-    all.insert("exit_code".into(), json!(output.and_then(|o| o.exit_code)));
-    all.insert(
-        "exit_signal".into(),
-        json!(output.and_then(|o| o.exit_signal)),
-    );
-    if let Some(state) = state {
-        all.insert("language_id".into(), json!(id_of(state, &view.language)));
-        let language = state
+    let message = text("message", message.map(String::into_bytes));
+    let language_id = state.map(|state| id_of(state, &view.language));
+    let language = state.map(|state| LanguageRef {
+        id: id_of(state, &view.language),
+        name: state
             .config()
             .languages
             .as_deref()
             .and_then(|r| r.resolve(&view.language))
-            .map(|l| l.name.clone());
-        all.insert(
-            "language".into(),
-            json!({"id": id_of(state, &view.language), "name": language}),
-        );
-    }
-    all.insert("enable_network".into(), json!(false));
-    all.insert(
-        "enable_per_process_and_thread_time_limit".into(),
-        json!(false),
-    );
-    all.insert(
-        "enable_per_process_and_thread_memory_limit".into(),
-        json!(false),
-    );
+            .map(|l| l.name.clone()),
+    });
+    let all = Judge0Submission {
+        token: view.id.clone(),
+        stdout,
+        stderr,
+        compile_output,
+        message,
+        status: status_body(status),
+        status_id: status,
+        created_at: format_rfc3339(view.created_ms),
+        finished_at: view
+            .status
+            .is_terminal()
+            .then(|| format_rfc3339(view.last_action_ms)),
+        time: report.time.map(seconds),
+        wall_time: output.map(|o| seconds(o.wall_time)),
+        memory: report.memory,
+        exit_code: output.and_then(|o| o.exit_code),
+        exit_signal: output.and_then(|o| o.exit_signal),
+        language_id,
+        language,
+        enable_network: false,
+        enable_per_process_and_thread_time_limit: false,
+        enable_per_process_and_thread_memory_limit: false,
+    };
     Ok((all, not_utf8))
 }
 
@@ -1251,22 +1386,20 @@ async fn judge0_json(
 pub async fn callback_body(
     backend: &dyn Backend,
     view: &SubmissionView,
-) -> Result<Value, BackendError> {
+) -> Result<Map<String, Value>, BackendError> {
     let (all, _) = judge0_json(backend, view, true, None).await?;
-    let mut body = Map::new();
-    for field in DEFAULT_FIELDS.iter().chain(&[
-        "exit_code",
-        "exit_signal",
-        "created_at",
-        "finished_at",
-        "wall_time",
-    ]) {
-        body.insert(
-            (*field).to_owned(),
-            all.get(*field).cloned().unwrap_or(Value::Null),
-        );
-    }
-    Ok(Value::Object(body))
+    let fields: Vec<&str> = DEFAULT_FIELDS
+        .iter()
+        .chain(&[
+            "exit_code",
+            "exit_signal",
+            "created_at",
+            "finished_at",
+            "wall_time",
+        ])
+        .copied()
+        .collect();
+    Ok(project(&all, &fields))
 }
 
 #[cfg(test)]

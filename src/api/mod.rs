@@ -21,6 +21,7 @@ mod respond;
 mod routes;
 mod runs;
 pub mod status;
+mod types;
 /// The API's timestamps; the module is shared with the workflows.
 pub use crate::time;
 pub mod workers;

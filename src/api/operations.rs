@@ -2,7 +2,8 @@
 //! id is the submission's); a rejudge or a validation is one too (its id is the workflow's
 //! name). Both kinds are listed, sorted and filtered together.
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::backend::{Status, SubmissionView};
 use super::filter::Value as FilterValue;
@@ -128,19 +129,10 @@ impl Operation {
         })
     }
 
+    /// Its body as JSON (what [`OperationBody`] serialises to).
     pub fn to_json(&self) -> Value {
-        let mut body = json!({
-            "id": self.id,
-            "kind": self.kind.as_str(),
-            "status": self.status,
-            "createdDateTime": format_rfc3339(self.created_ms),
-            "lastActionDateTime": format_rfc3339(self.last_action_ms),
-            "percentComplete": self.percent_complete,
-        });
-        if let Some(resource) = self.resource_location() {
-            body["resourceLocation"] = json!(resource);
-        }
-        body
+        // Plain fields: serialising cannot fail.
+        serde_json::to_value(OperationBody::from(self)).unwrap_or_default()
     }
 
     /// The value of a `$filter` field.
@@ -175,6 +167,35 @@ impl Operation {
         Position {
             key: self.sort_key(),
             workflow: self.kind.is_workflow(),
+        }
+    }
+}
+
+/// An operation as polled, listed and answered with `202 Accepted`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationBody {
+    pub id: String,
+    pub kind: &'static str,
+    pub status: Status,
+    pub created_date_time: String,
+    pub last_action_date_time: String,
+    pub percent_complete: u32,
+    /// Once it has succeeded or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_location: Option<String>,
+}
+
+impl From<&Operation> for OperationBody {
+    fn from(op: &Operation) -> Self {
+        OperationBody {
+            id: op.id.clone(),
+            kind: op.kind.as_str(),
+            status: op.status,
+            created_date_time: format_rfc3339(op.created_ms),
+            last_action_date_time: format_rfc3339(op.last_action_ms),
+            percent_complete: op.percent_complete,
+            resource_location: op.resource_location(),
         }
     }
 }

@@ -5,10 +5,11 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::Serialize;
 
 use super::error::ApiError;
-use super::operations::{location, Operation};
+use super::operations::{location, Operation, OperationBody};
+use super::types::Page;
 
 /// Header text from ids and paths: they come from UUIDs or from URLs the client sent, so they
 /// are valid header text; fall back to nothing rather than fail.
@@ -31,7 +32,7 @@ fn with_headers(
 pub fn accepted(operation: &Operation, retry_after_secs: u64) -> Response {
     let poll = header_value(&location(&operation.id));
     with_headers(
-        (StatusCode::ACCEPTED, Json(operation.to_json())).into_response(),
+        (StatusCode::ACCEPTED, Json(OperationBody::from(operation))).into_response(),
         [
             (HeaderName::from_static("operation-location"), poll.clone()),
             (header::LOCATION, poll),
@@ -42,7 +43,7 @@ pub fn accepted(operation: &Operation, retry_after_secs: u64) -> Response {
 
 /// `200 OK` with the operation; `Retry-After` while it is not finished.
 pub fn polled(operation: &Operation, retry_after_secs: u64) -> Response {
-    let response = Json(operation.to_json()).into_response();
+    let response = Json(OperationBody::from(operation)).into_response();
     if operation.status.is_terminal() {
         return response;
     }
@@ -53,7 +54,7 @@ pub fn polled(operation: &Operation, retry_after_secs: u64) -> Response {
 }
 
 /// `201 Created` with the resource and its location.
-pub fn created(resource_location: &str, body: Value) -> Response {
+pub fn created(resource_location: &str, body: impl Serialize) -> Response {
     with_headers(
         (StatusCode::CREATED, Json(body)).into_response(),
         [(header::LOCATION, header_value(resource_location))],
@@ -61,8 +62,8 @@ pub fn created(resource_location: &str, body: Value) -> Response {
 }
 
 /// `{"value": [...]}`, the shape of every list.
-pub fn list(items: Vec<Value>) -> Json<Value> {
-    Json(serde_json::json!({ "value": items }))
+pub fn list<T: Serialize>(items: Vec<T>) -> Json<Page<T>> {
+    Json(Page::of(items))
 }
 
 /// A JSON body that may be left out (empty: the default).

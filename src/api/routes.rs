@@ -14,14 +14,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
 
 use super::backend::{Cancel, Queueing, Recorded, SubmissionView};
 use super::error::ApiError;
 use super::filter;
-use super::operations::{location, Operation, Position, FILTER_FIELDS};
+use super::operations::{Operation, OperationBody, Position, FILTER_FIELDS};
 use super::respond::{accepted, created, list, optional_body, polled};
 use super::time::{format_rfc3339, now_ms};
+use super::types::{LastError, Page, RecordedBody, SubmissionBody, WorkerBody};
 use super::workers::{DispatchError, Holdings, RegisteredWorker, Report, Taken};
 use super::{workflows, AppState};
 use crate::problem::{is_valid_id, ProblemError};
@@ -315,67 +315,40 @@ async fn cancel_operation(
     match state.backend.cancel(&id).await? {
         Cancel::Cancelled => {
             let op = find_operation(&state, &id).await?;
-            Ok(Json(op.to_json()).into_response())
+            Ok(Json(OperationBody::from(&op)).into_response())
         }
         Cancel::NotFound => Err(ApiError::not_found("operation", &id)),
         Cancel::TooLate(status) => Ok(not_cancellable(status)),
     }
 }
 
-fn recorded_json(r: &Recorded) -> Value {
-    let mut value = serde_json::to_value(&r.message).unwrap_or_else(|_| json!({}));
-    if let (Value::Object(map), Some(at)) = (&mut value, r.judge_time_ms) {
-        map.insert("judgeTime".into(), json!(format_rfc3339(at)));
-    }
-    value
-}
-
 async fn submission(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SubmissionBody>, ApiError> {
     let view = find_submission(&state, &id).await?;
     Ok(Json(submission_json(&view)))
 }
 
 /// A submission as `GET /v1.0/submissions/{id}` shows it (and its callback sends it).
-pub(super) fn submission_json(view: &SubmissionView) -> Value {
-    let mut body = Map::new();
-    body.insert("id".into(), json!(view.id));
-    body.insert("problem".into(), json!(view.problem));
-    body.insert("language".into(), json!(view.language));
-    body.insert("state".into(), json!(view.state));
-    body.insert(
-        "submissionTime".into(),
-        json!(format_rfc3339(view.created_ms)),
-    );
-    if let Some(score) = view.score {
-        body.insert("score".into(), json!(score));
-    }
-    if let Some(failed) = &view.failed_subtasks {
-        body.insert("failedSubtasks".into(), json!(failed));
-    }
-    if let Some(reason) = &view.reason {
-        body.insert("reason".into(), json!(reason));
-    }
-    if let Some(url) = &view.callback_url {
-        let (_, url) = super::callbacks::parse_stored(url);
-        body.insert("callbackUrl".into(), json!(url));
-    }
-    body.insert("operationLocation".into(), json!(location(&view.id)));
-    Value::Object(body)
+pub(super) fn submission_json(view: &SubmissionView) -> SubmissionBody {
+    let callback_url = view
+        .callback_url
+        .as_deref()
+        .map(|url| super::callbacks::parse_stored(url).1.to_owned());
+    SubmissionBody::of(view, callback_url)
 }
 
 async fn judge_results(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let messages = state
         .backend
         .messages(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("submission", &id))?;
-    Ok(list(messages.iter().map(recorded_json).collect()))
+    Ok(list(messages.iter().map(RecordedBody::from).collect()).into_response())
 }
 
 /// The submission's messages as events (`event:` the message state, `id:` its index, `data:`
@@ -405,7 +378,11 @@ async fn events(
                     let event = Event::default()
                         .id(index.to_string())
                         .event(r.message.body.state())
-                        .data(recorded_json(&r).to_string());
+                        .data(
+                            // A message always serialises (plain fields); `{}` as before if not.
+                            serde_json::to_string(&RecordedBody::from(&r))
+                                .unwrap_or_else(|_| "{}".into()),
+                        );
                     let last = r.message.body.is_terminal();
                     return Some((Ok(event), (state, id, index + 1, changes, seen, last)));
                 }
@@ -465,7 +442,7 @@ fn encode(text: &str) -> String {
 async fn list_operations(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<OperationBody>>, ApiError> {
     let Query(query) = query?;
     let (default_top, max_top) = state.config.page_size;
     let top = query_number(&query, "top")?.unwrap_or(default_top);
@@ -525,15 +502,17 @@ async fn list_operations(
         .last()
         .filter(|_| more)
         .map(|(last, _)| last.to_token());
-    let Json(mut body) = list(page.iter().map(|(_, op)| op.to_json()).collect());
-    if let Some(token) = next {
+    let next_link = next.map(|token| {
         let mut link = format!("/v1.0/operations?$top={top}&$skiptoken={token}");
         if let Some(text) = filter_text {
             link.push_str(&format!("&$filter={}", encode(text)));
         }
-        body["nextLink"] = json!(link);
-    }
-    Ok(Json(body))
+        link
+    });
+    Ok(Json(Page {
+        value: page.iter().map(|(_, op)| OperationBody::from(op)).collect(),
+        next_link,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -543,25 +522,20 @@ struct RegisterRequest {
     concurrency: Option<u32>,
 }
 
-fn worker_json(state: &AppState, worker: &RegisteredWorker, now: i64) -> Value {
-    let mut body = json!({
-        "id": worker.id,
-        "name": worker.name,
-        "concurrency": worker.concurrency,
-        "registeredDateTime": format_rfc3339(worker.registered_ms),
-        "lastHeartbeatDateTime": format_rfc3339(worker.last_heartbeat_ms),
-        "status": state.workers.status_at(worker, now),
-        "heartbeatIntervalSeconds": state.config.heartbeat_interval.as_secs_f64(),
-        "runningOperations": worker.running,
-        "lastTake": worker.last_take,
-    });
-    if let Some(status) = &worker.reported_status {
-        body["reportedStatus"] = json!(status);
+fn worker_json(state: &AppState, worker: &RegisteredWorker, now: i64) -> WorkerBody {
+    WorkerBody {
+        id: worker.id.clone(),
+        name: worker.name.clone(),
+        concurrency: worker.concurrency,
+        registered_date_time: format_rfc3339(worker.registered_ms),
+        last_heartbeat_date_time: format_rfc3339(worker.last_heartbeat_ms),
+        status: state.workers.status_at(worker, now),
+        heartbeat_interval_seconds: state.config.heartbeat_interval.as_secs_f64(),
+        running_operations: worker.running.clone(),
+        last_take: worker.last_take,
+        reported_status: worker.reported_status.clone(),
+        last_error: worker.last_error.as_ref().map(LastError::of),
     }
-    if let Some((error, at)) = &worker.last_error {
-        body["lastError"] = json!({"message": error, "dateTime": format_rfc3339(*at)});
-    }
-    body
 }
 
 async fn register_worker(
@@ -603,7 +577,7 @@ async fn heartbeat(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerBody>, ApiError> {
     let request: HeartbeatRequest = optional_body(&body)?;
     let holdings = match (request.running, request.last_take) {
         (Some(running), Some(last_take)) => Some(Holdings { running, last_take }),
@@ -627,7 +601,7 @@ async fn heartbeat(
     Ok(Json(worker_json(&state, &worker, now_ms())))
 }
 
-async fn list_workers(State(state): State<AppState>) -> Json<Value> {
+async fn list_workers(State(state): State<AppState>) -> Json<Page<WorkerBody>> {
     let now = now_ms();
     list(
         state
@@ -642,7 +616,7 @@ async fn list_workers(State(state): State<AppState>) -> Json<Value> {
 async fn one_worker(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerBody>, ApiError> {
     let worker = state
         .workers
         .get(&id)
@@ -687,7 +661,7 @@ async fn take(
     let taken = state.workers.take(&id, wait, &state.shutdown).await?;
     let number = HeaderValue::from(taken.number());
     let mut response = match taken {
-        Taken::Submission { submission, .. } => Json(json!(submission)).into_response(),
+        Taken::Submission { submission, .. } => Json(submission).into_response(),
         Taken::Nothing { .. } => StatusCode::NO_CONTENT.into_response(),
     };
     response.headers_mut().insert(TAKE_HEADER, number);

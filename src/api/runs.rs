@@ -7,16 +7,14 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
 
 use super::backend::Queueing;
-use super::operations::{location, Operation};
+use super::operations::Operation;
 use super::respond::accepted;
 use super::routes::{check_queue, check_source, deadline_ms};
-use super::time::format_rfc3339;
+use super::types::RunBody;
 use super::{ApiError, AppState};
 use crate::protocol::{RunSpec, SourceFile, Submission, RUN_PROBLEM};
-use crate::run::RunReport;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -212,7 +210,7 @@ async fn create(
 async fn result(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunBody>, ApiError> {
     let backend = state.backend();
     let view = match backend.get(&id).await? {
         Some(view) if view.problem == RUN_PROBLEM => view,
@@ -225,25 +223,7 @@ async fn result(
 pub(super) async fn run_json(
     backend: &dyn super::Backend,
     view: &super::backend::SubmissionView,
-) -> Result<Value, super::backend::BackendError> {
+) -> Result<RunBody, super::backend::BackendError> {
     let messages = backend.messages(&view.id).await?.unwrap_or_default();
-    let report = RunReport::of(messages.iter().map(|r| &r.message));
-    let mut body = Map::new();
-    body.insert("id".into(), json!(view.id));
-    body.insert("language".into(), json!(view.language));
-    body.insert("status".into(), json!(view.status));
-    body.insert("state".into(), json!(view.state));
-    body.insert(
-        "submissionTime".into(),
-        json!(format_rfc3339(view.created_ms)),
-    );
-    if let Value::Object(fields) = serde_json::to_value(&report).unwrap_or_default() {
-        body.extend(fields);
-    }
-    if let (false, Some(reason)) = (body.contains_key("reason"), &view.reason) {
-        // Ended by the store (a deadline), not by a message.
-        body.insert("reason".into(), json!(reason));
-    }
-    body.insert("operationLocation".into(), json!(location(&view.id)));
-    Ok(Value::Object(body))
+    Ok(RunBody::of(view, &messages))
 }

@@ -18,14 +18,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::Stream;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::backend::{BackendError, Recorded, Status, SubmissionView};
 use super::error::ApiError;
 use super::filter::{CmpOp, Expr, Operand, Value as FilterValue};
 use super::time::{format_rfc3339, now_ms};
+use super::types::LastError;
+use super::workers::WorkerStatus;
 use super::AppState;
+use crate::interface::SubmissionState;
 use crate::protocol::Body;
 
 /// The page: HTML with its CSS and script inline, nothing loaded from elsewhere.
@@ -67,14 +70,14 @@ async fn page() -> Response {
 }
 
 /// The status now.
-async fn current(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn current(State(state): State<AppState>) -> Result<Json<Snapshot>, ApiError> {
     let snapshot = snapshot(&state).await?;
     Ok(Json(stamped(snapshot)))
 }
 
 /// A snapshot with the time it was taken.
-fn stamped(mut snapshot: Value) -> Value {
-    snapshot["generatedDateTime"] = json!(format_rfc3339(now_ms()));
+fn stamped(mut snapshot: Snapshot) -> Snapshot {
+    snapshot.generated_date_time = Some(format_rfc3339(now_ms()));
     snapshot
 }
 
@@ -100,7 +103,7 @@ async fn events(
         workers: state.workers().subscribe(),
     };
     let stream = futures_util::stream::unfold(
-        (state, changes, None::<Value>, true),
+        (state, changes, None::<Snapshot>, true),
         |(state, mut changes, mut last, first)| async move {
             let mut wait = !first;
             loop {
@@ -118,9 +121,10 @@ async fn events(
                 if last.as_ref() == Some(&snapshot) {
                     continue;
                 }
-                let event = Event::default()
-                    .event("snapshot")
-                    .data(stamped(snapshot.clone()).to_string());
+                let event = Event::default().event("snapshot").data(
+                    // A snapshot is plain fields: it always serialises.
+                    serde_json::to_string(&stamped(snapshot.clone())).unwrap_or_default(),
+                );
                 last = Some(snapshot);
                 return Some((Ok(event), (state, changes, last, false)));
             }
@@ -175,8 +179,116 @@ fn cut(text: &str) -> String {
     }
 }
 
+/// The status (`GET /v1.0/status`, and each event of the stream).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub queued: usize,
+    pub workers: Vec<WorkerShown>,
+    pub workers_total: usize,
+    pub running: Vec<RunningShown>,
+    pub more_running: bool,
+    pub recent: Vec<FinishedShown>,
+    pub limits: Limits,
+    /// The service's own worker, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_worker: Option<LocalWorker>,
+    /// When it was taken; left out of a snapshot being compared with the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated_date_time: Option<String>,
+}
+
+/// What a snapshot shows at most.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Limits {
+    pub workers: usize,
+    pub running: usize,
+    pub tests: usize,
+    pub recent: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocalWorker {
+    pub concurrency: usize,
+}
+
+/// A registered worker, its free text cut.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerShown {
+    pub id: String,
+    pub name: String,
+    pub status: WorkerStatus,
+    pub concurrency: Option<u32>,
+    pub running_operations: usize,
+    pub last_heartbeat_date_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+}
+
+/// What every submission in a snapshot shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmissionShown {
+    pub id: String,
+    pub problem: String,
+    pub language: String,
+    pub state: SubmissionState,
+    pub status: Status,
+    pub created_date_time: String,
+    pub last_action_date_time: String,
+}
+
+impl SubmissionShown {
+    fn of(view: &SubmissionView) -> Self {
+        SubmissionShown {
+            id: view.id.clone(),
+            problem: cut(&view.problem),
+            language: cut(&view.language),
+            state: view.state,
+            status: view.status,
+            created_date_time: format_rfc3339(view.created_ms),
+            last_action_date_time: format_rfc3339(view.last_action_ms),
+        }
+    }
+}
+
+/// A submission being judged, with its last [`TESTS_SHOWN`] tests and the one running.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningShown {
+    #[serde(flatten)]
+    pub submission: SubmissionShown,
+    pub tests_done: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_tests: Option<usize>,
+    pub percent_complete: u32,
+    pub tests_omitted: usize,
+    /// The `tested` messages' bodies.
+    pub tests: Vec<Body>,
+    /// The test being run now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub testing: Option<u32>,
+}
+
+/// A finished submission: its end and score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FinishedShown {
+    #[serde(flatten)]
+    pub submission: SubmissionShown,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_subtasks: Option<Vec<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// The status, without the time it was taken (so that two can be compared).
-pub async fn snapshot(state: &AppState) -> Result<Value, BackendError> {
+pub async fn snapshot(state: &AppState) -> Result<Snapshot, BackendError> {
     let now = now_ms();
     let backend = state.backend().as_ref();
     let queued = backend.queued().await?;
@@ -201,105 +313,78 @@ pub async fn snapshot(state: &AppState) -> Result<Value, BackendError> {
     for view in &running {
         // `None` only for a submission gone between the two reads: shown without tests.
         let messages = backend.messages(&view.id).await?.unwrap_or_default();
-        judging.push(running_json(view, &messages));
+        judging.push(running_shown(view, &messages));
     }
     let recent = backend.last_finished(RECENT_SHOWN).await?;
     let all_workers = state.workers().all();
-    let workers: Vec<Value> = all_workers
+    let workers = all_workers
         .iter()
         .take(WORKERS_SHOWN)
-        .map(|worker| {
-            let mut body = json!({
-                "id": worker.id,
-                "name": cut(&worker.name),
-                "status": state.workers().status_at(worker, now),
-                "concurrency": worker.concurrency,
-                "runningOperations": worker.running.len(),
-                "lastHeartbeatDateTime": format_rfc3339(worker.last_heartbeat_ms),
-            });
-            if let Some(status) = &worker.reported_status {
-                body["reportedStatus"] = json!(cut(status));
-            }
-            if let Some((error, at)) = &worker.last_error {
-                body["lastError"] = json!({"message": cut(error), "dateTime": format_rfc3339(*at)});
-            }
-            body
+        .map(|worker| WorkerShown {
+            id: worker.id.clone(),
+            name: cut(&worker.name),
+            status: state.workers().status_at(worker, now),
+            concurrency: worker.concurrency,
+            running_operations: worker.running.len(),
+            last_heartbeat_date_time: format_rfc3339(worker.last_heartbeat_ms),
+            reported_status: worker.reported_status.as_deref().map(cut),
+            last_error: worker.last_error.as_ref().map(|(error, at)| LastError {
+                message: cut(error),
+                date_time: format_rfc3339(*at),
+            }),
         })
         .collect();
-    let mut body = json!({
-        "queued": queued,
-        "workers": workers,
-        "workersTotal": all_workers.len(),
-        "running": judging,
-        "moreRunning": more_running,
-        "recent": recent.iter().map(finished_json).collect::<Vec<_>>(),
-        "limits": {
-            "workers": WORKERS_SHOWN,
-            "running": RUNNING_SHOWN,
-            "tests": TESTS_SHOWN,
-            "recent": RECENT_SHOWN,
+    Ok(Snapshot {
+        queued,
+        workers,
+        workers_total: all_workers.len(),
+        running: judging,
+        more_running,
+        recent: recent.iter().map(finished_shown).collect(),
+        limits: Limits {
+            workers: WORKERS_SHOWN,
+            running: RUNNING_SHOWN,
+            tests: TESTS_SHOWN,
+            recent: RECENT_SHOWN,
         },
-    });
-    if let Some(concurrency) = state.local_worker() {
-        body["localWorker"] = json!({ "concurrency": concurrency });
-    }
-    Ok(body)
-}
-
-/// What every submission in a snapshot shows.
-fn submission_json(view: &SubmissionView) -> Map<String, Value> {
-    let mut body = Map::new();
-    body.insert("id".into(), json!(view.id));
-    body.insert("problem".into(), json!(cut(&view.problem)));
-    body.insert("language".into(), json!(cut(&view.language)));
-    body.insert("state".into(), json!(view.state));
-    body.insert("status".into(), json!(view.status));
-    body.insert(
-        "createdDateTime".into(),
-        json!(format_rfc3339(view.created_ms)),
-    );
-    body.insert(
-        "lastActionDateTime".into(),
-        json!(format_rfc3339(view.last_action_ms)),
-    );
-    body
+        local_worker: state
+            .local_worker()
+            .map(|concurrency| LocalWorker { concurrency }),
+        generated_date_time: None,
+    })
 }
 
 /// A submission being judged, with its last [`TESTS_SHOWN`] tests and the one running.
-fn running_json(view: &SubmissionView, messages: &[Recorded]) -> Value {
-    let mut body = submission_json(view);
-    let tested: Vec<Value> = messages
+fn running_shown(view: &SubmissionView, messages: &[Recorded]) -> RunningShown {
+    let tested: Vec<&Body> = messages
         .iter()
-        .filter(|r| matches!(r.message.body, Body::Tested { .. }))
-        .map(|r| serde_json::to_value(&r.message.body).unwrap_or(Value::Null))
+        .map(|r| &r.message.body)
+        .filter(|body| matches!(body, Body::Tested { .. }))
         .collect();
     let omitted = tested.len().saturating_sub(TESTS_SHOWN);
-    body.insert("testsDone".into(), json!(view.tests_done));
-    if let Some(total) = view.total_tests {
-        body.insert("totalTests".into(), json!(total));
+    let testing = match messages.last().map(|r| &r.message.body) {
+        Some(Body::Testing { test_case, .. }) => Some(*test_case),
+        _ => None,
+    };
+    RunningShown {
+        submission: SubmissionShown::of(view),
+        tests_done: view.tests_done,
+        total_tests: view.total_tests,
+        percent_complete: view.percent_complete(),
+        tests_omitted: omitted,
+        tests: tested[omitted..].iter().map(|&body| body.clone()).collect(),
+        testing,
     }
-    body.insert("percentComplete".into(), json!(view.percent_complete()));
-    body.insert("testsOmitted".into(), json!(omitted));
-    body.insert("tests".into(), Value::Array(tested[omitted..].to_vec()));
-    if let Some(Body::Testing { test_case, .. }) = messages.last().map(|r| &r.message.body) {
-        body.insert("testing".into(), json!(test_case));
-    }
-    Value::Object(body)
 }
 
 /// A finished submission: its end and score.
-fn finished_json(view: &SubmissionView) -> Value {
-    let mut body = submission_json(view);
-    if let Some(score) = view.score {
-        body.insert("score".into(), json!(score));
+fn finished_shown(view: &SubmissionView) -> FinishedShown {
+    FinishedShown {
+        submission: SubmissionShown::of(view),
+        score: view.score,
+        failed_subtasks: view.failed_subtasks.clone(),
+        reason: view.reason.as_deref().map(cut),
     }
-    if let Some(failed) = &view.failed_subtasks {
-        body.insert("failedSubtasks".into(), json!(failed));
-    }
-    if let Some(reason) = &view.reason {
-        body.insert("reason".into(), json!(cut(reason)));
-    }
-    Value::Object(body)
 }
 
 #[cfg(test)]

@@ -11,12 +11,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::operations::Operation;
+use super::operations::OperationBody;
 use super::respond::{accepted, list, optional_body, polled};
 use super::time::format_rfc3339;
+use super::types::{Page, StepBody, WorkflowBody};
 use super::AppState;
 use crate::problem::{is_valid_id, ProblemError};
 use crate::workflow::control::{ControlError, Selector};
@@ -276,22 +278,27 @@ async fn validation(
     start(&state, name, definition).await
 }
 
-fn view_json(view: &View) -> Value {
+fn view_json(view: &View) -> WorkflowBody {
     let op = Operation::of_workflow(view);
-    json!({
-        "name": view.name,
-        "kind": op.kind.as_str(),
-        "problem": op.problem,
-        "status": op.status,
-        "percentComplete": op.percent_complete,
-        "createdDateTime": format_rfc3339(view.created_ms),
-        "lastActionDateTime": format_rfc3339(view.last_action_ms),
-        "operationLocation": super::operations::location(&view.name),
-        "running": view.live,
-    })
+    WorkflowBody {
+        name: view.name.clone(),
+        kind: op.kind.as_str(),
+        problem: op.problem,
+        status: op.status,
+        percent_complete: op.percent_complete,
+        created_date_time: format_rfc3339(view.created_ms),
+        last_action_date_time: format_rfc3339(view.last_action_ms),
+        operation_location: super::operations::location(&view.name),
+        running: view.live,
+        counts: None,
+        blocked: None,
+        result: None,
+    }
 }
 
-async fn list_workflows(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn list_workflows(
+    State(state): State<AppState>,
+) -> Result<Json<Page<WorkflowBody>>, ApiError> {
     let views = runner(&state)?.views().await?;
     Ok(list(views.iter().map(view_json).collect()))
 }
@@ -301,7 +308,7 @@ async fn list_workflows(State(state): State<AppState>) -> Result<Json<Value>, Ap
 async fn workflow(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkflowBody>, ApiError> {
     let runner = runner(&state)?;
     let view = runner
         .view(&name)
@@ -310,12 +317,10 @@ async fn workflow(
     let mut body = view_json(&view);
     if let Some((workflow, _)) = runner.get(&name) {
         let end = workflow.end_state();
-        body["counts"] = json!(end.counts);
-        body["blocked"] = json!(end.blocked);
+        body.counts = Some(end.counts);
+        body.blocked = Some(end.blocked);
     }
-    if let Some(result) = runner.result(&name).await? {
-        body["result"] = result;
-    }
+    body.result = runner.result(&name).await?;
     Ok(Json(body))
 }
 
@@ -325,7 +330,7 @@ async fn steps(
     State(state): State<AppState>,
     Path(name): Path<String>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<StepBody>>, ApiError> {
     let Query(query) = query?;
     let workflow = live(&state, &name).await?;
     let mut tags = Vec::new();
@@ -358,10 +363,10 @@ async fn steps(
     let mut items = Vec::new();
     for status in statuses {
         items.push(match &fields {
-            None => json!(status),
+            None => StepBody::Full(status),
             Some(fields) => {
                 let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
-                Value::Object(
+                StepBody::Fields(
                     status
                         .project(&fields)
                         .map_err(|e| ApiError::bad_request(e.to_string()))?,
@@ -400,7 +405,7 @@ async fn control(
     State(state): State<AppState>,
     Path((name, action)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let request: ControlRequest = optional_body(&body)?;
     let workflow = live(&state, &name).await?;
     let (selector, dry_run) = (request.selector(), request.dry_run);
@@ -416,7 +421,7 @@ async fn control(
             return Err(ApiError::not_found("step action", other));
         }
     }?;
-    Ok(Json(json!(report)))
+    Ok(Json(report).into_response())
 }
 
 /// Sends `message` to the selected steps that have not finished.
@@ -424,7 +429,7 @@ async fn message(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let request: ControlRequest = optional_body(&body)?;
     let workflow = live(&state, &name).await?;
     let message = request
@@ -432,7 +437,7 @@ async fn message(
         .clone()
         .ok_or_else(|| ApiError::bad_request("message is missing"))?;
     let report = workflow.send_message(&request.selector(), message, request.dry_run)?;
-    Ok(Json(json!(report)))
+    Ok(Json(report).into_response())
 }
 
 /// Interrupts the running steps and stops the workflow for good.
@@ -440,10 +445,10 @@ async fn shutdown(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let request: ControlRequest = optional_body(&body)?;
     let report = live(&state, &name).await?.shutdown(request.dry_run)?;
-    Ok(Json(json!(report)))
+    Ok(Json(report).into_response())
 }
 
 /// `DELETE` on a workflow's operation: shuts it down while it runs (idempotent once
@@ -451,7 +456,7 @@ async fn shutdown(
 pub async fn cancel(state: &AppState, op: Operation) -> Result<Response, ApiError> {
     use super::Status;
     match op.status {
-        Status::Cancelled => Ok(Json(op.to_json()).into_response()),
+        Status::Cancelled => Ok(Json(OperationBody::from(&op)).into_response()),
         Status::Running | Status::NotStarted | Status::Unresponsive => {
             live(state, &op.id).await?.shutdown(false)?;
             let runner = runner(state)?;

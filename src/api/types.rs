@@ -1,0 +1,212 @@
+//! The API's response bodies as serde types: the exact field names of the wire (camelCase), a
+//! field left out where a value is absent. Built from the stores' views by the handlers (and
+//! by the callbacks, which send the same bodies).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::backend::{Recorded, Status, SubmissionView};
+use super::operations::location;
+use super::time::format_rfc3339;
+use super::workers::WorkerStatus;
+use crate::interface::SubmissionState;
+use crate::protocol::Message;
+use crate::run::RunReport;
+use crate::workflow::engine::end::Blocked;
+use crate::workflow::{StepState, StepStatus};
+
+/// `{"error": {"code", "message"}}`, every error of the native API.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+}
+
+/// `{"value": [...]}`, the shape of every list; `nextLink` when a listing has another page.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub value: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+}
+
+impl<T> Page<T> {
+    pub fn of(value: Vec<T>) -> Self {
+        Page {
+            value,
+            next_link: None,
+        }
+    }
+}
+
+/// A submission as `GET /v1.0/submissions/{id}` shows it (and its callback sends it).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmissionBody {
+    pub id: String,
+    pub problem: String,
+    pub language: String,
+    pub state: SubmissionState,
+    pub submission_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_subtasks: Option<Vec<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    pub operation_location: String,
+}
+
+impl SubmissionBody {
+    /// `callback_url`: the URL as the client gave it (the store marks it with its style).
+    pub fn of(view: &SubmissionView, callback_url: Option<String>) -> Self {
+        SubmissionBody {
+            id: view.id.clone(),
+            problem: view.problem.clone(),
+            language: view.language.clone(),
+            state: view.state,
+            submission_time: format_rfc3339(view.created_ms),
+            score: view.score,
+            failed_subtasks: view.failed_subtasks.clone(),
+            reason: view.reason.clone(),
+            callback_url,
+            operation_location: location(&view.id),
+        }
+    }
+}
+
+/// One recorded message (SPEC §2) with when it was recorded, when the store keeps that.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedBody<'a> {
+    #[serde(flatten)]
+    pub message: &'a Message,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge_time: Option<String>,
+}
+
+impl<'a> From<&'a Recorded> for RecordedBody<'a> {
+    fn from(r: &'a Recorded) -> Self {
+        RecordedBody {
+            message: &r.message,
+            judge_time: r.judge_time_ms.map(format_rfc3339),
+        }
+    }
+}
+
+/// An ad-hoc run as `GET /v1.0/runs/{id}` shows it (and its callback sends it): the report of
+/// its messages beside its operation's status.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunBody {
+    pub id: String,
+    pub language: String,
+    pub status: Status,
+    pub state: SubmissionState,
+    pub submission_time: String,
+    #[serde(flatten)]
+    pub report: RunReport,
+    /// Why the store ended it (a deadline), when no message says why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub operation_location: String,
+}
+
+impl RunBody {
+    pub fn of(view: &SubmissionView, messages: &[Recorded]) -> Self {
+        let report = RunReport::of(messages.iter().map(|r| &r.message));
+        RunBody {
+            id: view.id.clone(),
+            language: view.language.clone(),
+            status: view.status,
+            state: view.state,
+            submission_time: format_rfc3339(view.created_ms),
+            // The report's own reason, when it has one, is the one shown.
+            reason: view.reason.clone().filter(|_| report.reason.is_none()),
+            report,
+            operation_location: location(&view.id),
+        }
+    }
+}
+
+/// A registered worker (`GET /v1.0/workers`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerBody {
+    pub id: String,
+    pub name: String,
+    pub concurrency: Option<u32>,
+    pub registered_date_time: String,
+    pub last_heartbeat_date_time: String,
+    pub status: WorkerStatus,
+    pub heartbeat_interval_seconds: f64,
+    pub running_operations: BTreeSet<String>,
+    pub last_take: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+}
+
+/// A worker's last reported error and when.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    pub message: String,
+    pub date_time: String,
+}
+
+impl LastError {
+    pub fn of((message, at_ms): &(String, i64)) -> Self {
+        LastError {
+            message: message.clone(),
+            date_time: format_rfc3339(*at_ms),
+        }
+    }
+}
+
+/// A rejudge or validation (`GET /v1.0/workflows/{name}`; listed without `counts`, `blocked`
+/// and `result`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowBody {
+    pub name: String,
+    pub kind: &'static str,
+    /// `null` for a workflow about no one problem.
+    pub problem: Option<String>,
+    pub status: Status,
+    pub percent_complete: u32,
+    pub created_date_time: String,
+    pub last_action_date_time: String,
+    pub operation_location: String,
+    /// Run by this process.
+    pub running: bool,
+    /// Steps per state, while this process runs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<BTreeMap<StepState, usize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<Vec<Blocked>>,
+    /// The workflow's own summary (a rejudge's judgings, a validation's report): JSON its
+    /// definition writes, passed on as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+/// A step of `GET /v1.0/workflows/{name}/steps`: all of it, or the `fields` asked for.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum StepBody {
+    Full(StepStatus),
+    /// Only the fields the client named, so a map rather than a type.
+    Fields(Map<String, Value>),
+}
