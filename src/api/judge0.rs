@@ -20,13 +20,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::backend::{Backend, BackendError, SubmissionView};
 use super::callbacks::Style;
+use super::route::{Route, Verb};
 use super::runs::{queue_with, RunRequest};
 use super::time::format_rfc3339;
 use super::{ApiError, AppState, Status};
@@ -177,16 +177,47 @@ const NOT_KEPT: &[&str] = &[
 ];
 
 /// The routes, at the root (nested under `/judge0` by the main router).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/about", get(about))
-        .route("/config_info", get(config_info))
-        .route("/languages", get(languages))
-        .route("/languages/{id}", get(language))
-        .route("/statuses", get(statuses))
-        .route("/submissions", axum::routing::post(create))
-        .route("/submissions/batch", get(get_batch).post(create_batch))
-        .route("/submissions/{token}", get(show).delete(delete))
+/// Judge0's routes, at the root (the main router has them under `/judge0`). Errors but the
+/// layers' (401, 429, 413) are Judge0's shapes.
+pub(super) fn routes() -> Vec<Route> {
+    use Verb::{Delete, Get, Post};
+    vec![
+        Route::new(Get, "/about", &[200, 401, 429], about),
+        Route::new(Get, "/config_info", &[200, 401, 429], config_info),
+        Route::new(Get, "/languages", &[200, 401, 429], languages),
+        Route::new(Get, "/languages/{id}", &[200, 401, 404, 429], language),
+        Route::new(Get, "/statuses", &[200, 401, 429], statuses),
+        Route::new(
+            Post,
+            "/submissions",
+            &[201, 400, 401, 413, 422, 429, 503],
+            create,
+        ),
+        Route::new(
+            Get,
+            "/submissions/batch",
+            &[200, 400, 401, 422, 429, 503],
+            get_batch,
+        ),
+        Route::new(
+            Post,
+            "/submissions/batch",
+            &[201, 400, 401, 413, 422, 429],
+            create_batch,
+        ),
+        Route::new(
+            Get,
+            "/submissions/{token}",
+            &[200, 400, 401, 404, 429, 503],
+            show,
+        ),
+        Route::new(
+            Delete,
+            "/submissions/{token}",
+            &[400, 401, 404, 429, 503],
+            delete,
+        ),
+    ]
 }
 
 /// A Judge0 error answer: `{"error": message}`, or a validation failure

@@ -18,6 +18,8 @@ pub mod limit;
 mod metrics;
 pub mod operations;
 mod respond;
+mod route;
+mod router;
 mod routes;
 mod runs;
 pub mod status;
@@ -265,13 +267,13 @@ async fn expire_deadlines(backend: Arc<dyn Backend>, shutdown: CancellationToken
 
 /// The API's routes, under `/v1.0`.
 pub fn router(state: AppState) -> Router {
-    routes::router(state)
+    router::router(state)
 }
 
 /// The Judge0-compatible API at the root (`serve --judge0-listen`): the routes the main router
 /// has under `/judge0`, with the same token, rate limit and body limit.
 pub fn judge0_router(state: AppState) -> Router {
-    routes::judge0_router(state)
+    router::judge0_router(state)
 }
 
 /// Serves the Judge0-compatible API ([`judge0_router`]) on `listener` until `shutdown` fires.

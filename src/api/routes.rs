@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures_util::Stream;
 use serde::Deserialize;
 
@@ -20,6 +19,7 @@ use super::error::ApiError;
 use super::filter;
 use super::operations::{Operation, OperationBody, Position, FILTER_FIELDS};
 use super::respond::{accepted, created, list, optional_body, polled};
+use super::route::{Route, Verb};
 use super::time::{format_rfc3339, now_ms};
 use super::types::{LastError, Page, RecordedBody, SubmissionBody, WorkerBody};
 use super::workers::{DispatchError, Holdings, RegisteredWorker, Report, Taken};
@@ -33,53 +33,89 @@ const OPENAPI: &str = include_str!("openapi.json");
 /// notification may be lost while the store reconnects).
 const EVENTS_RECHECK: Duration = Duration::from_secs(2);
 
-pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/v1.0/submissions", post(submit))
-        .route("/v1.0/submissions/{id}", get(submission))
-        .route("/v1.0/submissions/{id}/judge-results", get(judge_results))
-        .route("/v1.0/submissions/{id}/events", get(events))
-        .route("/v1.0/operations", get(list_operations))
-        .route(
+/// The routes of submissions, operations and workers, the OpenAPI document and the metrics.
+pub(super) fn routes() -> Vec<Route> {
+    use Verb::{Delete, Get, Post};
+    vec![
+        Route::new(
+            Post,
+            "/v1.0/submissions",
+            &[202, 400, 401, 413, 415, 429, 503],
+            submit,
+        ),
+        Route::new(
+            Get,
+            "/v1.0/submissions/{id}",
+            &[200, 401, 404, 429, 503],
+            submission,
+        ),
+        Route::new(
+            Get,
+            "/v1.0/submissions/{id}/judge-results",
+            &[200, 401, 404, 429, 503],
+            judge_results,
+        ),
+        Route::new(
+            Get,
+            "/v1.0/submissions/{id}/events",
+            &[200, 401, 404, 429, 503],
+            events,
+        ),
+        Route::new(
+            Get,
+            "/v1.0/operations",
+            &[200, 400, 401, 429, 503],
+            list_operations,
+        ),
+        Route::new(
+            Get,
             "/v1.0/operations/{id}",
-            get(operation).delete(cancel_operation),
-        )
-        .route("/v1.0/workers", get(list_workers).post(register_worker))
-        .route(
+            &[200, 401, 404, 429, 503],
+            operation,
+        ),
+        Route::new(
+            Delete,
+            "/v1.0/operations/{id}",
+            &[200, 401, 404, 405, 409, 429, 503],
+            cancel_operation,
+        ),
+        Route::new(Get, "/v1.0/workers", &[200, 401, 429], list_workers),
+        Route::new(
+            Post,
+            "/v1.0/workers",
+            &[201, 400, 401, 413, 415, 429],
+            register_worker,
+        ),
+        Route::new(Get, "/v1.0/workers/{id}", &[200, 401, 404, 429], one_worker),
+        Route::new(
+            Delete,
             "/v1.0/workers/{id}",
-            get(one_worker).delete(deregister_worker),
-        )
-        .route("/v1.0/workers/{id}/heartbeat", post(heartbeat))
-        .route("/v1.0/workers/{id}/take", post(take))
-        .route("/v1.0/workers/{id}/messages", post(report))
-        .merge(workflows::routes())
-        .merge(super::status::routes())
-        .route("/v1.0/openapi.json", get(openapi))
-        .route("/metrics", get(super::metrics::scrape))
-        .merge(super::runs::routes())
-        .nest("/judge0", super::judge0::routes());
-    guarded(routes, state)
-}
-
-/// The Judge0-compatible API at the root, behind the same layers as [`router`].
-pub fn judge0_router(state: AppState) -> Router {
-    guarded(Router::new().merge(super::judge0::routes()), state)
-}
-
-/// `routes` with the API's fallback (404), body limit, authentication and rate limit.
-fn guarded(routes: Router<AppState>, state: AppState) -> Router {
-    routes
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            super::auth::check,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            super::limit::limit,
-        ))
-        .with_state(state)
+            &[204, 401, 404, 429],
+            deregister_worker,
+        ),
+        // A registered worker's own calls are not rate limited.
+        Route::new(
+            Post,
+            "/v1.0/workers/{id}/heartbeat",
+            &[200, 400, 401, 404, 413],
+            heartbeat,
+        ),
+        Route::new(
+            Post,
+            "/v1.0/workers/{id}/take",
+            &[200, 204, 400, 401, 404, 503],
+            take,
+        ),
+        Route::new(
+            Post,
+            "/v1.0/workers/{id}/messages",
+            &[204, 400, 401, 404, 409, 413, 415, 503],
+            report,
+        ),
+        // Open without a token.
+        Route::new(Get, "/v1.0/openapi.json", &[200, 429], openapi),
+        Route::new(Get, "/metrics", &[200, 401, 429], super::metrics::scrape),
+    ]
 }
 
 #[derive(Deserialize)]
@@ -705,8 +741,4 @@ async fn deregister_worker(
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
-async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "notFound", "no such resource")
 }

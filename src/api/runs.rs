@@ -4,22 +4,29 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 
 use super::backend::Queueing;
 use super::operations::Operation;
 use super::respond::accepted;
+use super::route::{Route, Verb};
 use super::routes::{check_queue, check_source, deadline_ms};
 use super::types::RunBody;
 use super::{ApiError, AppState};
 use crate::protocol::{RunSpec, SourceFile, Submission, RUN_PROBLEM};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1.0/runs", post(create))
-        .route("/v1.0/runs/{id}", get(result))
+pub(super) fn routes() -> Vec<Route> {
+    use Verb::{Get, Post};
+    vec![
+        Route::new(
+            Post,
+            "/v1.0/runs",
+            &[202, 400, 401, 413, 415, 429, 503],
+            create,
+        ),
+        Route::new(Get, "/v1.0/runs/{id}", &[200, 401, 404, 429, 503], result),
+    ]
 }
 
 #[derive(Deserialize)]

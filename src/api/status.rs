@@ -15,8 +15,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use futures_util::Stream;
 use serde::Serialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -24,6 +23,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use super::backend::{BackendError, Recorded, Status, SubmissionView};
 use super::error::ApiError;
 use super::filter::{CmpOp, Expr, Operand, Value as FilterValue};
+use super::route::{Route, Verb};
 use super::time::{format_rfc3339, now_ms};
 use super::types::LastError;
 use super::workers::WorkerStatus;
@@ -51,11 +51,14 @@ pub const TEXT_SHOWN: usize = 300;
 /// Least time between two snapshots of a stream: changes meanwhile are sent as one.
 const COALESCE: Duration = Duration::from_millis(250);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(page))
-        .route("/v1.0/status", get(current))
-        .route("/v1.0/status/events", get(events))
+/// The page (open: it holds no data) and its data.
+pub(super) fn routes() -> Vec<Route> {
+    use Verb::Get;
+    vec![
+        Route::new(Get, "/", &[200, 429], page),
+        Route::new(Get, "/v1.0/status", &[200, 401, 429, 503], current),
+        Route::new(Get, "/v1.0/status/events", &[200, 401, 429], events),
+    ]
 }
 
 async fn page() -> Response {

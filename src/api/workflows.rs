@@ -8,8 +8,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -17,6 +16,7 @@ use super::error::ApiError;
 use super::operations::Operation;
 use super::operations::OperationBody;
 use super::respond::{accepted, list, optional_body, polled};
+use super::route::{Route, Verb};
 use super::time::format_rfc3339;
 use super::types::{Page, StepBody, WorkflowBody};
 use super::AppState;
@@ -29,16 +29,51 @@ use crate::workflow::validate::Solution;
 use crate::workflow::webhook::Webhook;
 use crate::workflow::{Definition, Settings, StepState, Workflow};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1.0/rejudges", post(rejudge))
-        .route("/v1.0/problems/{problem}/validations", post(validation))
-        .route("/v1.0/workflows", get(list_workflows))
-        .route("/v1.0/workflows/{name}", get(workflow))
-        .route("/v1.0/workflows/{name}/steps", get(steps))
-        .route("/v1.0/workflows/{name}/steps/{action}", post(control))
-        .route("/v1.0/workflows/{name}/messages", post(message))
-        .route("/v1.0/workflows/{name}/shutdown", post(shutdown))
+/// Rejudges, validations and the workflows' control API; 503 wherever the service runs no
+/// workflows.
+pub(super) fn routes() -> Vec<Route> {
+    use Verb::{Get, Post};
+    const CONTROL: &[u16] = &[200, 400, 401, 404, 409, 413, 429, 503];
+    vec![
+        Route::new(
+            Post,
+            "/v1.0/rejudges",
+            &[202, 400, 401, 403, 413, 415, 429, 503],
+            rejudge,
+        ),
+        Route::new(
+            Post,
+            "/v1.0/problems/{problem}/validations",
+            &[202, 400, 401, 404, 409, 413, 415, 429, 503],
+            validation,
+        ),
+        Route::new(
+            Get,
+            "/v1.0/workflows",
+            &[200, 401, 429, 503],
+            list_workflows,
+        ),
+        Route::new(
+            Get,
+            "/v1.0/workflows/{name}",
+            &[200, 401, 404, 429, 503],
+            workflow,
+        ),
+        Route::new(
+            Get,
+            "/v1.0/workflows/{name}/steps",
+            &[200, 400, 401, 404, 409, 429, 503],
+            steps,
+        ),
+        Route::new(
+            Post,
+            "/v1.0/workflows/{name}/steps/{action}",
+            CONTROL,
+            control,
+        ),
+        Route::new(Post, "/v1.0/workflows/{name}/messages", CONTROL, message),
+        Route::new(Post, "/v1.0/workflows/{name}/shutdown", CONTROL, shutdown),
+    ]
 }
 
 fn runner(state: &AppState) -> Result<&std::sync::Arc<Runner>, ApiError> {
