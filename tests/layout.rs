@@ -16,19 +16,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::Path;
 
-/// Cycles tolerated for now, each by its modules (second level). Being broken on branch
-/// arch-http; remove when merged.
-const ALLOWED: &[&[&str]] = &[
-    &["api::backend", "api::operations"],
-    &[
-        "api::callbacks",
-        "api::judge0",
-        "api::routes",
-        "api::runs",
-        "api::workflows",
-    ],
-];
-
 /// A module path below its crate's root, e.g. `["workflow", "engine"]`; the root is `[]`.
 type ModPath = Vec<String>;
 /// One path of a use tree, as written (`super::a::B`), with its alias (`as C`) if any.
@@ -42,12 +29,7 @@ fn no_module_imports_one_that_imports_it_back() {
         let krate = Crate::read(&src, root);
         for level in [1, 2] {
             for cycle in cycles(&krate.edges(level)) {
-                let allowed = ALLOWED
-                    .iter()
-                    .any(|allowed| cycle.iter().all(|m| allowed.contains(&m.as_str())));
-                if !allowed {
-                    found.push(format!("{root}, level {level}: {}", cycle.join(" <-> ")));
-                }
+                found.push(format!("{root}, level {level}: {}", cycle.join(" <-> ")));
             }
         }
     }

@@ -29,7 +29,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::StatusCode;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::broadcast::error::RecvError;
@@ -41,7 +40,8 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::auth::Token;
 use super::backend::{Backend, SubmissionView};
-use super::error::ApiError;
+pub use super::callback_url::{check_url, parse_stored, stored_url, Style};
+use super::types::{RunBody, SubmissionBody};
 use super::ApiConfig;
 use crate::backoff::Backoff;
 use crate::workflow::webhook::{Webhook, WebhookError};
@@ -50,37 +50,6 @@ use crate::workflow::webhook::{Webhook, WebhookError};
 pub const TIMESTAMP_HEADER: &str = "Executioner-Timestamp";
 /// The header with `sha256=` and the hex HMAC-SHA256 of `timestamp.body`.
 pub const SIGNATURE_HEADER: &str = "Executioner-Signature";
-
-/// Longest callback URL accepted (it is stored with the submission).
-const MAX_URL_BYTES: usize = 2048;
-
-/// How a callback is sent: the service's own (a POST of the native JSON) or Judge0's (a PUT of
-/// the Judge0 JSON of `GET /submissions/{token}?base64_encoded=true`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
-    Native,
-    Judge0,
-}
-
-/// What marks a stored callback URL as [`Style::Judge0`]; no URL accepted starts with it (they
-/// start with `http://`).
-const JUDGE0_MARK: &str = "judge0:";
-
-/// The callback URL as the store keeps it: `url`, marked with its style unless native.
-pub fn stored_url(url: &str, style: Style) -> String {
-    match style {
-        Style::Native => url.to_owned(),
-        Style::Judge0 => format!("{JUDGE0_MARK}{url}"),
-    }
-}
-
-/// The style and the URL of a stored callback URL ([`stored_url`]).
-pub fn parse_stored(stored: &str) -> (Style, &str) {
-    match stored.strip_prefix(JUDGE0_MARK) {
-        Some(url) => (Style::Judge0, url),
-        None => (Style::Native, stored),
-    }
-}
 
 /// How callbacks are signed and sent; defaults in [`CallbackConfig::default`].
 #[derive(Debug, Clone)]
@@ -109,43 +78,6 @@ impl Default for CallbackConfig {
             sweep: Duration::from_secs(30),
         }
     }
-}
-
-/// Refuses (400) a callback URL that is not an `http://` URL (or longer than 2 KiB), whose host the operator did not
-/// allow (`serve --webhook-allow`, the list rejudge webhooks use), or any callback when there is
-/// no secret to sign it with.
-pub fn check_url(url: &str, config: &ApiConfig) -> Result<Webhook, ApiError> {
-    if url.len() > MAX_URL_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "callbackUrl is {} bytes; at most {MAX_URL_BYTES} are accepted",
-            url.len()
-        )));
-    }
-    let webhook = Webhook::parse(url)
-        .map_err(|e| ApiError::bad_request(format!("callbackUrl is not valid: {e}")))?;
-    let refused = |message: String| {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "callbackNotAllowed",
-            message,
-        ))
-    };
-    if !webhook.is_allowed(&config.webhook_hosts) {
-        return refused(if config.webhook_hosts.is_empty() {
-            "this service sends no callbacks (its operator can allow hosts with serve --webhook-allow)".to_owned()
-        } else {
-            format!(
-                "callbacks may only go to {}",
-                config.webhook_hosts.join(", ")
-            )
-        });
-    }
-    if config.callbacks.secret.is_none() {
-        return refused(
-            "this service sends no callbacks: it has no secret to sign them with (serve --callback-secret)".to_owned(),
-        );
-    }
-    Ok(webhook.with_timeout(config.callbacks.timeout))
 }
 
 /// The hex HMAC-SHA256 of `timestamp.body` under `secret` (without the `sha256=`).
@@ -195,14 +127,16 @@ async fn body_of(backend: &dyn Backend, view: &SubmissionView, style: Style) -> 
         }
     }
     if view.problem == crate::protocol::RUN_PROBLEM {
-        match super::runs::run_json(backend, view).await {
-            Ok(run) => return json_text(&run),
+        match backend.messages(&view.id).await {
+            Ok(messages) => {
+                return json_text(&RunBody::of(view, &messages.unwrap_or_default()));
+            }
             Err(e) => {
                 warn!(submission_id = %view.id, error = %e, "cannot read the run's result for its callback")
             }
         }
     }
-    json_text(&super::routes::submission_json(view))
+    json_text(&SubmissionBody::of(view))
 }
 
 /// `body` as JSON text; these bodies are plain fields, which always serialise.
@@ -456,31 +390,6 @@ mod tests {
         );
         // Moving the dot changes the signature.
         assert_ne!(signature(&secret, 12, "3.x"), signature(&secret, 123, "x"));
-    }
-
-    #[test]
-    fn urls_need_an_allowed_host_and_a_secret() {
-        let config = |hosts: &[&str], secret: Option<&str>| ApiConfig {
-            webhook_hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            callbacks: CallbackConfig {
-                secret: secret.map(Token::new),
-                ..CallbackConfig::default()
-            },
-            ..ApiConfig::default()
-        };
-        let allowed = config(&["hooks.local"], Some("s"));
-        assert!(check_url("http://hooks.local:9/x", &allowed).is_ok());
-        let code = |url, config: &ApiConfig| check_url(url, config).unwrap_err().code;
-        assert_eq!(code("http://other.local/x", &allowed), "callbackNotAllowed");
-        assert_eq!(code("https://hooks.local/x", &allowed), "badRequest");
-        assert_eq!(code("", &allowed), "badRequest");
-        let long = format!("http://hooks.local/{}", "x".repeat(MAX_URL_BYTES));
-        assert_eq!(code(&long, &allowed), "badRequest");
-        let unsigned = config(&["hooks.local"], None);
-        assert_eq!(
-            code("http://hooks.local/x", &unsigned),
-            "callbackNotAllowed"
-        );
     }
 
     #[tokio::test]

@@ -4,8 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-
-use super::types::{ErrorBody, ErrorDetail};
+use serde::Serialize;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -67,6 +66,18 @@ impl From<crate::workflow::store::StoreError> for ApiError {
     fn from(e: crate::workflow::store::StoreError) -> Self {
         ApiError::unavailable("the workflow store", &e)
     }
+}
+
+/// `{"error": {"code", "message"}}`, every error of the native API.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
 }
 
 impl IntoResponse for ApiError {

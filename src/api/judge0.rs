@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::backend::{Backend, BackendError, SubmissionView};
-use super::callbacks::Style;
+use super::callback_url::Style;
 use super::route::{Route, Verb};
 use super::runs::{queue_with, RunRequest};
 use super::time::format_rfc3339;

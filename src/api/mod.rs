@@ -8,8 +8,10 @@
 //! with `executioner worker --interface postgres` processes. Local workers take submissions
 //! from [`AppState::worker_interface`].
 
+mod admission;
 pub mod auth;
 pub mod backend;
+mod callback_url;
 pub mod callbacks;
 mod error;
 pub mod filter;
@@ -24,6 +26,7 @@ mod routes;
 mod runs;
 pub mod status;
 mod types;
+mod view;
 /// The API's timestamps; the module is shared with the workflows.
 pub use crate::time;
 pub mod workers;

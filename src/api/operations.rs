@@ -5,9 +5,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::backend::{Status, SubmissionView};
 use super::filter::Value as FilterValue;
 use super::time::format_rfc3339;
+use super::view::{Status, SubmissionView};
 use crate::workflow::runner::{Outcome, View};
 
 /// Fields `$filter` may name.

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::operations::{location, Operation, OperationBody};
 use super::types::Page;
+use super::view::Status;
 
 /// Header text from ids and paths: they come from UUIDs or from URLs the client sent, so they
 /// are valid header text; fall back to nothing rather than fail.
@@ -73,4 +74,20 @@ pub fn optional_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Ap
     }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid: {e}")))
+}
+
+pub fn not_cancellable(status: Status) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "notCancellable",
+        format!(
+            "the operation is {}; only a not started submission, or a running rejudge or validation, can be cancelled",
+            status.as_str()
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET"));
+    response
 }

@@ -14,18 +14,19 @@ use axum::Json;
 use futures_util::Stream;
 use serde::Deserialize;
 
+use super::admission::{check_queue, check_source, deadline_ms};
 use super::backend::{Cancel, Queueing, Recorded, SubmissionView};
 use super::error::ApiError;
 use super::filter;
 use super::operations::{Operation, OperationBody, Position, FILTER_FIELDS};
-use super::respond::{accepted, created, list, optional_body, polled};
+use super::respond::{accepted, created, list, not_cancellable, optional_body, polled};
 use super::route::{Route, Verb};
 use super::time::{format_rfc3339, now_ms};
 use super::types::{LastError, Page, RecordedBody, SubmissionBody, WorkerBody};
 use super::workers::{DispatchError, Holdings, RegisteredWorker, Report, Taken};
 use super::{workflows, AppState};
 use crate::problem::{is_valid_id, ProblemError};
-use crate::protocol::{check_files, Message, SourceFile, Submission};
+use crate::protocol::{Message, SourceFile, Submission};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -168,58 +169,6 @@ fn check_submission(state: &AppState, request: &SubmitRequest) -> Result<Option<
     }
 }
 
-/// Refuses a source that can never be judged: oversized or empty, files the judge would refuse,
-/// an unknown language (when the service knows them).
-pub(super) fn check_source(
-    state: &AppState,
-    language: &str,
-    source_code: &str,
-    files: &[SourceFile],
-) -> Result<(), ApiError> {
-    let config = &state.config;
-    if source_code.len() > config.max_source_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "sourceTooLarge",
-            format!(
-                "sourceCode is {} bytes; at most {} are accepted",
-                source_code.len(),
-                config.max_source_bytes
-            ),
-        ));
-    }
-    if source_code.trim().is_empty() {
-        return Err(ApiError::bad_request("sourceCode is empty"));
-    }
-    let total = source_code.len() + files.iter().map(|f| f.content.len()).sum::<usize>();
-    if total > config.max_source_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "sourceTooLarge",
-            format!(
-                "sourceCode and files are {total} bytes; at most {} are accepted",
-                config.max_source_bytes
-            ),
-        ));
-    }
-    // The names the judge would refuse (`invalid`) are refused here at once; the language's own
-    // source name is checked when the registry is known.
-    let main = config
-        .languages
-        .as_ref()
-        .and_then(|l| l.resolve(language))
-        .map_or("", |l| l.source.as_str());
-    check_files(files, main).map_err(ApiError::bad_request)?;
-    if let Some(languages) = &config.languages {
-        if languages.resolve(language).is_none() {
-            return Err(ApiError::bad_request(format!(
-                "unknown language {language:?}"
-            )));
-        }
-    }
-    Ok(())
-}
-
 async fn submit(
     State(state): State<AppState>,
     body: Result<Json<SubmitRequest>, JsonRejection>,
@@ -228,7 +177,7 @@ async fn submit(
     let total_tests = check_submission(&state, &request)?;
     let config = &state.config;
     if let Some(url) = &request.callback_url {
-        super::callbacks::check_url(url, config)?;
+        super::callback_url::check_url(url, config)?;
     }
     check_queue(&state).await?;
     let submission = Submission {
@@ -255,39 +204,6 @@ async fn submit(
         &Operation::of_submission(&view),
         config.retry_after_secs,
     ))
-}
-
-/// Longest deadline an operation may be given: a week.
-const MAX_DEADLINE_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
-
-/// When an operation asking for `deadlineSeconds` (or, without, the operator's default) times
-/// out, ms since the epoch; 400 for a deadline that is not a positive number of seconds up to
-/// a week.
-pub(super) fn deadline_ms(state: &AppState, asked: Option<f64>) -> Result<Option<i64>, ApiError> {
-    let Some(seconds) = asked.or(state.config.deadline.map(|d| d.as_secs_f64())) else {
-        return Ok(None);
-    };
-    if !(seconds > 0.0 && seconds <= MAX_DEADLINE_SECONDS) {
-        return Err(ApiError::bad_request(format!(
-            "deadlineSeconds must be above 0 and at most {MAX_DEADLINE_SECONDS}"
-        )));
-    }
-    Ok(Some(now_ms() + (seconds * 1000.0).round() as i64))
-}
-
-/// 503 with `Retry-After` when the queue is full.
-pub(super) async fn check_queue(state: &AppState) -> Result<(), ApiError> {
-    let config = &state.config;
-    if state.backend.queued().await? >= config.max_queued {
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "queueFull",
-            "too many submissions are waiting; try again later",
-        );
-        e.retry_after = Some(config.retry_after_secs.max(1));
-        return Err(e);
-    }
-    Ok(())
 }
 
 async fn find_submission(state: &AppState, id: &str) -> Result<SubmissionView, ApiError> {
@@ -319,22 +235,6 @@ async fn operation(
     Ok(polled(&op, state.config.retry_after_secs))
 }
 
-pub(super) fn not_cancellable(status: super::Status) -> Response {
-    let mut response = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "notCancellable",
-        format!(
-            "the operation is {}; only a not started submission, or a running rejudge or validation, can be cancelled",
-            status.as_str()
-        ),
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET"));
-    response
-}
-
 /// Cancels a submission that no worker has taken, or shuts a running workflow down; idempotent.
 async fn cancel_operation(
     State(state): State<AppState>,
@@ -363,16 +263,7 @@ async fn submission(
     Path(id): Path<String>,
 ) -> Result<Json<SubmissionBody>, ApiError> {
     let view = find_submission(&state, &id).await?;
-    Ok(Json(submission_json(&view)))
-}
-
-/// A submission as `GET /v1.0/submissions/{id}` shows it (and its callback sends it).
-pub(super) fn submission_json(view: &SubmissionView) -> SubmissionBody {
-    let callback_url = view
-        .callback_url
-        .as_deref()
-        .map(|url| super::callbacks::parse_stored(url).1.to_owned());
-    SubmissionBody::of(view, callback_url)
+    Ok(Json(SubmissionBody::of(&view)))
 }
 
 async fn judge_results(

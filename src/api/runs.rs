@@ -7,11 +7,11 @@ use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 
+use super::admission::{check_queue, check_source, deadline_ms};
 use super::backend::Queueing;
 use super::operations::Operation;
 use super::respond::accepted;
 use super::route::{Route, Verb};
-use super::routes::{check_queue, check_source, deadline_ms};
 use super::types::RunBody;
 use super::{ApiError, AppState};
 use crate::protocol::{RunSpec, SourceFile, Submission, RUN_PROBLEM};
@@ -154,14 +154,14 @@ pub(super) async fn queue(
     state: &AppState,
     request: RunRequest,
 ) -> Result<super::backend::SubmissionView, ApiError> {
-    queue_with(state, request, super::callbacks::Style::Native).await
+    queue_with(state, request, super::callback_url::Style::Native).await
 }
 
 /// [`queue`], its callback (if any) sent in `style`.
 pub(super) async fn queue_with(
     state: &AppState,
     request: RunRequest,
-    style: super::callbacks::Style,
+    style: super::callback_url::Style,
 ) -> Result<super::backend::SubmissionView, ApiError> {
     check_source(
         state,
@@ -171,7 +171,7 @@ pub(super) async fn queue_with(
     )?;
     let run = run_spec(state, &request)?;
     if let Some(url) = &request.callback_url {
-        super::callbacks::check_url(url, state.config())?;
+        super::callback_url::check_url(url, state.config())?;
     }
     let deadline_ms = deadline_ms(state, request.deadline_seconds)?;
     check_queue(state).await?;
@@ -191,7 +191,7 @@ pub(super) async fn queue_with(
             Queueing {
                 callback_url: request
                     .callback_url
-                    .map(|url| super::callbacks::stored_url(&url, style)),
+                    .map(|url| super::callback_url::stored_url(&url, style)),
                 deadline_ms,
             },
         )
@@ -223,14 +223,6 @@ async fn result(
         Some(view) if view.problem == RUN_PROBLEM => view,
         _ => return Err(ApiError::not_found("run", &id)),
     };
-    Ok(Json(run_json(&**backend, &view).await?))
-}
-
-/// What a client reads of run `view` (`GET /v1.0/runs/{id}`, and its callback).
-pub(super) async fn run_json(
-    backend: &dyn super::Backend,
-    view: &super::backend::SubmissionView,
-) -> Result<RunBody, super::backend::BackendError> {
-    let messages = backend.messages(&view.id).await?.unwrap_or_default();
-    Ok(RunBody::of(view, &messages))
+    let messages = backend.messages(&id).await?.unwrap_or_default();
+    Ok(Json(RunBody::of(&view, &messages)))
 }

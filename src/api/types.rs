@@ -7,27 +7,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::backend::{Recorded, Status, SubmissionView};
+use super::backend::Recorded;
+use super::callback_url::parse_stored;
 use super::operations::location;
 use super::time::format_rfc3339;
+use super::view::{Status, SubmissionView};
 use super::workers::WorkerStatus;
 use crate::interface::SubmissionState;
 use crate::protocol::Message;
 use crate::run::RunReport;
 use crate::workflow::engine::end::Blocked;
 use crate::workflow::{StepState, StepStatus};
-
-/// `{"error": {"code", "message"}}`, every error of the native API.
-#[derive(Debug, Serialize)]
-pub struct ErrorBody<'a> {
-    pub error: ErrorDetail<'a>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ErrorDetail<'a> {
-    pub code: &'a str,
-    pub message: &'a str,
-}
 
 /// `{"value": [...]}`, the shape of every list; `nextLink` when a listing has another page.
 #[derive(Debug, Serialize)]
@@ -68,8 +58,12 @@ pub struct SubmissionBody {
 }
 
 impl SubmissionBody {
-    /// `callback_url`: the URL as the client gave it (the store marks it with its style).
-    pub fn of(view: &SubmissionView, callback_url: Option<String>) -> Self {
+    pub fn of(view: &SubmissionView) -> Self {
+        // As the client gave it: the store marks it with its style.
+        let callback_url = view
+            .callback_url
+            .as_deref()
+            .map(|url| parse_stored(url).1.to_owned());
         SubmissionBody {
             id: view.id.clone(),
             problem: view.problem.clone(),

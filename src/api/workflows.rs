@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::error::ApiError;
 use super::operations::Operation;
 use super::operations::OperationBody;
-use super::respond::{accepted, list, optional_body, polled};
+use super::respond::{accepted, list, not_cancellable, optional_body, polled};
 use super::route::{Route, Verb};
 use super::time::format_rfc3339;
 use super::types::{Page, StepBody, WorkflowBody};
@@ -504,8 +504,6 @@ pub async fn cancel(state: &AppState, op: Operation) -> Result<Response, ApiErro
                 state.config.retry_after_secs,
             ))
         }
-        Status::Succeeded | Status::Failed | Status::Timeout => {
-            Ok(super::routes::not_cancellable(op.status))
-        }
+        Status::Succeeded | Status::Failed | Status::Timeout => Ok(not_cancellable(op.status)),
     }
 }
