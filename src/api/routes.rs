@@ -22,7 +22,7 @@ use super::operations::{Operation, OperationBody, Position, FILTER_FIELDS};
 use super::respond::{accepted, created, list, not_cancellable, optional_body, polled};
 use super::route::{Route, Verb};
 use super::time::{format_rfc3339, now_ms};
-use super::types::{LastError, Page, RecordedBody, SubmissionBody, WorkerBody};
+use super::types::{Page, RecordedBody, SubmissionBody, WorkerBody, WorkerSummary};
 use super::workers::{DispatchError, Holdings, RegisteredWorker, Report, Taken};
 use super::{workflows, AppState};
 use crate::problem::{is_valid_id, ProblemError};
@@ -450,18 +450,13 @@ struct RegisterRequest {
 }
 
 fn worker_json(state: &AppState, worker: &RegisteredWorker, now: i64) -> WorkerBody {
+    let status = state.workers.status_at(worker, now);
     WorkerBody {
-        id: worker.id.clone(),
-        name: worker.name.clone(),
-        concurrency: worker.concurrency,
+        summary: WorkerSummary::of(worker, status, str::to_owned),
         registered_date_time: format_rfc3339(worker.registered_ms),
-        last_heartbeat_date_time: format_rfc3339(worker.last_heartbeat_ms),
-        status: state.workers.status_at(worker, now),
         heartbeat_interval_seconds: state.config.heartbeat_interval.as_secs_f64(),
         running_operations: worker.running.clone(),
         last_take: worker.last_take,
-        reported_status: worker.reported_status.clone(),
-        last_error: worker.last_error.as_ref().map(LastError::of),
     }
 }
 

@@ -25,8 +25,7 @@ use super::error::ApiError;
 use super::filter::{CmpOp, Expr, Operand, Value as FilterValue};
 use super::route::{Route, Verb};
 use super::time::{format_rfc3339, now_ms};
-use super::types::LastError;
-use super::workers::WorkerStatus;
+use super::types::{SubmissionEnd, WorkerSummary};
 use super::AppState;
 use crate::interface::SubmissionState;
 use crate::protocol::Body;
@@ -219,16 +218,10 @@ pub struct LocalWorker {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerShown {
-    pub id: String,
-    pub name: String,
-    pub status: WorkerStatus,
-    pub concurrency: Option<u32>,
+    #[serde(flatten)]
+    pub summary: WorkerSummary,
+    /// How many submissions it holds.
     pub running_operations: usize,
-    pub last_heartbeat_date_time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reported_status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<LastError>,
 }
 
 /// What every submission in a snapshot shows.
@@ -282,12 +275,8 @@ pub struct RunningShown {
 pub struct FinishedShown {
     #[serde(flatten)]
     pub submission: SubmissionShown,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub score: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failed_subtasks: Option<Vec<u32>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub end: SubmissionEnd,
 }
 
 /// The status, without the time it was taken (so that two can be compared).
@@ -324,17 +313,8 @@ pub async fn snapshot(state: &AppState) -> Result<Snapshot, BackendError> {
         .iter()
         .take(WORKERS_SHOWN)
         .map(|worker| WorkerShown {
-            id: worker.id.clone(),
-            name: cut(&worker.name),
-            status: state.workers().status_at(worker, now),
-            concurrency: worker.concurrency,
+            summary: WorkerSummary::of(worker, state.workers().status_at(worker, now), cut),
             running_operations: worker.running.len(),
-            last_heartbeat_date_time: format_rfc3339(worker.last_heartbeat_ms),
-            reported_status: worker.reported_status.as_deref().map(cut),
-            last_error: worker.last_error.as_ref().map(|(error, at)| LastError {
-                message: cut(error),
-                date_time: format_rfc3339(*at),
-            }),
         })
         .collect();
     Ok(Snapshot {
@@ -384,9 +364,7 @@ fn running_shown(view: &SubmissionView, messages: &[Recorded]) -> RunningShown {
 fn finished_shown(view: &SubmissionView) -> FinishedShown {
     FinishedShown {
         submission: SubmissionShown::of(view),
-        score: view.score,
-        failed_subtasks: view.failed_subtasks.clone(),
-        reason: view.reason.as_deref().map(cut),
+        end: SubmissionEnd::of(view, cut),
     }
 }
 

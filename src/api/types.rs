@@ -12,7 +12,7 @@ use super::callback_url::parse_stored;
 use super::operations::location;
 use super::time::format_rfc3339;
 use super::view::{Status, SubmissionView};
-use super::workers::WorkerStatus;
+use super::workers::{RegisteredWorker, WorkerStatus};
 use crate::interface::SubmissionState;
 use crate::protocol::Message;
 use crate::run::RunReport;
@@ -46,12 +46,8 @@ pub struct SubmissionBody {
     pub language: String,
     pub state: SubmissionState,
     pub submission_time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub score: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failed_subtasks: Option<Vec<u32>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub end: SubmissionEnd,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
     pub operation_location: String,
@@ -70,11 +66,33 @@ impl SubmissionBody {
             language: view.language.clone(),
             state: view.state,
             submission_time: format_rfc3339(view.created_ms),
-            score: view.score,
-            failed_subtasks: view.failed_subtasks.clone(),
-            reason: view.reason.clone(),
+            end: SubmissionEnd::of(view, str::to_owned),
             callback_url,
             operation_location: location(&view.id),
+        }
+    }
+}
+
+/// How a submission ended, as far as it has: its score, the subtasks it failed, why it ended
+/// in `invalidData` or `error`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmissionEnd {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_subtasks: Option<Vec<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl SubmissionEnd {
+    /// `view`'s end, its reason through `text`.
+    pub fn of(view: &SubmissionView, text: impl Fn(&str) -> String) -> Self {
+        SubmissionEnd {
+            score: view.score,
+            failed_subtasks: view.failed_subtasks.clone(),
+            reason: view.reason.as_deref().map(text),
         }
     }
 }
@@ -133,23 +151,53 @@ impl RunBody {
     }
 }
 
-/// A registered worker (`GET /v1.0/workers`).
-#[derive(Debug, Serialize)]
+/// What every view of a registered worker shows (`GET /v1.0/workers`, the status page).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WorkerBody {
+pub struct WorkerSummary {
     pub id: String,
     pub name: String,
     pub concurrency: Option<u32>,
-    pub registered_date_time: String,
-    pub last_heartbeat_date_time: String,
     pub status: WorkerStatus,
-    pub heartbeat_interval_seconds: f64,
-    pub running_operations: BTreeSet<String>,
-    pub last_take: u64,
+    pub last_heartbeat_date_time: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reported_status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+}
+
+impl WorkerSummary {
+    /// `worker` with `status`, its free text (name, reported status, error) through `text`.
+    pub fn of(
+        worker: &RegisteredWorker,
+        status: WorkerStatus,
+        text: impl Fn(&str) -> String,
+    ) -> Self {
+        WorkerSummary {
+            id: worker.id.clone(),
+            name: text(&worker.name),
+            concurrency: worker.concurrency,
+            status,
+            last_heartbeat_date_time: format_rfc3339(worker.last_heartbeat_ms),
+            reported_status: worker.reported_status.as_deref().map(&text),
+            last_error: worker.last_error.as_ref().map(|(message, at)| LastError {
+                message: text(message),
+                date_time: format_rfc3339(*at),
+            }),
+        }
+    }
+}
+
+/// A registered worker (`GET /v1.0/workers`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerBody {
+    #[serde(flatten)]
+    pub summary: WorkerSummary,
+    pub registered_date_time: String,
+    pub heartbeat_interval_seconds: f64,
+    pub running_operations: BTreeSet<String>,
+    pub last_take: u64,
 }
 
 /// A worker's last reported error and when.
@@ -158,15 +206,6 @@ pub struct WorkerBody {
 pub struct LastError {
     pub message: String,
     pub date_time: String,
-}
-
-impl LastError {
-    pub fn of((message, at_ms): &(String, i64)) -> Self {
-        LastError {
-            message: message.clone(),
-            date_time: format_rfc3339(*at_ms),
-        }
-    }
 }
 
 /// A rejudge or validation (`GET /v1.0/workflows/{name}`; listed without `counts`, `blocked`
