@@ -304,35 +304,10 @@ async fn postgres_throughput(
     for slots in [1usize, 2] {
         let db = pg::TestDatabase::create().await;
         let front = db.interface().await;
-        let slots_arg = slots.to_string();
-        let mut args = vec![
-            "worker",
-            "--interface",
-            "postgres",
-            "--concurrency",
-            &slots_arg,
-        ];
-        match features {
-            Features::None => args.extend(["--no-pin-cpus", "--compile-cache-mb", "0"]),
-            Features::All => args.extend([
-                "--warm-pool",
-                "2",
-                "--warm-languages",
-                "gcc-12,g++-12,python-3.11,java-17",
-            ]),
-        }
         let cache = scratch.join(format!("compile-cache-postgres-{slots}"));
-        let cache = cache.to_string_lossy().into_owned();
-        let env = [
-            ("DATABASE_URL", db.url.as_str()),
-            ("EXECUTIONER_COMPILE_CACHE_DIR", cache.as_str()),
-        ];
-        let mut workers: Vec<WorkerProcess> = (0..2)
-            .map(|_| WorkerProcess::spawn_on(root, &args, &env))
+        let workers: Vec<WorkerProcess> = (0..2)
+            .map(|_| postgres_worker(root, &cache, &db, slots, features))
             .collect();
-        for worker in &mut workers {
-            worker.wait_for_log("worker started", Duration::from_secs(60));
-        }
         // Unmeasured: a round that warms the images, the problem, the pools and the caches.
         let (warm, _) = mix("warm", 1);
         front.enqueue(&warm).await?;
@@ -377,18 +352,13 @@ async fn postgres_latency(root: &Path, scratch: &Path, features: Features) -> an
     package(root, &problem, "1", &sums(TESTS))?;
     let db = pg::TestDatabase::create().await;
     let front = db.interface().await;
-    let mut args = vec!["worker", "--interface", "postgres", "--concurrency", "1"];
-    if let Features::None = features {
-        args.extend(["--no-pin-cpus", "--compile-cache-mb", "0"]);
-    }
-    let cache = scratch.join("compile-cache-postgres-latency");
-    let cache = cache.to_string_lossy().into_owned();
-    let env = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("EXECUTIONER_COMPILE_CACHE_DIR", cache.as_str()),
-    ];
-    let mut worker = WorkerProcess::spawn_on(root, &args, &env);
-    worker.wait_for_log("worker started", Duration::from_secs(60));
+    let worker = postgres_worker(
+        root,
+        &scratch.join("compile-cache-latency"),
+        &db,
+        1,
+        features,
+    );
     let mut per_test = Vec::new();
     // One round more than measured: the first warms the caches.
     for round in 0..=ROUNDS {
@@ -420,6 +390,36 @@ async fn postgres_latency(root: &Path, scratch: &Path, features: Features) -> an
         ms(per_test.saturating_sub(bare))
     );
     Ok(())
+}
+
+/// An `executioner worker --interface postgres` process of `slots` on `db`, with `features`
+/// (its compile cache in `cache`), once it has started.
+fn postgres_worker(
+    root: &Path,
+    cache: &Path,
+    db: &pg::TestDatabase,
+    slots: usize,
+    features: Features,
+) -> WorkerProcess {
+    let slots = slots.to_string();
+    let mut args = vec!["worker", "--interface", "postgres", "--concurrency", &slots];
+    match features {
+        Features::None => args.extend(["--no-pin-cpus", "--compile-cache-mb", "0"]),
+        Features::All => args.extend([
+            "--warm-pool",
+            "2",
+            "--warm-languages",
+            "gcc-12,g++-12,python-3.11,java-17",
+        ]),
+    }
+    let cache = cache.to_string_lossy();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("EXECUTIONER_COMPILE_CACHE_DIR", cache.as_ref()),
+    ];
+    let mut worker = WorkerProcess::spawn_on(root, &args, &env);
+    worker.wait_for_log("worker started", Duration::from_secs(60));
+    worker
 }
 
 /// Waits until `count` submissions whose id is `LIKE` `pattern` are final.
