@@ -39,11 +39,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use super::auth::Token;
-use super::backend::{Backend, SubmissionView};
 pub use super::callback_url::{check_url, parse_stored, stored_url, Style};
 use super::types::{RunBody, SubmissionBody};
 use super::ApiConfig;
 use crate::backoff::Backoff;
+use crate::store::{Backend, SubmissionView};
 use crate::workflow::webhook::{Webhook, WebhookError};
 
 /// The header with the attempt's time, unix seconds.
