@@ -246,8 +246,10 @@ impl AppState {
 /// How often operations past their deadline are ended.
 const DEADLINE_SWEEP: Duration = Duration::from_millis(500);
 
-/// Ends operations past their deadline ([`Backend::expire`]) every [`DEADLINE_SWEEP`] until
+/// Ends operations past their deadline ([`Intake::expire`]) every [`DEADLINE_SWEEP`] until
 /// `shutdown`.
+///
+/// [`Intake::expire`]: crate::store::Intake::expire
 async fn expire_deadlines(backend: Arc<dyn Backend>, shutdown: CancellationToken) {
     loop {
         match backend.expire(time::now_ms()).await {

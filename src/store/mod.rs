@@ -1,8 +1,9 @@
 //! The stores: where submissions, their messages, the results of rejudges and the state of
 //! workflows are kept, behind small capability traits (in the manner of apalis), with one module
-//! per backend owning its schema, its statements and every trait it implements: [`memory`] (the
-//! default of `executioner serve`), [`postgres`] (`--database-url`). The API and the workflows
-//! see only the traits.
+//! per backend owning its statements and every trait it implements: [`memory`] (the default of
+//! `executioner serve`), [`postgres`] (`--database-url`; over the tables of
+//! `crate::interface::postgres`, which keeps the schema). The API and the workflows see only the
+//! traits.
 //!
 //! - Listing ([`Listing`]): a submission, a page of them, their messages, cancelling, changes.
 //! - Intake ([`Intake`]): queueing a submission, the count waiting, the workers' interface,

@@ -47,7 +47,7 @@ struct Entry {
     callback_sent_ms: Option<i64>,
     /// Ended at its deadline (its state is then `Cancelled`).
     timed_out: bool,
-    /// Held by a remote worker that missed a heartbeat ([`Backend::holders_silent`]).
+    /// Held by a remote worker that missed a heartbeat ([`Intake::holders_silent`]).
     silent: bool,
 }
 
@@ -119,7 +119,7 @@ struct Table {
     next_seq: u64,
     /// Deadlines not reached yet (ms since the epoch, id), soonest first.
     deadlines: BTreeSet<(i64, String)>,
-    /// Ids flagged `silent` by the last [`Backend::holders_silent`].
+    /// Ids flagged `silent` by the last [`Intake::holders_silent`].
     silent: HashSet<String>,
 }
 
