@@ -7,7 +7,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
-pub use crate::store::operation::{Kind, Operation, SortKey, FILTER_FIELDS};
+use crate::store::operation::{Kind, SortKey};
+/// A submission's operation and its `$filter` fields are the stores'; the handlers name them
+/// here, with what the API adds to them.
+pub use crate::store::operation::{Operation, FILTER_FIELDS};
 use crate::store::Status;
 use crate::time::format_rfc3339;
 use crate::workflow::runner::{Outcome, View};
