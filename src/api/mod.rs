@@ -4,9 +4,9 @@
 //! a submission's messages are read or streamed as Server-Sent Events; workflows are
 //! controlled step by step; remote workers register, take submissions and report.
 //!
-//! Submissions live in a [`Backend`] (`crate::store`): in memory (the default), or in the Postgres store shared
-//! with `executioner worker --interface postgres` processes. Local workers take submissions
-//! from [`AppState::worker_interface`].
+//! Submissions live in a [`Backend`] (`crate::store`): in memory (the default), or in the
+//! Postgres store shared with `executioner worker --interface postgres` processes. Local workers
+//! take submissions from [`AppState::worker_interface`].
 
 mod admission;
 pub mod auth;
