@@ -76,9 +76,9 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::api::backend::memory::MemoryBackend;
     use crate::api::ApiConfig;
     use crate::interface::memory::MemoryInterface;
+    use crate::store::memory::MemoryBackend;
 
     /// The OpenAPI document as the router serves it.
     async fn served_document() -> Value {

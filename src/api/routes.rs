@@ -15,9 +15,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use super::admission::{check_queue, check_source, deadline_ms};
-use super::backend::{Cancel, Queueing, Recorded, SubmissionView};
 use super::error::ApiError;
-use super::filter;
 use super::operations::{Operation, OperationBody, Position, FILTER_FIELDS};
 use super::respond::{accepted, created, list, not_cancellable, optional_body, polled};
 use super::route::{Route, Verb};
@@ -27,6 +25,8 @@ use super::workers::{DispatchError, Holdings, RegisteredWorker, Report, Taken};
 use super::{workflows, AppState};
 use crate::problem::{is_valid_id, ProblemError};
 use crate::protocol::{Message, SourceFile, Submission};
+use crate::store::filter;
+use crate::store::{Cancel, Queueing, Recorded, SubmissionView};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
