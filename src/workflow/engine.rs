@@ -9,6 +9,8 @@ pub mod builder;
 pub mod control;
 pub mod end;
 pub mod step;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;

@@ -42,5 +42,3 @@ pub use engine::{Event, StepContext, Workflow};
 pub use judging::{Judgement, SubmissionJudge};
 pub use runner::Runner;
 
-#[cfg(test)]
-mod tests;

@@ -9,10 +9,10 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::control::{Applied, ControlError};
-use super::engine::end::{BlockReason, EndState, Unmet};
-use super::engine::Event;
-use super::*;
+use super::control::{Applied, ControlError};
+use super::end::{BlockReason, EndState, Unmet};
+use super::Event;
+use crate::workflow::*;
 use crate::store::memory::MemoryWorkflowStore;
 use crate::store::WorkflowStore;
 use StepState::*;
