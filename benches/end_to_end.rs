@@ -46,11 +46,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use executioner::compile_cache::CompileCacheConfig;
-use executioner::interface::memory::MemoryInterface;
 use executioner::interface::{Interface, InterfaceError, Sent};
 use executioner::judge::{Judge, JudgeConfig};
 use executioner::protocol::{Body, Message, Submission};
 use executioner::setup::{build_judge, Setup, WarmPool};
+use executioner::store::memory::MemoryInterface;
 use executioner::worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 use worker_process::WorkerProcess;

@@ -18,8 +18,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use executioner::interface::{FirestoreInterface, Interface, PostgresInterface, Sent};
+use executioner::interface::{Interface, Sent};
 use executioner::protocol::{Body, CompileResult, Message, Submission};
+use executioner::store::firestore::FirestoreInterface;
+use executioner::store::postgres::PostgresInterface;
 use executioner::verdict::Verdict;
 
 fn sequence() -> Vec<Body> {
@@ -138,7 +140,7 @@ async fn firestore(workers: usize, n: usize) -> anyhow::Result<()> {
     front.enqueue(&submissions(n)).await?;
     let mut interfaces = Vec::new();
     for _ in 0..workers {
-        let config = executioner::interface::FirestoreConfig::new(&project);
+        let config = executioner::store::firestore::FirestoreConfig::new(&project);
         interfaces.push(Arc::new(FirestoreInterface::connect(config).await?));
     }
     let dyns = interfaces.iter().map(|i| i.clone() as Arc<dyn Interface>);

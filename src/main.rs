@@ -324,7 +324,7 @@ async fn workflow(command: WorkflowCommand) -> Result<ExitCode, commands::Comman
             let source = match (submissions, database_url) {
                 (Some(path), _) => commands::workflow::Source::File(path),
                 (None, Some(url)) => commands::workflow::Source::Postgres {
-                    config: executioner::interface::PostgresConfig::new(url),
+                    config: executioner::store::postgres::PostgresConfig::new(url),
                     name,
                 },
                 (None, None) => {
@@ -362,17 +362,19 @@ struct PostgresArgs {
 }
 
 impl PostgresArgs {
-    fn config(self) -> Result<executioner::interface::PostgresConfig, String> {
+    fn config(self) -> Result<executioner::store::postgres::PostgresConfig, String> {
         self.optional_config()?
             .ok_or_else(|| "--interface postgres needs --database-url or DATABASE_URL".into())
     }
 
     /// `None` without a database URL.
-    fn optional_config(self) -> Result<Option<executioner::interface::PostgresConfig>, String> {
+    fn optional_config(
+        self,
+    ) -> Result<Option<executioner::store::postgres::PostgresConfig>, String> {
         let Some(url) = self.database_url else {
             return Ok(None);
         };
-        let mut config = executioner::interface::PostgresConfig::new(url);
+        let mut config = executioner::store::postgres::PostgresConfig::new(url);
         if let Some(seconds) = self.lease_seconds {
             if seconds == 0 {
                 return Err("--lease-seconds must be at least 1".into());
@@ -403,11 +405,11 @@ impl FirestoreArgs {
     fn config(
         self,
         postgres: &PostgresArgs,
-    ) -> Result<executioner::interface::FirestoreConfig, String> {
+    ) -> Result<executioner::store::firestore::FirestoreConfig, String> {
         let project = self
             .project_id
             .ok_or("--interface firestore needs --project-id or GOOGLE_CLOUD_PROJECT")?;
-        let mut config = executioner::interface::FirestoreConfig::new(project);
+        let mut config = executioner::store::firestore::FirestoreConfig::new(project);
         if let Some(database) = self.firestore_database {
             config.database_id = database;
         }

@@ -15,13 +15,14 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use executioner::api::limit::RateLimit;
 use executioner::api::time::now_ms;
 use executioner::api::{self, ApiConfig, AppState};
-use executioner::interface::{Interface, InterfaceError, MemoryInterface, Sent};
+use executioner::interface::{Interface, InterfaceError, Sent};
 use executioner::judge::{Messages, Unheard};
 use executioner::language::Registry;
 use executioner::problem::ProblemStore;
 use executioner::protocol::{Body, Message, Submission};
 use executioner::store::filter::Expr;
 use executioner::store::memory::MemoryBackend;
+use executioner::store::memory::MemoryInterface;
 use executioner::store::operation::SortKey;
 use executioner::store::{
     Backend, BackendError, Callbacks, Cancel, Intake, Listing, Queueing, Recorded, Status,

@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use executioner::api::time::now_ms;
 use executioner::api::{self, ApiConfig, AppState};
-use executioner::interface::{
-    HttpConfig, HttpInterface, Interface, MemoryInterface, Sent, SubmissionState,
-};
+use executioner::interface::{HttpConfig, HttpInterface, Interface, Sent, SubmissionState};
 use executioner::protocol::{Body, Message, Submission};
 use executioner::store::memory::MemoryBackend;
+use executioner::store::memory::MemoryInterface;
 use executioner::store::{Intake, Listing, Status};
 use executioner::verdict::Verdict;
 use futures_util::FutureExt;

@@ -337,8 +337,8 @@ const SLOW_A_PLUS_B: &str =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts dockerd: scripts/test runs it alone, after the rest"]
 async fn a_postgres_worker_retries_what_an_engine_restart_cut_short() {
-    use executioner::interface::postgres::SubmissionState;
     use executioner::protocol::Submission;
+    use executioner::store::postgres::queue::SubmissionState;
     let _turn = TURN.lock().await;
     let db = pg::TestDatabase::create().await;
     let front = db.interface().await;

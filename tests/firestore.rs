@@ -13,10 +13,11 @@ mod worker_process;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use executioner::interface::firestore::{StoredSubmission, JUDGE_RESULTS, SUBMISSIONS};
 use executioner::interface::SubmissionState;
-use executioner::interface::{FirestoreInterface, Interface, Sent};
+use executioner::interface::{Interface, Sent};
 use executioner::protocol::{Body, Message, Submission};
+use executioner::store::firestore::FirestoreInterface;
+use executioner::store::firestore::{StoredSubmission, JUDGE_RESULTS, SUBMISSIONS};
 use firestore::gcloud_sdk::google::firestore::v1::{value::ValueType, Document};
 use firestore::{FirestoreDb, FirestoreDbOptions, FirestoreTimestamp};
 use futures_util::StreamExt;

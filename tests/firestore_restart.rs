@@ -8,9 +8,9 @@ mod worker_process;
 
 use std::time::Duration;
 
-use executioner::interface::FirestoreInterface;
 use executioner::interface::SubmissionState;
 use executioner::protocol::Submission;
+use executioner::store::firestore::FirestoreInterface;
 use firestore_emulator::Emulator;
 use worker_process::WorkerProcess;
 

@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use executioner::interface::SubmissionState;
-use executioner::interface::{
-    FirestoreInterface, Interface, MemoryInterface, PostgresInterface, Sent,
-};
+use executioner::interface::{Interface, Sent};
 use executioner::protocol::{Body, CompileResult, Message, Submission};
+use executioner::store::firestore::FirestoreInterface;
+use executioner::store::memory::MemoryInterface;
+use executioner::store::postgres::PostgresInterface;
 use executioner::verdict::Verdict;
 use tokio_util::sync::CancellationToken;
 

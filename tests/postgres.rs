@@ -14,9 +14,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use executioner::interface::postgres::{StoredSubmission, SubmissionState};
-use executioner::interface::{Interface, PostgresInterface, Sent};
+use executioner::interface::{Interface, Sent};
 use executioner::protocol::{Body, Message, Submission};
+use executioner::store::postgres::queue::{StoredSubmission, SubmissionState};
+use executioner::store::postgres::PostgresInterface;
 use executioner::verdict::Verdict;
 use nix::sys::signal::Signal;
 use pg::{wait_for, TestDatabase};

@@ -17,8 +17,8 @@ mod worker_process;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use executioner::interface::postgres::{StoredSubmission, SubmissionState};
 use executioner::protocol::{Body, Submission};
+use executioner::store::postgres::queue::{StoredSubmission, SubmissionState};
 use executioner::verdict::Verdict;
 use pg::{count_final, wait_for, TestDatabase};
 use worker_process::WorkerProcess;

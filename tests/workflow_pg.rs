@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use executioner::interface::SubmissionState;
-use executioner::interface::{Interface, PostgresInterface, Sent};
+use executioner::interface::{Interface, Sent};
 use executioner::protocol::{Body, Message};
+use executioner::store::postgres::PostgresInterface;
 use executioner::store::postgres::{PostgresSubmissions, PostgresWorkflowStore};
 use executioner::store::WorkflowStore;
 use executioner::verdict::Verdict;

@@ -77,8 +77,8 @@ mod tests {
 
     use super::*;
     use crate::api::ApiConfig;
-    use crate::interface::memory::MemoryInterface;
     use crate::store::memory::MemoryBackend;
+    use crate::store::memory::MemoryInterface;
 
     /// The OpenAPI document as the router serves it.
     async fn served_document() -> Value {

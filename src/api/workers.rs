@@ -612,8 +612,9 @@ impl Drop for Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interface::{MemoryInterface, SubmissionState};
+    use crate::interface::SubmissionState;
     use crate::store::memory::MemoryBackend;
+    use crate::store::memory::MemoryInterface;
     use crate::store::{Intake, Listing};
 
     /// Takes without waiting: the submission and its take number.

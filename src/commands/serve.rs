@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use executioner::interface::{MemoryInterface, PostgresConfig, PostgresInterface};
 use executioner::problem::ProblemStore;
 use executioner::setup::{build_judge, load_registry, Setup};
+use executioner::store::memory::MemoryInterface;
+use executioner::store::postgres::{PostgresConfig, PostgresInterface};
 use executioner::worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;

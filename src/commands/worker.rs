@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use executioner::backoff::Backoff;
-use executioner::interface::{
-    FirestoreConfig, FirestoreInterface, HttpConfig, HttpInterface, Interface, InterfaceError,
-    MemoryInterface, PostgresConfig, PostgresInterface,
-};
+use executioner::interface::{HttpConfig, HttpInterface, Interface, InterfaceError};
 use executioner::judge::Judge;
 use executioner::protocol::Submission;
 use executioner::sandbox::SandboxError;
 use executioner::setup::{build_judge, Setup, SetupError};
+use executioner::store::firestore::{FirestoreConfig, FirestoreInterface};
+use executioner::store::memory::MemoryInterface;
+use executioner::store::postgres::{PostgresConfig, PostgresInterface};
 use executioner::worker::{Worker, WorkerConfig};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::broadcast;

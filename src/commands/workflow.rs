@@ -8,11 +8,11 @@ use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use executioner::interface::{PostgresConfig, PostgresInterface};
 use executioner::language::RegistryError;
 use executioner::problem::ProblemError;
 use executioner::setup::{build_judge, load_registry, Setup, SetupError};
 use executioner::store::memory::MemoryResultStore;
+use executioner::store::postgres::{PostgresConfig, PostgresInterface};
 use executioner::store::postgres::{PostgresSubmissions, PostgresWorkflowStore};
 use executioner::store::workflow::state::StepState;
 use executioner::store::WorkflowStore;

@@ -1,20 +1,14 @@
 //! Interfaces: the stores submissions come from and messages go to (SPEC §6), behind one trait;
 //! and the HTTP interface, through which a worker judges for a remote `executioner serve`.
 
-pub mod firestore;
 pub mod http;
-pub mod memory;
-pub mod postgres;
 pub mod state;
 
 use async_trait::async_trait;
 
 use crate::protocol::{Message, Submission};
 
-pub use firestore::{FirestoreConfig, FirestoreInterface};
 pub use http::{HttpConfig, HttpInterface};
-pub use memory::MemoryInterface;
-pub use postgres::{PostgresConfig, PostgresInterface};
 pub use state::SubmissionState;
 
 /// What became of a sent message.

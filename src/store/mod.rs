@@ -1,9 +1,9 @@
 //! The stores: where submissions, their messages, the results of rejudges and the state of
 //! workflows are kept, behind small capability traits (in the manner of apalis), with one module
-//! per backend owning its statements and every trait it implements: [`memory`] (the default of
-//! `executioner serve`), [`postgres`] (`--database-url`; over the tables of
-//! `crate::interface::postgres`, which keeps the schema). The API and the workflows see only the
-//! traits.
+//! per backend owning its schema, its statements and every trait it implements: [`memory`] (the
+//! default of `executioner serve`), [`postgres`] (`--database-url`; its schema in `migrations/`,
+//! the worker's queue in [`postgres::queue`]), [`firestore`] (the worker's queue in Firestore).
+//! The API and the workflows see only the traits.
 //!
 //! - Listing ([`Listing`]): a submission, a page of them, their messages, cancelling, changes.
 //! - Intake ([`Intake`]): queueing a submission, the count waiting, the workers' interface,
@@ -15,9 +15,11 @@
 //!   its steps.
 //!
 //! The queue a worker takes submissions from (take, claim, record, renew, release) is
-//! [`crate::interface::Interface`], with the lease engine's primitives beside it.
+//! [`crate::interface::Interface`]; each backend implements it (`MemoryInterface`,
+//! `PostgresInterface`, `FirestoreInterface`), beside the traits above.
 
 pub mod filter;
+pub mod firestore;
 pub mod memory;
 pub mod operation;
 pub mod postgres;

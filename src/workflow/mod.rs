@@ -41,4 +41,3 @@ pub use engine::step::{step_fn, OnFailure, RetryPolicy, Step, StepError, StepSpe
 pub use engine::{Event, StepContext, Workflow};
 pub use judging::{Judgement, SubmissionJudge};
 pub use runner::Runner;
-

@@ -15,7 +15,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use executioner::interface::{FirestoreConfig, FirestoreInterface};
+use executioner::store::firestore::{FirestoreConfig, FirestoreInterface};
 
 /// `serve.js`: `EXECUTIONER_FIRESTORE_EMULATOR`, else the one in the repository.
 fn serve_js() -> PathBuf {

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use executioner::interface::{PostgresConfig, PostgresInterface};
+use executioner::store::postgres::{PostgresConfig, PostgresInterface};
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -149,7 +149,7 @@ where
     loop {
         if listener.is_none() {
             if let Ok(mut l) = PgListener::connect(&db.url).await {
-                if l.listen(executioner::interface::postgres::STATE_CHANNEL)
+                if l.listen(executioner::store::postgres::queue::STATE_CHANNEL)
                     .await
                     .is_ok()
                 {

@@ -16,9 +16,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+mod queue;
 mod results;
 mod workflow;
 
+pub use queue::MemoryInterface;
 pub use results::MemoryResultStore;
 pub use workflow::MemoryWorkflowStore;
 
@@ -29,7 +31,7 @@ use super::{
     Recorded, ResultStore, Selection, Status, StoreError, SubmissionStore, SubmissionView,
     WorkflowStores,
 };
-use crate::interface::{Interface, InterfaceError, MemoryInterface, Sent, SubmissionState};
+use crate::interface::{Interface, InterfaceError, Sent, SubmissionState};
 use crate::protocol::{Body, Message, Submission};
 use crate::sync::lock;
 use crate::time::now_ms;

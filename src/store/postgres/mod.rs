@@ -19,10 +19,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod pushdown;
+pub mod queue;
 pub mod workflow;
 
+pub use queue::{PostgresConfig, PostgresInterface};
 pub use workflow::{PostgresSubmissions, PostgresWorkflowStore};
 
+use self::queue::{
+    listen, Cancelled, Condition, Heard, ListingKey, SubmissionRecord, STATE_CHANNEL,
+};
 use super::filter::Expr;
 use super::operation::SortKey;
 use super::{
@@ -30,10 +35,7 @@ use super::{
     SubmissionView, WorkflowStores,
 };
 use crate::backoff::Backoff;
-use crate::interface::postgres::{
-    listen, Cancelled, Condition, Heard, ListingKey, SubmissionRecord, STATE_CHANNEL,
-};
-use crate::interface::{Interface, PostgresInterface, SubmissionState};
+use crate::interface::{Interface, SubmissionState};
 use crate::language::Registry;
 use crate::problem::ProblemStore;
 use crate::protocol::{Body, CompileResult, Message, Submission};

@@ -7,7 +7,7 @@
 //! submission the filter does, and perhaps more: the caller applies the filter itself to what
 //! it reads ([`Pushdown::exact`] says whether it needs to read past the page).
 
-use crate::interface::postgres::{Column, Comparison, Condition, Operand as SqlOperand};
+use super::queue::{Column, Comparison, Condition, Operand as SqlOperand};
 use crate::store::filter::{CmpOp, Expr, Operand, Value};
 use crate::store::Status;
 

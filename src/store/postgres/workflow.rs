@@ -15,7 +15,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Connection, PgConnection, Row};
 use tracing::{info, warn};
 
-use crate::interface::PostgresInterface;
+use super::PostgresInterface;
 use crate::protocol::{Message, Submission};
 use crate::store::workflow::{Snapshot, StoreError, StoredWorkflow, WorkflowStore};
 use crate::store::{ResultStore, Selection, SubmissionStore};

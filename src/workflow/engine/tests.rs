@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::control::{Applied, ControlError};
 use super::end::{BlockReason, EndState, Unmet};
 use super::Event;
-use crate::workflow::*;
 use crate::store::memory::MemoryWorkflowStore;
 use crate::store::WorkflowStore;
+use crate::workflow::*;
 use StepState::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);

@@ -57,9 +57,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
-use super::SubmissionState;
-use super::{Interface, InterfaceError, Sent};
 use crate::backoff::Backoff;
+use crate::interface::SubmissionState;
+use crate::interface::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, CompileResult, Message, Submission};
 use crate::sync::lock;
 use value::Fields;
@@ -117,7 +117,7 @@ impl FirestoreConfig {
             sweep_interval: Duration::from_secs(5),
             write_deadline: Duration::from_secs(60),
             scan_limit: 200,
-            worker_name: super::worker_name(),
+            worker_name: crate::interface::worker_name(),
         }
     }
 }
@@ -968,7 +968,7 @@ impl FirestoreInterface {
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
         tasks.spawn({
             let shared = shared.clone();
-            super::every(heartbeat, stop.clone(), move || {
+            crate::interface::every(heartbeat, stop.clone(), move || {
                 let shared = shared.clone();
                 async move { shared.heartbeat().await }
             })

@@ -434,7 +434,7 @@ mod tests {
     #[test]
     fn the_index_has_the_listing_order() {
         let migration = normalized(include_str!(
-            "../../../migrations/20260401000000_listing.sql"
+            "../../../../migrations/20260401000000_listing.sql"
         ));
         for key in [status_rank!(), submitted_ms!(), "s.id COLLATE \"C\""] {
             assert!(

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use tokio::sync::{broadcast, Notify};
 
-use super::{Interface, InterfaceError, Sent};
+use crate::interface::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, Message, Submission};
 use crate::sync::lock;
 

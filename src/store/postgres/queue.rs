@@ -37,12 +37,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
-use super::{Interface, InterfaceError, Sent};
 use crate::backoff::Backoff;
+use crate::interface::{Interface, InterfaceError, Sent};
 use crate::protocol::{Body, CompileResult, Message, RunSpec, SourceFile, Submission};
 use crate::sync::lock;
 
-pub use super::state::{SubmissionState, UnknownState};
+pub use crate::interface::state::{SubmissionState, UnknownState};
 pub(crate) use listener::{listen, Heard};
 pub use listing::{Column, Comparison, Condition, ListingKey, Operand};
 pub use records::{Cancelled, SubmissionRecord};
@@ -122,7 +122,7 @@ impl PostgresConfig {
             sweep_interval: Duration::from_secs(5),
             write_deadline: Duration::from_secs(60),
             max_connections: 4,
-            worker_name: super::worker_name(),
+            worker_name: crate::interface::worker_name(),
         }
     }
 
@@ -563,7 +563,7 @@ impl PostgresInterface {
         tasks.spawn(listen_queued(shared.clone(), stop.clone()));
         tasks.spawn({
             let shared = shared.clone();
-            super::every(heartbeat, stop.clone(), move || {
+            crate::interface::every(heartbeat, stop.clone(), move || {
                 let shared = shared.clone();
                 async move { shared.heartbeat().await }
             })
