@@ -20,7 +20,7 @@ use super::error::ApiError;
 use super::filter;
 use super::operations::{Operation, OperationBody, Position, FILTER_FIELDS};
 use super::respond::{accepted, created, list, not_cancellable, optional_body, polled};
-use super::route::{Route, Verb};
+use super::route::{Access, Route, Verb};
 use super::time::{format_rfc3339, now_ms};
 use super::types::{Page, RecordedBody, SubmissionBody, WorkerBody, WorkerSummary};
 use super::workers::{DispatchError, Holdings, RegisteredWorker, Report, Taken};
@@ -86,37 +86,39 @@ pub(super) fn routes() -> Vec<Route> {
             "/v1.0/workers",
             &[201, 400, 401, 413, 415, 429],
             register_worker,
-        ),
+        )
+        .access(Access::Worker),
         Route::new(Get, "/v1.0/workers/{id}", &[200, 401, 404, 429], one_worker),
         Route::new(
             Delete,
             "/v1.0/workers/{id}",
             &[204, 401, 404, 429],
             deregister_worker,
-        ),
-        // A registered worker's own calls are not rate limited.
+        )
+        .access(Access::Worker),
+        // Open without a token.
+        Route::new(Get, "/v1.0/openapi.json", &[200, 429], openapi).access(Access::Open),
+        Route::new(Get, "/metrics", &[200, 401, 429], super::metrics::scrape),
+    ]
+}
+
+/// A registered worker's own calls, under `/v1.0/workers/{id}` (the router nests them there):
+/// the worker token, no rate limit.
+pub(super) fn own_worker_routes() -> Vec<Route> {
+    use Verb::Post;
+    vec![
+        Route::new(Post, "/heartbeat", &[200, 400, 401, 404, 413], heartbeat),
+        Route::new(Post, "/take", &[200, 204, 400, 401, 404, 503], take),
         Route::new(
             Post,
-            "/v1.0/workers/{id}/heartbeat",
-            &[200, 400, 401, 404, 413],
-            heartbeat,
-        ),
-        Route::new(
-            Post,
-            "/v1.0/workers/{id}/take",
-            &[200, 204, 400, 401, 404, 503],
-            take,
-        ),
-        Route::new(
-            Post,
-            "/v1.0/workers/{id}/messages",
+            "/messages",
             &[204, 400, 401, 404, 409, 413, 415, 503],
             report,
         ),
-        // Open without a token.
-        Route::new(Get, "/v1.0/openapi.json", &[200, 429], openapi),
-        Route::new(Get, "/metrics", &[200, 401, 429], super::metrics::scrape),
     ]
+    .into_iter()
+    .map(|route| route.access(Access::OwnWorker))
+    .collect()
 }
 
 #[derive(Deserialize)]
