@@ -18,6 +18,7 @@ pub mod filter;
 mod judge0;
 pub mod limit;
 mod metrics;
+mod openapi;
 pub mod operations;
 mod respond;
 mod route;

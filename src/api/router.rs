@@ -45,6 +45,8 @@ pub fn all() -> Vec<Route> {
 /// The routes of the main router but the nested ones.
 fn main_routes() -> Vec<Route> {
     let mut routes = super::routes::routes();
+    routes.extend(super::openapi::routes());
+    routes.extend(super::metrics::routes());
     routes.extend(super::workflows::routes());
     routes.extend(super::status::routes());
     routes.extend(super::runs::routes());
