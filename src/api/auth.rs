@@ -13,7 +13,7 @@
 //! and [`super::route::Access`]).
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -76,6 +76,21 @@ pub async fn worker(State(state): State<AppState>, request: Request, next: Next)
         return next.run(request).await;
     }
     refuse(&request, "worker calls need the service's worker token")
+}
+
+/// Middleware of what a registered worker's router answers where it has no route (another path
+/// under it, another method): a read (`GET`) needs the client token, like the API's other reads,
+/// and any other call the worker token.
+pub async fn client_reads_worker_calls(
+    state: State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() == Method::GET {
+        client(state, request, next).await
+    } else {
+        worker(state, request, next).await
+    }
 }
 
 /// 401 with `WWW-Authenticate: Bearer`, saying which token `request` lacked (`who`).

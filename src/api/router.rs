@@ -11,7 +11,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{any, get, MethodRouter};
+use axum::routing::{any, MethodRouter};
 use axum::Router;
 
 use super::error::ApiError;
@@ -101,19 +101,17 @@ fn unknown(state: &AppState) -> MethodRouter<AppState> {
 
 /// What a path under [`OWN_WORKER_PREFIX`] answers where no route of it does (`answer`: a path
 /// no route has, another method): behind the client token for a read and the worker token for
-/// any other call, as before the workers' own routes were a router; not rate limited.
-fn own_worker_default<H, T>(state: &AppState, answer: H) -> MethodRouter<AppState>
+/// any other call ([`auth::client_reads_worker_calls`]), as before the workers' own routes were a
+/// router; not rate limited.
+fn own_worker_default<H, T>(state: &AppState, answer: H) -> impl Handler<T, AppState>
 where
     H: Handler<T, AppState>,
     T: 'static,
 {
-    get(answer.clone())
-        .layer(from_fn_with_state(state.clone(), auth::client))
-        .merge(
-            MethodRouter::new()
-                .fallback(answer)
-                .layer(from_fn_with_state(state.clone(), auth::worker)),
-        )
+    answer.layer(from_fn_with_state(
+        state.clone(),
+        auth::client_reads_worker_calls,
+    ))
 }
 
 /// The API's routes ([`all`]).
@@ -326,6 +324,26 @@ mod tests {
                     "{name} without a token"
                 );
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn another_method_is_405_with_the_methods_allowed_in_every_group() {
+        for (uri, token, allowed) in [
+            ("/v1.0/submissions", Some("client"), "POST"),
+            ("/v1.0/openapi.json", None, "GET,HEAD"),
+            ("/v1.0/workers/w/take", Some("worker"), "POST"),
+        ] {
+            let mut request = Request::builder().method("PATCH").uri(uri);
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let response = guarded_router()
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{uri}");
+            assert_eq!(response.headers()["allow"], allowed, "{uri}");
         }
     }
 
