@@ -9,8 +9,8 @@
 //! open. A token not configured is not checked (a service on loopback, tests).
 //!
 //! Which routes need which token is not decided here from their paths: each group of routes is
-//! a router with its middleware ([`client`] or [`worker`]) as a layer (see [`super::router`]
-//! and [`super::route::Access`]).
+//! a router with its middleware ([`client`] or [`worker`]) as a layer (see `api::router`
+//! and `route::Access`).
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -51,7 +51,7 @@ fn judge0_token(request: &Request) -> Option<&[u8]> {
         .map(|value| value.as_bytes().trim_ascii())
 }
 
-/// Middleware of the client routes' router ([`super::route::Access::Client`]): the client
+/// Middleware of the client routes' router (`Access::Client`): the client
 /// token, as `Authorization: Bearer` or Judge0's `X-Auth-Token`, when configured; else 401.
 pub async fn client(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(expected) = &state.config.client_token else {
@@ -65,8 +65,8 @@ pub async fn client(State(state): State<AppState>, request: Request, next: Next)
     refuse(&request, "this API needs the service's client token")
 }
 
-/// Middleware of the workers' routers ([`super::route::Access::Worker`] and
-/// [`super::route::Access::OwnWorker`]): the worker token, as `Authorization: Bearer`, when
+/// Middleware of the workers' routers (`Access::Worker` and
+/// `Access::OwnWorker`): the worker token, as `Authorization: Bearer`, when
 /// configured; else 401.
 pub async fn worker(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(expected) = &state.config.worker_token else {

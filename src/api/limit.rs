@@ -2,7 +2,7 @@
 //! client over its rate gets `429 Too Many Requests` with `Retry-After`; nothing it asked for
 //! is done. Registered workers' own traffic (heartbeats, takes, reports) is not counted: it is
 //! paced by the judge's work, and refusing it would only make the service re-queue submissions
-//! (its router has no [`limit`] layer: [`super::route::Access::OwnWorker`]).
+//! (its router has no [`limit`] layer: `Access::OwnWorker`).
 //!
 //! A client is its IP address (for IPv6, its /64 network, since one host may hold many
 //! addresses of it). Behind a reverse proxy every request seems to come from the proxy; limit
@@ -118,7 +118,7 @@ fn client(request: &Request) -> IpAddr {
     }
 }
 
-/// Middleware of every router but the workers' own ([`super::route::Access::is_limited`]):
+/// Middleware of every router but the workers' own (`Access::is_limited`):
 /// refuses a request over its client's rate with 429 and `Retry-After`.
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(limiter) = &state.limiter else {

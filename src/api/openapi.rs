@@ -1,5 +1,5 @@
 //! `GET /v1.0/openapi.json`: the OpenAPI document of the API (`openapi.json`), open without a
-//! token. A test of [`super::router`] checks it against the route table; a test here, that it
+//! token. A test of [`super::router`](mod@super::router) checks it against the route table; a test here, that it
 //! keeps the surface it had (the document may only grow: a path, method, status, schema or
 //! property it has stays, with its meaning).
 

@@ -1,5 +1,5 @@
 //! A route of the API: its method and path, who may call it, the statuses it answers, and its
-//! handler. Each resource lists its own ([`super::router`] builds the routers from them, one
+//! handler. Each resource lists its own ([`super::router`](mod@super::router) builds the routers from them, one
 //! per [`Access`] behind its layers, and checks the OpenAPI document against them).
 
 use axum::handler::Handler;
@@ -39,7 +39,7 @@ impl Verb {
 }
 
 /// Who may call a route, and whether the rate limit counts it: the layers of the router that
-/// serves it ([`super::router`]), in front of its handler and of its path's 405 answer.
+/// serves it ([`super::router`](mod@super::router)), in front of its handler and of its path's 405 answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Access {
     /// Anyone, without a token (the status page, the OpenAPI document); rate limited.

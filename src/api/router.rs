@@ -114,7 +114,7 @@ where
     ))
 }
 
-/// The API's routes ([`all`]).
+/// The API's routes: every group's ([`Access`]) behind its layers, the nested ones included.
 pub fn router(state: AppState) -> Router {
     let own_worker = scoped(super::routes::own_worker_routes(), &state)
         .method_not_allowed_fallback(own_worker_default(&state, method_not_allowed))
