@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body as HttpBody;
 use axum::http::{Request, StatusCode};
-use executioner::api::backend::postgres::PostgresBackend;
 use executioner::api::time::format_rfc3339;
 use executioner::api::{self, ApiConfig, AppState};
 use executioner::interface::{Interface, PostgresInterface};
 use executioner::problem::ProblemStore;
 use executioner::protocol::{Body, CompileResult, Message, Submission};
+use executioner::store::postgres::PostgresBackend;
 use executioner::verdict::Verdict;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;

@@ -17,6 +17,8 @@
 //! - [`setup`]: a judge built from settings (problems, registry, demoter, warm pool).
 //! - [`interface`]: the store trait and its backends (memory, Postgres, Firestore, a remote
 //!   `serve`).
+//! - [`store`]: the stores' capability traits (listing, rejudging, workflow state) and their
+//!   memory and Postgres backends.
 //! - [`worker`]: concurrency, shutdown and store retries around the judge.
 //! - [`workflow`]: the generic workflow engine ([`workflow::engine`]) and the workflows built on
 //!   it (rejudge, validation, retry).
@@ -60,6 +62,9 @@ pub mod sandbox;
 pub mod score;
 /// A judge built from settings, as the binary's commands, tests and benchmarks build it.
 pub mod setup;
+/// Where submissions, results and workflow state are kept: capability traits, one module per
+/// backend.
+pub mod store;
 /// Poison-tolerant locking.
 pub mod sync;
 /// Time as the API and workflows keep it: epoch milliseconds, RFC 3339.

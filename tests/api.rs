@@ -12,20 +12,21 @@ use async_trait::async_trait;
 use axum::body::Body as HttpBody;
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use executioner::api::backend::memory::MemoryBackend;
-use executioner::api::backend::{
-    BackendError, Cancel, Queueing, Recorded, SubmissionView, WorkflowStores,
-};
-use executioner::api::filter::Expr;
 use executioner::api::limit::RateLimit;
-use executioner::api::operations::SortKey;
 use executioner::api::time::now_ms;
-use executioner::api::{self, ApiConfig, AppState, Backend, Status};
+use executioner::api::{self, ApiConfig, AppState};
 use executioner::interface::{Interface, InterfaceError, MemoryInterface, Sent};
 use executioner::judge::{Messages, Unheard};
 use executioner::language::Registry;
 use executioner::problem::ProblemStore;
 use executioner::protocol::{Body, Message, Submission};
+use executioner::store::filter::Expr;
+use executioner::store::memory::MemoryBackend;
+use executioner::store::operation::SortKey;
+use executioner::store::{
+    Backend, BackendError, Callbacks, Cancel, Intake, Listing, Queueing, Recorded, Status,
+    SubmissionView, WorkflowStores,
+};
 use executioner::verdict::Verdict;
 use executioner::workflow::{Env, Runner, SubmissionJudge};
 use serde_json::{json, Value};
@@ -1217,15 +1218,13 @@ impl Backend for SlowClaims {
         "memory"
     }
 
-    async fn submit(
-        &self,
-        submission: Submission,
-        total_tests: Option<usize>,
-        queueing: Queueing,
-    ) -> Result<SubmissionView, BackendError> {
-        self.memory.submit(submission, total_tests, queueing).await
+    fn workflow_stores(self: Arc<Self>) -> WorkflowStores {
+        self.memory.clone().workflow_stores()
     }
+}
 
+#[async_trait]
+impl Listing for SlowClaims {
     async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError> {
         self.memory.get(id).await
     }
@@ -1255,12 +1254,24 @@ impl Backend for SlowClaims {
         self.memory.cancel(id).await
     }
 
-    async fn queued(&self) -> Result<usize, BackendError> {
-        self.memory.queued().await
-    }
-
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
         self.memory.subscribe()
+    }
+}
+
+#[async_trait]
+impl Intake for SlowClaims {
+    async fn submit(
+        &self,
+        submission: Submission,
+        total_tests: Option<usize>,
+        queueing: Queueing,
+    ) -> Result<SubmissionView, BackendError> {
+        self.memory.submit(submission, total_tests, queueing).await
+    }
+
+    async fn queued(&self) -> Result<usize, BackendError> {
+        self.memory.queued().await
     }
 
     fn worker_interface(self: Arc<Self>) -> Arc<dyn Interface> {
@@ -1274,20 +1285,19 @@ impl Backend for SlowClaims {
         self.memory.requeue(id).await
     }
 
-    fn workflow_stores(self: Arc<Self>) -> WorkflowStores {
-        self.memory.clone().workflow_stores()
+    async fn expire(&self, now_ms: i64) -> Result<Vec<String>, BackendError> {
+        self.memory.expire(now_ms).await
     }
+}
 
+#[async_trait]
+impl Callbacks for SlowClaims {
     async fn callbacks_due(&self) -> Result<Vec<SubmissionView>, BackendError> {
         self.memory.callbacks_due().await
     }
 
     async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError> {
         self.memory.callback_settled(id, outcome_ms).await
-    }
-
-    async fn expire(&self, now_ms: i64) -> Result<Vec<String>, BackendError> {
-        self.memory.expire(now_ms).await
     }
 }
 

@@ -12,13 +12,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use executioner::api::backend::memory::MemoryBackend;
 use executioner::api::time::now_ms;
-use executioner::api::{self, ApiConfig, AppState, Backend, Status};
+use executioner::api::{self, ApiConfig, AppState};
 use executioner::interface::{
     HttpConfig, HttpInterface, Interface, MemoryInterface, Sent, SubmissionState,
 };
 use executioner::protocol::{Body, Message, Submission};
+use executioner::store::memory::MemoryBackend;
+use executioner::store::{Intake, Listing, Status};
 use executioner::verdict::Verdict;
 use futures_util::FutureExt;
 use serde_json::{json, Value};

@@ -15,13 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use executioner::api::auth::Token;
-use executioner::api::backend::memory::MemoryBackend;
-use executioner::api::backend::postgres::PostgresBackend;
 use executioner::api::callbacks::CallbackConfig;
-use executioner::api::{self, ApiConfig, AppState, Backend};
+use executioner::api::{self, ApiConfig, AppState};
 use executioner::interface::{MemoryInterface, PostgresInterface};
 use executioner::language::Registry;
 use executioner::problem::ProblemStore;
+use executioner::store::memory::MemoryBackend;
+use executioner::store::postgres::PostgresBackend;
+use executioner::store::Backend;
 use executioner::worker::{Worker, WorkerConfig};
 use executioner::workflow::{Env, Runner};
 use hmac::{Hmac, Mac};

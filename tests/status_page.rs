@@ -20,11 +20,11 @@ use axum::body::Body as HttpBody;
 use axum::http::{header, Method, Request, StatusCode};
 use browser::Browser;
 use executioner::api::auth::Token;
-use executioner::api::backend::memory::MemoryBackend;
 use executioner::api::status::{RECENT_SHOWN, RUNNING_SHOWN, TESTS_SHOWN};
 use executioner::api::{self, ApiConfig, AppState};
 use executioner::interface::MemoryInterface;
 use executioner::protocol::{Body, Message, Submission};
+use executioner::store::memory::MemoryBackend;
 use executioner::verdict::Verdict;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -281,7 +281,7 @@ async fn recent_results_are_the_last_submitted_of_many_finished() {
     for n in 0..total {
         let id = api.submit(n).await;
         let cancelled = api.state.backend().cancel(&id).await.expect("memory store");
-        assert_eq!(cancelled, executioner::api::backend::Cancel::Cancelled);
+        assert_eq!(cancelled, executioner::store::Cancel::Cancelled);
     }
     let status = api.status().await;
     let expected: Vec<String> = (total - RECENT_SHOWN..total)

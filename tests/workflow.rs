@@ -29,13 +29,13 @@ use executioner::setup::load_registry;
 
 use executioner::judge::{Judge, Messages, Unheard};
 use executioner::protocol::{Body, Message, Submission};
+use executioner::store::memory::MemoryResultStore;
 use executioner::workflow::judging::End;
 use executioner::workflow::rejudge::{self, Progress};
 use executioner::workflow::validate::{self, Expected};
 use executioner::workflow::webhook::Webhook;
 use executioner::workflow::{
-    retry, Action, EndState, Event, MemoryResultStore, RetryPolicy, Selector, StepState,
-    SubmissionJudge, Workflow,
+    retry, Action, EndState, Event, RetryPolicy, Selector, StepState, SubmissionJudge, Workflow,
 };
 
 /// For a whole workflow: compiling and running a few programs per core, TLEs included.
@@ -98,7 +98,7 @@ async fn a_rejudge_of_20_submissions_replaces_their_results() {
     let results = Arc::new(MemoryResultStore::new());
     for s in &submissions {
         let stale = Message::new(&s.id, Body::Error { reason: None });
-        executioner::workflow::ResultStore::replace(&*results, &s.id, &[stale])
+        executioner::store::ResultStore::replace(&*results, &s.id, &[stale])
             .await
             .unwrap();
     }

@@ -13,7 +13,7 @@
 //! [`follow`] sends them: it reads what changed from the backend's change feed (reading again
 //! everything due when it lagged, after the store reconnected, and now and then), and sends each
 //! callback once per outcome from a task of its own, retried with backoff, so judging never
-//! waits for a receiver. What went out is recorded in the store ([`Backend::callback_settled`]);
+//! waits for a receiver. What went out is recorded in the store (`Callbacks::callback_settled`);
 //! a callback interrupted by a shutdown stays due, and a service started on the same store sends
 //! it (the Postgres store keeps it; the memory store ends with the process).
 //!
@@ -39,11 +39,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use super::auth::Token;
-use super::backend::{Backend, SubmissionView};
 pub use super::callback_url::{check_url, parse_stored, stored_url, Style};
 use super::types::{RunBody, SubmissionBody};
 use super::ApiConfig;
 use crate::backoff::Backoff;
+use crate::store::{Backend, SubmissionView};
 use crate::workflow::webhook::{Webhook, WebhookError};
 
 /// The header with the attempt's time, unix seconds.

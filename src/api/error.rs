@@ -55,15 +55,15 @@ impl ApiError {
     }
 }
 
-impl From<super::backend::BackendError> for ApiError {
-    fn from(e: super::backend::BackendError) -> Self {
+impl From<crate::store::BackendError> for ApiError {
+    fn from(e: crate::store::BackendError) -> Self {
         crate::metrics::global().count_store_error("api", "request");
         ApiError::unavailable("the submission store", &e)
     }
 }
 
-impl From<crate::workflow::store::StoreError> for ApiError {
-    fn from(e: crate::workflow::store::StoreError) -> Self {
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
         ApiError::unavailable("the workflow store", &e)
     }
 }

@@ -24,7 +24,6 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::backend::{Backend, BackendError, SubmissionView};
 use super::callback_url::Style;
 use super::route::{Route, Verb};
 use super::runs::{queue_with, RunRequest};
@@ -33,6 +32,7 @@ use super::{ApiError, AppState, Status};
 use crate::language::Registry;
 use crate::protocol::RUN_PROBLEM;
 use crate::run::RunReport;
+use crate::store::{Backend, BackendError, SubmissionView};
 use crate::verdict::Verdict;
 
 /// The Judge0 version this API answers as (the official SDK picks its language ids by it).
@@ -1244,7 +1244,7 @@ fn status_of(view: &SubmissionView, report: &RunReport) -> (u32, Option<String>)
         // Judge0 has no state for a worker gone silent: still processing as far as it knows.
         Status::Running | Status::Unresponsive => return (2, None),
         Status::Cancelled => return (13, Some("the run was cancelled".into())),
-        Status::Timeout => return (13, Some(super::backend::TIMED_OUT.into())),
+        Status::Timeout => return (13, Some(crate::store::TIMED_OUT.into())),
         Status::Succeeded | Status::Failed => {}
     }
     if report.compile_error {

@@ -4,12 +4,12 @@
 use axum::extract::State;
 use axum::response::IntoResponse;
 
-use super::filter;
 use super::operations::FILTER_FIELDS;
 use super::time::now_ms;
 use super::workers::WorkerStatus;
 use super::AppState;
 use crate::metrics::{self, StoreLabels, WorkerLabels};
+use crate::store::filter;
 
 /// The scrape (the client token, like the rest of the API).
 pub(super) fn routes() -> Vec<super::route::Route> {

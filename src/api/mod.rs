@@ -4,17 +4,15 @@
 //! a submission's messages are read or streamed as Server-Sent Events; workflows are
 //! controlled step by step; remote workers register, take submissions and report.
 //!
-//! Submissions live in a [`Backend`]: in memory (the default), or in the Postgres store shared
-//! with `executioner worker --interface postgres` processes. Local workers take submissions
-//! from [`AppState::worker_interface`].
+//! Submissions live in a [`Backend`] (`crate::store`): in memory (the default), or in the
+//! Postgres store shared with `executioner worker --interface postgres` processes. Local workers
+//! take submissions from [`AppState::worker_interface`].
 
 mod admission;
 pub mod auth;
-pub mod backend;
 mod callback_url;
 pub mod callbacks;
 mod error;
-pub mod filter;
 mod judge0;
 pub mod limit;
 mod metrics;
@@ -27,7 +25,6 @@ mod routes;
 mod runs;
 pub mod status;
 mod types;
-mod view;
 /// The API's timestamps; the module is shared with the workflows.
 pub use crate::time;
 pub mod workers;
@@ -41,12 +38,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use backend::{Backend, Status};
 pub use error::ApiError;
 
 use crate::interface::Interface;
 use crate::language::Registry;
 use crate::problem::ProblemStore;
+use crate::store::{Backend, Status};
 use crate::token::Token;
 use crate::workflow::Runner;
 use workers::Workers;
@@ -250,8 +247,10 @@ impl AppState {
 /// How often operations past their deadline are ended.
 const DEADLINE_SWEEP: Duration = Duration::from_millis(500);
 
-/// Ends operations past their deadline ([`Backend::expire`]) every [`DEADLINE_SWEEP`] until
+/// Ends operations past their deadline ([`Intake::expire`]) every [`DEADLINE_SWEEP`] until
 /// `shutdown`.
+///
+/// [`Intake::expire`]: crate::store::Intake::expire
 async fn expire_deadlines(backend: Arc<dyn Backend>, shutdown: CancellationToken) {
     loop {
         match backend.expire(time::now_ms()).await {

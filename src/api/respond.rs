@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::operations::{location, Operation, OperationBody};
 use super::types::Page;
-use super::view::Status;
+use crate::store::Status;
 
 /// Header text from ids and paths: they come from UUIDs or from URLs the client sent, so they
 /// are valid header text; fall back to nothing rather than fail.

@@ -160,10 +160,10 @@ mod tests {
 
     use super::*;
     use crate::api::auth::Token;
-    use crate::api::backend::memory::MemoryBackend;
     use crate::api::limit::RateLimit;
     use crate::api::ApiConfig;
     use crate::interface::memory::MemoryInterface;
+    use crate::store::memory::MemoryBackend;
 
     /// The OpenAPI document as the router serves it.
     async fn served_document() -> Value {

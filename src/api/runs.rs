@@ -8,13 +8,13 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::admission::{check_queue, check_source, deadline_ms};
-use super::backend::Queueing;
 use super::operations::Operation;
 use super::respond::accepted;
 use super::route::{Route, Verb};
 use super::types::RunBody;
 use super::{ApiError, AppState};
 use crate::protocol::{RunSpec, SourceFile, Submission, RUN_PROBLEM};
+use crate::store::Queueing;
 
 pub(super) fn routes() -> Vec<Route> {
     use Verb::{Get, Post};
@@ -153,7 +153,7 @@ pub(super) fn run_spec(state: &AppState, request: &RunRequest) -> Result<RunSpec
 pub(super) async fn queue(
     state: &AppState,
     request: RunRequest,
-) -> Result<super::backend::SubmissionView, ApiError> {
+) -> Result<crate::store::SubmissionView, ApiError> {
     queue_with(state, request, super::callback_url::Style::Native).await
 }
 
@@ -162,7 +162,7 @@ pub(super) async fn queue_with(
     state: &AppState,
     request: RunRequest,
     style: super::callback_url::Style,
-) -> Result<super::backend::SubmissionView, ApiError> {
+) -> Result<crate::store::SubmissionView, ApiError> {
     check_source(
         state,
         &request.language,

@@ -20,15 +20,15 @@ use futures_util::Stream;
 use serde::Serialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use super::backend::{BackendError, Recorded, Status, SubmissionView};
 use super::error::ApiError;
-use super::filter::{CmpOp, Expr, Operand, Value as FilterValue};
 use super::route::{Access, Route, Verb};
 use super::time::{format_rfc3339, now_ms};
 use super::types::{SubmissionEnd, WorkerSummary};
 use super::AppState;
 use crate::interface::SubmissionState;
 use crate::protocol::Body;
+use crate::store::filter::{CmpOp, Expr, Operand, Value as FilterValue};
+use crate::store::{BackendError, Recorded, Status, SubmissionView};
 
 /// The page: HTML with its CSS and script inline, nothing loaded from elsewhere.
 const PAGE: &str = include_str!("status.html");

@@ -7,15 +7,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::backend::Recorded;
 use super::callback_url::parse_stored;
 use super::operations::location;
 use super::time::format_rfc3339;
-use super::view::{Status, SubmissionView};
 use super::workers::{RegisteredWorker, WorkerStatus};
 use crate::interface::SubmissionState;
 use crate::protocol::Message;
 use crate::run::RunReport;
+use crate::store::Recorded;
+use crate::store::{Status, SubmissionView};
 use crate::workflow::engine::end::Blocked;
 use crate::workflow::{StepState, StepStatus};
 

@@ -30,10 +30,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use super::backend::{Backend, BackendError};
 use super::time::now_ms;
 use crate::interface::{Interface, Sent};
 use crate::protocol::{Body, Message, Submission};
+use crate::store::{Backend, BackendError};
 use crate::sync::lock;
 
 /// Longest a stopping service waits for claims under way (see [`Workers::drain`]).
@@ -612,8 +612,9 @@ impl Drop for Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::backend::memory::MemoryBackend;
     use crate::interface::{MemoryInterface, SubmissionState};
+    use crate::store::memory::MemoryBackend;
+    use crate::store::{Intake, Listing};
 
     /// Takes without waiting: the submission and its take number.
     async fn take_now(workers: &Arc<Workers>, id: &str) -> (Submission, u64) {

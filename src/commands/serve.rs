@@ -39,7 +39,7 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: CancellationToken,
 ) -> Result<ExitCode, CommandError> {
-    use executioner::api::backend::{memory::MemoryBackend, postgres::PostgresBackend, Backend};
+    use executioner::store::{memory::MemoryBackend, postgres::PostgresBackend, Backend};
     let ServeConfig {
         listen,
         judge0_listen,

@@ -12,9 +12,9 @@ use super::engine::step::RetryPolicy;
 use super::engine::Workflow;
 use super::judging::SubmissionJudge;
 use super::rejudge::{self, RejudgeError};
-use super::store::{ResultStore, Selection, StoreError, SubmissionStore, WorkflowStore};
 use super::validate::{self, Solution, ValidateError};
 use super::webhook::{Webhook, WebhookError};
+use crate::store::{ResultStore, Selection, StoreError, SubmissionStore, WorkflowStore};
 
 /// A workflow's kind and inputs (JSON with a `kind` field: `rejudge` or `validation`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,9 +8,7 @@
 pub mod builder;
 pub mod control;
 pub mod end;
-pub mod state;
 pub mod step;
-pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -31,9 +29,9 @@ use self::control::{
     Applied, ControlError, ControlReport, MessageReport, Refusal, Selector, StepInfo, StepStatus,
 };
 use self::end::{BlockReason, Blocked, EndState, Unmet};
-use self::state::{Action, Refused, StepState};
 use self::step::{FailureKind, OnFailure, RetryPolicy, Step, StepError, StepSpec};
-use self::store::{Snapshot, StepSnapshot, WorkflowStore};
+use crate::store::workflow::state::{Action, Refused, StepState};
+use crate::store::workflow::{Snapshot, StepSnapshot, WorkflowStore};
 use crate::sync::lock;
 
 /// How long running steps may take to stop after a shutdown before they are aborted.

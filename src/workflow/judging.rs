@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::step::{Step, StepError};
 use super::engine::StepContext;
-use super::store::ResultStore;
 use crate::judge::{Judge, Messages, Unheard};
 use crate::protocol::{Body, CompileResult, Message, Submission};
+use crate::store::ResultStore;
 use crate::verdict::Verdict;
 
 /// Judges one submission the caller has claimed, yielding the messages after `executing`

@@ -15,14 +15,14 @@ use serde_json::Value;
 
 use super::engine::builder::{BuildError, WorkflowBuilder};
 use super::engine::control::Selector;
-use super::engine::state::StepState;
 use super::engine::step::{RetryPolicy, Step, StepError, StepSpec};
 use super::engine::{StepContext, Workflow};
 use super::judging::{End, JudgeStep, Judgement, SubmissionJudge};
-pub use super::store::Selection;
-use super::store::{ResultStore, WorkflowStore};
 use super::webhook::{NotifyStep, Webhook};
 use crate::protocol::Submission;
+use crate::store::workflow::state::StepState;
+pub use crate::store::Selection;
+use crate::store::{ResultStore, WorkflowStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RejudgeError {
@@ -252,9 +252,9 @@ impl Step for SummaryStep {
 mod tests {
     use super::*;
     use crate::protocol::Body;
+    use crate::store::memory::MemoryResultStore;
     use crate::verdict::Verdict;
     use crate::workflow::judging::fake::{infra_error, tests, FakeJudge};
-    use crate::workflow::store::MemoryResultStore;
     use crate::workflow::webhook::test_server;
     use tokio_util::sync::CancellationToken;
 

@@ -8,9 +8,9 @@ use super::engine::builder::{BuildError, WorkflowBuilder};
 use super::engine::step::{RetryPolicy, StepSpec};
 use super::engine::Workflow;
 use super::judging::{JudgeStep, SubmissionJudge};
-use super::store::ResultStore;
 use super::webhook::{NotifyStep, Webhook};
 use crate::protocol::Submission;
+use crate::store::ResultStore;
 
 /// Step ids.
 pub const JUDGE: &str = "judge";
@@ -60,8 +60,8 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
+    use crate::store::workflow::state::{Action, StepState};
     use crate::verdict::Verdict;
-    use crate::workflow::engine::state::{Action, StepState};
     use crate::workflow::engine::Event;
     use crate::workflow::judging::fake::{infra_error, tests, FakeJudge};
     use crate::workflow::webhook::test_server;

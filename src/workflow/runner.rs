@@ -16,9 +16,9 @@ use tracing::{info, warn};
 
 use super::definition::{Definition, DefinitionError, Env};
 use super::engine::control::Selector;
-use super::engine::state::StepState;
 use super::engine::Workflow;
-use super::store::{Snapshot, StoreError, StoredWorkflow};
+use crate::store::workflow::state::StepState;
+use crate::store::workflow::{Snapshot, StoreError, StoredWorkflow};
 use crate::sync::lock;
 use crate::time::now_ms;
 
@@ -438,11 +438,12 @@ mod tests {
     use super::*;
     use crate::judge::{Messages, Unheard};
     use crate::protocol::{Body, Submission};
+    use crate::store::memory::{MemoryResultStore, MemoryWorkflowStore};
+    use crate::store::WorkflowStore;
     use crate::workflow::definition::Settings;
     use crate::workflow::judging::fake::FakeJudge;
     use crate::workflow::judging::SubmissionJudge;
     use crate::workflow::rejudge::{Progress, Selection};
-    use crate::workflow::store::{MemoryResultStore, MemoryWorkflowStore, WorkflowStore};
 
     const DEADLINE: Duration = Duration::from_secs(10);
 

@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::engine::control::{Applied, ControlError};
 use super::engine::end::{BlockReason, EndState, Unmet};
 use super::engine::Event;
-use super::store::{MemoryWorkflowStore, WorkflowStore};
 use super::*;
+use crate::store::memory::MemoryWorkflowStore;
+use crate::store::WorkflowStore;
 use StepState::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -963,7 +964,10 @@ struct GatedStore {
 
 #[async_trait::async_trait]
 impl WorkflowStore for GatedStore {
-    async fn save(&self, snapshot: &store::Snapshot) -> Result<(), store::StoreError> {
+    async fn save(
+        &self,
+        snapshot: &crate::store::workflow::Snapshot,
+    ) -> Result<(), crate::store::StoreError> {
         let a_done = snapshot
             .steps
             .iter()
@@ -975,22 +979,28 @@ impl WorkflowStore for GatedStore {
         }
         self.inner.save(snapshot).await
     }
-    async fn define(&self, workflow: &str, definition: &Value) -> Result<bool, store::StoreError> {
+    async fn define(
+        &self,
+        workflow: &str,
+        definition: &Value,
+    ) -> Result<bool, crate::store::StoreError> {
         self.inner.define(workflow, definition).await
     }
     async fn get(
         &self,
         workflow: &str,
-    ) -> Result<Option<store::StoredWorkflow>, store::StoreError> {
+    ) -> Result<Option<crate::store::workflow::StoredWorkflow>, crate::store::StoreError> {
         self.inner.get(workflow).await
     }
-    async fn list(&self) -> Result<Vec<store::StoredWorkflow>, store::StoreError> {
+    async fn list(
+        &self,
+    ) -> Result<Vec<crate::store::workflow::StoredWorkflow>, crate::store::StoreError> {
         self.inner.list().await
     }
-    async fn adopt(&self, workflow: &str) -> Result<bool, store::StoreError> {
+    async fn adopt(&self, workflow: &str) -> Result<bool, crate::store::StoreError> {
         self.inner.adopt(workflow).await
     }
-    async fn disown(&self, workflow: &str) -> Result<(), store::StoreError> {
+    async fn disown(&self, workflow: &str) -> Result<(), crate::store::StoreError> {
         self.inner.disown(workflow).await
     }
 }

@@ -16,13 +16,13 @@ use serde_json::Value;
 
 use super::engine::builder::{BuildError, WorkflowBuilder};
 use super::engine::control::Selector;
-use super::engine::state::StepState;
 use super::engine::step::{RetryPolicy, Step, StepError, StepSpec};
 use super::engine::{StepContext, Workflow};
 use super::judging::{End, JudgeStep, Judgement, SubmissionJudge};
-use super::store::WorkflowStore;
 use crate::language::Registry;
 use crate::protocol::{SourceFile, Submission};
+use crate::store::workflow::state::StepState;
+use crate::store::WorkflowStore;
 use crate::verdict::Verdict;
 
 /// The outcome a solution is filed under.

@@ -8,14 +8,15 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::api::backend::Cancel;
 use crate::api::error::ApiError;
-use crate::api::filter;
 use crate::api::operations::{Operation, OperationBody, Position, FILTER_FIELDS};
 use crate::api::respond::{not_cancellable, polled};
 use crate::api::route::{Route, Verb};
 use crate::api::types::Page;
-use crate::api::{workflows, AppState, Status};
+use crate::api::{workflows, AppState};
+use crate::store::filter;
+use crate::store::Cancel;
+use crate::store::Status;
 
 /// Listing, polling and cancelling operations.
 pub(in crate::api) fn routes() -> Vec<Route> {

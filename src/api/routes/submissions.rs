@@ -15,7 +15,6 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::api::admission::{check_queue, check_source, deadline_ms};
-use crate::api::backend::{Queueing, Recorded, SubmissionView};
 use crate::api::error::ApiError;
 use crate::api::operations::Operation;
 use crate::api::respond::{accepted, list};
@@ -24,6 +23,7 @@ use crate::api::types::{RecordedBody, SubmissionBody};
 use crate::api::AppState;
 use crate::problem::{is_valid_id, ProblemError};
 use crate::protocol::{SourceFile, Submission};
+use crate::store::{Queueing, Recorded, SubmissionView};
 
 /// Submitting, and reading a submission and its messages.
 pub(in crate::api) fn routes() -> Vec<Route> {

@@ -10,7 +10,7 @@ use super::{failure, PostgresInterface};
 use crate::interface::InterfaceError;
 
 /// The operation status of submission `s` as the HTTP API names it: the SQL twin of
-/// `api::Status::of`, over the same `attempt_over` and `retry_pending` as the records.
+/// `store::Status::of`, over the same `attempt_over` and `retry_pending` as the records.
 macro_rules! listing_status {
     () => {
         concat!(

@@ -9,10 +9,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::state::StepState;
 use super::step::StepSpec;
-use super::store::WorkflowStore;
 use super::Workflow;
+use crate::store::workflow::state::StepState;
+use crate::store::WorkflowStore;
 
 /// "Step `on` is in one of `states`", by step index.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::end::BlockReason;
-use super::state::{Action, StepState};
+use crate::store::workflow::state::{Action, StepState};
 
 /// Steps that carry every one of these `key=value` tags. The key `id` also matches the step's
 /// id. No tags selects every step.

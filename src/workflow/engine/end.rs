@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::state::StepState;
+use crate::store::workflow::state::StepState;
 
 /// A pre-condition that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

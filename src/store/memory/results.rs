@@ -1,45 +1,14 @@
-//! Where the judging workflows keep what must outlive the process: the submissions a rejudge
-//! judges again and the results that replace their old ones ([`SubmissionStore`],
-//! [`ResultStore`]); with the engine's own [`WorkflowStore`] (what each workflow is and the state
-//! of its steps), re-exported here. Memory implementations here and in the engine; Postgres ones
-//! in [`postgres`] (the `workflows` table, and the `submissions`/`judge_results` tables of the
-//! Postgres interface).
-
-pub mod postgres;
+//! Results and submissions for rejudges, in memory ([`MemoryResultStore`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Message, Submission};
+use crate::store::workflow::StoreError;
+use crate::store::{ResultStore, Selection, SubmissionStore};
 use crate::sync::lock;
-
-pub use super::engine::store::{
-    MemoryWorkflowStore, Snapshot, StepSnapshot, StoreError, StoredWorkflow, WorkflowStore,
-};
-
-/// Which submissions to rejudge (JSON: `{"problem": id}` or `{"ids": [id, ...]}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Selection {
-    Problem(String),
-    Ids(Vec<String>),
-}
-
-/// Where a rejudged submission's new messages go, replacing its old ones.
-#[async_trait]
-pub trait ResultStore: Send + Sync + 'static {
-    async fn replace(&self, submission: &str, messages: &[Message]) -> Result<(), StoreError>;
-}
-
-/// Where a rejudge finds the submissions it judges again.
-#[async_trait]
-pub trait SubmissionStore: ResultStore {
-    /// The submissions `selection` names, oldest first. Ids that are not stored are left out.
-    async fn select(&self, selection: &Selection) -> Result<Vec<Submission>, StoreError>;
-}
 
 /// The latest messages of each submission, in memory; and the submissions a rejudge may select.
 #[derive(Default)]

@@ -16,7 +16,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use super::time::parse_rfc3339;
+use crate::time::parse_rfc3339;
 
 /// A value a field holds or a literal denotes.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,10 +15,10 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Connection, PgConnection, Row};
 use tracing::{info, warn};
 
-use super::WorkflowStore;
-use super::{ResultStore, Selection, Snapshot, StoreError, StoredWorkflow, SubmissionStore};
 use crate::interface::PostgresInterface;
 use crate::protocol::{Message, Submission};
+use crate::store::workflow::{Snapshot, StoreError, StoredWorkflow, WorkflowStore};
+use crate::store::{ResultStore, Selection, SubmissionStore};
 
 const SAVE: &str = "
     INSERT INTO workflows (name, definition, snapshot, finished)

@@ -1,4 +1,8 @@
-//! The in-memory backend: submissions queued on a [`MemoryInterface`], and a table of them kept
+//! The memory store: the API's backend ([`MemoryBackend`], the default of `executioner serve`),
+//! results and submissions for rejudges ([`MemoryResultStore`]), workflows
+//! ([`MemoryWorkflowStore`]).
+//!
+//! The API's backend: submissions queued on a [`MemoryInterface`], and a table of them kept
 //! up to date from the interface's messages (by [`MemoryBackend::follow`]). Workers take
 //! submissions through a gate that skips cancelled ones.
 
@@ -12,19 +16,23 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+mod results;
+mod workflow;
+
+pub use results::MemoryResultStore;
+pub use workflow::MemoryWorkflowStore;
+
+use super::filter::Expr;
+use super::operation::SortKey;
 use super::{
-    first_page, last_finished, Backend, BackendError, Cancel, Queueing, Recorded, Status,
-    SubmissionView, WorkflowStores,
+    first_page, last_finished, Backend, BackendError, Callbacks, Cancel, Intake, Listing, Queueing,
+    Recorded, ResultStore, Selection, Status, StoreError, SubmissionStore, SubmissionView,
+    WorkflowStores,
 };
-use crate::api::filter::Expr;
-use crate::api::operations::SortKey;
-use crate::api::time::now_ms;
 use crate::interface::{Interface, InterfaceError, MemoryInterface, Sent, SubmissionState};
 use crate::protocol::{Body, Message, Submission};
 use crate::sync::lock;
-use crate::workflow::rejudge::Selection;
-use crate::workflow::store::StoreError;
-use crate::workflow::{MemoryWorkflowStore, ResultStore, SubmissionStore};
+use crate::time::now_ms;
 
 struct Entry {
     submission: Submission,
@@ -39,7 +47,7 @@ struct Entry {
     callback_sent_ms: Option<i64>,
     /// Ended at its deadline (its state is then `Cancelled`).
     timed_out: bool,
-    /// Held by a remote worker that missed a heartbeat ([`Backend::holders_silent`]).
+    /// Held by a remote worker that missed a heartbeat ([`Intake::holders_silent`]).
     silent: bool,
 }
 
@@ -111,7 +119,7 @@ struct Table {
     next_seq: u64,
     /// Deadlines not reached yet (ms since the epoch, id), soonest first.
     deadlines: BTreeSet<(i64, String)>,
-    /// Ids flagged `silent` by the last [`Backend::holders_silent`].
+    /// Ids flagged `silent` by the last [`Intake::holders_silent`].
     silent: HashSet<String>,
 }
 
@@ -258,41 +266,17 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
-    async fn submit(
-        &self,
-        submission: Submission,
-        total_tests: Option<usize>,
-        queueing: Queueing,
-    ) -> Result<SubmissionView, BackendError> {
-        let now = now_ms();
-        let view = {
-            let mut table = self.table();
-            table.next_seq += 1;
-            let entry = Entry {
-                submission: submission.clone(),
-                created_ms: now,
-                last_action_ms: now,
-                state: SubmissionState::Queued,
-                log: Vec::new(),
-                total_tests,
-                seq: table.next_seq,
-                callback_url: queueing.callback_url,
-                callback_sent_ms: None,
-                timed_out: false,
-                silent: false,
-            };
-            if let Some(deadline) = queueing.deadline_ms {
-                table.deadlines.insert((deadline, submission.id.clone()));
-            }
-            let view = entry.view();
-            table.entries.insert(submission.id.clone(), entry);
-            self.announce(&submission.id);
-            view
-        };
-        self.interface.push(submission);
-        Ok(view)
+    fn workflow_stores(self: Arc<Self>) -> WorkflowStores {
+        WorkflowStores {
+            submissions: self.clone(),
+            workflows: self.workflows.clone(),
+            results: self,
+        }
     }
+}
 
+#[async_trait]
+impl Listing for MemoryBackend {
     async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError> {
         Ok(self.table().entries.get(id).map(Entry::view))
     }
@@ -337,6 +321,48 @@ impl Backend for MemoryBackend {
         })
     }
 
+    fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changed.subscribe()
+    }
+}
+
+#[async_trait]
+impl Intake for MemoryBackend {
+    async fn submit(
+        &self,
+        submission: Submission,
+        total_tests: Option<usize>,
+        queueing: Queueing,
+    ) -> Result<SubmissionView, BackendError> {
+        let now = now_ms();
+        let view = {
+            let mut table = self.table();
+            table.next_seq += 1;
+            let entry = Entry {
+                submission: submission.clone(),
+                created_ms: now,
+                last_action_ms: now,
+                state: SubmissionState::Queued,
+                log: Vec::new(),
+                total_tests,
+                seq: table.next_seq,
+                callback_url: queueing.callback_url,
+                callback_sent_ms: None,
+                timed_out: false,
+                silent: false,
+            };
+            if let Some(deadline) = queueing.deadline_ms {
+                table.deadlines.insert((deadline, submission.id.clone()));
+            }
+            let view = entry.view();
+            table.entries.insert(submission.id.clone(), entry);
+            self.announce(&submission.id);
+            view
+        };
+        self.interface.push(submission);
+        Ok(view)
+    }
+
     async fn queued(&self) -> Result<usize, BackendError> {
         Ok(self
             .table()
@@ -344,10 +370,6 @@ impl Backend for MemoryBackend {
             .values()
             .filter(|e| e.state == SubmissionState::Queued)
             .count())
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<String> {
-        self.changed.subscribe()
     }
 
     fn worker_interface(self: Arc<Self>) -> Arc<dyn Interface> {
@@ -376,35 +398,6 @@ impl Backend for MemoryBackend {
         };
         self.interface.requeue(submission);
         Ok(true)
-    }
-
-    fn workflow_stores(self: Arc<Self>) -> WorkflowStores {
-        WorkflowStores {
-            submissions: self.clone(),
-            workflows: self.workflows.clone(),
-            results: self,
-        }
-    }
-
-    async fn callbacks_due(&self) -> Result<Vec<SubmissionView>, BackendError> {
-        Ok(self
-            .table()
-            .entries
-            .values()
-            .filter(|e| e.callback_url.is_some())
-            .map(Entry::view)
-            .filter(SubmissionView::callback_due)
-            .collect())
-    }
-
-    async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError> {
-        if let Some(entry) = self.table().entries.get_mut(id) {
-            if entry.last_action_ms == outcome_ms {
-                entry.callback_sent_ms = Some(outcome_ms);
-                self.announce(id);
-            }
-        }
-        Ok(())
     }
 
     async fn holders_silent(&self, ids: &HashSet<String>) {
@@ -452,6 +445,30 @@ impl Backend for MemoryBackend {
             self.announce(id);
         }
         Ok(ended)
+    }
+}
+
+#[async_trait]
+impl Callbacks for MemoryBackend {
+    async fn callbacks_due(&self) -> Result<Vec<SubmissionView>, BackendError> {
+        Ok(self
+            .table()
+            .entries
+            .values()
+            .filter(|e| e.callback_url.is_some())
+            .map(Entry::view)
+            .filter(SubmissionView::callback_due)
+            .collect())
+    }
+
+    async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError> {
+        if let Some(entry) = self.table().entries.get_mut(id) {
+            if entry.last_action_ms == outcome_ms {
+                entry.callback_sent_ms = Some(outcome_ms);
+                self.announce(id);
+            }
+        }
+        Ok(())
     }
 }
 

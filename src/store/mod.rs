@@ -1,22 +1,42 @@
-//! Where the API keeps submissions: one trait, [`Backend`], with the in-memory store (the
-//! default of `executioner serve`, [`memory`]) and the Postgres store (`--database-url`,
-//! [`postgres`]) behind it. Handlers and the worker dispatch see only the trait.
+//! The stores: where submissions, their messages, the results of rejudges and the state of
+//! workflows are kept, behind small capability traits (in the manner of apalis), with one module
+//! per backend owning its statements and every trait it implements: [`memory`] (the default of
+//! `executioner serve`), [`postgres`] (`--database-url`; over the tables of
+//! `crate::interface::postgres`, which keeps the schema). The API and the workflows see only the
+//! traits.
+//!
+//! - Listing ([`Listing`]): a submission, a page of them, their messages, cancelling, changes.
+//! - Intake ([`Intake`]): queueing a submission, the count waiting, the workers' interface,
+//!   requeueing, deadlines. Callbacks ([`Callbacks`]): the finished submissions still to be sent.
+//!   The API keeps its submissions in a [`Backend`], all of these at once.
+//! - Rejudging ([`SubmissionStore`], [`ResultStore`]): the submissions a rejudge selects, and the
+//!   results that replace their old ones.
+//! - Workflow state ([`WorkflowStore`], in [`workflow`]): what each workflow is and the state of
+//!   its steps.
+//!
+//! The queue a worker takes submissions from (take, claim, record, renew, release) is
+//! [`crate::interface::Interface`], with the lease engine's primitives beside it.
 
+pub mod filter;
 pub mod memory;
+pub mod operation;
 pub mod postgres;
+mod view;
+pub mod workflow;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::filter::Expr;
-use super::operations::{Operation, SortKey};
-pub use super::view::{Status, SubmissionView};
+use self::filter::Expr;
+use self::operation::{Operation, SortKey};
+pub use self::view::{Status, SubmissionView};
+pub use self::workflow::{StoreError, WorkflowStore};
 use crate::interface::Interface;
 use crate::protocol::{Message, Submission};
-use crate::workflow::{ResultStore, SubmissionStore, WorkflowStore};
 
 /// One message as the store recorded it.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,25 +116,24 @@ pub struct WorkflowStores {
     pub workflows: Arc<dyn WorkflowStore>,
 }
 
-/// Where the API keeps submissions, and where workers take them from.
+/// Where the API keeps submissions, and where its workers take them from: every capability
+/// the API needs of one store.
 #[async_trait]
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: Listing + Intake + Callbacks {
     /// The kind of store (`memory`, `postgres`): a metrics label.
     fn name(&self) -> &'static str;
 
-    /// Queues a submission: its operation is not started. `callback_url` (checked by the
-    /// caller) is kept with it, for [`Backend::callbacks_due`].
-    async fn submit(
-        &self,
-        submission: Submission,
-        total_tests: Option<usize>,
-        queueing: Queueing,
-    ) -> Result<SubmissionView, BackendError>;
+    /// Where rejudges and validations read submissions, write results, and keep their state.
+    fn workflow_stores(self: Arc<Self>) -> WorkflowStores;
+}
 
+/// Submissions as the API reads them: one, a page, their messages; cancelling one; changes.
+#[async_trait]
+pub trait Listing: Send + Sync + 'static {
     async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError>;
 
     /// Every submission, in no particular order (for tools and tests: the API reads
-    /// [`Backend::list_page`]).
+    /// [`Listing::list_page`]).
     async fn list(&self) -> Result<Vec<SubmissionView>, BackendError>;
 
     /// The first `limit` submissions whose operations `filter` selects (all without one) and
@@ -139,32 +158,34 @@ pub trait Backend: Send + Sync + 'static {
     /// Cancels a submission no worker has taken; idempotent.
     async fn cancel(&self, id: &str) -> Result<Cancel, BackendError>;
 
-    /// Submissions waiting for a worker.
-    async fn queued(&self) -> Result<usize, BackendError>;
-
     /// Ids of submissions that changed, from now on (an empty id: anything may have changed).
     /// A receiver that lags should read again what it follows.
     fn subscribe(&self) -> broadcast::Receiver<String>;
+}
+
+/// Submissions coming in and handed to workers: queueing one, the count waiting, the interface
+/// workers take them from, queueing again one whose worker went silent, deadlines.
+#[async_trait]
+pub trait Intake: Send + Sync + 'static {
+    /// Queues a submission: its operation is not started. `callback_url` (checked by the
+    /// caller) is kept with it, for [`Callbacks::callbacks_due`].
+    async fn submit(
+        &self,
+        submission: Submission,
+        total_tests: Option<usize>,
+        queueing: Queueing,
+    ) -> Result<SubmissionView, BackendError>;
+
+    /// Submissions waiting for a worker.
+    async fn queued(&self) -> Result<usize, BackendError>;
 
     /// What workers (local ones, and the dispatch serving remote ones) take submissions from
     /// and report to. A cancelled submission is never handed out.
     fn worker_interface(self: Arc<Self>) -> Arc<dyn Interface>;
 
-    /// Queues again a submission taken through [`Backend::worker_interface`] whose worker
+    /// Queues again a submission taken through [`Intake::worker_interface`] whose worker
     /// stopped answering; its next attempt starts clean. `false` if it is not held (any more).
     async fn requeue(&self, id: &str) -> Result<bool, BackendError>;
-
-    /// Where rejudges and validations read submissions, write results, and keep their state.
-    fn workflow_stores(self: Arc<Self>) -> WorkflowStores;
-
-    /// Submissions whose callback is due ([`SubmissionView::callback_due`]), kept until
-    /// [`Backend::callback_settled`]: what a restarted service still has to send.
-    async fn callbacks_due(&self) -> Result<Vec<SubmissionView>, BackendError>;
-
-    /// The callback of `id` went out, or was given up, for the outcome reached at
-    /// `outcome_ms` (its [`SubmissionView::last_action_ms`]); nothing if the submission has
-    /// changed since.
-    async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError>;
 
     /// Ends, as `timeout`, every unfinished submission whose deadline is at or before `now_ms`:
     /// one not started is never handed out; a worker judging one is fenced out (its later
@@ -178,13 +199,47 @@ pub trait Backend: Send + Sync + 'static {
     async fn holders_silent(&self, _ids: &HashSet<String>) {}
 }
 
+/// The callbacks of finished submissions that are still to be sent.
+#[async_trait]
+pub trait Callbacks: Send + Sync + 'static {
+    /// Submissions whose callback is due ([`SubmissionView::callback_due`]), kept until
+    /// [`Callbacks::callback_settled`]: what a restarted service still has to send.
+    async fn callbacks_due(&self) -> Result<Vec<SubmissionView>, BackendError>;
+
+    /// The callback of `id` went out, or was given up, for the outcome reached at
+    /// `outcome_ms` (its [`SubmissionView::last_action_ms`]); nothing if the submission has
+    /// changed since.
+    async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError>;
+}
+
+/// Which submissions to rejudge (JSON: `{"problem": id}` or `{"ids": [id, ...]}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    Problem(String),
+    Ids(Vec<String>),
+}
+
+/// Where a rejudged submission's new messages go, replacing its old ones.
+#[async_trait]
+pub trait ResultStore: Send + Sync + 'static {
+    async fn replace(&self, submission: &str, messages: &[Message]) -> Result<(), StoreError>;
+}
+
+/// Where a rejudge finds the submissions it judges again.
+#[async_trait]
+pub trait SubmissionStore: ResultStore {
+    /// The submissions `selection` names, oldest first. Ids that are not stored are left out.
+    async fn select(&self, selection: &Selection) -> Result<Vec<Submission>, StoreError>;
+}
+
 /// What is kept with a queued submission beside it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Queueing {
     /// Where the finished operation is sent (checked by the caller), for
-    /// [`Backend::callbacks_due`].
+    /// [`Callbacks::callbacks_due`].
     pub callback_url: Option<String>,
-    /// When the operation times out, ms since the epoch ([`Backend::expire`]).
+    /// When the operation times out, ms since the epoch ([`Intake::expire`]).
     pub deadline_ms: Option<i64>,
 }
 

@@ -7,9 +7,9 @@
 //! submission the filter does, and perhaps more: the caller applies the filter itself to what
 //! it reads ([`Pushdown::exact`] says whether it needs to read past the page).
 
-use crate::api::filter::{CmpOp, Expr, Operand, Value};
-use crate::api::Status;
 use crate::interface::postgres::{Column, Comparison, Condition, Operand as SqlOperand};
+use crate::store::filter::{CmpOp, Expr, Operand, Value};
+use crate::store::Status;
 
 /// A filter as a condition on the `submissions` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,8 +187,8 @@ fn percent(op: CmpOp, n: f64, widen: Widen, exact: &mut bool) -> Condition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::filter::parse;
-    use crate::api::operations::FILTER_FIELDS;
+    use crate::store::filter::parse;
+    use crate::store::operation::FILTER_FIELDS;
 
     fn pushdown(filter: &str) -> Pushdown {
         Pushdown::of(&parse(filter, FILTER_FIELDS).unwrap_or_else(|e| panic!("{filter}: {e}")))

@@ -1,4 +1,7 @@
-//! The Postgres backend (`executioner serve --database-url`): submissions are rows of the
+//! The Postgres store: the API's backend ([`PostgresBackend`]), the rejudges' submissions and
+//! results and the workflows' state ([`workflow`]), over the Postgres interface's database.
+//!
+//! The API's backend (`executioner serve --database-url`): submissions are rows of the
 //! Postgres interface's tables, shared with any `executioner worker --interface postgres`;
 //! operations are read from them, and changes followed through LISTEN/NOTIFY.
 //!
@@ -16,13 +19,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod pushdown;
+pub mod workflow;
 
+pub use workflow::{PostgresSubmissions, PostgresWorkflowStore};
+
+use super::filter::Expr;
+use super::operation::SortKey;
 use super::{
-    selects, Backend, BackendError, Cancel, Queueing, Recorded, Status, SubmissionView,
-    WorkflowStores,
+    selects, Backend, BackendError, Callbacks, Cancel, Intake, Listing, Queueing, Recorded, Status,
+    SubmissionView, WorkflowStores,
 };
-use crate::api::filter::Expr;
-use crate::api::operations::SortKey;
 use crate::backoff::Backoff;
 use crate::interface::postgres::{
     listen, Cancelled, Condition, Heard, ListingKey, SubmissionRecord, STATE_CHANNEL,
@@ -31,7 +37,6 @@ use crate::interface::{Interface, PostgresInterface, SubmissionState};
 use crate::language::Registry;
 use crate::problem::ProblemStore;
 use crate::protocol::{Body, CompileResult, Message, Submission};
-use crate::workflow::store::postgres::{PostgresSubmissions, PostgresWorkflowStore};
 use pushdown::Pushdown;
 
 /// The channel notified with a submission's id when a judge result is recorded (migration
@@ -257,25 +262,18 @@ impl Backend for PostgresBackend {
         "postgres"
     }
 
-    async fn submit(
-        &self,
-        submission: Submission,
-        _total_tests: Option<usize>,
-        queueing: Queueing,
-    ) -> Result<SubmissionView, BackendError> {
-        let id = submission.id.clone();
-        self.interface
-            .enqueue_with(
-                &[submission],
-                &[queueing.callback_url],
-                &[queueing.deadline_ms],
-            )
-            .await?;
-        self.get(&id)
-            .await?
-            .ok_or_else(|| BackendError(format!("submission {id} vanished once queued")))
+    fn workflow_stores(self: Arc<Self>) -> WorkflowStores {
+        let submissions = Arc::new(PostgresSubmissions::new(self.interface.clone()));
+        WorkflowStores {
+            submissions: submissions.clone(),
+            results: submissions,
+            workflows: self.workflows.clone(),
+        }
     }
+}
 
+#[async_trait]
+impl Listing for PostgresBackend {
     async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError> {
         Ok(self.interface.record(id).await?.map(|r| self.view(r)))
     }
@@ -353,12 +351,34 @@ impl Backend for PostgresBackend {
         })
     }
 
-    async fn queued(&self) -> Result<usize, BackendError> {
-        Ok(self.interface.queued().await?)
-    }
-
     fn subscribe(&self) -> broadcast::Receiver<String> {
         self.changed.subscribe()
+    }
+}
+
+#[async_trait]
+impl Intake for PostgresBackend {
+    async fn submit(
+        &self,
+        submission: Submission,
+        _total_tests: Option<usize>,
+        queueing: Queueing,
+    ) -> Result<SubmissionView, BackendError> {
+        let id = submission.id.clone();
+        self.interface
+            .enqueue_with(
+                &[submission],
+                &[queueing.callback_url],
+                &[queueing.deadline_ms],
+            )
+            .await?;
+        self.get(&id)
+            .await?
+            .ok_or_else(|| BackendError(format!("submission {id} vanished once queued")))
+    }
+
+    async fn queued(&self) -> Result<usize, BackendError> {
+        Ok(self.interface.queued().await?)
     }
 
     fn worker_interface(self: Arc<Self>) -> Arc<dyn Interface> {
@@ -369,15 +389,14 @@ impl Backend for PostgresBackend {
         Ok(self.interface.release(id).await?)
     }
 
-    fn workflow_stores(self: Arc<Self>) -> WorkflowStores {
-        let submissions = Arc::new(PostgresSubmissions::new(self.interface.clone()));
-        WorkflowStores {
-            submissions: submissions.clone(),
-            results: submissions,
-            workflows: self.workflows.clone(),
-        }
+    async fn expire(&self, _now_ms: i64) -> Result<Vec<String>, BackendError> {
+        // The database's clock decides, as it does for leases.
+        Ok(self.interface.expire().await?)
     }
+}
 
+#[async_trait]
+impl Callbacks for PostgresBackend {
     async fn callbacks_due(&self) -> Result<Vec<SubmissionView>, BackendError> {
         let records = self.interface.callback_candidates().await?;
         Ok(records
@@ -389,11 +408,6 @@ impl Backend for PostgresBackend {
 
     async fn callback_settled(&self, id: &str, outcome_ms: i64) -> Result<(), BackendError> {
         Ok(self.interface.settle_callback(id, outcome_ms).await?)
-    }
-
-    async fn expire(&self, _now_ms: i64) -> Result<Vec<String>, BackendError> {
-        // The database's clock decides, as it does for leases.
-        Ok(self.interface.expire().await?)
     }
 }
 
