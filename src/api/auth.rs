@@ -7,6 +7,10 @@
 //! Clients of the Judge0-compatible API may send the client token as Judge0's `X-Auth-Token`
 //! header instead. The OpenAPI document and the status page (`GET /`, which holds no data) stay
 //! open. A token not configured is not checked (a service on loopback, tests).
+//!
+//! Which routes need which token is not decided here from their paths: each group of routes is
+//! a router with its middleware ([`client`] or [`worker`]) as a layer (see `api::router`
+//! and `route::Access`).
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -18,13 +22,6 @@ use super::AppState;
 
 /// The tokens' type, shared with the remote worker's client (`interface::http`).
 pub use crate::token::Token;
-
-/// Whether the request is a worker's own: anything under `/v1.0/workers` but reading it.
-fn is_worker_call(request: &Request) -> bool {
-    let path = request.uri().path();
-    let under = path == "/v1.0/workers" || path.starts_with("/v1.0/workers/");
-    under && request.method() != Method::GET
-}
 
 /// Compares without returning early, so the time taken says nothing of where they differ.
 fn same(given: &[u8], expected: &[u8]) -> bool {
@@ -54,32 +51,50 @@ fn judge0_token(request: &Request) -> Option<&[u8]> {
         .map(|value| value.as_bytes().trim_ascii())
 }
 
-/// Middleware: a worker call needs the worker token, any other call (but the OpenAPI
-/// document and the status page) the client token, each when configured; else 401.
-pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let config = &state.config;
-    let (expected, who) = if is_worker_call(&request) {
-        (
-            &config.worker_token,
-            "worker calls need the service's worker token",
-        )
-    } else if matches!(request.uri().path(), "/v1.0/openapi.json" | "/") {
-        // The status page holds no data: it asks for the token, and its data calls show it.
-        (&None, "")
-    } else {
-        (
-            &config.client_token,
-            "this API needs the service's client token",
-        )
-    };
-    let Some(expected) = expected else {
+/// Middleware of the client routes' router (`Access::Client`): the client
+/// token, as `Authorization: Bearer` or Judge0's `X-Auth-Token`, when configured; else 401.
+pub async fn client(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(expected) = &state.config.client_token else {
         return next.run(request).await;
     };
     let is_expected = |token: &[u8]| same(token, expected.expose().as_bytes());
-    let judge0 = !is_worker_call(&request) && judge0_token(&request).is_some_and(is_expected);
-    if judge0 || bearer(&request).is_some_and(is_expected) {
+    if judge0_token(&request).is_some_and(is_expected) || bearer(&request).is_some_and(is_expected)
+    {
         return next.run(request).await;
     }
+    refuse(&request, "this API needs the service's client token")
+}
+
+/// Middleware of the workers' routers (`Access::Worker` and
+/// `Access::OwnWorker`): the worker token, as `Authorization: Bearer`, when
+/// configured; else 401.
+pub async fn worker(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(expected) = &state.config.worker_token else {
+        return next.run(request).await;
+    };
+    if bearer(&request).is_some_and(|token| same(token, expected.expose().as_bytes())) {
+        return next.run(request).await;
+    }
+    refuse(&request, "worker calls need the service's worker token")
+}
+
+/// Middleware of what a registered worker's router answers where it has no route (another path
+/// under it, another method): a read (`GET`) needs the client token, like the API's other reads,
+/// and any other call the worker token.
+pub async fn client_reads_worker_calls(
+    state: State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() == Method::GET {
+        client(state, request, next).await
+    } else {
+        worker(state, request, next).await
+    }
+}
+
+/// 401 with `WWW-Authenticate: Bearer`, saying which token `request` lacked (`who`).
+fn refuse(request: &Request, who: &str) -> Response {
     tracing::warn!(method = %request.method(), path = %request.uri().path(), "a call without its token was refused");
     let mut response = ApiError::new(
         StatusCode::UNAUTHORIZED,

@@ -1,7 +1,8 @@
 //! The per-client rate limit (`serve --rate-limit`): a token bucket per client address. A
 //! client over its rate gets `429 Too Many Requests` with `Retry-After`; nothing it asked for
 //! is done. Registered workers' own traffic (heartbeats, takes, reports) is not counted: it is
-//! paced by the judge's work, and refusing it would only make the service re-queue submissions.
+//! paced by the judge's work, and refusing it would only make the service re-queue submissions
+//! (its router has no [`limit`] layer: `Access::OwnWorker`).
 //!
 //! A client is its IP address (for IPv6, its /64 network, since one host may hold many
 //! addresses of it). Behind a reverse proxy every request seems to come from the proxy; limit
@@ -117,23 +118,12 @@ fn client(request: &Request) -> IpAddr {
     }
 }
 
-/// Whether the request is a registered worker's own traffic (`/v1.0/workers/{id}/...`).
-fn is_worker_traffic(request: &Request) -> bool {
-    request
-        .uri()
-        .path()
-        .strip_prefix("/v1.0/workers/")
-        .is_some_and(|rest| rest.contains('/'))
-}
-
-/// Middleware: refuses a request over its client's rate with 429 and `Retry-After`.
+/// Middleware of every router but the workers' own (`Access::is_limited`):
+/// refuses a request over its client's rate with 429 and `Retry-After`.
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(limiter) = &state.limiter else {
         return next.run(request).await;
     };
-    if is_worker_traffic(&request) {
-        return next.run(request).await;
-    }
     let client = client(&request);
     match limiter.admit(client, Instant::now()) {
         Ok(()) => next.run(request).await,

@@ -11,6 +11,12 @@ use super::AppState;
 use crate::metrics::{self, StoreLabels, WorkerLabels};
 use crate::store::filter;
 
+/// The scrape (the client token, like the rest of the API).
+pub(super) fn routes() -> Vec<super::route::Route> {
+    use super::route::{Route, Verb};
+    vec![Route::new(Verb::Get, "/metrics", &[200, 401, 429], scrape)]
+}
+
 pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     let metrics = metrics::global();
     let backend = state.backend();

@@ -16,6 +16,7 @@ mod error;
 mod judge0;
 pub mod limit;
 mod metrics;
+mod openapi;
 pub mod operations;
 mod respond;
 mod route;

@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::error::ApiError;
-use super::route::{Route, Verb};
+use super::route::{Access, Route, Verb};
 use super::time::{format_rfc3339, now_ms};
 use super::types::{SubmissionEnd, WorkerSummary};
 use super::AppState;
@@ -54,7 +54,7 @@ const COALESCE: Duration = Duration::from_millis(250);
 pub(super) fn routes() -> Vec<Route> {
     use Verb::Get;
     vec![
-        Route::new(Get, "/", &[200, 429], page),
+        Route::new(Get, "/", &[200, 429], page).access(Access::Open),
         Route::new(Get, "/v1.0/status", &[200, 401, 429, 503], current),
         Route::new(Get, "/v1.0/status/events", &[200, 401, 429], events),
     ]
