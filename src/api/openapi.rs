@@ -418,7 +418,7 @@ mod tests {
     /// The OpenAPI document as the router serves it.
     async fn served_document() -> Value {
         let backend = crate::store::memory::MemoryBackend::new(Arc::new(
-            crate::interface::memory::MemoryInterface::new(),
+            crate::store::memory::MemoryInterface::new(),
         ));
         let state = crate::api::AppState::new(
             backend,
