@@ -19,16 +19,38 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// The OpenAPI document as the router serves it (for the tests of the document and of the route
+/// table).
+#[cfg(test)]
+pub(crate) async fn served_document() -> serde_json::Value {
+    use tower::ServiceExt;
+
+    let backend = crate::store::memory::MemoryBackend::new(std::sync::Arc::new(
+        crate::store::memory::MemoryInterface::new(),
+    ));
+    let state = crate::api::AppState::new(
+        backend,
+        crate::api::ApiConfig::default(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let request = axum::http::Request::get("/v1.0/openapi.json")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = crate::api::router(state).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), axum::http::StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::sync::Arc;
 
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
     use serde_json::Value;
-    use tokio_util::sync::CancellationToken;
-    use tower::ServiceExt;
+
+    use super::served_document;
 
     /// Every operation of the document as of stop 26 (hand-written), with every status it
     /// answers: (method, path, statuses).
@@ -413,27 +435,6 @@ mod tests {
             }
         }
         lost
-    }
-
-    /// The OpenAPI document as the router serves it.
-    async fn served_document() -> Value {
-        let backend = crate::store::memory::MemoryBackend::new(Arc::new(
-            crate::store::memory::MemoryInterface::new(),
-        ));
-        let state = crate::api::AppState::new(
-            backend,
-            crate::api::ApiConfig::default(),
-            CancellationToken::new(),
-        );
-        let request = Request::get("/v1.0/openapi.json")
-            .body(Body::empty())
-            .unwrap();
-        let response = crate::api::router(state).oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        serde_json::from_slice(&bytes).unwrap()
     }
 
     #[tokio::test]

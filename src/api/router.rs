@@ -161,24 +161,10 @@ mod tests {
     use super::*;
     use crate::api::auth::Token;
     use crate::api::limit::RateLimit;
+    use crate::api::openapi::served_document;
     use crate::api::ApiConfig;
     use crate::store::memory::MemoryBackend;
     use crate::store::memory::MemoryInterface;
-
-    /// The OpenAPI document as the router serves it.
-    async fn served_document() -> Value {
-        let backend = MemoryBackend::new(Arc::new(MemoryInterface::new()));
-        let state = AppState::new(backend, ApiConfig::default(), CancellationToken::new());
-        let request = Request::get("/v1.0/openapi.json")
-            .body(Body::empty())
-            .unwrap();
-        let response = crate::api::router(state).oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        serde_json::from_slice(&bytes).unwrap()
-    }
 
     const VERBS: &[&str] = &[
         "get", "put", "post", "delete", "options", "head", "patch", "trace",
