@@ -36,7 +36,7 @@ mod value;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -51,15 +51,13 @@ use firestore::gcloud_sdk::tonic::{Code, Status};
 use firestore::gcloud_sdk::GoogleAuthMiddleware;
 use firestore::{FirestoreDb, FirestoreDbOptions};
 use futures_util::StreamExt;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
+use super::lease::{self, LeaseStore, Leased, Look, Recorded, Skip, Timing, Wake, RETRY};
+use super::InterfaceError;
 use super::SubmissionState;
-use super::{Interface, InterfaceError, Sent};
-use crate::backoff::Backoff;
 use crate::protocol::{Body, CompileResult, Message, Submission};
 use crate::sync::lock;
 use value::Fields;
@@ -73,12 +71,6 @@ const INFO: &str = "info";
 const CLAIMS: &str = "executioner-claims";
 const HOLDS: &str = "executioner-holds";
 
-/// How long a submission offered by `next()` is not offered again by this instance while the
-/// worker gets around to claiming it.
-const OFFER_TTL: Duration = Duration::from_secs(5);
-/// Pauses between tries of a failed request (and of the listener): 50 ms, doubling, at most
-/// 2 s.
-const RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 /// Most of the oldest queued submissions the workers of one queue spread over.
 const MAX_SPREAD: usize = 16;
 
@@ -137,8 +129,8 @@ pub struct StoredSubmission {
 }
 
 /// A claim this instance holds.
-#[derive(Debug, Clone, Copy)]
-struct Held {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Held {
     attempt: i64,
     /// Number of the next judge result of the attempt.
     seq: u32,
@@ -148,38 +140,31 @@ struct Held {
 
 type Client = FirestoreClient<GoogleAuthMiddleware>;
 
-/// What the instance and its background tasks share.
-struct Shared {
+/// The lease primitives of a Firestore database: what the lease engine ([`Leased`]) needs to
+/// be the Firestore interface.
+pub struct FirestoreLeases {
     db: FirestoreDb,
     config: FirestoreConfig,
     /// `projects/P/databases/D/documents`.
     documents: String,
-    /// Claims held, by submission id: their leases are renewed.
-    held: Mutex<HashMap<String, Held>>,
-    /// Submissions offered by `next()` and not claimed yet, with when.
-    offered: Mutex<HashMap<String, Instant>>,
     /// Workers sharing the queue (`judgeCount`, at least 1), and when it was read.
     workers: Mutex<Option<(usize, Instant)>>,
-    /// Bumped on every listener event (and reconnect): `next()` looks again.
-    wake: watch::Sender<u64>,
-}
-
-/// Submissions from, and messages to, a Firestore database.
-pub struct FirestoreInterface {
-    shared: Arc<Shared>,
     /// Whether this instance counts in `info/info.judgeCount`.
     registered: AtomicBool,
-    /// Whether the listener runs: from the first `next()` on (a front end's view needs none).
-    listening: AtomicBool,
-    stop: CancellationToken,
-    tasks: TaskTracker,
 }
 
+/// Submissions from, and messages to, a Firestore database: the lease engine over
+/// [`FirestoreLeases`].
+pub type FirestoreInterface = Leased<FirestoreLeases>;
+
+/// A failure that trying again would not mend (an unreadable document, an unknown state).
 fn failure(reason: impl Into<String>) -> InterfaceError {
-    InterfaceError {
-        interface: "firestore",
-        reason: reason.into(),
-    }
+    InterfaceError::permanent("firestore", reason)
+}
+
+/// A failed request, transient or not as [`is_transient`] says.
+fn failed(reason: impl Into<String>, status: Status) -> InterfaceError {
+    lease::failed::<FirestoreLeases>(reason, status)
 }
 
 /// Failures worth another try: the service is unreachable, overloaded or asks to try again.
@@ -265,7 +250,7 @@ fn filtered_query(
     }
 }
 
-impl Shared {
+impl FirestoreLeases {
     fn client(&self) -> Client {
         self.db.client().get()
     }
@@ -303,12 +288,7 @@ impl Shared {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
-        RETRY
-            .deadline(self.config.write_deadline)
-            .retry(op, is_transient, |e, pause| {
-                warn!(submission_id = %id, step = what, code = ?e.code(), error = e.message(), retry_in = ?pause, "request failed; trying again");
-            })
-            .await
+        lease::retrying(self, what, id, op).await
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), Status> {
@@ -468,13 +448,8 @@ impl Shared {
 
     /// Up to `scan_limit` submissions worth offering, oldest first: queued ones, and those
     /// whose holder's lease has passed.
-    async fn look(&self) -> Result<Option<Submission>, Status> {
-        let skip: Vec<String> = {
-            let mut offered = lock(&self.offered);
-            offered.retain(|_, at| at.elapsed() < OFFER_TTL);
-            let held = lock(&self.held);
-            offered.keys().chain(held.keys()).cloned().collect()
-        };
+    async fn candidate(&self, skip: &Skip) -> Result<Option<Submission>, Status> {
+        let skip: Vec<&String> = skip.offered.iter().chain(&skip.held).collect();
         let limit = Some(self.config.scan_limit.max(1));
         let mut candidates = self.query(None, queued_query(limit)).await?;
         let expired = self
@@ -492,7 +467,7 @@ impl Shared {
         let taken_over: Vec<String> = expired
             .iter()
             .filter_map(|hold| Fields::of(hold).string("submission"))
-            .filter(|id| !skip.iter().any(|s| s == id))
+            .filter(|id| !skip.iter().any(|s| s.as_str() == *id))
             .map(|id| self.submission_path(id))
             .collect();
         candidates.extend(self.get(taken_over).await?.into_values().filter(|d| {
@@ -508,7 +483,7 @@ impl Shared {
                     )
                 })
         }));
-        candidates.retain(|d| !skip.iter().any(|s| s == value::document_id(d)));
+        candidates.retain(|d| !skip.iter().any(|s| s.as_str() == value::document_id(d)));
         // Oldest first; `submissionTime` as the front end writes it, else when it was created.
         candidates.sort_by_key(|d| {
             let time = Fields::of(d)
@@ -537,18 +512,12 @@ impl Shared {
             files: Vec::new(),
             run: None,
         };
-        lock(&self.offered).insert(submission.id.clone(), Instant::now());
         Ok(Some(submission))
     }
 
     #[instrument(skip_all, fields(submission_id = %id))]
-    async fn claim(&self, id: &str) -> Result<Sent, InterfaceError> {
-        lock(&self.offered).remove(id);
-        if lock(&self.held).contains_key(id) {
-            // Already being judged here (offered twice): the first claim stands.
-            return Ok(Sent::NotTaken);
-        }
-        let fail = |e: Status| failure(format!("claiming submission {id}: {e}"));
+    async fn take(&self, id: &str) -> Result<Option<Held>, InterfaceError> {
+        let fail = |e: Status| failed(format!("claiming submission {id}: {e}"), e);
         // The latest attempt first, then the state: a claim made in between takes the attempt
         // number this one is about to use, so this one loses.
         let latest = self
@@ -564,7 +533,7 @@ impl Shared {
             .await
             .map_err(fail)?
         else {
-            return Ok(Sent::NotTaken);
+            return Ok(None);
         };
         let state = Fields::of(&submission)
             .string("state")
@@ -581,14 +550,14 @@ impl Shared {
                     .await
                     .map_err(fail)?
                 {
-                    return Ok(Sent::NotTaken);
+                    return Ok(None);
                 }
                 latest
                     .as_ref()
                     .and_then(|c| Fields::of(c).integer("first"))
                     .unwrap_or(previous)
             }
-            _ => return Ok(Sent::NotTaken),
+            _ => return Ok(None),
         };
         let token = Uuid::new_v4().to_string();
         let mut claim = fields([
@@ -614,8 +583,8 @@ impl Shared {
                 .retrying("abandoning", id, || self.commit(writes.clone()))
                 .await
             {
-                Ok(()) => Ok(Sent::NotTaken),
-                Err(e) if is_precondition(&e) => Ok(Sent::NotTaken),
+                Ok(()) => Ok(None),
+                Err(e) if is_precondition(&e) => Ok(None),
                 Err(e) => Err(fail(e)),
             };
         }
@@ -658,26 +627,22 @@ impl Shared {
                     .is_some_and(|c| Fields::of(&c).string("token") == Some(token.as_str()));
                 if !mine {
                     debug!(attempt, "taken by another worker");
-                    return Ok(Sent::NotTaken);
+                    return Ok(None);
                 }
                 self.retrying("claiming", id, || self.commit(rest.clone()))
                     .await
                     .map_err(fail)?;
             }
             // The submission itself is gone.
-            Err(e) if is_precondition(&e) => return Ok(Sent::NotTaken),
+            Err(e) if is_precondition(&e) => return Ok(None),
             Err(e) => return Err(fail(e)),
         }
         debug!(attempt, "claimed");
-        lock(&self.held).insert(
-            id.to_owned(),
-            Held {
-                attempt,
-                seq: 1,
-                last_time: SystemTime::UNIX_EPOCH,
-            },
-        );
-        Ok(Sent::Recorded)
+        Ok(Some(Held {
+            attempt,
+            seq: 1,
+            last_time: SystemTime::UNIX_EPOCH,
+        }))
     }
 
     /// Whether the lease of attempt `attempt` of submission `id` has passed (or it never got a
@@ -722,7 +687,10 @@ impl Shared {
         match self.retrying(what, id, || self.commit(all.clone())).await {
             Ok(()) => Ok(true),
             Err(e) if is_precondition(&e) => Ok(false),
-            Err(e) => Err(failure(format!("recording {what} of submission {id}: {e}"))),
+            Err(e) => Err(failed(
+                format!("recording {what} of submission {id}: {e}"),
+                e,
+            )),
         }
     }
 
@@ -734,7 +702,12 @@ impl Shared {
     }
 
     /// Records a message after `executing` for the claim `held`.
-    async fn record(&self, id: &str, held: Held, body: &Body) -> Result<(), InterfaceError> {
+    async fn write(
+        &self,
+        id: &str,
+        held: Held,
+        body: &Body,
+    ) -> Result<Recorded<Held>, InterfaceError> {
         let what = body.state();
         let submission = self.submission_path(id);
         let (writes, last): (Vec<Write>, bool) = match body {
@@ -763,13 +736,15 @@ impl Shared {
             Body::Testing { .. } | Body::Tested { .. } => {
                 let (write, time) = self.result(id, held, body)?;
                 let recorded = self.fenced(id, held, what, vec![write], false).await?;
-                if recorded {
-                    if let Some(h) = lock(&self.held).get_mut(id) {
-                        h.seq = held.seq + 1;
-                        h.last_time = time;
-                    }
-                }
-                return self.lost_unless(recorded, id, what);
+                return Ok(if recorded {
+                    Recorded::Holds(Held {
+                        seq: held.seq + 1,
+                        last_time: time,
+                        ..held
+                    })
+                } else {
+                    Recorded::Lost
+                });
             }
             Body::Done {
                 score,
@@ -814,24 +789,14 @@ impl Shared {
             let stale = self
                 .retrying(what, id, || self.stale_results(id, held.attempt))
                 .await
-                .map_err(|e| failure(format!("recording {what} of submission {id}: {e}")))?;
+                .map_err(|e| failed(format!("recording {what} of submission {id}: {e}"), e))?;
             writes.extend(stale.into_iter().map(|path| self.delete(path, None)));
         }
-        let recorded = self.fenced(id, held, what, writes, last).await?;
-        if last {
-            lock(&self.held).remove(id);
-        }
-        self.lost_unless(recorded, id, what)
-    }
-
-    fn lost_unless(&self, recorded: bool, id: &str, what: &str) -> Result<(), InterfaceError> {
-        if recorded {
-            return Ok(());
-        }
-        lock(&self.held).remove(id);
-        Err(failure(format!(
-            "recording {what} of submission {id}: the claim was lost (its lease expired and another worker took it)"
-        )))
+        Ok(match self.fenced(id, held, what, writes, last).await? {
+            false => Recorded::Lost,
+            true if last => Recorded::Ended,
+            true => Recorded::Holds(held),
+        })
     }
 
     /// The judge-results document of a `testing` or `tested` message, and its `judgeTime`.
@@ -889,11 +854,9 @@ impl Shared {
         Ok((write, time))
     }
 
-    async fn heartbeat(&self) {
-        let held: Vec<(String, Held)> = lock(&self.held)
-            .iter()
-            .map(|(id, held)| (id.clone(), *held))
-            .collect();
+    /// Renews the leases of the claims `held`; those found lost.
+    async fn heartbeat(&self, held: Vec<(String, Held)>) -> Vec<String> {
+        let mut lost = Vec::new();
         for (id, held) in held {
             let renew = self.update(
                 self.hold_path(&id, held.attempt),
@@ -903,11 +866,12 @@ impl Shared {
                 Ok(()) => debug!(submission_id = %id, "lease renewed"),
                 Err(e) if is_precondition(&e) => {
                     warn!(submission_id = %id, "claim lost: its lease expired and another worker took it");
-                    lock(&self.held).remove(&id);
+                    lost.push(id);
                 }
                 Err(e) => warn!(submission_id = %id, error = %e, "could not renew the lease"),
             }
         }
+        lost
     }
 
     /// Adds `delta` to `info/info.judgeCount`: an increment creates the document if need be; a
@@ -942,8 +906,8 @@ impl FirestoreInterface {
             .shared
             .count_worker(1)
             .await
-            .map_err(|e| failure(format!("counting this worker in info/info: {e}")))?;
-        interface.registered.store(true, Ordering::SeqCst);
+            .map_err(|e| failed(format!("counting this worker in info/info: {e}"), e))?;
+        interface.shared.registered.store(true, Ordering::SeqCst);
         Ok(interface)
     }
 
@@ -951,36 +915,18 @@ impl FirestoreInterface {
     pub async fn open(config: FirestoreConfig) -> Result<Self, InterfaceError> {
         let options = FirestoreDbOptions::new(config.project_id.clone())
             .with_database_id(config.database_id.clone());
-        let db = FirestoreDb::with_options(options)
-            .await
-            .map_err(|e| failure(format!("connecting to Firestore: {e}")))?;
+        let db = FirestoreDb::with_options(options).await.map_err(|e| {
+            InterfaceError::transient("firestore", format!("connecting to Firestore: {e}"))
+                .caused_by(e)
+        })?;
         let documents = db.get_documents_path().clone();
-        let heartbeat = (config.lease / 3).max(Duration::from_millis(100));
-        let shared = Arc::new(Shared {
+        Ok(Leased::start(FirestoreLeases {
             db,
             config,
             documents,
-            held: Mutex::new(HashMap::new()),
-            offered: Mutex::new(HashMap::new()),
             workers: Mutex::new(None),
-            wake: watch::Sender::new(0),
-        });
-        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
-        tasks.spawn({
-            let shared = shared.clone();
-            super::every(heartbeat, stop.clone(), move || {
-                let shared = shared.clone();
-                async move { shared.heartbeat().await }
-            })
-        });
-        tasks.close();
-        Ok(FirestoreInterface {
-            shared,
             registered: AtomicBool::new(false),
-            listening: AtomicBool::new(false),
-            stop,
-            tasks,
-        })
+        }))
     }
 
     /// Writes submissions as a front end does: `state: "queued"`, `submissionTime` now.
@@ -1008,7 +954,7 @@ impl FirestoreInterface {
             shared
                 .retrying("queueing", first, || shared.commit(writes.clone()))
                 .await
-                .map_err(|e| failure(format!("queueing submission {first}: {e}")))?;
+                .map_err(|e| failed(format!("queueing submission {first}: {e}"), e))?;
         }
         Ok(())
     }
@@ -1096,30 +1042,6 @@ impl FirestoreInterface {
             results,
         }))
     }
-
-    /// Stops the background tasks and, if this instance counts as a worker, takes it out of
-    /// `info/info.judgeCount`. Call it on a clean stop, after the worker has drained.
-    pub async fn close(&self) {
-        self.stop.cancel();
-        self.tasks.wait().await;
-        if self.registered.swap(false, Ordering::SeqCst) {
-            match self.shared.count_worker(-1).await {
-                Ok(()) => {}
-                Err(e) if e.code() == Code::NotFound => {
-                    warn!("info/info is gone (the database was reset?): nothing to count down")
-                }
-                Err(e) => {
-                    warn!(error = %e, "could not take this worker out of info/info.judgeCount")
-                }
-            }
-        }
-    }
-}
-
-impl Drop for FirestoreInterface {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
 }
 
 /// A judge-results document as the message it records.
@@ -1149,132 +1071,142 @@ fn result_message(id: &str, document: &Document) -> Result<Message, String> {
     Ok(Message::new(id, body))
 }
 
-/// Keeps a listener on the queued submissions open, reopening it whenever it fails, and wakes
-/// `next()` on every event.
-async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut failures = 0;
-    loop {
-        let request = ListenRequest {
-            database: shared.database().to_owned(),
-            labels: HashMap::new(),
-            target_change: Some(listen_request::TargetChange::AddTarget(Target {
-                target_id: 1,
-                once: false,
-                target_type: Some(target::TargetType::Query(target::QueryTarget {
-                    parent: shared.documents.clone(),
-                    query_type: Some(target::query_target::QueryType::StructuredQuery(
-                        // One document is enough to wake on: the emulator resends the whole
-                        // result on every write anywhere, and real Firestore sends a change
-                        // whenever the queue goes from empty to not (a busy queue is looked at
-                        // by every worker that finishes, and swept).
-                        queued_query(Some(1)),
-                    )),
-                })),
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
-        // The request stream stays open for as long as the listener should.
-        let requests = futures_util::stream::once(async move { request })
-            .chain(futures_util::stream::pending());
-        let mut client = shared.client();
-        let opened = tokio::select! {
-            opened = client.listen(requests) => opened,
-            _ = stop.cancelled() => return,
-        };
-        let failed = match opened {
-            Ok(response) => {
-                let mut events = response.into_inner();
-                debug!("listening for queued submissions");
-                let mut first = true;
-                loop {
-                    let event = tokio::select! {
-                        event = events.next() => event,
-                        _ = stop.cancelled() => return,
-                    };
-                    match event {
-                        Some(Ok(_)) => {
-                            if first {
-                                // The stream works: the next failure starts from a short pause.
-                                failures = 0;
-                                first = false;
-                            }
-                            shared.wake.send_modify(|n| *n = n.wrapping_add(1));
-                        }
-                        Some(Err(e)) => {
-                            warn!(code = ?e.code(), error = e.message(), "the listener failed; opening it again");
-                            break;
-                        }
-                        None => {
-                            info!("the listener was closed; opening it again");
-                            break;
-                        }
-                    }
-                }
-                None
-            }
-            Err(e) => Some(e),
-        };
-        failures += 1;
-        let pause = RETRY.delay(failures);
-        if let Some(e) = failed {
-            warn!(code = ?e.code(), error = e.message(), retry_in = ?pause, "cannot listen for queued submissions");
-        }
-        // After a failure the store may have changed unseen: look again.
-        shared.wake.send_modify(|n| *n = n.wrapping_add(1));
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = stop.cancelled() => return,
+#[async_trait]
+impl LeaseStore for FirestoreLeases {
+    type Claim = Held;
+    type Error = Status;
+
+    const NAME: &'static str = "firestore";
+
+    fn is_transient(status: &Status) -> bool {
+        is_transient(status)
+    }
+
+    fn timing(&self) -> Timing {
+        Timing {
+            lease: self.config.lease,
+            sweep_interval: self.config.sweep_interval,
+            write_deadline: self.config.write_deadline,
         }
     }
-}
 
-#[async_trait]
-impl Interface for FirestoreInterface {
-    async fn next(&self) -> Result<Option<Submission>, InterfaceError> {
-        let shared = &self.shared;
-        if !self.listening.swap(true, Ordering::SeqCst) {
-            self.tasks.spawn(listen(shared.clone(), self.stop.clone()));
-        }
+    async fn look(&self, skip: &Skip) -> Result<Look, Status> {
+        Ok(match self.candidate(skip).await? {
+            Some(submission) => Look::Found(submission),
+            None => Look::Wait(None),
+        })
+    }
+
+    async fn claim(&self, id: &str) -> Result<Option<Held>, InterfaceError> {
+        self.take(id).await
+    }
+
+    async fn record(
+        &self,
+        id: &str,
+        held: &Held,
+        body: &Body,
+    ) -> Result<Recorded<Held>, InterfaceError> {
+        self.write(id, *held, body).await
+    }
+
+    async fn renew(&self, held: Vec<(String, Held)>) -> Vec<String> {
+        self.heartbeat(held).await
+    }
+
+    /// Keeps a listener on the queued submissions open, reopening it whenever it fails, and
+    /// wakes `next()` on every event.
+    async fn listen(&self, wake: &Wake, stop: &CancellationToken) {
         let mut failures = 0;
         loop {
-            let mut wake = shared.wake.subscribe();
-            let wait = match shared.look().await {
-                Ok(Some(submission)) => return Ok(Some(submission)),
-                Ok(None) => {
-                    failures = 0;
-                    shared.config.sweep_interval
-                }
-                // The service is away (a restarted emulator, a network blip): wait for it here,
-                // where the listener's reconnect wakes this at once.
-                Err(e) if is_transient(&e) => {
-                    failures += 1;
-                    let pause = RETRY.delay(failures);
-                    warn!(code = ?e.code(), error = e.message(), retry_in = ?pause, "cannot look for submissions; trying again");
-                    pause
-                }
-                Err(e) => return Err(failure(format!("looking for submissions: {e}"))),
+            let request = ListenRequest {
+                database: self.database().to_owned(),
+                labels: HashMap::new(),
+                target_change: Some(listen_request::TargetChange::AddTarget(Target {
+                    target_id: 1,
+                    once: false,
+                    target_type: Some(target::TargetType::Query(target::QueryTarget {
+                        parent: self.documents.clone(),
+                        query_type: Some(target::query_target::QueryType::StructuredQuery(
+                            // One document is enough to wake on: the emulator resends the whole
+                            // result on every write anywhere, and real Firestore sends a change
+                            // whenever the queue goes from empty to not (a busy queue is looked at
+                            // by every worker that finishes, and swept).
+                            queued_query(Some(1)),
+                        )),
+                    })),
+                    ..Default::default()
+                })),
+                ..Default::default()
             };
+            // The request stream stays open for as long as the listener should.
+            let requests = futures_util::stream::once(async move { request })
+                .chain(futures_util::stream::pending());
+            let mut client = self.client();
+            let opened = tokio::select! {
+                opened = client.listen(requests) => opened,
+                _ = stop.cancelled() => return,
+            };
+            let failed = match opened {
+                Ok(response) => {
+                    let mut events = response.into_inner();
+                    debug!("listening for queued submissions");
+                    let mut first = true;
+                    loop {
+                        let event = tokio::select! {
+                            event = events.next() => event,
+                            _ = stop.cancelled() => return,
+                        };
+                        match event {
+                            Some(Ok(_)) => {
+                                if first {
+                                    // The stream works: the next failure starts from a short pause.
+                                    failures = 0;
+                                    first = false;
+                                }
+                                wake.wake();
+                            }
+                            Some(Err(e)) => {
+                                warn!(code = ?e.code(), error = e.message(), "the listener failed; opening it again");
+                                break;
+                            }
+                            None => {
+                                info!("the listener was closed; opening it again");
+                                break;
+                            }
+                        }
+                    }
+                    None
+                }
+                Err(e) => Some(e),
+            };
+            failures += 1;
+            let pause = RETRY.delay(failures);
+            if let Some(e) = failed {
+                warn!(code = ?e.code(), error = e.message(), retry_in = ?pause, "cannot listen for queued submissions");
+            }
+            // After a failure the store may have changed unseen: look again.
+            wake.wake();
             tokio::select! {
-                _ = wake.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.cancelled() => return,
             }
         }
     }
 
-    async fn send(&self, message: &Message) -> Result<Sent, InterfaceError> {
-        let id = message.id.as_str();
-        if let Body::Executing = message.body {
-            return self.shared.claim(id).await;
+    /// If this instance counts as a worker, takes it out of `info/info.judgeCount` (call
+    /// [`Leased::close`] on a clean stop, after the worker has drained).
+    async fn close(&self) {
+        if self.registered.swap(false, Ordering::SeqCst) {
+            match self.count_worker(-1).await {
+                Ok(()) => {}
+                Err(e) if e.code() == Code::NotFound => {
+                    warn!("info/info is gone (the database was reset?): nothing to count down")
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not take this worker out of info/info.judgeCount")
+                }
+            }
         }
-        let held = lock(&self.shared.held).get(id).copied();
-        let Some(held) = held else {
-            return Err(failure(format!(
-                "recording {} of submission {id}: it is not claimed by this worker",
-                message.body.state()
-            )));
-        };
-        self.shared.record(id, held, &message.body).await?;
-        Ok(Sent::Recorded)
     }
 }

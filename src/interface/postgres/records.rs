@@ -9,7 +9,6 @@ use tracing::{info, instrument};
 use super::{failure, result_message, PostgresInterface};
 use crate::interface::{InterfaceError, SubmissionState};
 use crate::protocol::{Body, CompileResult, Message, Submission};
-use crate::sync::lock;
 use crate::verdict::Verdict;
 
 /// A `timestamptz` column of `s` as ms since the epoch (no date type needed). Taken at UTC so
@@ -528,7 +527,7 @@ impl PostgresInterface {
     /// `false` when this instance does not hold it (any more).
     #[instrument(skip(self), fields(submission_id = %id))]
     pub async fn release(&self, id: &str) -> Result<bool, InterfaceError> {
-        let Some(held) = lock(&self.shared.held).remove(id) else {
+        let Some(held) = self.drop_claim(id) else {
             return Ok(false);
         };
         let done = self
