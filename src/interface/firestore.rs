@@ -7,13 +7,17 @@
 //! (ENVIRONMENT.md) both do alike: commits with `exists` preconditions and explicit field masks,
 //! queries with one filter, reads by id, and a listener with one query target.
 //!
+//! It is the lease engine ([`super::lease`]: offer cache, wake-up plus sweep, heartbeat, held
+//! claims, retries) over this file's primitives ([`FirestoreLeases`]).
+//!
 //! How a submission moves through it:
-//! - A front end writes it with `state: "queued"`. A listener on `state == "queued"` wakes every
-//!   worker's [`Interface::next`], which queries for queued submissions (oldest first; with n
-//!   workers counted in `judgeCount`, each offers one of the n oldest at random, so they do not
-//!   all race for the same one); a
-//!   periodic sweep finds what a lost event would hide, and a listener that fails is opened
-//!   again. Every event is only a wake-up: what to do next always comes from a fresh query.
+//! - A front end writes it with `state: "queued"`. A listener on `state == "queued"` (`listen`,
+//!   started by the engine with the first `next()`) wakes every worker's
+//!   [`super::Interface::next`], which queries (`look`) for queued submissions (oldest first;
+//!   with n workers counted in `judgeCount`, each offers one of the n oldest at random, so they
+//!   do not all race for the same one); the engine's periodic sweep finds what a lost event
+//!   would hide, and a listener that fails is opened again. Every event is only a wake-up: what
+//!   to do next always comes from a fresh query.
 //! - The claim (`executing`) is a commit whose **first** write creates the lock document
 //!   `executioner-claims/{id}:{attempt}` with precondition `exists: false`, attempt being one
 //!   more than the submission's latest. Exactly one worker can create it, on real Firestore and
@@ -25,9 +29,10 @@
 //!   whose first write updates (or, at the end, deletes) that hold with `exists: true`: once
 //!   the claim is lost, nothing the old worker sends changes anything. Writes are sets of fixed
 //!   values on fixed document ids, so a commit whose answer was lost is simply sent again.
-//! - A heartbeat renews the leases this instance holds. A worker that dies stops renewing; once
-//!   its lease has passed, the submission (still `judging`, `compiling` or `compiled`) is
-//!   offered again and claimed as the next attempt, which deletes the old hold and the old
+//! - The engine's heartbeat renews the leases this instance holds (`renew`). A worker that
+//!   dies stops renewing; once its lease has passed, the submission (still `judging`,
+//!   `compiling` or `compiled`) is offered again and claimed as the next attempt, which deletes
+//!   the old hold and the old
 //!   attempt's results. After `retries` such takeovers in a row it ends as `error` instead.
 //! - Why an attempt ended in `error` or `invalidData` goes into its claim document (`reason`),
 //!   so the `submissions` documents keep exactly the fields of SPEC §6.
@@ -515,136 +520,6 @@ impl FirestoreLeases {
         Ok(Some(submission))
     }
 
-    #[instrument(skip_all, fields(submission_id = %id))]
-    async fn take(&self, id: &str) -> Result<Option<Held>, InterfaceError> {
-        let fail = |e: Status| failed(format!("claiming submission {id}: {e}"), e);
-        // The latest attempt first, then the state: a claim made in between takes the attempt
-        // number this one is about to use, so this one loses.
-        let latest = self
-            .retrying("claiming", id, || self.latest_claim(id))
-            .await
-            .map_err(fail)?;
-        let previous = latest
-            .as_ref()
-            .and_then(|c| Fields::of(c).integer("attempt"))
-            .unwrap_or(0);
-        let Some(submission) = self
-            .retrying("claiming", id, || self.get_one(self.submission_path(id)))
-            .await
-            .map_err(fail)?
-        else {
-            return Ok(None);
-        };
-        let state = Fields::of(&submission)
-            .string("state")
-            .and_then(|s| s.parse::<SubmissionState>().ok());
-        let attempt = previous + 1;
-        // Takeovers in a row count from the attempt that took it from the queue.
-        let first = match state {
-            Some(SubmissionState::Queued) => attempt,
-            Some(
-                SubmissionState::Judging | SubmissionState::Compiling | SubmissionState::Compiled,
-            ) if previous > 0 => {
-                if !self
-                    .expired(id, previous, latest.as_ref())
-                    .await
-                    .map_err(fail)?
-                {
-                    return Ok(None);
-                }
-                latest
-                    .as_ref()
-                    .and_then(|c| Fields::of(c).integer("first"))
-                    .unwrap_or(previous)
-            }
-            _ => return Ok(None),
-        };
-        let token = Uuid::new_v4().to_string();
-        let mut claim = fields([
-            ("submission", value::string(id)),
-            ("attempt", value::integer(attempt)),
-            ("first", value::integer(first)),
-            ("worker", value::string(&self.config.worker_name)),
-            ("token", value::string(&token)),
-            ("claimedAt", value::timestamp(SystemTime::now())),
-        ]);
-        if attempt - first > i64::from(self.config.retries) {
-            // Taken over too often: whatever kills its workers would kill the next one too.
-            let reason = "its workers vanished (lease expired) too many times";
-            warn!(attempt, reason, "ending the submission as error");
-            claim.insert("end".into(), value::string(SubmissionState::Error.as_str()));
-            claim.insert("reason".into(), value::string(reason));
-            let writes = vec![
-                self.create(self.claim_path(id, attempt), claim),
-                self.delete(self.hold_path(id, previous), None),
-                self.state(id, SubmissionState::Error),
-            ];
-            return match self
-                .retrying("abandoning", id, || self.commit(writes.clone()))
-                .await
-            {
-                Ok(()) => Ok(None),
-                Err(e) if is_precondition(&e) => Ok(None),
-                Err(e) => Err(fail(e)),
-            };
-        }
-        let stale = self
-            .retrying("claiming", id, || self.stale_results(id, attempt))
-            .await
-            .map_err(fail)?;
-        let mut rest = Vec::new();
-        if previous > 0 {
-            rest.push(self.delete(self.hold_path(id, previous), None));
-        }
-        rest.push(self.set(
-            self.hold_path(id, attempt),
-            fields([
-                ("submission", value::string(id)),
-                ("attempt", value::integer(attempt)),
-                ("worker", value::string(&self.config.worker_name)),
-                ("expires", self.lease_end()),
-            ]),
-        ));
-        rest.push(self.state(id, SubmissionState::Judging));
-        rest.extend(stale.into_iter().map(|path| self.delete(path, None)));
-        let mut all = vec![self.create(self.claim_path(id, attempt), claim)];
-        all.extend(rest.iter().cloned());
-        match self
-            .retrying("claiming", id, || self.commit(all.clone()))
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if e.code() == Code::AlreadyExists => {
-                // Taken: by another worker, or by this one if an earlier try's answer was lost.
-                // Then the writes after the lock may be missing (the emulator does not commit
-                // atomically): send them again.
-                let mine = self
-                    .retrying("claiming", id, || {
-                        self.get_one(self.claim_path(id, attempt))
-                    })
-                    .await
-                    .map_err(fail)?
-                    .is_some_and(|c| Fields::of(&c).string("token") == Some(token.as_str()));
-                if !mine {
-                    debug!(attempt, "taken by another worker");
-                    return Ok(None);
-                }
-                self.retrying("claiming", id, || self.commit(rest.clone()))
-                    .await
-                    .map_err(fail)?;
-            }
-            // The submission itself is gone.
-            Err(e) if is_precondition(&e) => return Ok(None),
-            Err(e) => return Err(fail(e)),
-        }
-        debug!(attempt, "claimed");
-        Ok(Some(Held {
-            attempt,
-            seq: 1,
-            last_time: SystemTime::UNIX_EPOCH,
-        }))
-    }
-
     /// Whether the lease of attempt `attempt` of submission `id` has passed (or it never got a
     /// hold and its claim is older than a lease).
     async fn expired(
@@ -699,104 +574,6 @@ impl FirestoreLeases {
             self.submission_path(id),
             fields([("state", value::string(state.as_str()))]),
         )
-    }
-
-    /// Records a message after `executing` for the claim `held`.
-    async fn write(
-        &self,
-        id: &str,
-        held: Held,
-        body: &Body,
-    ) -> Result<Recorded<Held>, InterfaceError> {
-        let what = body.state();
-        let submission = self.submission_path(id);
-        let (writes, last): (Vec<Write>, bool) = match body {
-            Body::Executing => return Err(failure(format!("submission {id}: claimed twice"))),
-            Body::Compiling => (vec![self.state(id, SubmissionState::Compiling)], false),
-            Body::Compiled {
-                result: CompileResult::Success,
-                ..
-            } => (vec![self.state(id, SubmissionState::Compiled)], false),
-            Body::Compiled {
-                result: CompileResult::Error,
-                ..
-            } => {
-                let update = self.update(
-                    submission,
-                    fields([
-                        (
-                            "state",
-                            value::string(SubmissionState::CompileError.as_str()),
-                        ),
-                        ("score", value::double(0.0)),
-                    ]),
-                );
-                (vec![update], false)
-            }
-            Body::Testing { .. } | Body::Tested { .. } => {
-                let (write, time) = self.result(id, held, body)?;
-                let recorded = self.fenced(id, held, what, vec![write], false).await?;
-                return Ok(if recorded {
-                    Recorded::Holds(Held {
-                        seq: held.seq + 1,
-                        last_time: time,
-                        ..held
-                    })
-                } else {
-                    Recorded::Lost
-                });
-            }
-            Body::Done {
-                score,
-                failed_subtasks,
-            } => {
-                let mut end = match score {
-                    Some(score) => fields([
-                        ("state", value::string(SubmissionState::Judged.as_str())),
-                        ("score", value::double(*score)),
-                    ]),
-                    // After a compile error: only the score (already 0); the state stays.
-                    None => fields([("score", value::double(0.0))]),
-                };
-                if let Some(failed) = failed_subtasks {
-                    end.insert(
-                        "failedSubtasks".into(),
-                        value::integers(failed.iter().copied()),
-                    );
-                }
-                (vec![self.update(submission, end)], true)
-            }
-            Body::Error { reason } | Body::Invalid { reason } => {
-                let state = if matches!(body, Body::Error { .. }) {
-                    SubmissionState::Error
-                } else {
-                    SubmissionState::InvalidData
-                };
-                let mut note = fields([("end", value::string(state.as_str()))]);
-                if let Some(reason) = reason {
-                    note.insert("reason".into(), value::string(reason));
-                }
-                let writes = vec![
-                    self.state(id, state),
-                    self.update(self.claim_path(id, held.attempt), note),
-                ];
-                (writes, true)
-            }
-        };
-        let mut writes = writes;
-        if last {
-            // Results an earlier attempt wrote after it lost its claim.
-            let stale = self
-                .retrying(what, id, || self.stale_results(id, held.attempt))
-                .await
-                .map_err(|e| failed(format!("recording {what} of submission {id}: {e}"), e))?;
-            writes.extend(stale.into_iter().map(|path| self.delete(path, None)));
-        }
-        Ok(match self.fenced(id, held, what, writes, last).await? {
-            false => Recorded::Lost,
-            true if last => Recorded::Ended,
-            true => Recorded::Holds(held),
-        })
     }
 
     /// The judge-results document of a `testing` or `tested` message, and its `judgeTime`.
@@ -1097,17 +874,233 @@ impl LeaseStore for FirestoreLeases {
         })
     }
 
+    #[instrument(skip_all, fields(submission_id = %id))]
     async fn claim(&self, id: &str) -> Result<Option<Held>, InterfaceError> {
-        self.take(id).await
+        let fail = |e: Status| failed(format!("claiming submission {id}: {e}"), e);
+        // The latest attempt first, then the state: a claim made in between takes the attempt
+        // number this one is about to use, so this one loses.
+        let latest = self
+            .retrying("claiming", id, || self.latest_claim(id))
+            .await
+            .map_err(fail)?;
+        let previous = latest
+            .as_ref()
+            .and_then(|c| Fields::of(c).integer("attempt"))
+            .unwrap_or(0);
+        let Some(submission) = self
+            .retrying("claiming", id, || self.get_one(self.submission_path(id)))
+            .await
+            .map_err(fail)?
+        else {
+            return Ok(None);
+        };
+        let state = Fields::of(&submission)
+            .string("state")
+            .and_then(|s| s.parse::<SubmissionState>().ok());
+        let attempt = previous + 1;
+        // Takeovers in a row count from the attempt that took it from the queue.
+        let first = match state {
+            Some(SubmissionState::Queued) => attempt,
+            Some(
+                SubmissionState::Judging | SubmissionState::Compiling | SubmissionState::Compiled,
+            ) if previous > 0 => {
+                if !self
+                    .expired(id, previous, latest.as_ref())
+                    .await
+                    .map_err(fail)?
+                {
+                    return Ok(None);
+                }
+                latest
+                    .as_ref()
+                    .and_then(|c| Fields::of(c).integer("first"))
+                    .unwrap_or(previous)
+            }
+            _ => return Ok(None),
+        };
+        let token = Uuid::new_v4().to_string();
+        let mut claim = fields([
+            ("submission", value::string(id)),
+            ("attempt", value::integer(attempt)),
+            ("first", value::integer(first)),
+            ("worker", value::string(&self.config.worker_name)),
+            ("token", value::string(&token)),
+            ("claimedAt", value::timestamp(SystemTime::now())),
+        ]);
+        if attempt - first > i64::from(self.config.retries) {
+            // Taken over too often: whatever kills its workers would kill the next one too.
+            let reason = "its workers vanished (lease expired) too many times";
+            warn!(attempt, reason, "ending the submission as error");
+            claim.insert("end".into(), value::string(SubmissionState::Error.as_str()));
+            claim.insert("reason".into(), value::string(reason));
+            let writes = vec![
+                self.create(self.claim_path(id, attempt), claim),
+                self.delete(self.hold_path(id, previous), None),
+                self.state(id, SubmissionState::Error),
+            ];
+            return match self
+                .retrying("abandoning", id, || self.commit(writes.clone()))
+                .await
+            {
+                Ok(()) => Ok(None),
+                Err(e) if is_precondition(&e) => Ok(None),
+                Err(e) => Err(fail(e)),
+            };
+        }
+        let stale = self
+            .retrying("claiming", id, || self.stale_results(id, attempt))
+            .await
+            .map_err(fail)?;
+        let mut rest = Vec::new();
+        if previous > 0 {
+            rest.push(self.delete(self.hold_path(id, previous), None));
+        }
+        rest.push(self.set(
+            self.hold_path(id, attempt),
+            fields([
+                ("submission", value::string(id)),
+                ("attempt", value::integer(attempt)),
+                ("worker", value::string(&self.config.worker_name)),
+                ("expires", self.lease_end()),
+            ]),
+        ));
+        rest.push(self.state(id, SubmissionState::Judging));
+        rest.extend(stale.into_iter().map(|path| self.delete(path, None)));
+        let mut all = vec![self.create(self.claim_path(id, attempt), claim)];
+        all.extend(rest.iter().cloned());
+        match self
+            .retrying("claiming", id, || self.commit(all.clone()))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.code() == Code::AlreadyExists => {
+                // Taken: by another worker, or by this one if an earlier try's answer was lost.
+                // Then the writes after the lock may be missing (the emulator does not commit
+                // atomically): send them again.
+                let mine = self
+                    .retrying("claiming", id, || {
+                        self.get_one(self.claim_path(id, attempt))
+                    })
+                    .await
+                    .map_err(fail)?
+                    .is_some_and(|c| Fields::of(&c).string("token") == Some(token.as_str()));
+                if !mine {
+                    debug!(attempt, "taken by another worker");
+                    return Ok(None);
+                }
+                self.retrying("claiming", id, || self.commit(rest.clone()))
+                    .await
+                    .map_err(fail)?;
+            }
+            // The submission itself is gone.
+            Err(e) if is_precondition(&e) => return Ok(None),
+            Err(e) => return Err(fail(e)),
+        }
+        debug!(attempt, "claimed");
+        Ok(Some(Held {
+            attempt,
+            seq: 1,
+            last_time: SystemTime::UNIX_EPOCH,
+        }))
     }
 
+    /// Records a message after `executing` for the claim `held`.
     async fn record(
         &self,
         id: &str,
         held: &Held,
         body: &Body,
     ) -> Result<Recorded<Held>, InterfaceError> {
-        self.write(id, *held, body).await
+        let held = *held;
+        let what = body.state();
+        let submission = self.submission_path(id);
+        let (writes, last): (Vec<Write>, bool) = match body {
+            Body::Executing => return Err(failure(format!("submission {id}: claimed twice"))),
+            Body::Compiling => (vec![self.state(id, SubmissionState::Compiling)], false),
+            Body::Compiled {
+                result: CompileResult::Success,
+                ..
+            } => (vec![self.state(id, SubmissionState::Compiled)], false),
+            Body::Compiled {
+                result: CompileResult::Error,
+                ..
+            } => {
+                let update = self.update(
+                    submission,
+                    fields([
+                        (
+                            "state",
+                            value::string(SubmissionState::CompileError.as_str()),
+                        ),
+                        ("score", value::double(0.0)),
+                    ]),
+                );
+                (vec![update], false)
+            }
+            Body::Testing { .. } | Body::Tested { .. } => {
+                let (write, time) = self.result(id, held, body)?;
+                let recorded = self.fenced(id, held, what, vec![write], false).await?;
+                return Ok(if recorded {
+                    Recorded::Holds(Held {
+                        seq: held.seq + 1,
+                        last_time: time,
+                        ..held
+                    })
+                } else {
+                    Recorded::Lost
+                });
+            }
+            Body::Done {
+                score,
+                failed_subtasks,
+            } => {
+                let mut end = match score {
+                    Some(score) => fields([
+                        ("state", value::string(SubmissionState::Judged.as_str())),
+                        ("score", value::double(*score)),
+                    ]),
+                    // After a compile error: only the score (already 0); the state stays.
+                    None => fields([("score", value::double(0.0))]),
+                };
+                if let Some(failed) = failed_subtasks {
+                    end.insert(
+                        "failedSubtasks".into(),
+                        value::integers(failed.iter().copied()),
+                    );
+                }
+                (vec![self.update(submission, end)], true)
+            }
+            Body::Error { reason } | Body::Invalid { reason } => {
+                let state = if matches!(body, Body::Error { .. }) {
+                    SubmissionState::Error
+                } else {
+                    SubmissionState::InvalidData
+                };
+                let mut note = fields([("end", value::string(state.as_str()))]);
+                if let Some(reason) = reason {
+                    note.insert("reason".into(), value::string(reason));
+                }
+                let writes = vec![
+                    self.state(id, state),
+                    self.update(self.claim_path(id, held.attempt), note),
+                ];
+                (writes, true)
+            }
+        };
+        let mut writes = writes;
+        if last {
+            // Results an earlier attempt wrote after it lost its claim.
+            let stale = self
+                .retrying(what, id, || self.stale_results(id, held.attempt))
+                .await
+                .map_err(|e| failed(format!("recording {what} of submission {id}: {e}"), e))?;
+            writes.extend(stale.into_iter().map(|path| self.delete(path, None)));
+        }
+        Ok(match self.fenced(id, held, what, writes, last).await? {
+            false => Recorded::Lost,
+            true if last => Recorded::Ended,
+            true => Recorded::Holds(held),
+        })
     }
 
     async fn renew(&self, held: Vec<(String, Held)>) -> Vec<String> {

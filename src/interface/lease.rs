@@ -356,3 +356,191 @@ impl<S: LeaseStore> Interface for Leased<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interface::ErrorKind;
+    use std::collections::VecDeque;
+
+    /// A store that fails as told: `look` answers from `looks` (then finds nothing), `claim`
+    /// always succeeds, `record` answers from `records` (then records).
+    #[derive(Default)]
+    struct Toy {
+        looks: Mutex<VecDeque<Result<Look, Failure>>>,
+        records: Mutex<VecDeque<Recorded<u32>>>,
+        skipped: Mutex<Vec<Skip>>,
+        renewed: Mutex<Vec<Vec<String>>>,
+        closed: AtomicBool,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("toy failure (transient: {0})")]
+    struct Failure(bool);
+
+    #[async_trait]
+    impl LeaseStore for Toy {
+        type Claim = u32;
+        type Error = Failure;
+        const NAME: &'static str = "toy";
+
+        fn is_transient(error: &Failure) -> bool {
+            error.0
+        }
+
+        fn timing(&self) -> Timing {
+            Timing {
+                lease: Duration::from_secs(3),
+                sweep_interval: Duration::from_secs(1),
+                write_deadline: Duration::from_secs(1),
+            }
+        }
+
+        async fn look(&self, skip: &Skip) -> Result<Look, Failure> {
+            lock(&self.skipped).push(skip.clone());
+            lock(&self.looks)
+                .pop_front()
+                .unwrap_or(Ok(Look::Wait(None)))
+        }
+
+        async fn claim(&self, _id: &str) -> Result<Option<u32>, InterfaceError> {
+            Ok(Some(1))
+        }
+
+        async fn record(
+            &self,
+            _id: &str,
+            claim: &u32,
+            _body: &Body,
+        ) -> Result<Recorded<u32>, InterfaceError> {
+            Ok(lock(&self.records)
+                .pop_front()
+                .unwrap_or(Recorded::Holds(claim + 1)))
+        }
+
+        async fn renew(&self, held: Vec<(String, u32)>) -> Vec<String> {
+            let ids: Vec<String> = held.into_iter().map(|(id, _)| id).collect();
+            lock(&self.renewed).push(ids.clone());
+            ids.into_iter().filter(|id| id == "doomed").collect()
+        }
+
+        async fn listen(&self, _wake: &Wake, stop: &CancellationToken) {
+            stop.cancelled().await;
+        }
+
+        async fn close(&self) {
+            self.closed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn submission(id: &str) -> Submission {
+        Submission {
+            id: id.into(),
+            problem: "p".into(),
+            language: "cpp".into(),
+            source_code: String::new(),
+            files: Vec::new(),
+            run: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn next_waits_out_transient_failures_and_surfaces_lasting_ones() {
+        let toy = Toy::default();
+        lock(&toy.looks).extend([
+            Err(Failure(true)),
+            Err(Failure(true)),
+            Ok(Look::Found(submission("a"))),
+            Err(Failure(false)),
+        ]);
+        let leased = Leased::start(toy);
+        let started = tokio::time::Instant::now();
+        assert_eq!(leased.next().await.unwrap().unwrap().id, "a");
+        // Two pauses of RETRY: 50 ms, then 100 ms.
+        assert_eq!(started.elapsed(), Duration::from_millis(150));
+        let lasting = leased.next().await.unwrap_err();
+        assert_eq!(
+            (lasting.interface, lasting.kind),
+            ("toy", ErrorKind::Permanent)
+        );
+        assert!(!lasting.is_transient());
+        let source = std::error::Error::source(&lasting).expect("the driver's error");
+        assert_eq!(source.to_string(), "toy failure (transient: false)");
+        // The offer cache: `a` was offered and not claimed, so the next looks leave it out.
+        let skipped = lock(&leased.shared.skipped).clone();
+        assert_eq!(skipped.last().unwrap().offered, ["a"]);
+        leased.close().await;
+        assert!(leased.shared.closed.load(Ordering::SeqCst));
+        // Closed: no submission will come any more.
+        assert_eq!(leased.next().await.unwrap(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn claims_are_held_renewed_and_dropped_when_they_end_or_are_lost() {
+        let toy = Toy::default();
+        lock(&toy.records).extend([Recorded::Holds(7), Recorded::Ended, Recorded::Lost]);
+        let leased = Leased::start(toy);
+        let send = |id: &str, body: Body| {
+            let message = Message::new(id, body);
+            let leased = &leased;
+            async move { leased.send(&message).await }
+        };
+        assert_eq!(send("a", Body::Executing).await.unwrap(), Sent::Recorded);
+        // Offered twice: the first claim stands.
+        assert_eq!(send("a", Body::Executing).await.unwrap(), Sent::NotTaken);
+        assert_eq!(send("a", Body::Compiling).await.unwrap(), Sent::Recorded);
+        assert_eq!(lock(&leased.state.held).get("a"), Some(&7));
+        assert_eq!(send("a", Body::Compiling).await.unwrap(), Sent::Recorded); // Ended
+        let dropped = send("a", Body::Compiling).await.unwrap_err();
+        assert!(dropped.reason.contains("does not hold it"), "{dropped}");
+
+        assert_eq!(send("b", Body::Executing).await.unwrap(), Sent::Recorded);
+        let lost = send("b", Body::Compiling).await.unwrap_err();
+        assert!(lost.reason.contains("claim was lost"), "{lost}");
+        assert!(!lost.is_transient());
+        assert!(lock(&leased.state.held).is_empty());
+
+        // The heartbeat renews what is held, every third of the lease, and drops what it lost.
+        assert_eq!(send("c", Body::Executing).await.unwrap(), Sent::Recorded);
+        assert_eq!(
+            send("doomed", Body::Executing).await.unwrap(),
+            Sent::Recorded
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let renewed = lock(&leased.shared.renewed).clone();
+        let mut last = renewed.last().cloned().unwrap();
+        last.sort();
+        assert_eq!(last, ["c", "doomed"]);
+        let held: Vec<String> = lock(&leased.state.held).keys().cloned().collect();
+        assert_eq!(held, ["c"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_statement_is_retried_while_transient_and_until_the_deadline() {
+        let toy = Toy::default();
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let got = retrying(&toy, "writing", "a", || async {
+            match tries.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(Failure(true)),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(got.unwrap(), 2);
+        tries.store(0, Ordering::SeqCst);
+        let got: Result<(), _> = retrying(&toy, "writing", "a", || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err(Failure(false))
+        })
+        .await;
+        assert!(got.is_err());
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
+        // Transient for ever: given up within the 1 s write deadline.
+        let started = tokio::time::Instant::now();
+        let got: Result<(), _> =
+            retrying(&toy, "writing", "a", || async { Err(Failure(true)) }).await;
+        let error = failed::<Toy>("writing", got.unwrap_err());
+        assert!(error.is_transient());
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}

@@ -1,19 +1,26 @@
 //! The Postgres interface (SPEC §6): submissions and their judge results in two tables, shared
 //! by any number of workers.
 //!
+//! It is the lease engine ([`super::lease`]: offer cache, wake-up plus sweep, heartbeat, held
+//! claims, retries) over this file's primitives ([`PostgresLeases`]).
+//!
 //! How a submission moves through it:
 //! - A front end (or [`PostgresInterface::enqueue`]) inserts it as `queued`; a trigger NOTIFYs
-//!   `executioner_queued`, which wakes every worker's [`Interface::next`] at once. A periodic
-//!   sweep finds anything a lost notification would have hidden (e.g. across a reconnect).
-//! - `next()` only reads: it offers the oldest claimable submission. The claim (`executing`) is
-//!   one atomic `UPDATE ... RETURNING` that succeeds for exactly one worker; it gives the
-//!   attempt a fresh `claim_token` and a lease, and removes the results of any earlier attempt.
-//! - While this instance holds submissions, a heartbeat renews their leases. A worker that dies
-//!   stops renewing; once the lease has passed, another worker claims the submission again.
+//!   `executioner_queued`, which wakes every worker's [`super::Interface::next`] at once (the
+//!   LISTEN loop is `postgres/listener.rs`, started by the engine with the first `next()`). The
+//!   engine's periodic sweep finds anything a lost notification would have hidden (e.g. across
+//!   a reconnect).
+//! - `next()` only reads (`look`): it offers the oldest claimable submission. The claim
+//!   (`executing`) is one atomic `UPDATE ... RETURNING` that succeeds for exactly one worker; it
+//!   gives the attempt a fresh `claim_token` and a lease, and removes the results of any
+//!   earlier attempt.
+//! - While this instance holds submissions, the engine's heartbeat renews their leases
+//!   (`renew`, which also ends abandoned submissions). A worker that dies stops renewing; once
+//!   the lease has passed, another worker claims the submission again.
 //! - Every later write of the attempt is fenced on its token (a worker that lost its claim
 //!   changes nothing) and idempotent (results are keyed by the message's index in the attempt),
-//!   so a write whose answer was lost with the connection is simply sent again, with backoff,
-//!   for a bounded time.
+//!   so a write whose answer was lost with the connection is simply sent again, with backoff
+//!   ([`super::lease::retrying`]), for a bounded time.
 //! - A submission that ends in `error` is claimable again after a backoff, until its retries
 //!   are used up.
 
@@ -235,31 +242,6 @@ impl PostgresLeases {
         // An infinite or absurd due time (a hand-set 'infinity') is no due time at all.
         let due = due.and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok());
         Ok(Look::Wait(due))
-    }
-
-    #[instrument(skip_all, fields(submission_id = %id))]
-    async fn take(&self, id: &str) -> Result<Option<Held>, InterfaceError> {
-        let token = Uuid::new_v4();
-        let lease = millis(self.config.lease);
-        let attempt: Option<i32> = self
-            .retrying("claiming", id, || {
-                sqlx::query_scalar(sql::CLAIM)
-                    .bind(self.retries())
-                    .bind(id)
-                    .bind(token)
-                    .bind(&self.config.worker_name)
-                    .bind(lease)
-                    .fetch_optional(&self.pool)
-            })
-            .await?;
-        Ok(attempt.map(|attempt| {
-            debug!(attempt, "claimed");
-            Held {
-                token,
-                attempt,
-                seq: 1,
-            }
-        }))
     }
 
     /// Records a message after `executing` for the claim `held`: whether the claim still held.
@@ -504,8 +486,29 @@ impl LeaseStore for PostgresLeases {
         self.candidate(skip).await
     }
 
+    #[instrument(skip_all, fields(submission_id = %id))]
     async fn claim(&self, id: &str) -> Result<Option<Held>, InterfaceError> {
-        self.take(id).await
+        let token = Uuid::new_v4();
+        let lease = millis(self.config.lease);
+        let attempt: Option<i32> = self
+            .retrying("claiming", id, || {
+                sqlx::query_scalar(sql::CLAIM)
+                    .bind(self.retries())
+                    .bind(id)
+                    .bind(token)
+                    .bind(&self.config.worker_name)
+                    .bind(lease)
+                    .fetch_optional(&self.pool)
+            })
+            .await?;
+        Ok(attempt.map(|attempt| {
+            debug!(attempt, "claimed");
+            Held {
+                token,
+                attempt,
+                seq: 1,
+            }
+        }))
     }
 
     async fn record(
