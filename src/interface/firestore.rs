@@ -741,7 +741,7 @@ impl FirestoreInterface {
         self.shared
             .get_one(self.shared.submission_path(id))
             .await
-            .map_err(|e| failure(format!("reading submission {id}: {e}")))
+            .map_err(|e| failed(format!("reading submission {id}: {e}"), e))
     }
 
     /// The documents of `submissions/{id}/judge-results` in the order a front end shows them
@@ -758,7 +758,7 @@ impl FirestoreInterface {
             .shared
             .query(Some(self.shared.submission_path(id)), query)
             .await
-            .map_err(|e| failure(format!("reading the results of submission {id}: {e}")))?;
+            .map_err(|e| failed(format!("reading the results of submission {id}: {e}"), e))?;
         results.sort_by_key(|d| {
             (
                 Fields::of(d).timestamp("judgeTime"),
@@ -774,7 +774,7 @@ impl FirestoreInterface {
             .shared
             .get_one(self.shared.path(INFO, "info"))
             .await
-            .map_err(|e| failure(format!("reading info/info: {e}")))?;
+            .map_err(|e| failed(format!("reading info/info: {e}"), e))?;
         Ok(info.and_then(|d| Fields::of(&d).integer("judgeCount")))
     }
 
@@ -795,7 +795,7 @@ impl FirestoreInterface {
                 equal_query(CLAIMS, "submission", value::string(id), None),
             )
             .await
-            .map_err(|e| failure(format!("reading the claims of submission {id}: {e}")))?;
+            .map_err(|e| failed(format!("reading the claims of submission {id}: {e}"), e))?;
         let last = claims
             .iter()
             .max_by_key(|c| Fields::of(c).integer("attempt").unwrap_or(0));
