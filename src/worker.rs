@@ -112,10 +112,7 @@ pub async fn judge_for(
             Ok(Outcome::Finished(end))
         }
         // The receiver only goes away when forwarding failed, which returned above.
-        Err(unheard) => Err(InterfaceError {
-            interface: "worker",
-            reason: unheard.to_string(),
-        }),
+        Err(unheard) => Err(InterfaceError::permanent("worker", unheard.to_string())),
     }
 }
 

@@ -55,10 +55,7 @@ impl Interface for Store {
             *calls
         };
         if self.fail_at.is_some_and(|at| call >= at) {
-            return Err(InterfaceError {
-                interface: "test",
-                reason: "the store went away".into(),
-            });
+            return Err(InterfaceError::transient("test", "the store went away"));
         }
         if message.body == Body::Executing && self.taken_elsewhere {
             return Ok(Sent::NotTaken);

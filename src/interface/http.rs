@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 
-use super::{Interface, InterfaceError, Sent};
+use super::{ErrorKind, Interface, InterfaceError, Sent};
 use crate::backoff::Backoff;
 use crate::protocol::{Body, Message, Submission};
 use crate::sync::lock;
@@ -177,10 +177,26 @@ pub struct HttpInterface {
     tasks: TaskTracker,
 }
 
+/// A failure that asking again would not mend (a refusal, a bad answer, a bad setting).
 fn failure(reason: impl Into<String>) -> InterfaceError {
+    InterfaceError::permanent("http", reason)
+}
+
+/// A failure of `kind`: [`ErrorKind::Transient`] when the service could not be reached or
+/// answered with a status worth another try ([`is_transient`]).
+fn failure_of(kind: ErrorKind, reason: impl Into<String>) -> InterfaceError {
     InterfaceError {
-        interface: "http",
-        reason: reason.into(),
+        kind,
+        ..failure(reason)
+    }
+}
+
+/// The kind of failure an answer with `status` is.
+fn kind_of(status: StatusCode) -> ErrorKind {
+    if is_transient(status) {
+        ErrorKind::Transient
+    } else {
+        ErrorKind::Permanent
     }
 }
 
@@ -250,9 +266,9 @@ impl Shared {
     }
 
     /// A failure, kept for the next heartbeat to report.
-    fn failed(&self, reason: String) -> InterfaceError {
+    fn failed(&self, kind: ErrorKind, reason: String) -> InterfaceError {
         *lock(&self.unreported) = Some(reason.clone());
-        failure(reason)
+        failure_of(kind, reason)
     }
 
     /// The current registration, registering first if the service forgot the last one.
@@ -282,14 +298,19 @@ impl Shared {
             .timeout(self.config.request_timeout)
             .send()
             .await
-            .map_err(|e| self.failed(format!("{what}: {}", with_causes(&e))))?;
+            .map_err(|e| {
+                self.failed(ErrorKind::Transient, format!("{what}: {}", with_causes(&e)))
+            })?;
         if response.status() != StatusCode::CREATED {
-            return Err(self.failed(format!("{what}: {}", refusal(response).await)));
+            let kind = kind_of(response.status());
+            return Err(self.failed(kind, format!("{what}: {}", refusal(response).await)));
         }
-        let reply: WorkerReply = response
-            .json()
-            .await
-            .map_err(|e| self.failed(format!("{what}: unreadable answer: {e}")))?;
+        let reply: WorkerReply = response.json().await.map_err(|e| {
+            self.failed(
+                ErrorKind::Permanent,
+                format!("{what}: unreadable answer: {e}"),
+            )
+        })?;
         let heartbeat = heartbeat_interval(reply.heartbeat_interval_seconds);
         info!(worker_id = %reply.id, name = %self.config.worker_name, ?heartbeat, "registered with the service");
         Ok(Registration {
@@ -419,7 +440,12 @@ impl Shared {
             .timeout(self.config.take_wait + self.config.request_timeout)
             .send()
             .await
-            .map_err(|e| self.failed(format!("taking a submission: {}", with_causes(&e))))?;
+            .map_err(|e| {
+                self.failed(
+                    ErrorKind::Transient,
+                    format!("taking a submission: {}", with_causes(&e)),
+                )
+            })?;
         let number = response
             .headers()
             .get(TAKE_HEADER)
@@ -433,7 +459,7 @@ impl Shared {
                         // Heard of all the same: the heartbeat has the service take it back.
                         lock(&self.held).heard(&registration.id, take);
                         let why = format!("taking a submission: unreadable answer: {e}");
-                        return Err(self.failed(why));
+                        return Err(self.failed(ErrorKind::Permanent, why));
                     }
                 };
                 let mut holdings = lock(&self.held);
@@ -450,7 +476,7 @@ impl Shared {
                 holdings.held.insert(submission.id.clone(), held);
                 Ok(Some(submission))
             }
-            (StatusCode::OK, None) => Err(self.failed(
+            (StatusCode::OK, None) => Err(self.failed(ErrorKind::Permanent,
                 "taking a submission: the service did not number the take (Take header); is it an older executioner?"
                     .into(),
             )),
@@ -464,14 +490,18 @@ impl Shared {
                 self.forget(&registration.id);
                 if registration.at.elapsed() < FRESH_REGISTRATION {
                     // Forgotten as soon as registered: not a restart but a broken service.
-                    return Err(self.failed(
+                    return Err(self.failed(ErrorKind::Permanent,
                         "taking a submission: the service does not know the worker it just registered"
                             .into(),
                     ));
                 }
                 Ok(None) // Registers again with the next take.
             }
-            _ => Err(self.failed(format!("taking a submission: {}", refusal(response).await))),
+            _ => {
+                let kind = kind_of(response.status());
+                let why = format!("taking a submission: {}", refusal(response).await);
+                Err(self.failed(kind, why))
+            }
         }
     }
 
@@ -496,35 +526,43 @@ impl Shared {
             let why = match answer {
                 Ok(response) if response.status().is_success() => return Ok(()),
                 Ok(response) if response.status() == StatusCode::CONFLICT => {
-                    return Err(self.failed(format!(
+                    return Err(self.failed(ErrorKind::Permanent, format!(
                         "recording {what} of submission {id}: the service took it back and gave it to another worker or take (this one missed its heartbeats)"
                     )));
                 }
                 Ok(response) if response.status() == StatusCode::NOT_FOUND => {
                     self.forget(worker);
-                    return Err(
-                        self.failed(format!("recording {what} of submission {id}: {FORGOTTEN}"))
-                    );
+                    return Err(self.failed(
+                        ErrorKind::Permanent,
+                        format!("recording {what} of submission {id}: {FORGOTTEN}"),
+                    ));
                 }
                 Ok(response) if is_transient(response.status()) => refusal(response).await,
                 Ok(response) => {
-                    return Err(self.failed(format!(
-                        "recording {what} of submission {id}: {}",
-                        refusal(response).await
-                    )));
+                    return Err(self.failed(
+                        ErrorKind::Permanent,
+                        format!(
+                            "recording {what} of submission {id}: {}",
+                            refusal(response).await
+                        ),
+                    ));
                 }
                 Err(e) => with_causes(&e),
             };
             if self.current().is_none_or(|r| r.id != worker) {
-                return Err(self.failed(format!(
-                    "recording {what} of submission {id}: {FORGOTTEN}; last try: {why}"
-                )));
+                return Err(self.failed(
+                    ErrorKind::Permanent,
+                    format!("recording {what} of submission {id}: {FORGOTTEN}; last try: {why}"),
+                ));
             }
             let Some(pause) = retries.next() else {
-                return Err(self.failed(format!(
-                    "recording {what} of submission {id}: not delivered in {:?}: {why}",
-                    self.config.write_deadline
-                )));
+                return Err(self.failed(
+                    ErrorKind::Transient,
+                    format!(
+                        "recording {what} of submission {id}: not delivered in {:?}: {why}",
+                        self.config.write_deadline
+                    ),
+                ));
             };
             warn!(submission_id = %id, state = what, error = %why, retry_in = ?pause, "message not delivered; sending it again");
             tokio::time::sleep(pause).await;

@@ -2,6 +2,7 @@
 //! and the HTTP interface, through which a worker judges for a remote `executioner serve`.
 
 pub mod http;
+pub mod lease;
 pub mod state;
 
 use async_trait::async_trait;
@@ -9,6 +10,7 @@ use async_trait::async_trait;
 use crate::protocol::{Message, Submission};
 
 pub use http::{HttpConfig, HttpInterface};
+pub use lease::{LeaseStore, Leased};
 pub use state::SubmissionState;
 
 /// What became of a sent message.
@@ -20,12 +22,61 @@ pub enum Sent {
     NotTaken,
 }
 
-/// A failure of the store itself (connection lost, rejected write). Retryable.
+/// Whether an [`InterfaceError`] may go away if the same thing is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The store could not be reached, was overloaded or asked to try again (a lost
+    /// connection, a restarting server, a timeout): the same request may succeed later.
+    Transient,
+    /// The store answered, and would answer the same again (a lost claim, a rejected or
+    /// malformed request, an unreadable record).
+    Permanent,
+}
+
+/// A failure of the store itself (connection lost, rejected write). Whether it is worth
+/// another try is decided once, where the driver's error is at hand ([`ErrorKind`]); that
+/// error, when there is one, is kept as the [`std::error::Error::source`].
 #[derive(Debug, thiserror::Error)]
 #[error("interface {interface}: {reason}")]
 pub struct InterfaceError {
     pub interface: &'static str,
     pub reason: String,
+    pub kind: ErrorKind,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl InterfaceError {
+    /// A failure of `interface` that may go away if tried again.
+    pub fn transient(interface: &'static str, reason: impl Into<String>) -> Self {
+        InterfaceError {
+            interface,
+            reason: reason.into(),
+            kind: ErrorKind::Transient,
+            source: None,
+        }
+    }
+
+    /// A failure of `interface` that trying again would not mend.
+    pub fn permanent(interface: &'static str, reason: impl Into<String>) -> Self {
+        InterfaceError {
+            kind: ErrorKind::Permanent,
+            ..Self::transient(interface, reason)
+        }
+    }
+
+    /// The same failure, caused by `source` (the driver's error).
+    pub fn caused_by(self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        InterfaceError {
+            source: Some(Box::new(source)),
+            ..self
+        }
+    }
+
+    /// Whether trying again may help.
+    pub fn is_transient(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
 }
 
 /// A store of submissions and messages.

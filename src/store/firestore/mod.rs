@@ -7,13 +7,17 @@
 //! (ENVIRONMENT.md) both do alike: commits with `exists` preconditions and explicit field masks,
 //! queries with one filter, reads by id, and a listener with one query target.
 //!
+//! It is the lease engine ([`crate::interface::lease`]: offer cache, wake-up plus sweep, heartbeat, held
+//! claims, retries) over this file's primitives ([`FirestoreLeases`]).
+//!
 //! How a submission moves through it:
-//! - A front end writes it with `state: "queued"`. A listener on `state == "queued"` wakes every
-//!   worker's [`Interface::next`], which queries for queued submissions (oldest first; with n
-//!   workers counted in `judgeCount`, each offers one of the n oldest at random, so they do not
-//!   all race for the same one); a
-//!   periodic sweep finds what a lost event would hide, and a listener that fails is opened
-//!   again. Every event is only a wake-up: what to do next always comes from a fresh query.
+//! - A front end writes it with `state: "queued"`. A listener on `state == "queued"` (`listen`,
+//!   started by the engine with the first `next()`) wakes every worker's
+//!   [`crate::interface::Interface::next`], which queries (`look`) for queued submissions (oldest first;
+//!   with n workers counted in `judgeCount`, each offers one of the n oldest at random, so they
+//!   do not all race for the same one); the engine's periodic sweep finds what a lost event
+//!   would hide, and a listener that fails is opened again. Every event is only a wake-up: what
+//!   to do next always comes from a fresh query.
 //! - The claim (`executing`) is a commit whose **first** write creates the lock document
 //!   `executioner-claims/{id}:{attempt}` with precondition `exists: false`, attempt being one
 //!   more than the submission's latest. Exactly one worker can create it, on real Firestore and
@@ -25,9 +29,10 @@
 //!   whose first write updates (or, at the end, deletes) that hold with `exists: true`: once
 //!   the claim is lost, nothing the old worker sends changes anything. Writes are sets of fixed
 //!   values on fixed document ids, so a commit whose answer was lost is simply sent again.
-//! - A heartbeat renews the leases this instance holds. A worker that dies stops renewing; once
-//!   its lease has passed, the submission (still `judging`, `compiling` or `compiled`) is
-//!   offered again and claimed as the next attempt, which deletes the old hold and the old
+//! - The engine's heartbeat renews the leases this instance holds (`renew`). A worker that
+//!   dies stops renewing; once its lease has passed, the submission (still `judging`,
+//!   `compiling` or `compiled`) is offered again and claimed as the next attempt, which deletes
+//!   the old hold and the old
 //!   attempt's results. After `retries` such takeovers in a row it ends as `error` instead.
 //! - Why an attempt ended in `error` or `invalidData` goes into its claim document (`reason`),
 //!   so the `submissions` documents keep exactly the fields of SPEC §6.
@@ -36,7 +41,7 @@ mod value;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -51,15 +56,14 @@ use firestore::gcloud_sdk::tonic::{Code, Status};
 use firestore::gcloud_sdk::GoogleAuthMiddleware;
 use firestore::{FirestoreDb, FirestoreDbOptions};
 use futures_util::StreamExt;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
-use crate::backoff::Backoff;
-use crate::interface::SubmissionState;
-use crate::interface::{Interface, InterfaceError, Sent};
+use crate::interface::lease::{
+    self, LeaseStore, Leased, Look, Recorded, Skip, Timing, Wake, RETRY,
+};
+use crate::interface::{InterfaceError, SubmissionState};
 use crate::protocol::{Body, CompileResult, Message, Submission};
 use crate::sync::lock;
 use value::Fields;
@@ -73,12 +77,6 @@ const INFO: &str = "info";
 const CLAIMS: &str = "executioner-claims";
 const HOLDS: &str = "executioner-holds";
 
-/// How long a submission offered by `next()` is not offered again by this instance while the
-/// worker gets around to claiming it.
-const OFFER_TTL: Duration = Duration::from_secs(5);
-/// Pauses between tries of a failed request (and of the listener): 50 ms, doubling, at most
-/// 2 s.
-const RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 /// Most of the oldest queued submissions the workers of one queue spread over.
 const MAX_SPREAD: usize = 16;
 
@@ -137,8 +135,8 @@ pub struct StoredSubmission {
 }
 
 /// A claim this instance holds.
-#[derive(Debug, Clone, Copy)]
-struct Held {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Held {
     attempt: i64,
     /// Number of the next judge result of the attempt.
     seq: u32,
@@ -148,38 +146,31 @@ struct Held {
 
 type Client = FirestoreClient<GoogleAuthMiddleware>;
 
-/// What the instance and its background tasks share.
-struct Shared {
+/// The lease primitives of a Firestore database: what the lease engine ([`Leased`]) needs to
+/// be the Firestore interface.
+pub struct FirestoreLeases {
     db: FirestoreDb,
     config: FirestoreConfig,
     /// `projects/P/databases/D/documents`.
     documents: String,
-    /// Claims held, by submission id: their leases are renewed.
-    held: Mutex<HashMap<String, Held>>,
-    /// Submissions offered by `next()` and not claimed yet, with when.
-    offered: Mutex<HashMap<String, Instant>>,
     /// Workers sharing the queue (`judgeCount`, at least 1), and when it was read.
     workers: Mutex<Option<(usize, Instant)>>,
-    /// Bumped on every listener event (and reconnect): `next()` looks again.
-    wake: watch::Sender<u64>,
-}
-
-/// Submissions from, and messages to, a Firestore database.
-pub struct FirestoreInterface {
-    shared: Arc<Shared>,
     /// Whether this instance counts in `info/info.judgeCount`.
     registered: AtomicBool,
-    /// Whether the listener runs: from the first `next()` on (a front end's view needs none).
-    listening: AtomicBool,
-    stop: CancellationToken,
-    tasks: TaskTracker,
 }
 
+/// Submissions from, and messages to, a Firestore database: the lease engine over
+/// [`FirestoreLeases`].
+pub type FirestoreInterface = Leased<FirestoreLeases>;
+
+/// A failure that trying again would not mend (an unreadable document, an unknown state).
 fn failure(reason: impl Into<String>) -> InterfaceError {
-    InterfaceError {
-        interface: "firestore",
-        reason: reason.into(),
-    }
+    InterfaceError::permanent("firestore", reason)
+}
+
+/// A failed request, transient or not as [`is_transient`] says.
+fn failed(reason: impl Into<String>, status: Status) -> InterfaceError {
+    lease::failed::<FirestoreLeases>(reason, status)
 }
 
 /// Failures worth another try: the service is unreachable, overloaded or asks to try again.
@@ -265,7 +256,7 @@ fn filtered_query(
     }
 }
 
-impl Shared {
+impl FirestoreLeases {
     fn client(&self) -> Client {
         self.db.client().get()
     }
@@ -303,12 +294,7 @@ impl Shared {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
-        RETRY
-            .deadline(self.config.write_deadline)
-            .retry(op, is_transient, |e, pause| {
-                warn!(submission_id = %id, step = what, code = ?e.code(), error = e.message(), retry_in = ?pause, "request failed; trying again");
-            })
-            .await
+        lease::retrying(self, what, id, op).await
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), Status> {
@@ -468,13 +454,8 @@ impl Shared {
 
     /// Up to `scan_limit` submissions worth offering, oldest first: queued ones, and those
     /// whose holder's lease has passed.
-    async fn look(&self) -> Result<Option<Submission>, Status> {
-        let skip: Vec<String> = {
-            let mut offered = lock(&self.offered);
-            offered.retain(|_, at| at.elapsed() < OFFER_TTL);
-            let held = lock(&self.held);
-            offered.keys().chain(held.keys()).cloned().collect()
-        };
+    async fn candidate(&self, skip: &Skip) -> Result<Option<Submission>, Status> {
+        let skip: Vec<&String> = skip.offered.iter().chain(&skip.held).collect();
         let limit = Some(self.config.scan_limit.max(1));
         let mut candidates = self.query(None, queued_query(limit)).await?;
         let expired = self
@@ -492,7 +473,7 @@ impl Shared {
         let taken_over: Vec<String> = expired
             .iter()
             .filter_map(|hold| Fields::of(hold).string("submission"))
-            .filter(|id| !skip.iter().any(|s| s == id))
+            .filter(|id| !skip.iter().any(|s| s.as_str() == *id))
             .map(|id| self.submission_path(id))
             .collect();
         candidates.extend(self.get(taken_over).await?.into_values().filter(|d| {
@@ -508,7 +489,7 @@ impl Shared {
                     )
                 })
         }));
-        candidates.retain(|d| !skip.iter().any(|s| s == value::document_id(d)));
+        candidates.retain(|d| !skip.iter().any(|s| s.as_str() == value::document_id(d)));
         // Oldest first; `submissionTime` as the front end writes it, else when it was created.
         candidates.sort_by_key(|d| {
             let time = Fields::of(d)
@@ -537,147 +518,7 @@ impl Shared {
             files: Vec::new(),
             run: None,
         };
-        lock(&self.offered).insert(submission.id.clone(), Instant::now());
         Ok(Some(submission))
-    }
-
-    #[instrument(skip_all, fields(submission_id = %id))]
-    async fn claim(&self, id: &str) -> Result<Sent, InterfaceError> {
-        lock(&self.offered).remove(id);
-        if lock(&self.held).contains_key(id) {
-            // Already being judged here (offered twice): the first claim stands.
-            return Ok(Sent::NotTaken);
-        }
-        let fail = |e: Status| failure(format!("claiming submission {id}: {e}"));
-        // The latest attempt first, then the state: a claim made in between takes the attempt
-        // number this one is about to use, so this one loses.
-        let latest = self
-            .retrying("claiming", id, || self.latest_claim(id))
-            .await
-            .map_err(fail)?;
-        let previous = latest
-            .as_ref()
-            .and_then(|c| Fields::of(c).integer("attempt"))
-            .unwrap_or(0);
-        let Some(submission) = self
-            .retrying("claiming", id, || self.get_one(self.submission_path(id)))
-            .await
-            .map_err(fail)?
-        else {
-            return Ok(Sent::NotTaken);
-        };
-        let state = Fields::of(&submission)
-            .string("state")
-            .and_then(|s| s.parse::<SubmissionState>().ok());
-        let attempt = previous + 1;
-        // Takeovers in a row count from the attempt that took it from the queue.
-        let first = match state {
-            Some(SubmissionState::Queued) => attempt,
-            Some(
-                SubmissionState::Judging | SubmissionState::Compiling | SubmissionState::Compiled,
-            ) if previous > 0 => {
-                if !self
-                    .expired(id, previous, latest.as_ref())
-                    .await
-                    .map_err(fail)?
-                {
-                    return Ok(Sent::NotTaken);
-                }
-                latest
-                    .as_ref()
-                    .and_then(|c| Fields::of(c).integer("first"))
-                    .unwrap_or(previous)
-            }
-            _ => return Ok(Sent::NotTaken),
-        };
-        let token = Uuid::new_v4().to_string();
-        let mut claim = fields([
-            ("submission", value::string(id)),
-            ("attempt", value::integer(attempt)),
-            ("first", value::integer(first)),
-            ("worker", value::string(&self.config.worker_name)),
-            ("token", value::string(&token)),
-            ("claimedAt", value::timestamp(SystemTime::now())),
-        ]);
-        if attempt - first > i64::from(self.config.retries) {
-            // Taken over too often: whatever kills its workers would kill the next one too.
-            let reason = "its workers vanished (lease expired) too many times";
-            warn!(attempt, reason, "ending the submission as error");
-            claim.insert("end".into(), value::string(SubmissionState::Error.as_str()));
-            claim.insert("reason".into(), value::string(reason));
-            let writes = vec![
-                self.create(self.claim_path(id, attempt), claim),
-                self.delete(self.hold_path(id, previous), None),
-                self.state(id, SubmissionState::Error),
-            ];
-            return match self
-                .retrying("abandoning", id, || self.commit(writes.clone()))
-                .await
-            {
-                Ok(()) => Ok(Sent::NotTaken),
-                Err(e) if is_precondition(&e) => Ok(Sent::NotTaken),
-                Err(e) => Err(fail(e)),
-            };
-        }
-        let stale = self
-            .retrying("claiming", id, || self.stale_results(id, attempt))
-            .await
-            .map_err(fail)?;
-        let mut rest = Vec::new();
-        if previous > 0 {
-            rest.push(self.delete(self.hold_path(id, previous), None));
-        }
-        rest.push(self.set(
-            self.hold_path(id, attempt),
-            fields([
-                ("submission", value::string(id)),
-                ("attempt", value::integer(attempt)),
-                ("worker", value::string(&self.config.worker_name)),
-                ("expires", self.lease_end()),
-            ]),
-        ));
-        rest.push(self.state(id, SubmissionState::Judging));
-        rest.extend(stale.into_iter().map(|path| self.delete(path, None)));
-        let mut all = vec![self.create(self.claim_path(id, attempt), claim)];
-        all.extend(rest.iter().cloned());
-        match self
-            .retrying("claiming", id, || self.commit(all.clone()))
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if e.code() == Code::AlreadyExists => {
-                // Taken: by another worker, or by this one if an earlier try's answer was lost.
-                // Then the writes after the lock may be missing (the emulator does not commit
-                // atomically): send them again.
-                let mine = self
-                    .retrying("claiming", id, || {
-                        self.get_one(self.claim_path(id, attempt))
-                    })
-                    .await
-                    .map_err(fail)?
-                    .is_some_and(|c| Fields::of(&c).string("token") == Some(token.as_str()));
-                if !mine {
-                    debug!(attempt, "taken by another worker");
-                    return Ok(Sent::NotTaken);
-                }
-                self.retrying("claiming", id, || self.commit(rest.clone()))
-                    .await
-                    .map_err(fail)?;
-            }
-            // The submission itself is gone.
-            Err(e) if is_precondition(&e) => return Ok(Sent::NotTaken),
-            Err(e) => return Err(fail(e)),
-        }
-        debug!(attempt, "claimed");
-        lock(&self.held).insert(
-            id.to_owned(),
-            Held {
-                attempt,
-                seq: 1,
-                last_time: SystemTime::UNIX_EPOCH,
-            },
-        );
-        Ok(Sent::Recorded)
     }
 
     /// Whether the lease of attempt `attempt` of submission `id` has passed (or it never got a
@@ -722,7 +563,10 @@ impl Shared {
         match self.retrying(what, id, || self.commit(all.clone())).await {
             Ok(()) => Ok(true),
             Err(e) if is_precondition(&e) => Ok(false),
-            Err(e) => Err(failure(format!("recording {what} of submission {id}: {e}"))),
+            Err(e) => Err(failed(
+                format!("recording {what} of submission {id}: {e}"),
+                e,
+            )),
         }
     }
 
@@ -731,107 +575,6 @@ impl Shared {
             self.submission_path(id),
             fields([("state", value::string(state.as_str()))]),
         )
-    }
-
-    /// Records a message after `executing` for the claim `held`.
-    async fn record(&self, id: &str, held: Held, body: &Body) -> Result<(), InterfaceError> {
-        let what = body.state();
-        let submission = self.submission_path(id);
-        let (writes, last): (Vec<Write>, bool) = match body {
-            Body::Executing => return Err(failure(format!("submission {id}: claimed twice"))),
-            Body::Compiling => (vec![self.state(id, SubmissionState::Compiling)], false),
-            Body::Compiled {
-                result: CompileResult::Success,
-                ..
-            } => (vec![self.state(id, SubmissionState::Compiled)], false),
-            Body::Compiled {
-                result: CompileResult::Error,
-                ..
-            } => {
-                let update = self.update(
-                    submission,
-                    fields([
-                        (
-                            "state",
-                            value::string(SubmissionState::CompileError.as_str()),
-                        ),
-                        ("score", value::double(0.0)),
-                    ]),
-                );
-                (vec![update], false)
-            }
-            Body::Testing { .. } | Body::Tested { .. } => {
-                let (write, time) = self.result(id, held, body)?;
-                let recorded = self.fenced(id, held, what, vec![write], false).await?;
-                if recorded {
-                    if let Some(h) = lock(&self.held).get_mut(id) {
-                        h.seq = held.seq + 1;
-                        h.last_time = time;
-                    }
-                }
-                return self.lost_unless(recorded, id, what);
-            }
-            Body::Done {
-                score,
-                failed_subtasks,
-            } => {
-                let mut end = match score {
-                    Some(score) => fields([
-                        ("state", value::string(SubmissionState::Judged.as_str())),
-                        ("score", value::double(*score)),
-                    ]),
-                    // After a compile error: only the score (already 0); the state stays.
-                    None => fields([("score", value::double(0.0))]),
-                };
-                if let Some(failed) = failed_subtasks {
-                    end.insert(
-                        "failedSubtasks".into(),
-                        value::integers(failed.iter().copied()),
-                    );
-                }
-                (vec![self.update(submission, end)], true)
-            }
-            Body::Error { reason } | Body::Invalid { reason } => {
-                let state = if matches!(body, Body::Error { .. }) {
-                    SubmissionState::Error
-                } else {
-                    SubmissionState::InvalidData
-                };
-                let mut note = fields([("end", value::string(state.as_str()))]);
-                if let Some(reason) = reason {
-                    note.insert("reason".into(), value::string(reason));
-                }
-                let writes = vec![
-                    self.state(id, state),
-                    self.update(self.claim_path(id, held.attempt), note),
-                ];
-                (writes, true)
-            }
-        };
-        let mut writes = writes;
-        if last {
-            // Results an earlier attempt wrote after it lost its claim.
-            let stale = self
-                .retrying(what, id, || self.stale_results(id, held.attempt))
-                .await
-                .map_err(|e| failure(format!("recording {what} of submission {id}: {e}")))?;
-            writes.extend(stale.into_iter().map(|path| self.delete(path, None)));
-        }
-        let recorded = self.fenced(id, held, what, writes, last).await?;
-        if last {
-            lock(&self.held).remove(id);
-        }
-        self.lost_unless(recorded, id, what)
-    }
-
-    fn lost_unless(&self, recorded: bool, id: &str, what: &str) -> Result<(), InterfaceError> {
-        if recorded {
-            return Ok(());
-        }
-        lock(&self.held).remove(id);
-        Err(failure(format!(
-            "recording {what} of submission {id}: the claim was lost (its lease expired and another worker took it)"
-        )))
     }
 
     /// The judge-results document of a `testing` or `tested` message, and its `judgeTime`.
@@ -889,11 +632,9 @@ impl Shared {
         Ok((write, time))
     }
 
-    async fn heartbeat(&self) {
-        let held: Vec<(String, Held)> = lock(&self.held)
-            .iter()
-            .map(|(id, held)| (id.clone(), *held))
-            .collect();
+    /// Renews the leases of the claims `held`; those found lost.
+    async fn heartbeat(&self, held: Vec<(String, Held)>) -> Vec<String> {
+        let mut lost = Vec::new();
         for (id, held) in held {
             let renew = self.update(
                 self.hold_path(&id, held.attempt),
@@ -903,11 +644,12 @@ impl Shared {
                 Ok(()) => debug!(submission_id = %id, "lease renewed"),
                 Err(e) if is_precondition(&e) => {
                     warn!(submission_id = %id, "claim lost: its lease expired and another worker took it");
-                    lock(&self.held).remove(&id);
+                    lost.push(id);
                 }
                 Err(e) => warn!(submission_id = %id, error = %e, "could not renew the lease"),
             }
         }
+        lost
     }
 
     /// Adds `delta` to `info/info.judgeCount`: an increment creates the document if need be; a
@@ -942,8 +684,8 @@ impl FirestoreInterface {
             .shared
             .count_worker(1)
             .await
-            .map_err(|e| failure(format!("counting this worker in info/info: {e}")))?;
-        interface.registered.store(true, Ordering::SeqCst);
+            .map_err(|e| failed(format!("counting this worker in info/info: {e}"), e))?;
+        interface.shared.registered.store(true, Ordering::SeqCst);
         Ok(interface)
     }
 
@@ -951,36 +693,18 @@ impl FirestoreInterface {
     pub async fn open(config: FirestoreConfig) -> Result<Self, InterfaceError> {
         let options = FirestoreDbOptions::new(config.project_id.clone())
             .with_database_id(config.database_id.clone());
-        let db = FirestoreDb::with_options(options)
-            .await
-            .map_err(|e| failure(format!("connecting to Firestore: {e}")))?;
+        let db = FirestoreDb::with_options(options).await.map_err(|e| {
+            InterfaceError::transient("firestore", format!("connecting to Firestore: {e}"))
+                .caused_by(e)
+        })?;
         let documents = db.get_documents_path().clone();
-        let heartbeat = (config.lease / 3).max(Duration::from_millis(100));
-        let shared = Arc::new(Shared {
+        Ok(Leased::start(FirestoreLeases {
             db,
             config,
             documents,
-            held: Mutex::new(HashMap::new()),
-            offered: Mutex::new(HashMap::new()),
             workers: Mutex::new(None),
-            wake: watch::Sender::new(0),
-        });
-        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
-        tasks.spawn({
-            let shared = shared.clone();
-            crate::interface::every(heartbeat, stop.clone(), move || {
-                let shared = shared.clone();
-                async move { shared.heartbeat().await }
-            })
-        });
-        tasks.close();
-        Ok(FirestoreInterface {
-            shared,
             registered: AtomicBool::new(false),
-            listening: AtomicBool::new(false),
-            stop,
-            tasks,
-        })
+        }))
     }
 
     /// Writes submissions as a front end does: `state: "queued"`, `submissionTime` now.
@@ -1008,7 +732,7 @@ impl FirestoreInterface {
             shared
                 .retrying("queueing", first, || shared.commit(writes.clone()))
                 .await
-                .map_err(|e| failure(format!("queueing submission {first}: {e}")))?;
+                .map_err(|e| failed(format!("queueing submission {first}: {e}"), e))?;
         }
         Ok(())
     }
@@ -1018,7 +742,7 @@ impl FirestoreInterface {
         self.shared
             .get_one(self.shared.submission_path(id))
             .await
-            .map_err(|e| failure(format!("reading submission {id}: {e}")))
+            .map_err(|e| failed(format!("reading submission {id}: {e}"), e))
     }
 
     /// The documents of `submissions/{id}/judge-results` in the order a front end shows them
@@ -1035,7 +759,7 @@ impl FirestoreInterface {
             .shared
             .query(Some(self.shared.submission_path(id)), query)
             .await
-            .map_err(|e| failure(format!("reading the results of submission {id}: {e}")))?;
+            .map_err(|e| failed(format!("reading the results of submission {id}: {e}"), e))?;
         results.sort_by_key(|d| {
             (
                 Fields::of(d).timestamp("judgeTime"),
@@ -1051,7 +775,7 @@ impl FirestoreInterface {
             .shared
             .get_one(self.shared.path(INFO, "info"))
             .await
-            .map_err(|e| failure(format!("reading info/info: {e}")))?;
+            .map_err(|e| failed(format!("reading info/info: {e}"), e))?;
         Ok(info.and_then(|d| Fields::of(&d).integer("judgeCount")))
     }
 
@@ -1072,7 +796,7 @@ impl FirestoreInterface {
                 equal_query(CLAIMS, "submission", value::string(id), None),
             )
             .await
-            .map_err(|e| failure(format!("reading the claims of submission {id}: {e}")))?;
+            .map_err(|e| failed(format!("reading the claims of submission {id}: {e}"), e))?;
         let last = claims
             .iter()
             .max_by_key(|c| Fields::of(c).integer("attempt").unwrap_or(0));
@@ -1095,30 +819,6 @@ impl FirestoreInterface {
             reason: last.and_then(|c| Fields::of(c).string("reason").map(str::to_owned)),
             results,
         }))
-    }
-
-    /// Stops the background tasks and, if this instance counts as a worker, takes it out of
-    /// `info/info.judgeCount`. Call it on a clean stop, after the worker has drained.
-    pub async fn close(&self) {
-        self.stop.cancel();
-        self.tasks.wait().await;
-        if self.registered.swap(false, Ordering::SeqCst) {
-            match self.shared.count_worker(-1).await {
-                Ok(()) => {}
-                Err(e) if e.code() == Code::NotFound => {
-                    warn!("info/info is gone (the database was reset?): nothing to count down")
-                }
-                Err(e) => {
-                    warn!(error = %e, "could not take this worker out of info/info.judgeCount")
-                }
-            }
-        }
-    }
-}
-
-impl Drop for FirestoreInterface {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 
@@ -1149,132 +849,358 @@ fn result_message(id: &str, document: &Document) -> Result<Message, String> {
     Ok(Message::new(id, body))
 }
 
-/// Keeps a listener on the queued submissions open, reopening it whenever it fails, and wakes
-/// `next()` on every event.
-async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut failures = 0;
-    loop {
-        let request = ListenRequest {
-            database: shared.database().to_owned(),
-            labels: HashMap::new(),
-            target_change: Some(listen_request::TargetChange::AddTarget(Target {
-                target_id: 1,
-                once: false,
-                target_type: Some(target::TargetType::Query(target::QueryTarget {
-                    parent: shared.documents.clone(),
-                    query_type: Some(target::query_target::QueryType::StructuredQuery(
-                        // One document is enough to wake on: the emulator resends the whole
-                        // result on every write anywhere, and real Firestore sends a change
-                        // whenever the queue goes from empty to not (a busy queue is looked at
-                        // by every worker that finishes, and swept).
-                        queued_query(Some(1)),
-                    )),
-                })),
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
-        // The request stream stays open for as long as the listener should.
-        let requests = futures_util::stream::once(async move { request })
-            .chain(futures_util::stream::pending());
-        let mut client = shared.client();
-        let opened = tokio::select! {
-            opened = client.listen(requests) => opened,
-            _ = stop.cancelled() => return,
-        };
-        let failed = match opened {
-            Ok(response) => {
-                let mut events = response.into_inner();
-                debug!("listening for queued submissions");
-                let mut first = true;
-                loop {
-                    let event = tokio::select! {
-                        event = events.next() => event,
-                        _ = stop.cancelled() => return,
-                    };
-                    match event {
-                        Some(Ok(_)) => {
-                            if first {
-                                // The stream works: the next failure starts from a short pause.
-                                failures = 0;
-                                first = false;
-                            }
-                            shared.wake.send_modify(|n| *n = n.wrapping_add(1));
-                        }
-                        Some(Err(e)) => {
-                            warn!(code = ?e.code(), error = e.message(), "the listener failed; opening it again");
-                            break;
-                        }
-                        None => {
-                            info!("the listener was closed; opening it again");
-                            break;
-                        }
-                    }
-                }
-                None
-            }
-            Err(e) => Some(e),
-        };
-        failures += 1;
-        let pause = RETRY.delay(failures);
-        if let Some(e) = failed {
-            warn!(code = ?e.code(), error = e.message(), retry_in = ?pause, "cannot listen for queued submissions");
-        }
-        // After a failure the store may have changed unseen: look again.
-        shared.wake.send_modify(|n| *n = n.wrapping_add(1));
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = stop.cancelled() => return,
+#[async_trait]
+impl LeaseStore for FirestoreLeases {
+    type Claim = Held;
+    type Error = Status;
+
+    const NAME: &'static str = "firestore";
+
+    fn is_transient(status: &Status) -> bool {
+        is_transient(status)
+    }
+
+    fn timing(&self) -> Timing {
+        Timing {
+            lease: self.config.lease,
+            sweep_interval: self.config.sweep_interval,
+            write_deadline: self.config.write_deadline,
         }
     }
-}
 
-#[async_trait]
-impl Interface for FirestoreInterface {
-    async fn next(&self) -> Result<Option<Submission>, InterfaceError> {
-        let shared = &self.shared;
-        if !self.listening.swap(true, Ordering::SeqCst) {
-            self.tasks.spawn(listen(shared.clone(), self.stop.clone()));
+    async fn look(&self, skip: &Skip) -> Result<Look, Status> {
+        Ok(match self.candidate(skip).await? {
+            Some(submission) => Look::Found(submission),
+            None => Look::Wait(None),
+        })
+    }
+
+    #[instrument(skip_all, fields(submission_id = %id))]
+    async fn claim(&self, id: &str) -> Result<Option<Held>, InterfaceError> {
+        let fail = |e: Status| failed(format!("claiming submission {id}: {e}"), e);
+        // The latest attempt first, then the state: a claim made in between takes the attempt
+        // number this one is about to use, so this one loses.
+        let latest = self
+            .retrying("claiming", id, || self.latest_claim(id))
+            .await
+            .map_err(fail)?;
+        let previous = latest
+            .as_ref()
+            .and_then(|c| Fields::of(c).integer("attempt"))
+            .unwrap_or(0);
+        let Some(submission) = self
+            .retrying("claiming", id, || self.get_one(self.submission_path(id)))
+            .await
+            .map_err(fail)?
+        else {
+            return Ok(None);
+        };
+        let state = Fields::of(&submission)
+            .string("state")
+            .and_then(|s| s.parse::<SubmissionState>().ok());
+        let attempt = previous + 1;
+        // Takeovers in a row count from the attempt that took it from the queue.
+        let first = match state {
+            Some(SubmissionState::Queued) => attempt,
+            Some(
+                SubmissionState::Judging | SubmissionState::Compiling | SubmissionState::Compiled,
+            ) if previous > 0 => {
+                if !self
+                    .expired(id, previous, latest.as_ref())
+                    .await
+                    .map_err(fail)?
+                {
+                    return Ok(None);
+                }
+                latest
+                    .as_ref()
+                    .and_then(|c| Fields::of(c).integer("first"))
+                    .unwrap_or(previous)
+            }
+            _ => return Ok(None),
+        };
+        let token = Uuid::new_v4().to_string();
+        let mut claim = fields([
+            ("submission", value::string(id)),
+            ("attempt", value::integer(attempt)),
+            ("first", value::integer(first)),
+            ("worker", value::string(&self.config.worker_name)),
+            ("token", value::string(&token)),
+            ("claimedAt", value::timestamp(SystemTime::now())),
+        ]);
+        if attempt - first > i64::from(self.config.retries) {
+            // Taken over too often: whatever kills its workers would kill the next one too.
+            let reason = "its workers vanished (lease expired) too many times";
+            warn!(attempt, reason, "ending the submission as error");
+            claim.insert("end".into(), value::string(SubmissionState::Error.as_str()));
+            claim.insert("reason".into(), value::string(reason));
+            let writes = vec![
+                self.create(self.claim_path(id, attempt), claim),
+                self.delete(self.hold_path(id, previous), None),
+                self.state(id, SubmissionState::Error),
+            ];
+            return match self
+                .retrying("abandoning", id, || self.commit(writes.clone()))
+                .await
+            {
+                Ok(()) => Ok(None),
+                Err(e) if is_precondition(&e) => Ok(None),
+                Err(e) => Err(fail(e)),
+            };
         }
+        let stale = self
+            .retrying("claiming", id, || self.stale_results(id, attempt))
+            .await
+            .map_err(fail)?;
+        let mut rest = Vec::new();
+        if previous > 0 {
+            rest.push(self.delete(self.hold_path(id, previous), None));
+        }
+        rest.push(self.set(
+            self.hold_path(id, attempt),
+            fields([
+                ("submission", value::string(id)),
+                ("attempt", value::integer(attempt)),
+                ("worker", value::string(&self.config.worker_name)),
+                ("expires", self.lease_end()),
+            ]),
+        ));
+        rest.push(self.state(id, SubmissionState::Judging));
+        rest.extend(stale.into_iter().map(|path| self.delete(path, None)));
+        let mut all = vec![self.create(self.claim_path(id, attempt), claim)];
+        all.extend(rest.iter().cloned());
+        match self
+            .retrying("claiming", id, || self.commit(all.clone()))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.code() == Code::AlreadyExists => {
+                // Taken: by another worker, or by this one if an earlier try's answer was lost.
+                // Then the writes after the lock may be missing (the emulator does not commit
+                // atomically): send them again.
+                let mine = self
+                    .retrying("claiming", id, || {
+                        self.get_one(self.claim_path(id, attempt))
+                    })
+                    .await
+                    .map_err(fail)?
+                    .is_some_and(|c| Fields::of(&c).string("token") == Some(token.as_str()));
+                if !mine {
+                    debug!(attempt, "taken by another worker");
+                    return Ok(None);
+                }
+                self.retrying("claiming", id, || self.commit(rest.clone()))
+                    .await
+                    .map_err(fail)?;
+            }
+            // The submission itself is gone.
+            Err(e) if is_precondition(&e) => return Ok(None),
+            Err(e) => return Err(fail(e)),
+        }
+        debug!(attempt, "claimed");
+        Ok(Some(Held {
+            attempt,
+            seq: 1,
+            last_time: SystemTime::UNIX_EPOCH,
+        }))
+    }
+
+    /// Records a message after `executing` for the claim `held`.
+    async fn record(
+        &self,
+        id: &str,
+        held: &Held,
+        body: &Body,
+    ) -> Result<Recorded<Held>, InterfaceError> {
+        let held = *held;
+        let what = body.state();
+        let submission = self.submission_path(id);
+        let (writes, last): (Vec<Write>, bool) = match body {
+            Body::Executing => return Err(failure(format!("submission {id}: claimed twice"))),
+            Body::Compiling => (vec![self.state(id, SubmissionState::Compiling)], false),
+            Body::Compiled {
+                result: CompileResult::Success,
+                ..
+            } => (vec![self.state(id, SubmissionState::Compiled)], false),
+            Body::Compiled {
+                result: CompileResult::Error,
+                ..
+            } => {
+                let update = self.update(
+                    submission,
+                    fields([
+                        (
+                            "state",
+                            value::string(SubmissionState::CompileError.as_str()),
+                        ),
+                        ("score", value::double(0.0)),
+                    ]),
+                );
+                (vec![update], false)
+            }
+            Body::Testing { .. } | Body::Tested { .. } => {
+                let (write, time) = self.result(id, held, body)?;
+                let recorded = self.fenced(id, held, what, vec![write], false).await?;
+                return Ok(if recorded {
+                    Recorded::Holds(Held {
+                        seq: held.seq + 1,
+                        last_time: time,
+                        ..held
+                    })
+                } else {
+                    Recorded::Lost
+                });
+            }
+            Body::Done {
+                score,
+                failed_subtasks,
+            } => {
+                let mut end = match score {
+                    Some(score) => fields([
+                        ("state", value::string(SubmissionState::Judged.as_str())),
+                        ("score", value::double(*score)),
+                    ]),
+                    // After a compile error: only the score (already 0); the state stays.
+                    None => fields([("score", value::double(0.0))]),
+                };
+                if let Some(failed) = failed_subtasks {
+                    end.insert(
+                        "failedSubtasks".into(),
+                        value::integers(failed.iter().copied()),
+                    );
+                }
+                (vec![self.update(submission, end)], true)
+            }
+            Body::Error { reason } | Body::Invalid { reason } => {
+                let state = if matches!(body, Body::Error { .. }) {
+                    SubmissionState::Error
+                } else {
+                    SubmissionState::InvalidData
+                };
+                let mut note = fields([("end", value::string(state.as_str()))]);
+                if let Some(reason) = reason {
+                    note.insert("reason".into(), value::string(reason));
+                }
+                let writes = vec![
+                    self.state(id, state),
+                    self.update(self.claim_path(id, held.attempt), note),
+                ];
+                (writes, true)
+            }
+        };
+        let mut writes = writes;
+        if last {
+            // Results an earlier attempt wrote after it lost its claim.
+            let stale = self
+                .retrying(what, id, || self.stale_results(id, held.attempt))
+                .await
+                .map_err(|e| failed(format!("recording {what} of submission {id}: {e}"), e))?;
+            writes.extend(stale.into_iter().map(|path| self.delete(path, None)));
+        }
+        Ok(match self.fenced(id, held, what, writes, last).await? {
+            false => Recorded::Lost,
+            true if last => Recorded::Ended,
+            true => Recorded::Holds(held),
+        })
+    }
+
+    async fn renew(&self, held: Vec<(String, Held)>) -> Vec<String> {
+        self.heartbeat(held).await
+    }
+
+    /// Keeps a listener on the queued submissions open, reopening it whenever it fails, and
+    /// wakes `next()` on every event.
+    async fn listen(&self, wake: &Wake, stop: &CancellationToken) {
         let mut failures = 0;
         loop {
-            let mut wake = shared.wake.subscribe();
-            let wait = match shared.look().await {
-                Ok(Some(submission)) => return Ok(Some(submission)),
-                Ok(None) => {
-                    failures = 0;
-                    shared.config.sweep_interval
-                }
-                // The service is away (a restarted emulator, a network blip): wait for it here,
-                // where the listener's reconnect wakes this at once.
-                Err(e) if is_transient(&e) => {
-                    failures += 1;
-                    let pause = RETRY.delay(failures);
-                    warn!(code = ?e.code(), error = e.message(), retry_in = ?pause, "cannot look for submissions; trying again");
-                    pause
-                }
-                Err(e) => return Err(failure(format!("looking for submissions: {e}"))),
+            let request = ListenRequest {
+                database: self.database().to_owned(),
+                labels: HashMap::new(),
+                target_change: Some(listen_request::TargetChange::AddTarget(Target {
+                    target_id: 1,
+                    once: false,
+                    target_type: Some(target::TargetType::Query(target::QueryTarget {
+                        parent: self.documents.clone(),
+                        query_type: Some(target::query_target::QueryType::StructuredQuery(
+                            // One document is enough to wake on: the emulator resends the whole
+                            // result on every write anywhere, and real Firestore sends a change
+                            // whenever the queue goes from empty to not (a busy queue is looked at
+                            // by every worker that finishes, and swept).
+                            queued_query(Some(1)),
+                        )),
+                    })),
+                    ..Default::default()
+                })),
+                ..Default::default()
             };
+            // The request stream stays open for as long as the listener should.
+            let requests = futures_util::stream::once(async move { request })
+                .chain(futures_util::stream::pending());
+            let mut client = self.client();
+            let opened = tokio::select! {
+                opened = client.listen(requests) => opened,
+                _ = stop.cancelled() => return,
+            };
+            let failed = match opened {
+                Ok(response) => {
+                    let mut events = response.into_inner();
+                    debug!("listening for queued submissions");
+                    let mut first = true;
+                    loop {
+                        let event = tokio::select! {
+                            event = events.next() => event,
+                            _ = stop.cancelled() => return,
+                        };
+                        match event {
+                            Some(Ok(_)) => {
+                                if first {
+                                    // The stream works: the next failure starts from a short pause.
+                                    failures = 0;
+                                    first = false;
+                                }
+                                wake.wake();
+                            }
+                            Some(Err(e)) => {
+                                warn!(code = ?e.code(), error = e.message(), "the listener failed; opening it again");
+                                break;
+                            }
+                            None => {
+                                info!("the listener was closed; opening it again");
+                                break;
+                            }
+                        }
+                    }
+                    None
+                }
+                Err(e) => Some(e),
+            };
+            failures += 1;
+            let pause = RETRY.delay(failures);
+            if let Some(e) = failed {
+                warn!(code = ?e.code(), error = e.message(), retry_in = ?pause, "cannot listen for queued submissions");
+            }
+            // After a failure the store may have changed unseen: look again.
+            wake.wake();
             tokio::select! {
-                _ = wake.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.cancelled() => return,
             }
         }
     }
 
-    async fn send(&self, message: &Message) -> Result<Sent, InterfaceError> {
-        let id = message.id.as_str();
-        if let Body::Executing = message.body {
-            return self.shared.claim(id).await;
+    /// If this instance counts as a worker, takes it out of `info/info.judgeCount` (call
+    /// [`Leased::close`] on a clean stop, after the worker has drained).
+    async fn close(&self) {
+        if self.registered.swap(false, Ordering::SeqCst) {
+            match self.count_worker(-1).await {
+                Ok(()) => {}
+                Err(e) if e.code() == Code::NotFound => {
+                    warn!("info/info is gone (the database was reset?): nothing to count down")
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not take this worker out of info/info.judgeCount")
+                }
+            }
         }
-        let held = lock(&self.shared.held).get(id).copied();
-        let Some(held) = held else {
-            return Err(failure(format!(
-                "recording {} of submission {id}: it is not claimed by this worker",
-                message.body.state()
-            )));
-        };
-        self.shared.record(id, held, &message.body).await?;
-        Ok(Sent::Recorded)
     }
 }

@@ -1,19 +1,26 @@
 //! The Postgres interface (SPEC §6): submissions and their judge results in two tables, shared
 //! by any number of workers.
 //!
+//! It is the lease engine ([`crate::interface::lease`]: offer cache, wake-up plus sweep, heartbeat, held
+//! claims, retries) over this file's primitives ([`PostgresLeases`]).
+//!
 //! How a submission moves through it:
 //! - A front end (or [`PostgresInterface::enqueue`]) inserts it as `queued`; a trigger NOTIFYs
-//!   `executioner_queued`, which wakes every worker's [`Interface::next`] at once. A periodic
-//!   sweep finds anything a lost notification would have hidden (e.g. across a reconnect).
-//! - `next()` only reads: it offers the oldest claimable submission. The claim (`executing`) is
-//!   one atomic `UPDATE ... RETURNING` that succeeds for exactly one worker; it gives the
-//!   attempt a fresh `claim_token` and a lease, and removes the results of any earlier attempt.
-//! - While this instance holds submissions, a heartbeat renews their leases. A worker that dies
-//!   stops renewing; once the lease has passed, another worker claims the submission again.
+//!   `executioner_queued`, which wakes every worker's [`crate::interface::Interface::next`] at once (the
+//!   LISTEN loop is `queue/listener.rs`, started by the engine with the first `next()`). The
+//!   engine's periodic sweep finds anything a lost notification would have hidden (e.g. across
+//!   a reconnect).
+//! - `next()` only reads (`look`): it offers the oldest claimable submission. The claim
+//!   (`executing`) is one atomic `UPDATE ... RETURNING` that succeeds for exactly one worker; it
+//!   gives the attempt a fresh `claim_token` and a lease, and removes the results of any
+//!   earlier attempt.
+//! - While this instance holds submissions, the engine's heartbeat renews their leases
+//!   (`renew`, which also ends abandoned submissions). A worker that dies stops renewing; once
+//!   the lease has passed, another worker claims the submission again.
 //! - Every later write of the attempt is fenced on its token (a worker that lost its claim
 //!   changes nothing) and idempotent (results are keyed by the message's index in the attempt),
-//!   so a write whose answer was lost with the connection is simply sent again, with backoff,
-//!   for a bounded time.
+//!   so a write whose answer was lost with the connection is simply sent again, with backoff
+//!   ([`crate::interface::lease::retrying`]), for a bounded time.
 //! - A submission that ends in `error` is claimable again after a backoff, until its retries
 //!   are used up.
 
@@ -23,24 +30,22 @@ mod listener;
 mod listing;
 mod sql;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
-use crate::interface::{Interface, InterfaceError, Sent};
+use crate::interface::lease::{
+    self, LeaseStore, Leased, Look, Recorded, Skip, Timing, Wake, RETRY,
+};
+use crate::interface::InterfaceError;
 use crate::protocol::{Body, CompileResult, Message, RunSpec, SourceFile, Submission};
-use crate::sync::lock;
 
 pub use crate::interface::state::{SubmissionState, UnknownState};
 pub(crate) use listener::{listen, Heard};
@@ -78,13 +83,6 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const QUEUED_CHANNEL: &str = "executioner_queued";
 /// The channel notified with a submission's id whenever its state changes.
 pub const STATE_CHANNEL: &str = "executioner_state";
-
-/// How long a submission offered by `next()` is not offered again by this instance while the
-/// worker gets around to claiming it.
-const OFFER_TTL: Duration = Duration::from_secs(5);
-/// Pauses between tries of a failed statement (and of the LISTEN connection): 50 ms, doubling,
-/// at most 2 s.
-const RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 
 /// Settings of the Postgres interface. Defaults are in [`PostgresConfig::new`].
 #[derive(Debug, Clone)]
@@ -150,38 +148,33 @@ pub struct StoredSubmission {
 }
 
 /// A claim this instance holds.
-#[derive(Debug, Clone, Copy)]
-struct Held {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Held {
     token: Uuid,
     attempt: i32,
     /// Index of the next message in the attempt (`executing` was 0).
     seq: i32,
 }
 
-/// What the instance and its background tasks share.
-struct Shared {
+/// The lease primitives of a PostgreSQL database: what the lease engine ([`Leased`]) needs to
+/// be the Postgres interface.
+pub struct PostgresLeases {
     pool: PgPool,
     config: PostgresConfig,
-    /// Claims held, by submission id: their leases are renewed.
-    held: Mutex<HashMap<String, Held>>,
-    /// Submissions offered by `next()` and not claimed yet, with when.
-    offered: Mutex<HashMap<String, Instant>>,
-    /// Bumped on every notification (and reconnect of the listener): `next()` looks again.
-    wake: watch::Sender<u64>,
 }
 
-/// Submissions from, and messages to, a PostgreSQL database.
-pub struct PostgresInterface {
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-    tasks: TaskTracker,
-}
+/// Submissions from, and messages to, a PostgreSQL database: the lease engine over
+/// [`PostgresLeases`].
+pub type PostgresInterface = Leased<PostgresLeases>;
 
+/// A failure that trying again would not mend (an unreadable row, an unknown state).
 fn failure(reason: impl Into<String>) -> InterfaceError {
-    InterfaceError {
-        interface: "postgres",
-        reason: reason.into(),
-    }
+    InterfaceError::permanent("postgres", reason)
+}
+
+/// A failure of the driver, transient or not as [`is_transient`] says.
+fn failed(reason: impl Into<String>, error: sqlx::Error) -> InterfaceError {
+    lease::failed::<PostgresLeases>(reason, error)
 }
 
 fn millis(d: Duration) -> f64 {
@@ -209,20 +202,16 @@ fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
-impl Shared {
+impl PostgresLeases {
     /// Runs `op` until it succeeds, fails for good, or `write_deadline` has passed.
     async fn retrying<T, F, Fut>(&self, what: &str, id: &str, op: F) -> Result<T, InterfaceError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
-        RETRY
-            .deadline(self.config.write_deadline)
-            .retry(op, is_transient, |e, pause| {
-                warn!(submission_id = %id, step = what, error = %e, retry_in = ?pause, "statement failed; trying again");
-            })
+        lease::retrying(self, what, id, op)
             .await
-            .map_err(|e| failure(format!("{what} of submission {id}: {e}")))
+            .map_err(|e| failed(format!("{what} of submission {id}: {e}"), e))
     }
 
     fn retries(&self) -> i32 {
@@ -230,15 +219,11 @@ impl Shared {
     }
 
     /// The oldest claimable submission not offered lately, or how long until one may be due.
-    async fn look(&self) -> Result<Look, sqlx::Error> {
-        let skip: Vec<String> = {
-            let mut offered = lock(&self.offered);
-            offered.retain(|_, at| at.elapsed() < OFFER_TTL);
-            offered.keys().cloned().collect()
-        };
+    /// (One this instance holds is not claimable while its lease is renewed.)
+    async fn candidate(&self, skip: &Skip) -> Result<Look, sqlx::Error> {
         let row = sqlx::query(sql::CANDIDATE)
             .bind(self.retries())
-            .bind(&skip)
+            .bind(&skip.offered)
             .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = row {
@@ -250,7 +235,6 @@ impl Shared {
                 files: files_of(&row)?,
                 run: run_of(&row)?.map(Box::new),
             };
-            lock(&self.offered).insert(submission.id.clone(), Instant::now());
             return Ok(Look::Found(submission));
         }
         let due: Option<f64> = sqlx::query_scalar(sql::NEXT_DUE)
@@ -262,45 +246,8 @@ impl Shared {
         Ok(Look::Wait(due))
     }
 
-    #[instrument(skip_all, fields(submission_id = %id))]
-    async fn claim(&self, id: &str) -> Result<Sent, InterfaceError> {
-        lock(&self.offered).remove(id);
-        if lock(&self.held).contains_key(id) {
-            // Already being judged here (offered twice): the first claim stands.
-            return Ok(Sent::NotTaken);
-        }
-        let token = Uuid::new_v4();
-        let lease = millis(self.config.lease);
-        let attempt: Option<i32> = self
-            .retrying("claiming", id, || {
-                sqlx::query_scalar(sql::CLAIM)
-                    .bind(self.retries())
-                    .bind(id)
-                    .bind(token)
-                    .bind(&self.config.worker_name)
-                    .bind(lease)
-                    .fetch_optional(&self.pool)
-            })
-            .await?;
-        match attempt {
-            Some(attempt) => {
-                debug!(attempt, "claimed");
-                lock(&self.held).insert(
-                    id.to_owned(),
-                    Held {
-                        token,
-                        attempt,
-                        seq: 1,
-                    },
-                );
-                Ok(Sent::Recorded)
-            }
-            None => Ok(Sent::NotTaken),
-        }
-    }
-
-    /// Records a message after `executing` for the claim `held`.
-    async fn record(&self, id: &str, held: Held, body: &Body) -> Result<(), InterfaceError> {
+    /// Records a message after `executing` for the claim `held`: whether the claim still held.
+    async fn write(&self, id: &str, held: Held, body: &Body) -> Result<bool, InterfaceError> {
         let what = body.state();
         let holds = match body {
             Body::Executing => return Err(failure(format!("submission {id}: claimed twice"))),
@@ -387,13 +334,7 @@ impl Shared {
                 self.finish(id, held, what, end).await?
             }
         };
-        if holds {
-            Ok(())
-        } else {
-            Err(failure(format!(
-                "recording {what} of submission {id}: the claim was lost (its lease expired and another worker took it)"
-            )))
-        }
+        Ok(holds)
     }
 
     async fn step(
@@ -473,12 +414,10 @@ impl Shared {
         Ok(holders == 1)
     }
 
-    /// Renews the leases of the claims held here and ends abandoned submissions.
-    async fn heartbeat(&self) {
-        let (ids, tokens): (Vec<String>, Vec<Uuid>) = lock(&self.held)
-            .iter()
-            .map(|(id, held)| (id.clone(), held.token))
-            .unzip();
+    /// Renews the leases of the claims `held` here and ends abandoned submissions.
+    async fn heartbeat(&self, held: Vec<(String, Held)>) {
+        let (ids, tokens): (Vec<String>, Vec<Uuid>) =
+            held.into_iter().map(|(id, held)| (id, held.token)).unzip();
         if !ids.is_empty() {
             let renewed: Result<Vec<String>, _> = sqlx::query_scalar(sql::RENEW)
                 .bind(&ids)
@@ -517,13 +456,6 @@ impl Shared {
     }
 }
 
-/// What `next()` found.
-enum Look {
-    Found(Submission),
-    /// Nothing claimable; something may become due in this long.
-    Wait(Option<Duration>),
-}
-
 /// How an attempt ends.
 struct End {
     state: SubmissionState,
@@ -533,47 +465,110 @@ struct End {
     retry_after: Option<Duration>,
 }
 
+#[async_trait]
+impl LeaseStore for PostgresLeases {
+    type Claim = Held;
+    type Error = sqlx::Error;
+
+    const NAME: &'static str = "postgres";
+
+    fn is_transient(error: &sqlx::Error) -> bool {
+        is_transient(error)
+    }
+
+    fn timing(&self) -> Timing {
+        Timing {
+            lease: self.config.lease,
+            sweep_interval: self.config.sweep_interval,
+            write_deadline: self.config.write_deadline,
+        }
+    }
+
+    async fn look(&self, skip: &Skip) -> Result<Look, sqlx::Error> {
+        self.candidate(skip).await
+    }
+
+    #[instrument(skip_all, fields(submission_id = %id))]
+    async fn claim(&self, id: &str) -> Result<Option<Held>, InterfaceError> {
+        let token = Uuid::new_v4();
+        let lease = millis(self.config.lease);
+        let attempt: Option<i32> = self
+            .retrying("claiming", id, || {
+                sqlx::query_scalar(sql::CLAIM)
+                    .bind(self.retries())
+                    .bind(id)
+                    .bind(token)
+                    .bind(&self.config.worker_name)
+                    .bind(lease)
+                    .fetch_optional(&self.pool)
+            })
+            .await?;
+        Ok(attempt.map(|attempt| {
+            debug!(attempt, "claimed");
+            Held {
+                token,
+                attempt,
+                seq: 1,
+            }
+        }))
+    }
+
+    async fn record(
+        &self,
+        id: &str,
+        held: &Held,
+        body: &Body,
+    ) -> Result<Recorded<Held>, InterfaceError> {
+        Ok(if !self.write(id, *held, body).await? {
+            Recorded::Lost
+        } else if body.is_terminal() {
+            Recorded::Ended
+        } else {
+            Recorded::Holds(Held {
+                seq: held.seq + 1,
+                ..*held
+            })
+        })
+    }
+
+    /// Claims whose lease could not be renewed stay held: their next write finds them lost.
+    async fn renew(&self, held: Vec<(String, Held)>) -> Vec<String> {
+        self.heartbeat(held).await;
+        Vec::new()
+    }
+
+    /// Keeps a LISTEN connection open, reconnecting when it is lost; every notification, and
+    /// every (re)connect (notifications may have been missed meanwhile), wakes `next()`.
+    async fn listen(&self, wake: &Wake, stop: &CancellationToken) {
+        listen(&self.pool, &[QUEUED_CHANNEL], RETRY, stop, |_| wake.wake()).await;
+    }
+
+    /// Closes the pool.
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
 impl PostgresInterface {
-    /// Connects, applies the migrations and starts the listener and the heartbeat.
+    /// Connects, applies the migrations and starts the heartbeat (the listener starts with the
+    /// first `next()`).
     pub async fn connect(config: PostgresConfig) -> Result<Self, InterfaceError> {
         let options: PgConnectOptions = config
             .url
             .parse()
-            .map_err(|e| failure(format!("invalid database URL: {e}")))?;
+            .map_err(|e| failed(format!("invalid database URL: {e}"), e))?;
         let options = options.application_name("executioner");
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
-            .map_err(|e| failure(format!("connecting to the database: {e}")))?;
+            .map_err(|e| failed(format!("connecting to the database: {e}"), e))?;
         MIGRATOR
             .run(&pool)
             .await
-            .map_err(|e| failure(format!("applying the migrations: {e}")))?;
-        let heartbeat = (config.lease / 3).max(Duration::from_millis(100));
-        let shared = Arc::new(Shared {
-            pool,
-            config,
-            held: Mutex::new(HashMap::new()),
-            offered: Mutex::new(HashMap::new()),
-            wake: watch::Sender::new(0),
-        });
-        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
-        tasks.spawn(listen_queued(shared.clone(), stop.clone()));
-        tasks.spawn({
-            let shared = shared.clone();
-            crate::interface::every(heartbeat, stop.clone(), move || {
-                let shared = shared.clone();
-                async move { shared.heartbeat().await }
-            })
-        });
-        tasks.close();
-        Ok(PostgresInterface {
-            shared,
-            stop,
-            tasks,
-        })
+            .map_err(|e| failure(format!("applying the migrations: {e}")).caused_by(e))?;
+        Ok(Leased::start(PostgresLeases { pool, config }))
     }
 
     /// The pool, for callers that read the tables themselves.
@@ -649,7 +644,7 @@ impl PostgresInterface {
 
     /// The stored state and judge results of one submission, `None` if there is no such id.
     pub async fn status(&self, id: &str) -> Result<Option<StoredSubmission>, InterfaceError> {
-        let read = |e: sqlx::Error| failure(format!("reading submission {id}: {e}"));
+        let read = |e: sqlx::Error| failed(format!("reading submission {id}: {e}"), e);
         let Some(row) = sqlx::query(sql::STATUS)
             .bind(id)
             .fetch_optional(&self.shared.pool)
@@ -685,20 +680,6 @@ impl PostgresInterface {
             attempts: u32::try_from(attempts).unwrap_or(0),
             results,
         }))
-    }
-
-    /// Stops the listener and the heartbeat and closes the pool. Claims still held are not
-    /// renewed any more: their leases run out and other workers take them.
-    pub async fn close(&self) {
-        self.stop.cancel();
-        self.tasks.wait().await;
-        self.shared.pool.close().await;
-    }
-}
-
-impl Drop for PostgresInterface {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 
@@ -738,65 +719,6 @@ fn result_message(id: &str, row: &sqlx::postgres::PgRow) -> Result<Message, Stri
         other => return Err(format!("unknown result state {other:?}")),
     };
     Ok(Message::new(id, body))
-}
-
-/// Keeps a LISTEN connection open, reconnecting when it is lost; every notification, and every
-/// (re)connect (notifications may have been missed meanwhile), wakes `next()`.
-async fn listen_queued(shared: Arc<Shared>, stop: CancellationToken) {
-    listen(&shared.pool, &[QUEUED_CHANNEL], RETRY, &stop, |_| {
-        shared.wake.send_modify(|n| *n = n.wrapping_add(1));
-    })
-    .await;
-}
-
-#[async_trait]
-impl Interface for PostgresInterface {
-    async fn next(&self) -> Result<Option<Submission>, InterfaceError> {
-        let shared = &self.shared;
-        loop {
-            // Subscribed before looking, so a notification while looking is not missed.
-            let mut wake = shared.wake.subscribe();
-            let wait = match shared.look().await {
-                Ok(Look::Found(submission)) => return Ok(Some(submission)),
-                Ok(Look::Wait(due)) => due.map_or(shared.config.sweep_interval, |due| {
-                    due.clamp(Duration::from_millis(10), shared.config.sweep_interval)
-                }),
-                Err(e) => return Err(failure(format!("looking for submissions: {e}"))),
-            };
-            tokio::select! {
-                _ = wake.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.stop.cancelled() => return Ok(None),
-            }
-        }
-    }
-
-    async fn send(&self, message: &Message) -> Result<Sent, InterfaceError> {
-        let id = message.id.as_str();
-        if message.body == Body::Executing {
-            return self.shared.claim(id).await;
-        }
-        let held = lock(&self.shared.held).get(id).copied();
-        let Some(held) = held else {
-            return Err(failure(format!(
-                "recording {} of submission {id}: this worker does not hold it",
-                message.body.state()
-            )));
-        };
-        let recorded = self.shared.record(id, held, &message.body).await;
-        let mut holding = lock(&self.shared.held);
-        match (&recorded, holding.get_mut(id)) {
-            (Ok(()), Some(entry)) if !message.body.is_terminal() && entry.token == held.token => {
-                entry.seq += 1;
-            }
-            // Ended, or failed for good: stop renewing the lease, so that another worker takes
-            // over a submission this one cannot finish.
-            _ => {
-                holding.remove(id);
-            }
-        }
-        recorded.map(|()| Sent::Recorded)
-    }
 }
 
 #[cfg(test)]

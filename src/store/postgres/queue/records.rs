@@ -6,10 +6,9 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 use tracing::{info, instrument};
 
-use super::{failure, result_message, PostgresInterface};
+use super::{failed, failure, result_message, PostgresInterface};
 use crate::interface::{InterfaceError, SubmissionState};
 use crate::protocol::{Body, CompileResult, Message, Submission};
-use crate::sync::lock;
 use crate::verdict::Verdict;
 
 /// A `timestamptz` column of `s` as ms since the epoch (no date type needed). Taken at UTC so
@@ -443,7 +442,7 @@ impl PostgresInterface {
             .bind(outcome_ms)
             .execute(&self.shared.pool)
             .await
-            .map_err(|e| failure(format!("recording the callback of submission {id}: {e}")))?;
+            .map_err(|e| failed(format!("recording the callback of submission {id}: {e}"), e))?;
         Ok(())
     }
 
@@ -470,7 +469,7 @@ impl PostgresInterface {
         let n: i64 = sqlx::query_scalar(QUEUED_COUNT)
             .fetch_one(&self.shared.pool)
             .await
-            .map_err(|e| failure(format!("counting queued submissions: {e}")))?;
+            .map_err(|e| failed(format!("counting queued submissions: {e}"), e))?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
@@ -484,7 +483,12 @@ impl PostgresInterface {
             .fetch_all(&self.shared.pool)
             .await
             .and_then(|rows| rows.iter().map(submission_of).collect());
-        rows.map_err(|e| failure(format!("reading the submissions of problem {problem}: {e}")))
+        rows.map_err(|e| {
+            failed(
+                format!("reading the submissions of problem {problem}: {e}"),
+                e,
+            )
+        })
     }
 
     /// The submissions with these ids that exist, oldest first.
@@ -497,7 +501,7 @@ impl PostgresInterface {
             .fetch_all(&self.shared.pool)
             .await
             .and_then(|rows| rows.iter().map(submission_of).collect());
-        rows.map_err(|e| failure(format!("reading submissions by id: {e}")))
+        rows.map_err(|e| failed(format!("reading submissions by id: {e}"), e))
     }
 
     /// Withdraws a submission while it is queued; idempotent.
@@ -528,7 +532,7 @@ impl PostgresInterface {
     /// `false` when this instance does not hold it (any more).
     #[instrument(skip(self), fields(submission_id = %id))]
     pub async fn release(&self, id: &str) -> Result<bool, InterfaceError> {
-        let Some(held) = lock(&self.shared.held).remove(id) else {
+        let Some(held) = self.drop_claim(id) else {
             return Ok(false);
         };
         let done = self
