@@ -32,7 +32,8 @@ pub struct ServeConfig {
 
 /// `executioner serve`: the HTTP operations API on `config.listen` until `shutdown` fires, with
 /// a local worker judging what it accepts (unless its concurrency is 0) beside any remote
-/// workers, and rejudges and validations run in this process. Submissions are kept in memory,
+/// workers, and rejudges and validations run in this process, their judgings queued for those
+/// same workers (with concurrency 0, only remote workers judge them). Submissions are kept in memory,
 /// or in the Postgres store of `config.database` (shared with any `executioner worker
 /// --interface postgres`; workflows a restart interrupted are continued).
 pub async fn serve(
@@ -80,7 +81,7 @@ pub async fn serve(
     let stores = backend.clone().workflow_stores();
     let runner = executioner::workflow::Runner::new(
         executioner::workflow::Env {
-            judge: judge.clone(),
+            judge: Arc::new(executioner::workflow::QueuedJudge::new(stores.judgings)),
             submissions: stores.submissions,
             results: stores.results,
             store: stores.workflows,

@@ -1,21 +1,28 @@
 //! `executioner workflow ...`: problem validation and rejudge from the command line, with the
 //! real judge. Reports go to stdout, progress to stderr when it is a terminal.
+//!
+//! Judgings go through a store's queue, as in `serve` (`workflow::QueuedJudge`), taken by a
+//! worker this command starts: one of its own over memory, or, for a rejudge of the Postgres
+//! store, one that takes only judgings from the store's queue, beside any other workers of
+//! that store (which take them too).
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use executioner::language::RegistryError;
 use executioner::problem::ProblemError;
 use executioner::setup::{build_judge, load_registry, Setup, SetupError};
-use executioner::store::memory::MemoryResultStore;
-use executioner::store::postgres::{PostgresConfig, PostgresInterface};
+use executioner::store::memory::{MemoryBackend, MemoryInterface, MemoryResultStore};
+use executioner::store::postgres::{PostgresBackend, PostgresConfig, PostgresInterface};
 use executioner::store::postgres::{PostgresSubmissions, PostgresWorkflowStore};
 use executioner::store::workflow::state::StepState;
-use executioner::store::WorkflowStore;
+use executioner::store::{Backend, WorkflowStore};
+use executioner::worker::{Worker, WorkerConfig};
 use executioner::workflow::control::Selector;
 use executioner::workflow::definition::{Definition, DefinitionError, Env, Settings};
 use executioner::workflow::engine::step::RetryPolicy;
@@ -24,6 +31,7 @@ use executioner::workflow::rejudge::{self, RejudgeError, Selection};
 use executioner::workflow::runner::{Runner, RunnerError};
 use executioner::workflow::validate::{self, ValidateError};
 use executioner::workflow::webhook::{Webhook, WebhookError};
+use executioner::workflow::QueuedJudge;
 
 use super::worker::remove_leftover_sandboxes;
 
@@ -77,6 +85,59 @@ impl Common {
     }
 }
 
+/// The judge of a workflow command: judgings queued in `backend` and judged by a local worker
+/// of `concurrency` taking from it, until [`LocalWorker::stop`].
+struct LocalWorker {
+    judge: Arc<QueuedJudge>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl LocalWorker {
+    async fn start(
+        setup: &Setup,
+        backend: Arc<dyn Backend>,
+        follower: JoinHandle<()>,
+        stop: CancellationToken,
+        concurrency: usize,
+    ) -> Result<Self, CommandError> {
+        let judge = build_judge(setup).await?;
+        // A workflow command killed before this one may have left its sandboxes behind.
+        remove_leftover_sandboxes(&judge).await;
+        let stores = backend.clone().workflow_stores();
+        let config = WorkerConfig {
+            concurrency: concurrency.max(1),
+            ..WorkerConfig::default()
+        };
+        let worker = Worker::new(backend.worker_interface(), judge, config);
+        let running = tokio::spawn({
+            let stop = stop.clone();
+            async move { worker.run(stop).await }
+        });
+        Ok(LocalWorker {
+            judge: Arc::new(QueuedJudge::new(stores.judgings)),
+            stop,
+            tasks: vec![follower, running],
+        })
+    }
+
+    /// A local worker over a queue in memory of its own.
+    async fn in_memory(setup: &Setup, concurrency: usize) -> Result<Self, CommandError> {
+        let backend = MemoryBackend::new(Arc::new(MemoryInterface::new()));
+        let stop = CancellationToken::new();
+        let follower = backend.follow(stop.clone());
+        Self::start(setup, backend, follower, stop, concurrency).await
+    }
+
+    /// Stops the worker (nothing is in flight once the workflow has ended) and waits for it.
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
 /// Where a rejudge takes its submissions from and puts their new results.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -122,7 +183,8 @@ pub async fn validate(
     let registry = load_registry(setup.languages.as_deref())?;
     let solutions = validate::discover(solutions_dir, &registry)?;
     let limits = executioner::problem::load(&setup.problems, problem)?;
-    let judge = build_judge(setup).await?;
+    let local = LocalWorker::in_memory(setup, common.concurrency).await?;
+    let judge = local.judge.clone();
     let options = validate::Options {
         retry: common.retry(),
         max_running: common.concurrency,
@@ -130,12 +192,14 @@ pub async fn validate(
     };
     let workflow = validate::workflow(problem, limits.time_ms, &solutions, judge, &options)?;
     let _ = workflow.start(&Selector::all(), false);
-    run_with_progress(&workflow, shutdown, |wf, step| {
+    let ran = run_with_progress(&workflow, shutdown, |wf, step| {
         let status = wf.status(&Selector::id(step), &[]).into_iter().next()?;
         let name = status.tags.get("solution")?;
         Some(format!("{name}: {}", status.state))
     })
-    .await?;
+    .await;
+    local.stop().await;
+    ran?;
     let report = validate::report_of(&workflow).ok_or(CommandError::ShutDown)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{report}").map_err(|source| CommandError::Output {
@@ -163,6 +227,11 @@ pub async fn rejudge(
             rejudge_file(setup, common, &path, selection, webhook, shutdown).await
         }
         Source::Postgres { config, name } => {
+            // Its worker takes only judgings: the store's submissions are other workers' work.
+            let config = PostgresConfig {
+                judgings_only: true,
+                ..config
+            };
             let interface = Arc::new(PostgresInterface::connect(config).await?);
             let name = name.unwrap_or_else(|| rejudge_name(selection));
             let rejudged = rejudge_postgres(
@@ -187,7 +256,7 @@ async fn rejudge_file(
 ) -> Result<ExitCode, CommandError> {
     let chosen = rejudge::select(rejudge::read_submissions(submissions)?, selection)?;
     let webhook = webhook.map(Webhook::parse).transpose()?;
-    let judge = build_judge(setup).await?;
+    let local = LocalWorker::in_memory(setup, common.concurrency).await?;
     let results = Arc::new(MemoryResultStore::new());
     let options = rejudge::Options {
         retry: common.retry(),
@@ -199,9 +268,17 @@ async fn rejudge_file(
         Selection::Problem(problem) => format!("rejudge-{problem}"),
         Selection::Ids(_) => "rejudge".to_owned(),
     };
-    let workflow = rejudge::workflow(&name, &chosen, judge, results.clone(), &options)?;
+    let workflow = rejudge::workflow(
+        &name,
+        &chosen,
+        local.judge.clone(),
+        results.clone(),
+        &options,
+    )?;
     let _ = workflow.start(&Selector::all(), false);
-    run_with_progress(&workflow, shutdown, rejudge_progress).await?;
+    let ran = run_with_progress(&workflow, shutdown, rejudge_progress).await;
+    local.stop().await;
+    ran?;
     let summary = rejudge::summary_of(&workflow).ok_or(CommandError::ShutDown)?;
     let mut out = std::io::stdout().lock();
     let output = |source| CommandError::Output {
@@ -253,11 +330,12 @@ async fn rejudge_postgres(
 ) -> Result<ExitCode, CommandError> {
     let submissions = Arc::new(PostgresSubmissions::new(interface.clone()));
     let store = Arc::new(PostgresWorkflowStore::new(interface));
-    let judge = build_judge(setup).await?;
-    // A rejudge killed before this one may have left its sandboxes behind.
-    remove_leftover_sandboxes(&judge).await;
+    let backend = PostgresBackend::new(interface.clone(), None, None);
+    let stop = CancellationToken::new();
+    let follower = backend.follow(stop.clone());
+    let local = LocalWorker::start(setup, backend, follower, stop, common.concurrency).await?;
     let env = Env {
-        judge,
+        judge: local.judge.clone(),
         submissions: submissions.clone(),
         results: submissions.clone(),
         store: store.clone(),
@@ -278,6 +356,7 @@ async fn rejudge_postgres(
         );
     }
     let ran = run_with_progress(&workflow, shutdown, rejudge_progress).await;
+    local.stop().await;
     if let Err(e) = store.disown(name).await {
         tracing::warn!(workflow = name, error = %e, "could not give up the workflow");
     }

@@ -11,6 +11,8 @@
 //!   The API keeps its submissions in a [`Backend`], all of these at once.
 //! - Rejudging ([`SubmissionStore`], [`ResultStore`]): the submissions a rejudge selects, and the
 //!   results that replace their old ones.
+//! - Judgings ([`Judgings`]): what a workflow (a rejudge, a validation) hands to the workers,
+//!   queued with the submissions and taken by the same workers, but listed nowhere.
 //! - Workflow state ([`WorkflowStore`], in [`workflow`]): what each workflow is and the state of
 //!   its steps.
 //!
@@ -116,6 +118,8 @@ pub struct WorkflowStores {
     pub submissions: Arc<dyn SubmissionStore>,
     pub results: Arc<dyn ResultStore>,
     pub workflows: Arc<dyn WorkflowStore>,
+    /// Where its judgings go to the workers.
+    pub judgings: Arc<dyn Judgings>,
 }
 
 /// Where the API keeps submissions, and where its workers take them from: every capability
@@ -233,6 +237,30 @@ pub trait ResultStore: Send + Sync + 'static {
 pub trait SubmissionStore: ResultStore {
     /// The submissions `selection` names, oldest first. Ids that are not stored are left out.
     async fn select(&self, selection: &Selection) -> Result<Vec<Submission>, StoreError>;
+}
+
+/// Judgings a workflow hands to the workers: each is queued like a submission, in the same
+/// queue (so local and remote workers take it, in turn with the submissions, under one
+/// concurrency budget), under a key of its own that the workers see as its id; its messages are
+/// kept like a submission's. It is listed nowhere (not in the operations, not among the
+/// submissions a rejudge selects, never called back) and lives until it is forgotten.
+#[async_trait]
+pub trait Judgings: Send + Sync + 'static {
+    /// Queues `judging` (its `id` the key) for the slot `of` (what it judges for whom: the
+    /// workflow and the submission), after forgetting any earlier judging of `of` (one that a
+    /// stopped workflow left behind and that its continuation queues again).
+    async fn enqueue(&self, of: &str, judging: Submission) -> Result<(), StoreError>;
+
+    /// The messages of the judging's current attempt, in order (empty while it is queued);
+    /// `None` once it is forgotten (or was never queued).
+    async fn progress(&self, key: &str) -> Result<Option<Vec<Message>>, StoreError>;
+
+    /// Forgets the judging: queued, it is never handed out; taken, its worker's later
+    /// messages are refused. Idempotent.
+    async fn forget(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Keys of judgings that changed, from now on (an empty key: anything may have changed).
+    fn subscribe(&self) -> broadcast::Receiver<String>;
 }
 
 /// What is kept with a queued submission beside it.

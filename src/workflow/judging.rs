@@ -1,20 +1,24 @@
 //! The "judge one submission" step: the capability behind a trait ([`SubmissionJudge`]) so the
-//! engine's tests use a fake judge and the real runs use [`Judge`], and what a judging left
-//! behind ([`Judgement`]).
+//! engine's tests use a fake judge, what a judging left behind ([`Judgement`]), and the two
+//! real judges: [`QueuedJudge`], which hands the judging to the workers through the store's
+//! queue (what `serve` and the workflow commands use), and [`Judge`] itself, in process.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use super::engine::step::{Step, StepError};
 use super::engine::StepContext;
 use crate::judge::{Judge, Messages, Unheard};
 use crate::protocol::{Body, CompileResult, Message, Submission};
-use crate::store::ResultStore;
+use crate::store::{Judgings, ResultStore};
 use crate::verdict::Verdict;
 
 /// Judges one submission the caller has claimed, yielding the messages after `executing`
@@ -27,6 +31,20 @@ pub trait SubmissionJudge: Send + Sync + 'static {
         out: Messages,
         cancel: &CancellationToken,
     ) -> Result<Body, Unheard>;
+
+    /// Judges `submission` as [`SubmissionJudge::judge`] does, for `slot` (the workflow and
+    /// the submission, see [`Judgings::enqueue`]): a judge that keeps something per judging
+    /// keeps it under `slot`, so a workflow continued after a stop finds what it left.
+    async fn judge_in(
+        &self,
+        slot: &str,
+        submission: &Submission,
+        out: Messages,
+        cancel: &CancellationToken,
+    ) -> Result<Body, Unheard> {
+        let _ = slot;
+        self.judge(submission, out, cancel).await
+    }
 }
 
 #[async_trait]
@@ -38,6 +56,144 @@ impl SubmissionJudge for Judge {
         cancel: &CancellationToken,
     ) -> Result<Body, Unheard> {
         Judge::judge(self, submission, out, cancel).await
+    }
+}
+
+/// Judges by handing the submission to the workers: queues it in the store ([`Judgings`]) under
+/// a key of its own, forwards the messages of its current attempt as the store records them
+/// (with the submission's id again), and forgets it once it has ended. The workers that take it
+/// are the store's (a local worker, remote ones), under their one concurrency budget; with
+/// none, the judging waits in the queue.
+pub struct QueuedJudge {
+    judgings: Arc<dyn Judgings>,
+}
+
+/// How long a judging's progress goes unread when no change of it is announced (an announcement
+/// missed costs at most this).
+const RECHECK: Duration = Duration::from_secs(2);
+
+/// How a queued judging came to an end.
+enum Followed {
+    /// Its terminal message, forwarded.
+    Ended(Body),
+    /// Not ended: why (an `error` is forwarded for it).
+    Failed(String),
+    Unheard,
+}
+
+impl QueuedJudge {
+    pub fn new(judgings: Arc<dyn Judgings>) -> Self {
+        QueuedJudge { judgings }
+    }
+
+    /// Forwards the messages of judging `key` after its `executing` to `out` (as messages of
+    /// `id`) until its terminal one.
+    async fn follow(
+        &self,
+        key: &str,
+        id: &str,
+        out: &Messages,
+        changes: &mut broadcast::Receiver<String>,
+        cancel: &CancellationToken,
+    ) -> Followed {
+        // What has been forwarded, as the store had it.
+        let mut forwarded: Vec<Message> = Vec::new();
+        loop {
+            let messages = match self.judgings.progress(key).await {
+                Ok(Some(messages)) => messages,
+                Ok(None) => return Followed::Failed("the judging was withdrawn".to_owned()),
+                Err(e) => return Followed::Failed(format!("could not read the judging: {e}")),
+            };
+            let attempt = messages.get(1..).unwrap_or_default();
+            if !attempt.starts_with(&forwarded) {
+                return Followed::Failed(
+                    "the judging's worker went away and another started it again".to_owned(),
+                );
+            }
+            for message in &attempt[forwarded.len()..] {
+                if out
+                    .send(Message::new(id, message.body.clone()))
+                    .await
+                    .is_err()
+                {
+                    return Followed::Unheard;
+                }
+                forwarded.push(message.clone());
+                if message.body.is_terminal() {
+                    return Followed::Ended(message.body.clone());
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Followed::Failed("the judging was cancelled".to_owned()),
+                _ = changed(changes, key) => {}
+                _ = tokio::time::sleep(RECHECK) => {}
+            }
+        }
+    }
+}
+
+/// Returns once `key` may have changed.
+async fn changed(changes: &mut broadcast::Receiver<String>, key: &str) {
+    loop {
+        match changes.recv().await {
+            Ok(changed) if changed == key || changed.is_empty() => return,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return,
+            Err(RecvError::Closed) => std::future::pending().await,
+        }
+    }
+}
+
+#[async_trait]
+impl SubmissionJudge for QueuedJudge {
+    async fn judge(
+        &self,
+        submission: &Submission,
+        out: Messages,
+        cancel: &CancellationToken,
+    ) -> Result<Body, Unheard> {
+        let slot = format!("{}/{}", submission.problem, submission.id);
+        self.judge_in(&slot, submission, out, cancel).await
+    }
+
+    async fn judge_in(
+        &self,
+        slot: &str,
+        submission: &Submission,
+        out: Messages,
+        cancel: &CancellationToken,
+    ) -> Result<Body, Unheard> {
+        let key = format!("{}~{}", submission.id, uuid::Uuid::new_v4().simple());
+        let mut changes = self.judgings.subscribe();
+        let judging = Submission {
+            id: key.clone(),
+            ..submission.clone()
+        };
+        let followed = match self.judgings.enqueue(slot, judging).await {
+            Ok(()) => {
+                let followed = self
+                    .follow(&key, &submission.id, &out, &mut changes, cancel)
+                    .await;
+                if let Err(e) = self.judgings.forget(&key).await {
+                    warn!(judging = %key, error = %e, "could not forget a judging");
+                }
+                followed
+            }
+            Err(e) => Followed::Failed(format!("could not queue the judging: {e}")),
+        };
+        match followed {
+            Followed::Ended(body) => Ok(body),
+            Followed::Failed(reason) => {
+                let body = Body::Error {
+                    reason: Some(reason),
+                };
+                out.send(Message::new(&submission.id, body.clone()))
+                    .await
+                    .map_err(|_| Unheard)?;
+                Ok(body)
+            }
+            Followed::Unheard => Err(Unheard),
+        }
     }
 }
 
@@ -173,7 +329,8 @@ impl Step for JudgeStep {
         };
         keep(Message::new(&submission.id, Body::Executing));
         let (tx, mut rx) = mpsc::channel(32);
-        let judging = self.judge.judge(submission, tx, ctx.cancel());
+        let slot = format!("{}/{}", ctx.workflow(), submission.id);
+        let judging = self.judge.judge_in(&slot, submission, tx, ctx.cancel());
         let collecting = async {
             while let Some(message) = rx.recv().await {
                 keep(message);
@@ -361,5 +518,168 @@ mod tests {
         assert_eq!(invalid.reason.as_deref(), Some("unknown language"));
         let cut_short = of(vec![Body::Executing, Body::Compiling]);
         assert_eq!(cut_short.end, End::Error);
+    }
+}
+
+#[cfg(test)]
+mod queued {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::interface::Sent;
+    use crate::store::memory::{MemoryBackend, MemoryInterface};
+    use crate::store::{Backend, Intake, Listing, Queueing};
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    fn submission(id: &str) -> Submission {
+        Submission {
+            id: id.into(),
+            problem: "p".into(),
+            language: "python-3.11".into(),
+            source_code: "print(1)".into(),
+            files: Vec::new(),
+            run: None,
+        }
+    }
+
+    async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(DEADLINE, future)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not in time"))
+    }
+
+    #[tokio::test]
+    async fn a_queued_judging_is_judged_by_a_worker_of_the_store_and_listed_nowhere() {
+        let backend = MemoryBackend::new(Arc::new(MemoryInterface::new()));
+        let stop = CancellationToken::new();
+        let follower = backend.follow(stop.clone());
+        let workers = backend.clone().worker_interface();
+        // A contestant's submission, queued first: the judging comes after it.
+        backend
+            .submit(submission("s0"), None, Queueing::default())
+            .await
+            .unwrap();
+        let judge = QueuedJudge::new(backend.clone().workflow_stores().judgings);
+        let (tx, mut rx) = mpsc::channel(32);
+        let cancel = CancellationToken::new();
+        let judging = tokio::spawn(async move {
+            judge
+                .judge_in("rejudge-1/s1", &submission("s1"), tx, &cancel)
+                .await
+        });
+
+        let first = within("the submission", workers.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.id, "s0");
+        let taken = within("the judging", workers.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let key = taken.id.clone();
+        assert!(key.starts_with("s1~"), "{key}");
+        assert_eq!(
+            (taken.problem.as_str(), taken.source_code.as_str()),
+            ("p", "print(1)")
+        );
+        // Listed nowhere: only the contestant's submission is.
+        let listed: Vec<String> = backend
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.id)
+            .collect();
+        assert_eq!(listed, ["s0"]);
+        assert_eq!(backend.get(&key).await.unwrap(), None);
+
+        let bodies = fake::tests(&[(Verdict::Accepted, 7), (Verdict::Wrong, 9)]);
+        assert_eq!(
+            workers
+                .send(&Message::new(&key, Body::Executing))
+                .await
+                .unwrap(),
+            Sent::Recorded
+        );
+        for body in &bodies {
+            workers
+                .send(&Message::new(&key, body.clone()))
+                .await
+                .unwrap();
+        }
+        let ended = within("the judging's end", judging).await.unwrap();
+        assert_eq!(ended, Ok(bodies.last().unwrap().clone()));
+        let mut forwarded = Vec::new();
+        while let Ok(message) = rx.try_recv() {
+            forwarded.push(message);
+        }
+        // The worker's messages after `executing`, in order, as messages of the submission.
+        let expected: Vec<Message> = bodies
+            .iter()
+            .map(|b| Message::new("s1", b.clone()))
+            .collect();
+        assert_eq!(forwarded, expected);
+
+        // Forgotten once ended: a late message of its worker is refused, a claim not taken.
+        let late = Body::Done {
+            score: Some(0.0),
+            failed_subtasks: None,
+        };
+        assert!(workers.send(&Message::new(&key, late)).await.is_err());
+        assert_eq!(
+            workers
+                .send(&Message::new(&key, Body::Executing))
+                .await
+                .unwrap(),
+            Sent::NotTaken
+        );
+        let listed: Vec<String> = backend
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.id)
+            .collect();
+        assert_eq!(listed, ["s0"]);
+        stop.cancel();
+        follower.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_judging_queued_again_for_its_slot_replaces_the_one_left_behind() {
+        let backend = MemoryBackend::new(Arc::new(MemoryInterface::new()));
+        let stop = CancellationToken::new();
+        let follower = backend.follow(stop.clone());
+        let workers = backend.clone().worker_interface();
+        let judgings = backend.clone().workflow_stores().judgings;
+        judgings
+            .enqueue("wf/s1", submission("s1~old"))
+            .await
+            .unwrap();
+        judgings
+            .enqueue("wf/s1", submission("s1~new"))
+            .await
+            .unwrap();
+        assert_eq!(judgings.progress("s1~old").await.unwrap(), None);
+        assert_eq!(judgings.progress("s1~new").await.unwrap(), Some(Vec::new()));
+        // The one left behind is never handed out.
+        let taken = within("the judging", workers.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(taken.id, "s1~new");
+        judgings.forget("s1~new").await.unwrap();
+        assert_eq!(
+            workers
+                .send(&Message::new("s1~new", Body::Executing))
+                .await
+                .unwrap(),
+            Sent::NotTaken
+        );
+        assert_eq!(judgings.progress("s1~new").await.unwrap(), None);
+        stop.cancel();
+        follower.await.unwrap();
     }
 }

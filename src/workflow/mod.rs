@@ -39,5 +39,5 @@ pub use engine::control::{ControlError, ControlReport, Selector, StepInfo, StepS
 pub use engine::end::{BlockReason, EndState};
 pub use engine::step::{step_fn, OnFailure, RetryPolicy, Step, StepError, StepSpec};
 pub use engine::{Event, StepContext, Workflow};
-pub use judging::{Judgement, SubmissionJudge};
+pub use judging::{Judgement, QueuedJudge, SubmissionJudge};
 pub use runner::Runner;

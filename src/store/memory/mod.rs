@@ -27,9 +27,9 @@ pub use workflow::MemoryWorkflowStore;
 use super::filter::Expr;
 use super::operation::SortKey;
 use super::{
-    first_page, last_finished, Backend, BackendError, Callbacks, Cancel, Intake, Listing, Queueing,
-    Recorded, ResultStore, Selection, Status, StoreError, SubmissionStore, SubmissionView,
-    WorkflowStores,
+    first_page, last_finished, Backend, BackendError, Callbacks, Cancel, Intake, Judgings, Listing,
+    Queueing, Recorded, ResultStore, Selection, Status, StoreError, SubmissionStore,
+    SubmissionView, WorkflowStores,
 };
 use crate::interface::{Interface, InterfaceError, Sent, SubmissionState};
 use crate::protocol::{Body, Message, Submission};
@@ -51,6 +51,8 @@ struct Entry {
     timed_out: bool,
     /// Held by a remote worker that missed a heartbeat ([`Intake::holders_silent`]).
     silent: bool,
+    /// A workflow's judging ([`Judgings`]): of this submission (or name); listed nowhere.
+    judging_of: Option<String>,
 }
 
 impl Entry {
@@ -123,6 +125,16 @@ struct Table {
     deadlines: BTreeSet<(i64, String)>,
     /// Ids flagged `silent` by the last [`Intake::holders_silent`].
     silent: HashSet<String>,
+    /// Keys of judgings forgotten ([`Judgings::forget`]): never handed out, their messages
+    /// refused.
+    forgotten: HashSet<String>,
+}
+
+impl Table {
+    /// The submissions, judgings left out.
+    fn listed(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values().filter(|e| e.judging_of.is_none())
+    }
 }
 
 /// Submissions in memory. Changes are announced (by submission id) under the table's lock, so
@@ -239,6 +251,9 @@ impl MemoryBackend {
     /// submission to judging under the lock, so cancelling and starting cannot race.
     fn claim(&self, id: &str) -> bool {
         let mut table = self.table();
+        if table.forgotten.contains(id) {
+            return false;
+        }
         match table.entries.get_mut(id) {
             Some(entry) if entry.state == SubmissionState::Cancelled => false,
             Some(entry) => {
@@ -255,10 +270,54 @@ impl MemoryBackend {
     }
 
     fn is_cancelled(&self, id: &str) -> bool {
-        self.table()
-            .entries
-            .get(id)
-            .is_some_and(|e| e.state == SubmissionState::Cancelled)
+        let table = self.table();
+        table.forgotten.contains(id)
+            || table
+                .entries
+                .get(id)
+                .is_some_and(|e| e.state == SubmissionState::Cancelled)
+    }
+
+    fn is_forgotten(&self, id: &str) -> bool {
+        self.table().forgotten.contains(id)
+    }
+
+    /// Queues `submission`: a submission, or (with `judging_of`) a workflow's judging.
+    fn queue(
+        &self,
+        submission: Submission,
+        total_tests: Option<usize>,
+        queueing: Queueing,
+        judging_of: Option<String>,
+    ) -> SubmissionView {
+        let now = now_ms();
+        let view = {
+            let mut table = self.table();
+            table.next_seq += 1;
+            let entry = Entry {
+                submission: submission.clone(),
+                created_ms: now,
+                last_action_ms: now,
+                state: SubmissionState::Queued,
+                log: Vec::new(),
+                total_tests,
+                seq: table.next_seq,
+                callback_url: queueing.callback_url,
+                callback_sent_ms: None,
+                timed_out: false,
+                silent: false,
+                judging_of,
+            };
+            if let Some(deadline) = queueing.deadline_ms {
+                table.deadlines.insert((deadline, submission.id.clone()));
+            }
+            let view = entry.view();
+            table.entries.insert(submission.id.clone(), entry);
+            self.announce(&submission.id);
+            view
+        };
+        self.interface.push(submission);
+        view
     }
 }
 
@@ -272,6 +331,7 @@ impl Backend for MemoryBackend {
         WorkflowStores {
             submissions: self.clone(),
             workflows: self.workflows.clone(),
+            judgings: self.clone(),
             results: self,
         }
     }
@@ -280,11 +340,13 @@ impl Backend for MemoryBackend {
 #[async_trait]
 impl Listing for MemoryBackend {
     async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError> {
-        Ok(self.table().entries.get(id).map(Entry::view))
+        let table = self.table();
+        let entry = table.entries.get(id).filter(|e| e.judging_of.is_none());
+        Ok(entry.map(Entry::view))
     }
 
     async fn list(&self) -> Result<Vec<SubmissionView>, BackendError> {
-        Ok(self.table().entries.values().map(Entry::view).collect())
+        Ok(self.table().listed().map(Entry::view).collect())
     }
 
     async fn list_page(
@@ -293,12 +355,12 @@ impl Listing for MemoryBackend {
         after: Option<&SortKey>,
         limit: usize,
     ) -> Result<Vec<SubmissionView>, BackendError> {
-        let views: Vec<SubmissionView> = self.table().entries.values().map(Entry::view).collect();
+        let views: Vec<SubmissionView> = self.table().listed().map(Entry::view).collect();
         Ok(first_page(views, filter, after, limit))
     }
 
     async fn last_finished(&self, limit: usize) -> Result<Vec<SubmissionView>, BackendError> {
-        let views: Vec<SubmissionView> = self.table().entries.values().map(Entry::view).collect();
+        let views: Vec<SubmissionView> = self.table().listed().map(Entry::view).collect();
         Ok(last_finished(views, limit))
     }
 
@@ -336,33 +398,7 @@ impl Intake for MemoryBackend {
         total_tests: Option<usize>,
         queueing: Queueing,
     ) -> Result<SubmissionView, BackendError> {
-        let now = now_ms();
-        let view = {
-            let mut table = self.table();
-            table.next_seq += 1;
-            let entry = Entry {
-                submission: submission.clone(),
-                created_ms: now,
-                last_action_ms: now,
-                state: SubmissionState::Queued,
-                log: Vec::new(),
-                total_tests,
-                seq: table.next_seq,
-                callback_url: queueing.callback_url,
-                callback_sent_ms: None,
-                timed_out: false,
-                silent: false,
-            };
-            if let Some(deadline) = queueing.deadline_ms {
-                table.deadlines.insert((deadline, submission.id.clone()));
-            }
-            let view = entry.view();
-            table.entries.insert(submission.id.clone(), entry);
-            self.announce(&submission.id);
-            view
-        };
-        self.interface.push(submission);
-        Ok(view)
+        Ok(self.queue(submission, total_tests, queueing, None))
     }
 
     async fn queued(&self) -> Result<usize, BackendError> {
@@ -500,8 +536,7 @@ impl SubmissionStore for MemoryBackend {
     async fn select(&self, selection: &Selection) -> Result<Vec<Submission>, StoreError> {
         let table = self.table();
         let mut entries: Vec<&Entry> = table
-            .entries
-            .values()
+            .listed()
             .filter(|e| match selection {
                 Selection::Problem(problem) => {
                     &e.submission.problem == problem && e.state != SubmissionState::Cancelled
@@ -535,6 +570,54 @@ impl Interface for Gate {
         if message.body == Body::Executing && !self.backend.claim(&message.id) {
             return Ok(Sent::NotTaken);
         }
+        if self.backend.is_forgotten(&message.id) {
+            return Err(InterfaceError::permanent(
+                "memory",
+                format!("judging {} was withdrawn", message.id),
+            ));
+        }
         self.backend.interface.send(message).await
+    }
+}
+
+#[async_trait]
+impl Judgings for MemoryBackend {
+    async fn enqueue(&self, of: &str, judging: Submission) -> Result<(), StoreError> {
+        let earlier: Vec<String> = self
+            .table()
+            .entries
+            .values()
+            .filter(|e| e.judging_of.as_deref() == Some(of))
+            .map(|e| e.submission.id.clone())
+            .collect();
+        for key in earlier {
+            self.forget(&key).await?;
+        }
+        self.queue(judging, None, Queueing::default(), Some(of.to_owned()));
+        Ok(())
+    }
+
+    async fn progress(&self, key: &str) -> Result<Option<Vec<Message>>, StoreError> {
+        let table = self.table();
+        let entry = table.entries.get(key).filter(|e| e.judging_of.is_some());
+        Ok(entry.map(|e| e.log.iter().map(|r| r.message.clone()).collect()))
+    }
+
+    async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        let mut table = self.table();
+        if table
+            .entries
+            .get(key)
+            .is_some_and(|e| e.judging_of.is_some())
+        {
+            table.entries.remove(key);
+            table.forgotten.insert(key.to_owned());
+            self.announce(key);
+        }
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changed.subscribe()
     }
 }

@@ -31,8 +31,8 @@ use self::queue::{
 use super::filter::Expr;
 use super::operation::SortKey;
 use super::{
-    selects, Backend, BackendError, Callbacks, Cancel, Intake, Listing, Queueing, Recorded, Status,
-    SubmissionView, WorkflowStores,
+    selects, Backend, BackendError, Callbacks, Cancel, Intake, Judgings, Listing, Queueing,
+    Recorded, Status, StoreError, SubmissionView, WorkflowStores,
 };
 use crate::backoff::Backoff;
 use crate::interface::{Interface, SubmissionState};
@@ -270,7 +270,52 @@ impl Backend for PostgresBackend {
             submissions: submissions.clone(),
             results: submissions,
             workflows: self.workflows.clone(),
+            judgings: self,
         }
+    }
+}
+
+fn judging_failed(e: impl std::fmt::Display) -> StoreError {
+    StoreError {
+        store: "postgres",
+        reason: e.to_string(),
+    }
+}
+
+/// Judgings are rows of `submissions` with `judging_of` set (migration
+/// `20261207000000_judgings.sql`), which every listing leaves out.
+#[async_trait]
+impl Judgings for PostgresBackend {
+    async fn enqueue(&self, of: &str, judging: Submission) -> Result<(), StoreError> {
+        self.interface
+            .enqueue_judging(of, &judging)
+            .await
+            .map_err(judging_failed)
+    }
+
+    async fn progress(&self, key: &str) -> Result<Option<Vec<Message>>, StoreError> {
+        if self
+            .interface
+            .is_judging(key)
+            .await
+            .map_err(judging_failed)?
+            != Some(true)
+        {
+            return Ok(None);
+        }
+        let messages = Listing::messages(self, key).await.map_err(judging_failed)?;
+        Ok(messages.map(|recorded| recorded.into_iter().map(|r| r.message).collect()))
+    }
+
+    async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        self.interface
+            .forget_judging(key)
+            .await
+            .map_err(judging_failed)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changed.subscribe()
     }
 }
 

@@ -105,6 +105,9 @@ pub struct PostgresConfig {
     pub max_connections: u32,
     /// Stored in `claimed_by`, for people reading the table.
     pub worker_name: String,
+    /// Take only workflows' judgings (`store::Judgings`), not the submissions: the worker of a
+    /// standalone `executioner workflow rejudge`.
+    pub judgings_only: bool,
 }
 
 impl PostgresConfig {
@@ -121,6 +124,7 @@ impl PostgresConfig {
             write_deadline: Duration::from_secs(60),
             max_connections: 4,
             worker_name: crate::interface::worker_name(),
+            judgings_only: false,
         }
     }
 
@@ -224,6 +228,7 @@ impl PostgresLeases {
         let row = sqlx::query(sql::CANDIDATE)
             .bind(self.retries())
             .bind(&skip.offered)
+            .bind(self.config.judgings_only)
             .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = row {

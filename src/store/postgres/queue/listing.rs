@@ -100,7 +100,7 @@ macro_rules! listing_head {
             status_rank!(),
             " AS status_rank FROM (SELECT ",
             listed_columns!(),
-            " FROM submissions s WHERE "
+            " FROM submissions s WHERE s.judging_of IS NULL AND ("
         )
     };
 }
@@ -109,10 +109,12 @@ macro_rules! listing_head {
 /// rows of the batch are counted.
 const BATCH_HEAD: &str = listing_head!();
 /// After the condition: rows past the last one handed out.
-const BATCH_AFTER: &str = concat!(" AND (", listing_order!(), ") > (");
+const BATCH_AFTER: &str = concat!(") AND (", listing_order!(), ") > (");
 /// After the condition: rows past every id of a status rank and submission time (a prefix of
 /// the index order, so the index serves it as well).
-const BATCH_AFTER_TIME: &str = concat!(" AND (", status_rank!(), ", ", submitted_ms!(), ") > (");
+const BATCH_AFTER_TIME: &str = concat!(") AND (", status_rank!(), ", ", submitted_ms!(), ") > (");
+/// After the condition, with no key to start after.
+const BATCH_ALL: &str = ")";
 const BATCH_ORDER: &str = concat!(" ORDER BY ", listing_order!(), " LIMIT ");
 const BATCH_TAIL: &str = concat!(") s ORDER BY ", listing_order!());
 
@@ -132,7 +134,7 @@ macro_rules! listing_order_desc {
 const LAST_FINISHED: &str = concat!(
     listing_head!(),
     status_rank!(),
-    " = 2 ORDER BY ",
+    " = 2) ORDER BY ",
     listing_order_desc!(),
     " LIMIT $1) s ORDER BY ",
     listing_order_desc!()
@@ -345,6 +347,8 @@ fn batch_query<'a>(
             query.push(", ").push_bind(id.clone());
         }
         query.push(")");
+    } else {
+        query.push(BATCH_ALL);
     }
     query.push(BATCH_ORDER);
     query.push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
@@ -472,7 +476,7 @@ mod tests {
         };
         let query = batch_query(&condition, Some(&key), 10);
         let sql = query.sql();
-        let head = "FROM submissions s WHERE ";
+        let head = "FROM submissions s WHERE s.judging_of IS NULL AND (";
         let at = sql.find(head).unwrap() + head.len();
         let expected = concat!(
             "((s.problem = $1) AND (NOT ((s.id COLLATE \"C\" < $2 COLLATE \"C\") OR (",
@@ -487,7 +491,7 @@ mod tests {
         let past_every_id = ListingKey { id: None, ..key };
         let query = batch_query(&Condition::True, Some(&past_every_id), 10);
         let expected = concat!(
-            "TRUE AND (",
+            "TRUE) AND (",
             status_rank!(),
             ", ",
             submitted_ms!(),

@@ -88,7 +88,7 @@ const RECORD: &str = concat!(
 const RECORDS: &str = concat!(
     "SELECT ",
     record_columns!(),
-    " FROM submissions s ORDER BY s.submission_time, s.id"
+    " FROM submissions s WHERE s.judging_of IS NULL ORDER BY s.submission_time, s.id"
 );
 
 /// Submissions whose callback may be due (their operations may still run: the caller looks).
@@ -117,11 +117,27 @@ const QUEUED_COUNT: &str = "SELECT count(*) FROM submissions WHERE state = 'queu
 
 const BY_PROBLEM: &str = "
     SELECT id, problem, language, source_code, files::text AS files, run::text AS run FROM submissions
-    WHERE problem = $1 AND state <> 'cancelled' ORDER BY submission_time, id";
+    WHERE problem = $1 AND state <> 'cancelled' AND judging_of IS NULL
+    ORDER BY submission_time, id";
 
 const BY_IDS: &str = "
     SELECT id, problem, language, source_code, files::text AS files, run::text AS run FROM submissions
-    WHERE id = ANY($1) ORDER BY submission_time, id";
+    WHERE id = ANY($1) AND judging_of IS NULL ORDER BY submission_time, id";
+
+/// Queues the judging `$1` of `$2` (see `store::Judgings`): problem `$3`, language `$4`,
+/// source `$5`, further files `$6` (JSON or NULL), run `$7` (JSON or NULL).
+const ENQUEUE_JUDGING: &str = "
+    INSERT INTO submissions (id, judging_of, problem, language, source_code, files, run)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)";
+
+/// Deletes the judging `$1` (its results go with it): a worker judging it loses its claim.
+const FORGET_JUDGING: &str = "DELETE FROM submissions WHERE id = $1 AND judging_of IS NOT NULL";
+
+/// Deletes every judging of `$1`.
+const FORGET_JUDGINGS_OF: &str = "DELETE FROM submissions WHERE judging_of = $1";
+
+/// Whether `$1` is a judging.
+const IS_JUDGING: &str = "SELECT judging_of IS NOT NULL FROM submissions WHERE id = $1";
 
 /// Withdraws a submission no worker has taken. Returns the state it is in afterwards.
 const CANCEL: &str = "
@@ -502,6 +518,65 @@ impl PostgresInterface {
             .await
             .and_then(|rows| rows.iter().map(submission_of).collect());
         rows.map_err(|e| failed(format!("reading submissions by id: {e}"), e))
+    }
+
+    /// Queues `judging` (its id the key) as a judging of `of`, after deleting every earlier
+    /// judging of `of`, in one transaction.
+    #[instrument(skip(self, judging), fields(judging = %judging.id))]
+    pub async fn enqueue_judging(
+        &self,
+        of: &str,
+        judging: &Submission,
+    ) -> Result<(), InterfaceError> {
+        let files = (!judging.files.is_empty())
+            .then(|| serde_json::to_string(&judging.files).expect("files serialise"));
+        let run = judging
+            .run
+            .as_ref()
+            .map(|run| serde_json::to_string(run).expect("a run serialises"));
+        let shared = &self.shared;
+        self.shared
+            .retrying("queueing a judging", &judging.id, || async {
+                let mut tx = shared.pool.begin().await?;
+                sqlx::query(FORGET_JUDGINGS_OF)
+                    .bind(of)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(ENQUEUE_JUDGING)
+                    .bind(&judging.id)
+                    .bind(of)
+                    .bind(&judging.problem)
+                    .bind(&judging.language)
+                    .bind(&judging.source_code)
+                    .bind(&files)
+                    .bind(&run)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            })
+            .await
+    }
+
+    /// Deletes the judging `key`; idempotent.
+    #[instrument(skip(self))]
+    pub async fn forget_judging(&self, key: &str) -> Result<(), InterfaceError> {
+        self.shared
+            .retrying("forgetting a judging", key, || {
+                sqlx::query(FORGET_JUDGING)
+                    .bind(key)
+                    .execute(&self.shared.pool)
+            })
+            .await
+            .map(drop)
+    }
+
+    /// Whether `id` is a judging (`None`: no such row).
+    pub async fn is_judging(&self, id: &str) -> Result<Option<bool>, InterfaceError> {
+        sqlx::query_scalar(IS_JUDGING)
+            .bind(id)
+            .fetch_optional(&self.shared.pool)
+            .await
+            .map_err(|e| failed(format!("reading judging {id}: {e}"), e))
     }
 
     /// Withdraws a submission while it is queued; idempotent.

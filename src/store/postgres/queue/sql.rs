@@ -24,24 +24,28 @@ macro_rules! retry_due {
     };
 }
 
-/// Oldest claimable submission not among `$2` (ids this instance already offered). One ordered
-/// index scan per way, so a long queue costs no more than a short one.
+/// Oldest claimable submission not among `$2` (ids this instance already offered), only a
+/// workflow's judging if `$3`. One ordered index scan per way, so a long queue costs no more
+/// than a short one.
 pub const CANDIDATE: &str = concat!(
     "SELECT id, problem, language, source_code, files, run FROM (
         (SELECT id, problem, language, source_code, files::text AS files, run::text AS run, submission_time FROM submissions
          WHERE ",
     queued_due!(),
-    " AND NOT (id = ANY($2)) ORDER BY submission_time, id LIMIT 1)
+    " AND NOT (id = ANY($2)) AND (judging_of IS NOT NULL OR NOT $3)
+         ORDER BY submission_time, id LIMIT 1)
         UNION ALL
         (SELECT id, problem, language, source_code, files::text AS files, run::text AS run, submission_time FROM submissions
          WHERE ",
     lease_expired!(),
-    " AND NOT (id = ANY($2)) ORDER BY submission_time, id LIMIT 1)
+    " AND NOT (id = ANY($2)) AND (judging_of IS NOT NULL OR NOT $3)
+         ORDER BY submission_time, id LIMIT 1)
         UNION ALL
         (SELECT id, problem, language, source_code, files::text AS files, run::text AS run, submission_time FROM submissions
          WHERE ",
     retry_due!(),
-    " AND NOT (id = ANY($2)) ORDER BY submission_time, id LIMIT 1)
+    " AND NOT (id = ANY($2)) AND (judging_of IS NOT NULL OR NOT $3)
+         ORDER BY submission_time, id LIMIT 1)
      ) AS candidates ORDER BY submission_time, id LIMIT 1"
 );
 
