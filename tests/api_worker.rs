@@ -347,6 +347,90 @@ async fn a_killed_remote_workers_submission_is_finished_by_another() {
     assert!(service.process.stop(STARTUP).success());
 }
 
+/// A rejudge under a service with no local worker (`--concurrency 0`) is judged by the remote
+/// workers, through the queue the submissions go through: with none connected it waits (its
+/// judging listed nowhere, the old result kept); once one connects, that one judges it and the
+/// submission's result is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejudge_waits_for_a_remote_worker_when_the_service_has_none() {
+    let service = Service::start("127.0.0.1:0");
+    let addr = service.addr;
+    let first = remote_worker(&service, "first");
+    let id = submit(
+        addr,
+        "python-3.11",
+        &fixture("python-3.11/test_accepted.py"),
+    )
+    .await;
+    let before = judged(addr, &id, &[&service.process, &first]).await;
+    assert_eq!(before["status"], "succeeded", "{before}");
+    assert!(first.stop(STARTUP).success());
+
+    let body = json!({"submissions": [id]});
+    let reply = client::request(addr, "POST", "/v1.0/rejudges", Some(&body)).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let rejudge = reply.body["id"].as_str().expect("an id").to_owned();
+    let operation = |name: String| async move {
+        client::request(addr, "GET", &format!("/v1.0/operations/{name}"), None)
+            .await
+            .body
+    };
+    // No worker: nothing judges it (the service judged it in process before #18 item 4).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = operation(rejudge.clone()).await;
+    assert_eq!(waiting["status"], "running", "{waiting}");
+    let page = client::request(addr, "GET", "/v1.0/operations", None)
+        .await
+        .body;
+    let mut listed: Vec<&str> = page["value"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|o| o["id"].as_str().expect("an id"))
+        .collect();
+    listed.sort_unstable();
+    let mut expected = vec![id.as_str(), rejudge.as_str()];
+    expected.sort_unstable();
+    assert_eq!(listed, expected, "{page}");
+    assert_eq!(
+        operation(id.clone()).await["lastActionDateTime"],
+        before["lastActionDateTime"]
+    );
+
+    let mut second = remote_worker(&service, "second");
+    let ended = async {
+        loop {
+            let op = operation(rejudge.clone()).await;
+            if op["status"] != "running" && op["status"] != "notstarted" {
+                return op;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let ended = tokio::time::timeout(JUDGING, ended)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the rejudge did not end; logs:\n{}",
+                worker_process::logs(&[&service.process, &second])
+            )
+        });
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    // The second worker judged it, as a judging of its own key.
+    second.wait_for_log(&format!("{id}~"), STARTUP);
+    let after = operation(id.clone()).await;
+    assert_eq!(after["status"], "succeeded", "{after}");
+    assert_ne!(after["lastActionDateTime"], before["lastActionDateTime"]);
+    assert_eq!(results(addr, &id).await, accepted_3());
+    let workflow = client::request(addr, "GET", &format!("/v1.0/workflows/{rejudge}"), None)
+        .await
+        .body;
+    assert_eq!(workflow["result"]["judged"][0]["submission"], id.as_str());
+
+    assert!(second.stop(STARTUP).success());
+    assert!(service.process.stop(STARTUP).success());
+}
+
 /// The service restarts (killed, a new one on the same port) under a running worker: the
 /// worker finds itself forgotten, registers again and judges what the new service gets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

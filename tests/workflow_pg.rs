@@ -405,3 +405,146 @@ async fn a_rejudge_killed_mid_way_is_continued_from_the_database() {
     assert!(printed.iter().all(|p| p["state"] == "judged"), "{out}");
     interface.close().await;
 }
+
+/// A workflow's judging (`store::Judgings`) is a row of the queue that the workers take like a
+/// submission (a worker of a standalone rejudge, `judgings_only`, takes nothing else) and that
+/// no listing shows; queued again for its slot, it replaces the one left behind; forgotten, its
+/// worker is fenced out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_judging_is_taken_by_the_workers_and_listed_nowhere() {
+    use executioner::store::postgres::PostgresBackend;
+    use executioner::store::{Backend, Listing};
+
+    let db = TestDatabase::create().await;
+    let interface = Arc::new(db.interface().await);
+    // A contestant's submission, queued before the judgings.
+    interface
+        .enqueue(&[submission("a1", "python-3.11", "accepted")])
+        .await
+        .unwrap();
+    let backend = PostgresBackend::new(interface.clone(), None, None);
+    let shutdown = CancellationToken::new();
+    let follower = backend.follow(shutdown.clone());
+    let stores = backend.clone().workflow_stores();
+    let judging = |key: &str| executioner::protocol::Submission {
+        id: key.to_owned(),
+        ..submission("a1", "python-3.11", "wrong")
+    };
+    stores
+        .judgings
+        .enqueue("wf/a1", judging("a1~old"))
+        .await
+        .unwrap();
+    stores
+        .judgings
+        .enqueue("wf/a1", judging("a1~new"))
+        .await
+        .unwrap();
+    assert_eq!(stores.judgings.progress("a1~old").await.unwrap(), None);
+    assert_eq!(
+        stores.judgings.progress("a1~new").await.unwrap(),
+        Some(Vec::new())
+    );
+
+    // Listed nowhere, selected by no rejudge.
+    let ids = |views: Vec<executioner::store::SubmissionView>| -> Vec<String> {
+        views.into_iter().map(|v| v.id).collect()
+    };
+    assert_eq!(ids(backend.list().await.unwrap()), ["a1"]);
+    assert_eq!(
+        ids(backend.list_page(None, None, 10).await.unwrap()),
+        ["a1"]
+    );
+    let selected = stores
+        .submissions
+        .select(&Selection::Problem("test-base".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        selected.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["a1"]
+    );
+
+    // A worker of judgings only takes the judging, not the older submission.
+    let mut config = db.config();
+    config.judgings_only = true;
+    let worker = db.interface_with(config).await;
+    let taken = worker.next().await.unwrap().unwrap();
+    assert_eq!(taken.id, "a1~new");
+    assert_eq!(taken.source_code, judging("a1~new").source_code);
+    let bodies = [
+        Body::Executing,
+        Body::Testing {
+            test_case: 1,
+            subtask: None,
+        },
+        Body::Tested {
+            test_case: 1,
+            subtask: None,
+            result: Verdict::Wrong,
+            time: Some(3),
+            memory: Some(4),
+            score: None,
+            output: None,
+        },
+        Body::Done {
+            score: Some(0.0),
+            failed_subtasks: None,
+        },
+    ];
+    for body in &bodies {
+        assert_eq!(send(&worker, "a1~new", body.clone()).await, Sent::Recorded);
+    }
+    let progress = stores.judgings.progress("a1~new").await.unwrap().unwrap();
+    assert_eq!(
+        progress.into_iter().map(|m| m.body).collect::<Vec<_>>(),
+        bodies
+    );
+    assert_eq!(
+        ids(backend.last_finished(10).await.unwrap()),
+        Vec::<String>::new()
+    );
+
+    // Forgotten: gone, and a worker still at it is fenced out.
+    let second = db
+        .interface_with({
+            let mut config = db.config();
+            config.judgings_only = true;
+            config
+        })
+        .await;
+    stores
+        .judgings
+        .enqueue("wf/a2", judging("a2~k"))
+        .await
+        .unwrap();
+    let taken = second.next().await.unwrap().unwrap();
+    assert_eq!(taken.id, "a2~k");
+    assert_eq!(send(&second, "a2~k", Body::Executing).await, Sent::Recorded);
+    stores.judgings.forget("a2~k").await.unwrap();
+    stores.judgings.forget("a2~k").await.unwrap();
+    assert_eq!(stores.judgings.progress("a2~k").await.unwrap(), None);
+    assert!(second
+        .send(&Message::new(
+            "a2~k",
+            Body::Testing {
+                test_case: 1,
+                subtask: None
+            }
+        ))
+        .await
+        .is_err());
+    // The contestant's submission is still queued, for the workers of submissions.
+    let plain = db.interface().await;
+    assert_eq!(
+        plain.next().await.unwrap().map(|s| s.id).as_deref(),
+        Some("a1")
+    );
+
+    shutdown.cancel();
+    let _ = follower.await;
+    for interface in [plain, second, worker] {
+        interface.close().await;
+    }
+    interface.close().await;
+}

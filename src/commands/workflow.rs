@@ -330,7 +330,10 @@ async fn rejudge_postgres(
 ) -> Result<ExitCode, CommandError> {
     let submissions = Arc::new(PostgresSubmissions::new(interface.clone()));
     let store = Arc::new(PostgresWorkflowStore::new(interface));
-    let backend = PostgresBackend::new(interface.clone(), None, None);
+    // The languages say which compile: the judgings' messages are rebuilt from the rows with
+    // them, the same way as the judging goes on (a compiled program's `compiled` stays).
+    let languages = Arc::new(load_registry(setup.languages.as_deref())?);
+    let backend = PostgresBackend::new(interface.clone(), None, Some(languages));
     let stop = CancellationToken::new();
     let follower = backend.follow(stop.clone());
     let local = LocalWorker::start(setup, backend, follower, stop, common.concurrency).await?;

@@ -252,7 +252,9 @@ pub trait Judgings: Send + Sync + 'static {
     async fn enqueue(&self, of: &str, judging: Submission) -> Result<(), StoreError>;
 
     /// The messages of the judging's current attempt, in order (empty while it is queued);
-    /// `None` once it is forgotten (or was never queued).
+    /// `None` once it is forgotten (or was never queued). Within an attempt each read extends
+    /// the one before (a store that rebuilds messages from its rows, Postgres, needs the
+    /// language registry for that: see `PostgresBackend::new`).
     async fn progress(&self, key: &str) -> Result<Option<Vec<Message>>, StoreError>;
 
     /// Forgets the judging: queued, it is never handed out; taken, its worker's later
