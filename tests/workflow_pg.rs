@@ -47,7 +47,14 @@ async fn stale_result(worker: &PostgresInterface, id: &str) {
         Some(id.to_owned())
     );
     assert_eq!(send(worker, id, Body::Executing).await, Sent::Recorded);
-    for body in [
+    for body in one_wrong_test(0.5) {
+        assert_eq!(send(worker, id, body).await, Sent::Recorded);
+    }
+}
+
+/// What a worker sends after `executing` for one wrong test, then `done` with `score`.
+fn one_wrong_test(score: f64) -> [Body; 3] {
+    [
         Body::Testing {
             test_case: 1,
             subtask: None,
@@ -62,12 +69,10 @@ async fn stale_result(worker: &PostgresInterface, id: &str) {
             output: None,
         },
         Body::Done {
-            score: Some(0.5),
+            score: Some(score),
             failed_subtasks: None,
         },
-    ] {
-        assert_eq!(send(worker, id, body).await, Sent::Recorded);
-    }
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -472,26 +477,8 @@ async fn a_judging_is_taken_by_the_workers_and_listed_nowhere() {
     let taken = worker.next().await.unwrap().unwrap();
     assert_eq!(taken.id, "a1~new");
     assert_eq!(taken.source_code, judging("a1~new").source_code);
-    let bodies = [
-        Body::Executing,
-        Body::Testing {
-            test_case: 1,
-            subtask: None,
-        },
-        Body::Tested {
-            test_case: 1,
-            subtask: None,
-            result: Verdict::Wrong,
-            time: Some(3),
-            memory: Some(4),
-            score: None,
-            output: None,
-        },
-        Body::Done {
-            score: Some(0.0),
-            failed_subtasks: None,
-        },
-    ];
+    let mut bodies = vec![Body::Executing];
+    bodies.extend(one_wrong_test(0.0));
     for body in &bodies {
         assert_eq!(send(&worker, "a1~new", body.clone()).await, Sent::Recorded);
     }

@@ -397,6 +397,18 @@ pub(crate) mod fake {
         }
     }
 
+    /// A submission of problem `p` in Python.
+    pub fn submission(id: &str) -> Submission {
+        Submission {
+            id: id.into(),
+            problem: "p".into(),
+            language: "python-3.11".into(),
+            source_code: "print(1)".into(),
+            files: Vec::new(),
+            run: None,
+        }
+    }
+
     /// Tests with these verdicts and times, then `done` with the score of all-or-nothing.
     pub fn tests(results: &[(Verdict, u64)]) -> Vec<Body> {
         let mut bodies: Vec<Body> = results
@@ -530,17 +542,14 @@ mod queued {
     use crate::store::memory::{MemoryBackend, MemoryInterface};
     use crate::store::{Backend, Intake, Listing, Queueing};
 
+    use super::fake::submission;
+
     const DEADLINE: Duration = Duration::from_secs(10);
 
-    fn submission(id: &str) -> Submission {
-        Submission {
-            id: id.into(),
-            problem: "p".into(),
-            language: "python-3.11".into(),
-            source_code: "print(1)".into(),
-            files: Vec::new(),
-            run: None,
-        }
+    /// The ids `backend` lists.
+    async fn listed(backend: &MemoryBackend) -> Vec<String> {
+        let views = backend.list().await.unwrap();
+        views.into_iter().map(|v| v.id).collect()
     }
 
     async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
@@ -585,14 +594,7 @@ mod queued {
             ("p", "print(1)")
         );
         // Listed nowhere: only the contestant's submission is.
-        let listed: Vec<String> = backend
-            .list()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|v| v.id)
-            .collect();
-        assert_eq!(listed, ["s0"]);
+        assert_eq!(listed(&backend).await, ["s0"]);
         assert_eq!(backend.get(&key).await.unwrap(), None);
 
         let bodies = fake::tests(&[(Verdict::Accepted, 7), (Verdict::Wrong, 9)]);
@@ -635,14 +637,7 @@ mod queued {
                 .unwrap(),
             Sent::NotTaken
         );
-        let listed: Vec<String> = backend
-            .list()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|v| v.id)
-            .collect();
-        assert_eq!(listed, ["s0"]);
+        assert_eq!(listed(&backend).await, ["s0"]);
         stop.cancel();
         follower.await.unwrap();
     }

@@ -441,22 +441,11 @@ mod tests {
     use crate::store::memory::{MemoryResultStore, MemoryWorkflowStore};
     use crate::store::WorkflowStore;
     use crate::workflow::definition::Settings;
-    use crate::workflow::judging::fake::FakeJudge;
+    use crate::workflow::judging::fake::{submission, FakeJudge};
     use crate::workflow::judging::SubmissionJudge;
     use crate::workflow::rejudge::{Progress, Selection};
 
     const DEADLINE: Duration = Duration::from_secs(10);
-
-    fn submission(id: &str) -> Submission {
-        Submission {
-            id: id.into(),
-            problem: "p".into(),
-            language: "python-3.11".into(),
-            source_code: "print(1)".into(),
-            files: Vec::new(),
-            run: None,
-        }
-    }
 
     /// The fake judge, except that judging `hold` waits until the step is cancelled.
     struct Holds {
