@@ -243,7 +243,8 @@ pub trait SubmissionStore: ResultStore {
 /// queue (so local and remote workers take it, in turn with the submissions, under one
 /// concurrency budget), under a key of its own that the workers see as its id; its messages are
 /// kept like a submission's. It is listed nowhere (not in the operations, not among the
-/// submissions a rejudge selects, never called back) and lives until it is forgotten.
+/// submissions a rejudge selects, never called back; [`Listing::get`] still finds it by its
+/// key) and lives until it is forgotten.
 #[async_trait]
 pub trait Judgings: Send + Sync + 'static {
     /// Queues `judging` (its `id` the key) for the slot `of` (what it judges for whom: the

@@ -339,10 +339,9 @@ impl Backend for MemoryBackend {
 
 #[async_trait]
 impl Listing for MemoryBackend {
+    /// A judging is shown too, by its key (which only its workflow and its worker know).
     async fn get(&self, id: &str) -> Result<Option<SubmissionView>, BackendError> {
-        let table = self.table();
-        let entry = table.entries.get(id).filter(|e| e.judging_of.is_none());
-        Ok(entry.map(Entry::view))
+        Ok(self.table().entries.get(id).map(Entry::view))
     }
 
     async fn list(&self) -> Result<Vec<SubmissionView>, BackendError> {

@@ -6,7 +6,7 @@
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::records::{record_of, SubmissionRecord};
-use super::{failure, PostgresInterface};
+use super::{failed, failure, PostgresInterface};
 use crate::interface::InterfaceError;
 
 /// The operation status of submission `s` as the HTTP API names it: the SQL twin of
@@ -369,20 +369,22 @@ impl PostgresInterface {
         mut take: impl FnMut(SubmissionRecord) -> bool + Send,
     ) -> Result<(), InterfaceError> {
         let read = |e: String| failure(format!("listing the submissions: {e}"));
+        // A failure of the database itself keeps its error (transient or not).
+        let sql = |e: sqlx::Error| failed(format!("listing the submissions: {e}"), e);
         let batch = batch.max(1);
         let mut tx = self
             .shared
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
-            .map_err(|e| read(e.to_string()))?;
+            .map_err(sql)?;
         let mut after = after;
         loop {
             let rows = batch_query(condition, after.as_ref(), batch)
                 .build()
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(|e| read(e.to_string()))?;
+                .map_err(sql)?;
             let full = rows.len() == batch;
             for row in &rows {
                 let record = record_of(row).map_err(read)?;
@@ -395,11 +397,11 @@ impl PostgresInterface {
                     id: Some(record.id.clone()),
                 });
                 if !take(record) {
-                    return tx.commit().await.map_err(|e| read(e.to_string()));
+                    return tx.commit().await.map_err(sql);
                 }
             }
             if !full {
-                return tx.commit().await.map_err(|e| read(e.to_string()));
+                return tx.commit().await.map_err(sql);
             }
         }
     }
@@ -417,7 +419,7 @@ impl PostgresInterface {
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.shared.pool)
             .await
-            .map_err(|e| read(e.to_string()))?;
+            .map_err(|e| failed(format!("reading the last finished submissions: {e}"), e))?;
         rows.iter()
             .map(|row| record_of(row).map_err(read))
             .collect()

@@ -420,7 +420,7 @@ impl PostgresInterface {
             .bind(id)
             .fetch_optional(&self.shared.pool)
             .await
-            .map_err(|e| read(e.to_string()))?;
+            .map_err(|e| failed(format!("reading submission {id}: {e}"), e))?;
         row.as_ref().map(record_of).transpose().map_err(read)
     }
 
@@ -444,7 +444,7 @@ impl PostgresInterface {
         let rows = sqlx::query(query)
             .fetch_all(&self.shared.pool)
             .await
-            .map_err(|e| read(e.to_string()))?;
+            .map_err(|e| failed(format!("reading {what}: {e}"), e))?;
         rows.iter()
             .map(record_of)
             .collect::<Result<_, _>>()
@@ -470,7 +470,7 @@ impl PostgresInterface {
             .bind(id)
             .fetch_all(&self.shared.pool)
             .await
-            .map_err(|e| read(e.to_string()))?;
+            .map_err(|e| failed(format!("reading the results of submission {id}: {e}"), e))?;
         rows.iter()
             .map(|row| {
                 let at: i64 = row.try_get("judge_ms").map_err(|e| e.to_string())?;
