@@ -698,6 +698,23 @@ mod tests {
         );
     }
 
+    /// The limits the document states (literals in `#[schema]` attributes) are the service's.
+    #[tokio::test]
+    async fn the_limits_the_document_states_are_the_services() {
+        let document = served_document().await;
+        let schemas = &document["components"]["schemas"];
+        let files = crate::protocol::MAX_FILES as u64;
+        for name in ["SubmissionRequest", "SubmissionToJudge"] {
+            let stated = &schemas[name]["properties"]["files"]["maxItems"];
+            assert_eq!(stated.as_u64(), Some(files), "{name}.files");
+        }
+        let deadline = crate::api::admission::MAX_DEADLINE_SECONDS;
+        for name in ["SubmissionRequest", "RunRequest"] {
+            let stated = &schemas[name]["properties"]["deadlineSeconds"]["maximum"];
+            assert_eq!(stated.as_f64(), Some(deadline), "{name}.deadlineSeconds");
+        }
+    }
+
     #[tokio::test]
     async fn the_document_keeps_every_operation_status_schema_and_property_it_had() {
         let lost = lost(&served_document().await);
