@@ -6,21 +6,24 @@ use serde::{Deserialize, Serialize};
 use crate::verdict::Verdict;
 
 /// A submission to judge (SPEC §1). Other fields a store holds are ignored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = SubmissionToJudge)]
 pub struct Submission {
     pub id: String,
     pub problem: String,
     pub language: String,
     #[serde(rename = "sourceCode")]
     pub source_code: String,
-    /// Further source files of a multi-file submission, saved beside the main source in the
-    /// build directory (SPEC §1). Absent (empty) for a one-file submission, so its JSON is
-    /// unchanged.
+    /// Further source files of a multi-file submission (SPEC section 1): plain names (no '/',
+    /// no '..', not starting with '-' or '@', unique, not the language's own source name), at
+    /// most 64; sourceCode and files together at most the source size limit
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 64)]
     pub files: Vec<SourceFile>,
     /// An ad-hoc run (`POST /v1.0/runs`, `executioner run`): the program runs once on the given
     /// input instead of the tests of `problem` (which is then empty). Absent for a submission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub run: Option<Box<RunSpec>>,
 }
 
@@ -68,7 +71,7 @@ pub const MAX_NUMBER_OF_RUNS: u32 = 20;
 pub const RUN_PROBLEM: &str = "";
 
 /// What one ad-hoc run wrote and how it ended, carried by its `tested` message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunOutput {
     pub stdout: Captured,
@@ -83,12 +86,21 @@ pub struct RunOutput {
     pub wall_time: u64,
     /// The limit that ended it: `time`, `wall`, `memory` or `output`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = limits)]
     pub limit: Option<String>,
+}
+
+/// `limit` in the OpenAPI document.
+fn limits() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["time", "wall", "memory", "output"]))
+        .build()
 }
 
 /// Bytes a program wrote, at most a cap of them: as text when they are UTF-8 without NUL (which
 /// no store's text can hold), else base64.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Captured {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,7 +165,7 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// One further source file of a submission: a plain file name (no directory) and its text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SourceFile {
     pub name: String,
     pub content: String,
@@ -233,6 +245,63 @@ pub struct Message {
     pub id: String,
     #[serde(flatten)]
     pub body: Body,
+}
+
+/// A message's schema, written here: its fields are those of its state ([`Body`], a flattened
+/// enum tagged by `state`), each described with the states that carry it.
+impl utoipa::PartialSchema for Message {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Type};
+        let of = |kind: Type, description: &str| {
+            let schema = ObjectBuilder::new().schema_type(kind);
+            if description.is_empty() {
+                schema
+            } else {
+                schema.description(Some(description))
+            }
+        };
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("A judge message (SPEC section 2)"))
+            .required("id")
+            .required("state")
+            .property("id", of(Type::String, ""))
+            .property(
+                "state",
+                of(Type::String, "").enum_values(Some([
+                    "executing", "invalid", "compiling", "compiled", "testing", "tested", "done",
+                    "error",
+                ])),
+            )
+            .property("testCase", of(Type::Integer, "testing / tested: the 1-based test number"))
+            .property("subtask", of(Type::Integer, "testing / tested: the 1-based subtask (group), only in problems with subtasks"))
+            .property("result", of(Type::String, "compiled: success or error; tested: accepted, wrong, MLE, TLE or error"))
+            .property("time", of(Type::Integer, "tested: CPU time used, ms"))
+            .property("memory", of(Type::Integer, "tested: peak memory, KB"))
+            .property(
+                "score",
+                of(Type::Number, "tested: the fraction of the test's points (4 decimals), only when the problem's checker gave one (an ICPC validator's score.txt or score_multiplier.txt, a testlib checker's points); accepted with a score below 1 is a partly correct test. done: the submission's score in [0, 1]")
+                    .minimum(Some(0))
+                    .maximum(Some(1)),
+            )
+            .property(
+                "failedSubtasks",
+                ArrayBuilder::new()
+                    .items(of(Type::Integer, ""))
+                    .description(Some("done: the subtasks (groups) that did not get their full share, only in problems with subtasks")),
+            )
+            .property("compileOutput", of(Type::String, "compiled: what the compiler said (truncated)"))
+            .property("reason", of(Type::String, "invalid / error: why"))
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Message {
+    fn name() -> std::borrow::Cow<'static, str> {
+        // `Message` is the recorded message the API answers (with its `judgeTime`).
+        "JudgeMessage".into()
+    }
 }
 
 impl Message {

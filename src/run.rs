@@ -13,7 +13,7 @@ use crate::protocol::{Body, CompileResult, Message, RunOutput};
 use crate::verdict::Verdict;
 
 /// What a run did, as its messages tell it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
     /// The test's verdict: `accepted` (ran within its limits, exited 0 and, when an expected
@@ -36,10 +36,19 @@ pub struct RunReport {
     pub output: Option<RunOutput>,
     /// How the sequence ended: `done`, `error` (the judge failed) or `invalid`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = ends)]
     pub end: Option<&'static str>,
     /// Why it ended in `error` or `invalid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// `end` in the OpenAPI document.
+fn ends() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["done", "error", "invalid"]))
+        .build()
 }
 
 impl RunReport {

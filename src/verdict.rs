@@ -4,7 +4,7 @@ use demoter::protocol::{Exit, LimitHit, RunResult};
 use serde::{Deserialize, Serialize};
 
 /// The result of one test, with the exact wire names of SPEC §2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Verdict {
     #[serde(rename = "accepted")]
     Accepted,

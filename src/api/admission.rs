@@ -60,8 +60,9 @@ pub(super) fn check_source(
     Ok(())
 }
 
-/// Longest deadline an operation may be given: a week.
-const MAX_DEADLINE_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+/// Longest deadline an operation may be given: a week (the OpenAPI document's `maximum` of
+/// `deadlineSeconds`, a literal there, which a test checks).
+pub(super) const MAX_DEADLINE_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
 /// When an operation asking for `deadlineSeconds` (or, without, the operator's default) times
 /// out, ms since the epoch; 400 for a deadline that is not a positive number of seconds up to

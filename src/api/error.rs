@@ -69,12 +69,13 @@ impl From<crate::store::StoreError> for ApiError {
 }
 
 /// `{"error": {"code", "message"}}`, every error of the native API.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody<'a> {
     pub error: ErrorDetail<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
     pub code: &'a str,
     pub message: &'a str,

@@ -29,11 +29,14 @@ use super::route::{Route, Verb};
 use super::runs::{queue_with, RunRequest};
 use super::time::format_rfc3339;
 use super::{ApiError, AppState, Status};
+use crate::api::doc::{self, Doc};
 use crate::language::Registry;
 use crate::protocol::RUN_PROBLEM;
 use crate::run::RunReport;
 use crate::store::{Backend, BackendError, SubmissionView};
 use crate::verdict::Verdict;
+use utoipa::openapi::schema::{AdditionalProperties, AllOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
 
 /// The Judge0 version this API answers as (the official SDK picks its language ids by it).
 pub const VERSION: &str = "1.13.1";
@@ -182,40 +185,100 @@ const NOT_KEPT: &[&str] = &[
 pub(super) fn routes() -> Vec<Route> {
     use Verb::{Delete, Get, Post};
     vec![
-        Route::new(Get, "/about", &[200, 401, 429], about),
-        Route::new(Get, "/config_info", &[200, 401, 429], config_info),
-        Route::new(Get, "/languages", &[200, 401, 429], languages),
-        Route::new(Get, "/languages/{id}", &[200, 401, 404, 429], language),
-        Route::new(Get, "/statuses", &[200, 401, 429], statuses),
+        Route::new(Get, "/about", &[200, 401, 429], about)
+            .doc(
+                Doc::new("Judge0's /about: the Judge0 version answered as (1.13.1)")
+                    .json_schema(200, "About", doc::of_type(Type::Object)),
+            ),
+        Route::new(Get, "/config_info", &[200, 401, 429], config_info)
+            .doc(
+                Doc::new("Judge0's /config_info with this service's real caps (serve --run-max-time, --run-max-memory) and what it does not support turned off")
+                    .json_schema(200, "Configuration", doc::of_type(Type::Object)),
+            ),
+        Route::new(Get, "/languages", &[200, 401, 429], languages)
+            .doc(
+                Doc::new("Languages with Judge0 CE 1.13.1 ids (ours without one: 1000 + registry position)")
+                    .json_schema(200, "Languages", doc::array_of(doc::of_type(Type::Object).property("id", doc::of_type(Type::Integer)).property("name", doc::of_type(Type::String)))),
+            ),
+        Route::new(Get, "/languages/{id}", &[200, 401, 404, 429], language)
+            .doc(
+                Doc::new("One language: id, name, is_archived, source_file, compile_cmd, run_cmd")
+                    .param(doc::path("id", doc::of_type(Type::Integer)))
+                    .json_schema(200, "Language", doc::of_type(Type::Object))
+                    .json::<Judge0Error>(404, "No such language"),
+            ),
+        Route::new(Get, "/statuses", &[200, 401, 429], statuses)
+            .doc(
+                Doc::new("Judge0's 14 statuses")
+                    .json_of::<StatusBody, _>(200, "Statuses", doc::array_of),
+            ),
         Route::new(
             Post,
             "/submissions",
             &[201, 400, 401, 413, 422, 429, 503],
             create,
+        )
+        .doc(
+            Doc::new("Queue a Judge0 submission as an ad-hoc run (token = the run's id)")
+                .param(doc::query("base64_encoded", doc::of_type(Type::String), Some("true: source_code, stdin, expected_output are sent, and stdout, stderr, compile_output, message answered, base64 (Judge0's).")))
+                .param(doc::query("wait", doc::of_type(Type::String), Some("true: answer when the run has finished (at most 3× the most CPU time a run may ask for, plus 90 s for compiling and queueing; then as it stands).")))
+                .param(doc::query("fields", doc::of_type(Type::String), Some("Comma-separated fields to answer, or * for all this service keeps (default: stdout,time,memory,stderr,token,compile_output,message,status); an unknown one is a 400.")))
+                .body::<Judge0SubmissionRequest>(true)
+                .json::<Judge0SubmissionAnswer>(201, "{token}, or with wait=true the finished submission")
+                .json::<Judge0Error>(400, "Not JSON, or an unknown field name")
+                .json::<Judge0Error>(422, "Validation errors by field: {\"language_id\": [\"can't be blank\"]}; unsupported fields are refused so")
+                .json::<Judge0Error>(503, "queue is full"),
         ),
         Route::new(
             Get,
             "/submissions/batch",
             &[200, 400, 401, 422, 429, 503],
             get_batch,
+        )
+        .doc(
+            Doc::new("Up to 20 submissions by token (null for an unknown one)")
+                .param(doc::query("tokens", doc::of_type(Type::String), Some("Comma-separated tokens")))
+                .param(doc::query("base64_encoded", doc::of_type(Type::String), Some("true: source_code, stdin, expected_output are sent, and stdout, stderr, compile_output, message answered, base64 (Judge0's).")))
+                .param(doc::query("fields", doc::of_type(Type::String), Some("Comma-separated fields to answer, or * for all this service keeps (default: stdout,time,memory,stderr,token,compile_output,message,status); an unknown one is a 400.")))
+                .json_of::<Judge0SubmissionAnswer, _>(200, "{submissions: [...]}", |s| doc::of_type(Type::Object).property("submissions", doc::array_of(s))),
         ),
         Route::new(
             Post,
             "/submissions/batch",
             &[201, 400, 401, 413, 422, 429],
             create_batch,
+        )
+        .doc(
+            Doc::new("Queue up to 20 submissions; each answer is {token} or that item's validation errors")
+                .param(doc::query("base64_encoded", doc::of_type(Type::String), Some("true: source_code, stdin, expected_output are sent, and stdout, stderr, compile_output, message answered, base64 (Judge0's).")))
+                .body_of::<Judge0SubmissionRequest, _>(true, |s| doc::of_type(Type::Object).property("submissions", doc::array_of(s)))
+                .json_schema(201, "One answer per submission", doc::array_of(doc::of_type(Type::Object)))
+                .json::<Judge0Error>(400, "More than 20"),
         ),
         Route::new(
             Get,
             "/submissions/{token}",
             &[200, 400, 401, 404, 429, 503],
             show,
+        )
+        .doc(
+            Doc::new("A submission as Judge0 shows it")
+                .param(doc::query("base64_encoded", doc::of_type(Type::String), Some("true: source_code, stdin, expected_output are sent, and stdout, stderr, compile_output, message answered, base64 (Judge0's).")))
+                .param(doc::query("fields", doc::of_type(Type::String), Some("Comma-separated fields to answer, or * for all this service keeps (default: stdout,time,memory,stderr,token,compile_output,message,status); an unknown one is a 400.")))
+                .json::<Judge0SubmissionAnswer>(200, "The submission")
+                .json::<Judge0Error>(400, "An asked-for output is not UTF-8 and base64_encoded is not true ({token, error}), or an unknown field")
+                .json::<Judge0Error>(404, "No such submission"),
         ),
         Route::new(
             Delete,
             "/submissions/{token}",
             &[400, 401, 404, 429, 503],
             delete,
+        )
+        .doc(
+            Doc::new("As a Judge0 with enable_submission_delete off: 400 {\"error\": \"delete not allowed\"} (404 for an unknown token)")
+                .json::<Judge0Error>(400, "delete not allowed")
+                .json::<Judge0Error>(404, "No such submission"),
         ),
     ]
 }
@@ -229,6 +292,88 @@ pub enum Judge0Error {
     /// An output of submission `token` is not UTF-8 and base64 was not asked for (400).
     NotUtf8(String),
 }
+
+impl utoipa::PartialSchema for Judge0Error {
+    fn schema() -> RefOr<Schema> {
+        doc::of_type(Type::Object)
+            .description(Some("Judge0's error shapes: {\"error\": message} (with token when an output is not UTF-8), or 422 {field: [messages]}"))
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Judge0Error {}
+
+/// The body of `POST /submissions`: a JSON object read field by field ([`create`]), so its
+/// schema is written here.
+pub struct Judge0SubmissionRequest;
+
+impl utoipa::PartialSchema for Judge0SubmissionRequest {
+    fn schema() -> RefOr<Schema> {
+        let string = || doc::of_type(Type::String);
+        let number = || doc::of_type(Type::Number);
+        doc::of_type(Type::Object)
+            .description(Some(SUBMISSION_REQUEST))
+            .required("source_code")
+            .required("language_id")
+            .property("source_code", string())
+            .property("language_id", doc::of_type(Type::Integer))
+            .property("stdin", string())
+            .property("expected_output", string())
+            .property("cpu_time_limit", number())
+            .property("memory_limit", number())
+            .property("callback_url", string())
+            .property(
+                "number_of_runs",
+                doc::of_type(Type::Integer).enum_values(Some([1])),
+            )
+            .property("wall_time_limit", number())
+            .property("command_line_arguments", string().max_length(Some(512)))
+            .property("compiler_options", string().max_length(Some(512)))
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Judge0SubmissionRequest {}
+
+/// A submission as answered, in the OpenAPI document: the fields this service keeps
+/// ([`Judge0Submission`]), and Judge0's fields it answers `null` when `fields` names them.
+struct Judge0SubmissionAnswer;
+
+impl utoipa::PartialSchema for Judge0SubmissionAnswer {
+    fn schema() -> RefOr<Schema> {
+        let not_kept = doc::of_type(Type::Object)
+            .property("number_of_runs", doc::of_type(Type::Integer))
+            .property("redirect_stderr_to_stdout", doc::of_type(Type::Boolean));
+        AllOfBuilder::new()
+            .item(Ref::from_schema_name(
+                <Judge0Submission as utoipa::ToSchema>::name(),
+            ))
+            .item(not_kept)
+            .description(Some(
+                "A submission as Judge0 writes it; only the fields asked for (fields).",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Judge0SubmissionAnswer {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Judge0Submission".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        use utoipa::PartialSchema;
+        schemas.push((
+            Judge0Submission::name().into_owned(),
+            Judge0Submission::schema(),
+        ));
+        Judge0Submission::schemas(schemas);
+    }
+}
+
+const SUBMISSION_REQUEST: &str = "Judge0's submission fields. Taken: source_code, language_id, stdin, expected_output, cpu_time_limit (s), wall_time_limit (s), memory_limit (KB), compiler_options (GCC and Clang languages; the options of compileArgs), command_line_arguments (split into words as a shell would; shell syntax such as $, |, ;, >, globs refused; argv only), callback_url (a PUT of the finished submission, --webhook-allow hosts only, needs --callback-secret), number_of_runs (1 only). Refused with 422 when set to anything but Judge0's neutral value: additional_files, cpu_extra_time, stack_limit, max_processes_and_or_threads, max_file_size, enable_per_process_and_thread_time_limit, enable_per_process_and_thread_memory_limit, redirect_stderr_to_stdout, enable_network.";
 
 impl Judge0Error {
     fn error(status: StatusCode, message: impl Into<String>) -> Self {
@@ -320,14 +465,15 @@ struct LanguageDetail {
 }
 
 /// A status of `GET /statuses`, and a submission's `status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Judge0Status)]
 struct StatusBody {
     id: u32,
     description: &'static str,
 }
 
 /// A submission's `language`, when the service knows its registry.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct LanguageRef {
     id: Option<u32>,
     name: Option<String>,
@@ -335,7 +481,8 @@ struct LanguageRef {
 
 /// Every field of a run this service knows, as Judge0 writes them (the fields a client may
 /// pick with `fields`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Judge0SubmissionKept)]
 struct Judge0Submission {
     token: String,
     stdout: Option<String>,
@@ -346,8 +493,10 @@ struct Judge0Submission {
     status_id: u32,
     created_at: String,
     finished_at: Option<String>,
+    /// CPU seconds, e.g. "0.012"
     time: Option<String>,
     wall_time: Option<String>,
+    /// KB
     memory: Option<u64>,
     exit_code: Option<i32>,
     exit_signal: Option<i32>,

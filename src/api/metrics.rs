@@ -14,7 +14,12 @@ use crate::store::filter;
 /// The scrape (the client token, like the rest of the API).
 pub(super) fn routes() -> Vec<super::route::Route> {
     use super::route::{Route, Verb};
-    vec![Route::new(Verb::Get, "/metrics", &[200, 401, 429], scrape)]
+    use crate::api::doc::Doc;
+    vec![Route::new(Verb::Get, "/metrics", &[200, 401, 429], scrape)
+        .doc(
+            Doc::new("Prometheus metrics of this process (OpenMetrics text): judgings by outcome, tests by language and verdict, judging, compile and container start times, queue depth and oldest queued age of the store, workers by status, store and sandbox errors by kind, submissions in flight")
+                .text(200, "The exposition", "application/openmetrics-text"),
+        )]
 }
 
 pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {

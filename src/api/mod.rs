@@ -12,6 +12,7 @@ mod admission;
 pub mod auth;
 mod callback_url;
 pub mod callbacks;
+mod doc;
 mod error;
 mod judge0;
 pub mod limit;

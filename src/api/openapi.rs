@@ -1,22 +1,233 @@
-//! `GET /v1.0/openapi.json`: the OpenAPI document of the API (`openapi.json`), open without a
-//! token. A test of [`super::router`](mod@super::router) checks it against the route table; a test here, that it
-//! keeps the surface it had (the document may only grow: a path, method, status, schema or
-//! property it has stays, with its meaning).
+//! `GET /v1.0/openapi.json`: the OpenAPI document of the API, open without a token, built from
+//! the route table ([`super::router::all`]: each route's method, path, statuses and access, and
+//! its [`Doc`]) and the schemas of the types the API answers and accepts (`utoipa::ToSchema`).
+//! A test of [`super::router`](mod@super::router) checks it against the route table; a test
+//! here, that it keeps the surface it had (the document may only grow: a path, method, status,
+//! schema or property it has stays, with its meaning).
+
+use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterIn};
+use utoipa::openapi::schema::{ComponentsBuilder, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{
+    Content, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, SecurityRequirement,
+};
 
+use super::doc::{self, Doc};
+use super::error::ErrorBody;
+use super::judge0::Judge0Error;
 use super::route::{Access, Route, Verb};
-
-const OPENAPI: &str = include_str!("openapi.json");
+use super::router::JUDGE0_PREFIX;
 
 /// The document, open to anyone.
 pub(super) fn routes() -> Vec<Route> {
-    vec![Route::new(Verb::Get, "/v1.0/openapi.json", &[200, 429], openapi).access(Access::Open)]
+    vec![
+        Route::new(Verb::Get, "/v1.0/openapi.json", &[200, 429], openapi)
+            .access(Access::Open)
+            .doc(Doc::new("This document").empty(200, "OpenAPI 3 document")),
+    ]
 }
 
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], served()).into_response()
+}
+
+/// The document as JSON, built once.
+fn served() -> &'static str {
+    static SERVED: OnceLock<String> = OnceLock::new();
+    SERVED.get_or_init(|| {
+        // Plain data: it always serialises.
+        serde_json::to_string(&document()).unwrap_or_default()
+    })
+}
+
+const DESCRIPTION: &str = "Submissions, rejudges and problem validations are long-running operations: POST returns 202 with Operation-Location and Retry-After; poll the operation until it is succeeded, failed or cancelled. Remote workers register, take submissions and report their messages; one that misses its heartbeats has its submissions queued again. When the service is started with a rate limit, a client over it gets 429 with Retry-After (registered workers' heartbeats, takes and reports are not counted).";
+
+/// The shared answers a route's statuses fall back on ([`usual`]).
+fn shared_responses(components: ComponentsBuilder) -> ComponentsBuilder {
+    let error = Content::new(Some(Ref::from_schema_name("Error")));
+    components
+        .response(
+            "Error",
+            utoipa::openapi::Response::builder()
+                .description("An error")
+                .content("application/json", error.clone())
+                .build(),
+        )
+        .response(
+            "Unavailable",
+            utoipa::openapi::Response::builder()
+                .description(
+                    "The service cannot answer now (its store failed); retry after Retry-After seconds",
+                )
+                .header("Retry-After", doc::integer_header(None))
+                .content("application/json", error)
+                .build(),
+        )
+        .response(
+            "BodyTooLarge",
+            utoipa::openapi::Response::new(
+                "The request body is over the service's limit (plain text)",
+            ),
+        )
+        .response(
+            "Judge0Unavailable",
+            utoipa::openapi::Response::builder()
+                .description("The service cannot answer now (its store failed): {\"error\": ...}")
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("Judge0Error"))),
+                )
+                .build(),
+        )
+}
+
+fn security_schemes(components: ComponentsBuilder) -> ComponentsBuilder {
+    let bearer = |description: &str| {
+        SecurityScheme::Http(
+            Http::builder()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(description))
+                .build(),
+        )
+    };
+    components
+        .security_scheme(
+            "workerToken",
+            bearer("The service's worker token (serve --worker-token). Required for every worker call (all but GET under /v1.0/workers) when the service has one; without it, 401."),
+        )
+        .security_scheme(
+            "clientToken",
+            bearer("The service's client token (serve --client-token). Required for every call but worker calls and this document when the service has one; without it, 401."),
+        )
+        .security_scheme(
+            "judge0AuthToken",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Auth-Token",
+                "Judge0's header for the service's client token (serve --client-token), accepted in place of Authorization: Bearer.",
+            ))),
+        )
+}
+
+/// The shared answer (`#/components/responses/...`) for `status` where `route` does not describe
+/// it: 503 from a failing store, 413 from the body limit (the API's error body where the route
+/// reads JSON, as its 415 says, else the limit's plain text), any other as the API's error body.
+fn usual(route: &Route, status: u16, judge0: bool) -> RefOr<utoipa::openapi::Response> {
+    let name = match (status, judge0) {
+        (413, _) if !route.answers.contains(&415) => "BodyTooLarge",
+        (503, true) => "Judge0Unavailable",
+        (503, false) => "Unavailable",
+        _ => "Error",
+    };
+    Ref::new(format!("#/components/responses/{name}")).into()
+}
+
+/// Who may call `route`, as the document's security requirements (none for an open route).
+fn security(route: &Route, judge0: bool) -> Option<Vec<SecurityRequirement>> {
+    let scheme = match route.access {
+        Access::Open => return None,
+        Access::Client => "clientToken",
+        Access::Worker | Access::OwnWorker => "workerToken",
+    };
+    let mut security = vec![SecurityRequirement::new(scheme, Vec::<String>::new())];
+    if judge0 {
+        security.push(SecurityRequirement::new(
+            "judge0AuthToken",
+            Vec::<String>::new(),
+        ));
+    }
+    Some(security)
+}
+
+fn method(verb: Verb) -> HttpMethod {
+    match verb {
+        Verb::Get => HttpMethod::Get,
+        Verb::Post => HttpMethod::Post,
+        Verb::Delete => HttpMethod::Delete,
+    }
+}
+
+/// The names `path` has in braces.
+fn path_names(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/')
+        .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+}
+
+/// The operation of `route`: its [`Doc`], every status it answers, its security.
+fn operation(route: &Route) -> utoipa::openapi::path::Operation {
+    let judge0 = route.path.starts_with(JUDGE0_PREFIX);
+    let doc = &route.doc;
+    let mut operation = OperationBuilder::new()
+        .summary(Some(doc.summary))
+        .description(doc.description)
+        .securities(security(route, judge0));
+    if judge0 {
+        operation = operation.tag("Judge0-compatible");
+    }
+    for name in path_names(&route.path) {
+        let listed = doc
+            .parameters
+            .iter()
+            .any(|p| p.name == name && p.parameter_in == ParameterIn::Path);
+        if !listed {
+            operation = operation.parameter(doc::path(name, doc::of_type(Type::String)));
+        }
+    }
+    for parameter in &doc.parameters {
+        operation = operation.parameter(parameter.clone());
+    }
+    operation = operation.request_body(doc.body.clone());
+    for status in route.answers {
+        let response = doc
+            .answers
+            .iter()
+            .find(|(s, _)| s == status)
+            .map(|(_, response)| response.clone())
+            .unwrap_or_else(|| usual(route, *status, judge0));
+        operation = operation.response(status.to_string(), response);
+    }
+    operation.build()
+}
+
+/// The document: every route of the table with its schemas.
+fn document() -> serde_json::Value {
+    let routes = super::router::all();
+    let mut paths = Paths::new();
+    let mut components = security_schemes(shared_responses(ComponentsBuilder::new()));
+    // The schemas the shared answers name.
+    let mut schemas = Doc::new("")
+        .schema::<ErrorBody>()
+        .schema::<Judge0Error>()
+        .schemas;
+    for route in &routes {
+        paths.add_path_operation(&route.path, vec![method(route.verb)], operation(route));
+        schemas.extend(route.doc.schemas.iter().cloned());
+    }
+    for (name, schema) in schemas {
+        components = components.schema(name, schema);
+    }
+    let openapi: OpenApi = OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("executioner operations API")
+                .version("1.0")
+                .description(Some(DESCRIPTION))
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(components.build()))
+        .build();
+    let mut document = serde_json::to_value(&openapi).unwrap_or_default();
+    // utoipa 5 has no callbacks: they go in as JSON.
+    for route in &routes {
+        if let Some(callbacks) = &route.doc.callbacks {
+            document["paths"][&route.path][route.verb.openapi()]["callbacks"] = callbacks.clone();
+        }
+    }
+    document
 }
 
 /// The OpenAPI document as the router serves it (for the tests of the document and of the route
@@ -437,6 +648,73 @@ mod tests {
         lost
     }
 
+    /// Every `$ref` of `value` that names nothing in `document`.
+    fn dangling(document: &Value, value: &Value, found: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(reference)) = map.get("$ref") {
+                    let target = reference
+                        .strip_prefix("#/")
+                        .map(|path| {
+                            path.split('/')
+                                .try_fold(document, |at, part| at.get(part))
+                                .is_some()
+                        })
+                        .unwrap_or(false);
+                    if !target {
+                        found.insert(reference.clone());
+                    }
+                }
+                for inner in map.values() {
+                    dangling(document, inner, found);
+                }
+            }
+            Value::Array(items) => {
+                for inner in items {
+                    dangling(document, inner, found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn every_reference_names_a_component_of_the_document() {
+        let document = served_document().await;
+        let mut found = BTreeSet::new();
+        dangling(&document, &document, &mut found);
+        assert!(found.is_empty(), "{found:#?}");
+        // A schema gone is found wherever it is named.
+        let mut without = document.clone();
+        without["components"]["schemas"]
+            .as_object_mut()
+            .unwrap()
+            .remove("SourceFile");
+        let mut found = BTreeSet::new();
+        dangling(&without, &without, &mut found);
+        assert_eq!(
+            found,
+            BTreeSet::from(["#/components/schemas/SourceFile".to_owned()])
+        );
+    }
+
+    /// The limits the document states (literals in `#[schema]` attributes) are the service's.
+    #[tokio::test]
+    async fn the_limits_the_document_states_are_the_services() {
+        let document = served_document().await;
+        let schemas = &document["components"]["schemas"];
+        let files = crate::protocol::MAX_FILES as u64;
+        for name in ["SubmissionRequest", "SubmissionToJudge"] {
+            let stated = &schemas[name]["properties"]["files"]["maxItems"];
+            assert_eq!(stated.as_u64(), Some(files), "{name}.files");
+        }
+        let deadline = crate::api::admission::MAX_DEADLINE_SECONDS;
+        for name in ["SubmissionRequest", "RunRequest"] {
+            let stated = &schemas[name]["properties"]["deadlineSeconds"]["maximum"];
+            assert_eq!(stated.as_f64(), Some(deadline), "{name}.deadlineSeconds");
+        }
+    }
+
     #[tokio::test]
     async fn the_document_keeps_every_operation_status_schema_and_property_it_had() {
         let lost = lost(&served_document().await);
@@ -454,10 +732,17 @@ mod tests {
             .remove("413");
         let schemas = document["components"]["schemas"].as_object_mut().unwrap();
         schemas.remove("Judge0Status");
-        schemas["Worker"]["properties"]
-            .as_object_mut()
-            .unwrap()
-            .remove("lastTake");
+        // Where the generated schema has it: its own properties or a part of its `allOf`.
+        let worker = &mut schemas["Worker"];
+        if let Some(properties) = worker.get_mut("properties").and_then(Value::as_object_mut) {
+            properties.remove("lastTake");
+        }
+        let parts = worker.get_mut("allOf").and_then(Value::as_array_mut);
+        for part in parts.into_iter().flatten() {
+            if let Some(properties) = part.get_mut("properties").and_then(Value::as_object_mut) {
+                properties.remove("lastTake");
+            }
+        }
         assert_eq!(
             lost(&document),
             [

@@ -79,17 +79,37 @@ impl Operation {
     }
 }
 
+/// `kind` in the OpenAPI document: the names of [`Kind`].
+fn kinds() -> utoipa::openapi::schema::Object {
+    let all = [Kind::Submission, Kind::Run, Kind::Rejudge, Kind::Validation];
+    crate::api::doc::of_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(all.map(Kind::as_str)))
+        .build()
+}
+
+/// A workflow's `kind` in the OpenAPI document: the names of the workflows' [`Kind`]s.
+pub(super) fn workflow_kinds() -> utoipa::openapi::schema::Object {
+    crate::api::doc::of_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some([Kind::Rejudge, Kind::Validation].map(Kind::as_str)))
+        .build()
+}
+
 /// An operation as polled, listed and answered with `202 Accepted`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Operation)]
 pub struct OperationBody {
     pub id: String,
+    #[schema(schema_with = kinds)]
     pub kind: &'static str,
     pub status: Status,
+    #[schema(format = DateTime)]
     pub created_date_time: String,
+    #[schema(format = DateTime)]
     pub last_action_date_time: String,
+    #[schema(minimum = 0, maximum = 100)]
     pub percent_complete: u32,
-    /// Once it has succeeded or failed.
+    /// Present once succeeded or failed: the submission, or the workflow
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_location: Option<String>,
 }

@@ -25,8 +25,7 @@ pub const JUDGE0_PREFIX: &str = "/judge0";
 pub const OWN_WORKER_PREFIX: &str = "/v1.0/workers/{id}";
 
 /// Every route of the main router ([`router`]), at its full path (what the OpenAPI document is
-/// checked against).
-#[cfg(test)]
+/// built from).
 pub fn all() -> Vec<Route> {
     let mut routes = main_routes();
     routes.extend(

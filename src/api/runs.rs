@@ -13,6 +13,7 @@ use super::respond::accepted;
 use super::route::{Route, Verb};
 use super::types::RunBody;
 use super::{ApiError, AppState};
+use crate::api::doc::Doc;
 use crate::protocol::{RunSpec, SourceFile, Submission, RUN_PROBLEM};
 use crate::store::Queueing;
 
@@ -24,42 +25,61 @@ pub(super) fn routes() -> Vec<Route> {
             "/v1.0/runs",
             &[202, 400, 401, 413, 415, 429, 503],
             create,
+        )
+        .doc(
+            Doc::new("Run a program once on a given input (an ad-hoc run): queued and judged by the same workers as submissions, as a one-test problem")
+                .body::<RunRequest>(true)
+                .accepted::<crate::api::operations::OperationBody>("Accepted; poll Operation-Location (kind run); once finished its resourceLocation is /v1.0/runs/{id}"),
         ),
-        Route::new(Get, "/v1.0/runs/{id}", &[200, 401, 404, 429, 503], result),
+        Route::new(Get, "/v1.0/runs/{id}", &[200, 401, 404, 429, 503], result)
+            .doc(
+                Doc::new("A run's result so far")
+                    .json::<crate::api::types::RunBody>(200, "The run"),
+            ),
     ]
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct RunRequest {
     pub language: String,
     pub source_code: String,
     #[serde(default)]
     pub files: Vec<SourceFile>,
+    /// The program's input (no NUL)
     #[serde(default)]
     pub stdin: String,
+    /// When given, the output is compared with it token by token and the verdict says whether
+    /// it matched
     #[serde(default)]
     pub expected_output: Option<String>,
-    /// CPU time limit, ms (default and most: the operator's).
+    /// CPU time limit (default 2000, at most serve --run-max-time)
     #[serde(default)]
     pub time_limit_ms: Option<u64>,
-    /// Memory limit, KB (default and most: the operator's).
+    /// Memory limit (default 262144, at most serve --run-max-memory)
     #[serde(default)]
     pub memory_limit_kb: Option<u64>,
-    /// Where the finished run is sent, signed (see [`super::callbacks`]).
+    /// Where the finished run (as GET /v1.0/runs/{id} shows it) is POSTed, signed, as for
+    /// submissions
     #[serde(default)]
     pub callback_url: Option<String>,
-    /// Seconds after which the run, unfinished, ends as `timeout`.
+    /// Seconds after which the operation, unfinished, is ended with status timeout (default:
+    /// serve --deadline-seconds, else none)
     #[serde(default)]
+    #[schema(exclusive_minimum = 0, maximum = 604800)]
     pub deadline_seconds: Option<f64>,
-    /// Arguments given to the program (argv, never a shell), for languages that take them.
+    /// Arguments given to the program after its language's run command, as argv (never a
+    /// shell); 400 for a language whose run command does not end with the program (gawk,
+    /// Erlang, SBCL, Guile, SWI-Prolog). At most 256, 4096 bytes in all.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Options added to the compile command (argv), for GCC and Clang languages; each one of
-    /// [`crate::language::check_compiler_option`]'s.
+    /// Options added at the end of the compile command, as argv, for GCC and Clang languages
+    /// only; each must change how the program is compiled, never files or programs run: -O*,
+    /// -std=, -D/-U, -W (no pass-throughs), -g*, -f switches (no plugins, dumps, profiles),
+    /// -m*, -l, -pedantic, -ansi, -pthread, -static. 400 otherwise.
     #[serde(default)]
     pub compile_args: Vec<String>,
-    /// Wall-clock limit, ms (default: 3× the CPU limit; at most 3× the operator's most CPU).
+    /// Wall-clock limit, ms (default 3× the CPU limit; at most 3× serve --run-max-time).
     #[serde(default)]
     pub wall_limit_ms: Option<u64>,
     /// The program's stderr goes to its stdout (`2>&1`).

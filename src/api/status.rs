@@ -25,6 +25,7 @@ use super::route::{Access, Route, Verb};
 use super::time::{format_rfc3339, now_ms};
 use super::types::{SubmissionEnd, WorkerSummary};
 use super::AppState;
+use crate::api::doc::Doc;
 use crate::interface::SubmissionState;
 use crate::protocol::Body;
 use crate::store::filter::{CmpOp, Expr, Operand, Value as FilterValue};
@@ -54,9 +55,21 @@ const COALESCE: Duration = Duration::from_millis(250);
 pub(super) fn routes() -> Vec<Route> {
     use Verb::Get;
     vec![
-        Route::new(Get, "/", &[200, 429], page).access(Access::Open),
-        Route::new(Get, "/v1.0/status", &[200, 401, 429, 503], current),
-        Route::new(Get, "/v1.0/status/events", &[200, 401, 429], events),
+        Route::new(Get, "/", &[200, 429], page)
+            .doc(
+                Doc::new("The live status page (HTML, no data in it: it asks for the client token when the service needs one and reads /v1.0/status/events with it)")
+                    .text(200, "The page", "text/html"),
+            ).access(Access::Open),
+        Route::new(Get, "/v1.0/status", &[200, 401, 429, 503], current)
+            .doc(
+                Doc::new("The status now: workers, queue depth, submissions being judged with their tests, recent results")
+                    .json::<Snapshot>(200, "The status"),
+            ),
+        Route::new(Get, "/v1.0/status/events", &[200, 401, 429], events)
+            .doc(
+                Doc::new("Server-Sent Events: the status at once, then again each time it changes (a submission, or a worker registering, sending a heartbeat or deregistering; changes within a quarter of a second come as one; looked at again at least every heartbeat interval, 1-10 s, for workers gone silent); ends on shutdown")
+                    .text(200, "event = snapshot, data = the status JSON (as GET /v1.0/status)", "text/event-stream"),
+            ),
     ]
 }
 
@@ -181,27 +194,35 @@ fn cut(text: &str) -> String {
     }
 }
 
-/// The status (`GET /v1.0/status`, and each event of the stream).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The status page's data, bounded whatever the store holds (see limits). Free text (names,
+/// statuses, reasons) is cut to 300 characters.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Status)]
 pub struct Snapshot {
+    /// Submissions waiting for a worker
     pub queued: usize,
+    /// Registered (remote) workers, oldest registration first, at most limits.workers
     pub workers: Vec<WorkerShown>,
     pub workers_total: usize,
+    /// Submissions being judged, oldest first, at most limits.running
     pub running: Vec<RunningShown>,
+    /// More are being judged than shown
     pub more_running: bool,
+    /// Finished submissions, last submitted first, at most limits.recent
     pub recent: Vec<FinishedShown>,
     pub limits: Limits,
-    /// The service's own worker, when it has one.
+    /// The service's own worker, when it has one
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local_worker: Option<LocalWorker>,
     /// When it was taken; left out of a snapshot being compared with the last.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub generated_date_time: Option<String>,
 }
 
 /// What a snapshot shows at most.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Limits {
     pub workers: usize,
     pub running: usize,
@@ -209,13 +230,14 @@ pub struct Limits {
     pub recent: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The service's own worker, when it has one.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LocalWorker {
     pub concurrency: usize,
 }
 
 /// A registered worker, its free text cut.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerShown {
     #[serde(flatten)]
@@ -225,7 +247,7 @@ pub struct WorkerShown {
 }
 
 /// What every submission in a snapshot shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubmissionShown {
     pub id: String,
@@ -233,7 +255,9 @@ pub struct SubmissionShown {
     pub language: String,
     pub state: SubmissionState,
     pub status: Status,
+    #[schema(format = DateTime)]
     pub created_date_time: String,
+    #[schema(format = DateTime)]
     pub last_action_date_time: String,
 }
 
@@ -252,7 +276,7 @@ impl SubmissionShown {
 }
 
 /// A submission being judged, with its last [`TESTS_SHOWN`] tests and the one running.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunningShown {
     #[serde(flatten)]
@@ -263,6 +287,7 @@ pub struct RunningShown {
     pub percent_complete: u32,
     pub tests_omitted: usize,
     /// The `tested` messages' bodies.
+    #[schema(value_type = Vec<Object>)]
     pub tests: Vec<Body>,
     /// The test being run now.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -270,7 +295,7 @@ pub struct RunningShown {
 }
 
 /// A finished submission: its end and score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FinishedShown {
     #[serde(flatten)]

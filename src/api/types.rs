@@ -38,16 +38,19 @@ impl<T> Page<T> {
 }
 
 /// A submission as `GET /v1.0/submissions/{id}` shows it (and its callback sends it).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Submission)]
 pub struct SubmissionBody {
     pub id: String,
     pub problem: String,
     pub language: String,
     pub state: SubmissionState,
+    #[schema(format = DateTime)]
     pub submission_time: String,
     #[serde(flatten)]
     pub end: SubmissionEnd,
+    /// The callbackUrl given at submission, if any
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
     pub operation_location: String,
@@ -75,7 +78,7 @@ impl SubmissionBody {
 
 /// How a submission ended, as far as it has: its score, the subtasks it failed, why it ended
 /// in `invalidData` or `error`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubmissionEnd {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,12 +101,14 @@ impl SubmissionEnd {
 }
 
 /// One recorded message (SPEC §2) with when it was recorded, when the store keeps that.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Message)]
 pub struct RecordedBody<'a> {
     #[serde(flatten)]
     pub message: &'a Message,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub judge_time: Option<String>,
 }
 
@@ -118,13 +123,15 @@ impl<'a> From<&'a Recorded> for RecordedBody<'a> {
 
 /// An ad-hoc run as `GET /v1.0/runs/{id}` shows it (and its callback sends it): the report of
 /// its messages beside its operation's status.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Run)]
 pub struct RunBody {
     pub id: String,
     pub language: String,
     pub status: Status,
     pub state: SubmissionState,
+    #[schema(format = DateTime)]
     pub submission_time: String,
     #[serde(flatten)]
     pub report: RunReport,
@@ -152,13 +159,14 @@ impl RunBody {
 }
 
 /// What every view of a registered worker shows (`GET /v1.0/workers`, the status page).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerSummary {
     pub id: String,
     pub name: String,
     pub concurrency: Option<u32>,
     pub status: WorkerStatus,
+    #[schema(format = DateTime)]
     pub last_heartbeat_date_time: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reported_status: Option<String>,
@@ -189,48 +197,58 @@ impl WorkerSummary {
 }
 
 /// A registered worker (`GET /v1.0/workers`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Worker)]
 pub struct WorkerBody {
     #[serde(flatten)]
     pub summary: WorkerSummary,
+    #[schema(format = DateTime)]
     pub registered_date_time: String,
     pub heartbeat_interval_seconds: f64,
     pub running_operations: BTreeSet<String>,
+    /// The number of the last take that gave the worker a submission (0: none)
     pub last_take: u64,
 }
 
 /// A worker's last reported error and when.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastError {
     pub message: String,
+    #[schema(format = DateTime)]
     pub date_time: String,
 }
 
 /// A rejudge or validation (`GET /v1.0/workflows/{name}`; listed without `counts`, `blocked`
 /// and `result`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Workflow)]
 pub struct WorkflowBody {
     pub name: String,
+    #[schema(schema_with = super::operations::workflow_kinds)]
     pub kind: &'static str,
     /// `null` for a workflow about no one problem.
     pub problem: Option<String>,
     pub status: Status,
     pub percent_complete: u32,
+    #[schema(format = DateTime)]
     pub created_date_time: String,
+    #[schema(format = DateTime)]
     pub last_action_date_time: String,
     pub operation_location: String,
-    /// Run by this process.
+    /// Run by this service: control calls reach it
     pub running: bool,
     /// Steps per state, while this process runs it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub counts: Option<BTreeMap<StepState, usize>>,
+    /// Why unfinished steps cannot move, while this process runs it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub blocked: Option<Vec<Blocked>>,
-    /// The workflow's own summary (a rejudge's judgings, a validation's report): JSON its
-    /// definition writes, passed on as it is.
+    /// The rejudge's summary or the validation's report
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
 }

@@ -43,7 +43,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// worker sends one again within its write deadline (a minute), so the last few suffice.
 pub const ENDED_KEPT: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkerStatus {
     Active,

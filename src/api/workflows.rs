@@ -20,6 +20,7 @@ use super::route::{Route, Verb};
 use super::time::format_rfc3339;
 use super::types::{Page, StepBody, WorkflowBody};
 use super::AppState;
+use crate::api::doc::{self, Doc};
 use crate::problem::{is_valid_id, ProblemError};
 use crate::workflow::control::{ControlError, Selector};
 use crate::workflow::definition::DefinitionError;
@@ -28,6 +29,7 @@ use crate::workflow::runner::{Runner, RunnerError, View};
 use crate::workflow::validate::Solution;
 use crate::workflow::webhook::Webhook;
 use crate::workflow::{Definition, Settings, StepState, Workflow};
+use utoipa::openapi::schema::Type;
 
 /// Rejudges, validations and the workflows' control API; 503 wherever the service runs no
 /// workflows.
@@ -40,39 +42,85 @@ pub(super) fn routes() -> Vec<Route> {
             "/v1.0/rejudges",
             &[202, 400, 401, 403, 413, 415, 429, 503],
             rejudge,
+        )
+        .doc(
+            Doc::new("Rejudge every submission of a problem, or the ones listed; results replace the old ones")
+                .body::<RejudgeRequest>(true)
+                .accepted::<crate::api::operations::OperationBody>("Accepted; poll Operation-Location")
+                // Also when the service runs no workflows, which no retry mends.
+                .shared(503, "Error"),
         ),
         Route::new(
             Post,
             "/v1.0/problems/{problem}/validations",
             &[202, 400, 401, 404, 409, 413, 415, 429, 503],
             validation,
+        )
+        .doc(
+            Doc::new("Judge a problem's solutions, each tagged with its expected outcome, and report mismatches and the slowest accepted time")
+                .body::<ValidationRequest>(true)
+                .accepted::<crate::api::operations::OperationBody>("Accepted; poll Operation-Location")
+                // Also when the service runs no workflows, which no retry mends.
+                .shared(503, "Error"),
         ),
         Route::new(
             Get,
             "/v1.0/workflows",
             &[200, 401, 429, 503],
             list_workflows,
+        )
+        .doc(
+            Doc::new("Rejudges and validations, live or stored")
+                .list::<crate::api::types::WorkflowBody>(200, "Workflows"),
         ),
         Route::new(
             Get,
             "/v1.0/workflows/{name}",
             &[200, 401, 404, 429, 503],
             workflow,
+        )
+        .doc(
+            Doc::new("A workflow: status, steps per state, why unfinished steps cannot move, its result (summary or report)")
+                .json::<crate::api::types::WorkflowBody>(200, "The workflow"),
         ),
         Route::new(
             Get,
             "/v1.0/workflows/{name}/steps",
             &[200, 400, 401, 404, 409, 429, 503],
             steps,
+        )
+        .doc(
+            Doc::new("Status of the selected steps, in topological order")
+                .param(doc::query("tag", doc::of_type(Type::String), Some("key=value (repeatable); the key id matches the step id")))
+                .param(doc::query("state", doc::of_type(Type::String), Some("Only steps in this state (repeatable)")))
+                .param(doc::query("fields", doc::of_type(Type::String), Some("Comma-separated fields of the step status")))
+                .param(doc::query("waitingForInput", doc::of_type(Type::Boolean), None))
+                .json_schema(200, "Steps", doc::of_type(Type::Object)),
         ),
         Route::new(
             Post,
             "/v1.0/workflows/{name}/steps/{action}",
             CONTROL,
             control,
+        )
+        .doc(
+            Doc::new("Apply a control action to the steps selected by tags; refused transitions are listed with their reason")
+                .param(doc::path("action", doc::of_type(Type::String).enum_values(Some(["start", "pause", "resume", "rerun", "skip", "unskip", "interrupt"]))))
+                .body::<ControlRequest>(false)
+                .json_schema(200, "What moved (or would have, on a dry run) and what was refused", doc::of_type(Type::Object)),
         ),
-        Route::new(Post, "/v1.0/workflows/{name}/messages", CONTROL, message),
-        Route::new(Post, "/v1.0/workflows/{name}/shutdown", CONTROL, shutdown),
+        Route::new(Post, "/v1.0/workflows/{name}/messages", CONTROL, message)
+            .doc(
+                Doc::new("Send a message to the selected unfinished steps")
+                    .body::<ControlRequest>(true)
+                    .json_schema(200, "To which steps it went", doc::of_type(Type::Object)),
+            ),
+        Route::new(Post, "/v1.0/workflows/{name}/shutdown", CONTROL, shutdown)
+            .doc(
+                Doc::new("Interrupt the running steps and stop the workflow for good")
+                    .body::<ControlRequest>(false)
+                    .json_schema(200, "The interrupted steps", doc::of_type(Type::Object)),
+            ),
     ]
 }
 
@@ -130,11 +178,13 @@ impl From<ControlError> for ApiError {
 }
 
 /// How a workflow request may tune its judgings.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Tuning {
+    /// Attempts per judging when the infrastructure fails
     #[serde(default)]
     attempts: Option<u32>,
+    /// Judgings at once
     #[serde(default)]
     max_running: Option<usize>,
 }
@@ -168,7 +218,8 @@ async fn start(
     ))
 }
 
-#[derive(Deserialize)]
+/// Either problem or submissions.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RejudgeRequest {
     /// Every submission of this problem...
@@ -177,7 +228,8 @@ struct RejudgeRequest {
     /// ... or these.
     #[serde(default)]
     submissions: Option<Vec<String>>,
-    /// http:// URL told the summary once done.
+    /// http:// URL told the summary once done; its host must be allowed by the operator (serve
+    /// --webhook-allow), else 403 webhookNotAllowed
     #[serde(default)]
     webhook: Option<String>,
     #[serde(flatten)]
@@ -234,7 +286,7 @@ fn check_webhook(state: &AppState, url: &str) -> Result<(), ApiError> {
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ValidationRequest {
     solutions: Vec<Solution>,
     #[serde(flatten)]
@@ -414,14 +466,15 @@ async fn steps(
 
 /// Steps selected by tags (`{"tags": {"key": "value"}}`; none: every step), and whether to
 /// change nothing.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ControlRequest {
+    /// Steps carrying every one of these tags (none: every step)
     #[serde(default)]
     tags: BTreeMap<String, String>,
     #[serde(default)]
     dry_run: bool,
-    /// For `messages`: what to send.
+    /// For messages: what to send
     #[serde(default)]
     message: Option<Value>,
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::{Body, CompileResult};
 
 /// `submissions.state`, with the exact strings of SPEC §6 (the STAOJ front end's states).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SubmissionState {
     /// Waiting for a worker (how a front end inserts it).

@@ -6,8 +6,9 @@ use serde::Serialize;
 use crate::interface::SubmissionState;
 
 /// The state of an operation (the seed's operation states; lower case on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = OperationStatus)]
 pub enum Status {
     NotStarted,
     Running,

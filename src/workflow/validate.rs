@@ -26,7 +26,9 @@ use crate::store::WorkflowStore;
 use crate::verdict::Verdict;
 
 /// The outcome a solution is filed under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Expected {
     Accepted,
@@ -107,7 +109,7 @@ pub fn outcome(judgement: &Judgement) -> Option<Expected> {
 }
 
 /// One solution to judge (JSON: `name`, `expected`, `language`, `sourceCode`, optional `files`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Solution {
     /// `<expected>/<file name>`, how the report names it.
     pub name: String,

@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::api::doc::{self, Doc};
 use crate::api::error::ApiError;
 use crate::api::operations::{Operation, OperationBody, Position, FILTER_FIELDS};
 use crate::api::respond::{not_cancellable, polled};
@@ -17,6 +18,7 @@ use crate::api::{workflows, AppState};
 use crate::store::filter;
 use crate::store::Cancel;
 use crate::store::Status;
+use utoipa::openapi::schema::Type;
 
 /// Listing, polling and cancelling operations.
 pub(in crate::api) fn routes() -> Vec<Route> {
@@ -27,18 +29,34 @@ pub(in crate::api) fn routes() -> Vec<Route> {
             "/v1.0/operations",
             &[200, 400, 401, 429, 503],
             list_operations,
+        )
+        .doc(
+            Doc::new("List operations (submissions, rejudges, validations): not started, running, then completed, each by creation time")
+                .param(doc::query("$filter", doc::of_type(Type::String), Some("OData filter over id, kind, status, problem, language, createdDateTime, lastActionDateTime, percentComplete with eq ne gt ge lt le, and or not, parentheses")))
+                .param(doc::query("$top", doc::of_type(Type::Integer).minimum(Some(1)).maximum(Some(1000)).default(Some(serde_json::json!(50))), None))
+                .param(doc::query("$skip", doc::of_type(Type::Integer).minimum(Some(0)).default(Some(serde_json::json!(0))), Some("Operations to pass over; the service reads them all, so a deep page costs as many rows. Not with $skiptoken")))
+                .param(doc::query("$skiptoken", doc::of_type(Type::String), Some("Where the page starts: just after the operation whose position the token carries (opaque; taken from nextLink). A deep page costs as much as the first. Not with $skip; a malformed token is a 400")))
+                .paged::<crate::api::operations::OperationBody>(200, "A page of operations", "The next page, when there is one: /v1.0/operations with the same $top and $filter and the $skiptoken of this page's last operation. Following it never repeats or skips an operation whose status did not change meanwhile (one that starts or finishes moves between status groups, and so between pages)"),
         ),
         Route::new(
             Get,
             "/v1.0/operations/{id}",
             &[200, 401, 404, 429, 503],
             operation,
+        )
+        .doc(
+            Doc::new("Poll an operation")
+                .json::<crate::api::operations::OperationBody>(200, "The operation (Retry-After while not finished)"),
         ),
         Route::new(
             Delete,
             "/v1.0/operations/{id}",
             &[200, 401, 404, 405, 409, 429, 503],
             cancel_operation,
+        )
+        .doc(
+            Doc::new("Cancel a not started submission, or shut down a running rejudge or validation (idempotent)")
+                .json::<crate::api::operations::OperationBody>(200, "Cancelled"),
         ),
     ]
 }

@@ -15,6 +15,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::api::admission::{check_queue, check_source, deadline_ms};
+use crate::api::doc::{self, Doc};
 use crate::api::error::ApiError;
 use crate::api::operations::Operation;
 use crate::api::respond::{accepted, list};
@@ -24,6 +25,7 @@ use crate::api::AppState;
 use crate::problem::{is_valid_id, ProblemError};
 use crate::protocol::{SourceFile, Submission};
 use crate::store::{Queueing, Recorded, SubmissionView};
+use utoipa::openapi::schema::Type;
 
 /// Submitting, and reading a submission and its messages.
 pub(in crate::api) fn routes() -> Vec<Route> {
@@ -34,24 +36,44 @@ pub(in crate::api) fn routes() -> Vec<Route> {
             "/v1.0/submissions",
             &[202, 400, 401, 413, 415, 429, 503],
             submit,
+        )
+        .doc(
+            Doc::new("Submit a program for judging")
+                .body::<SubmitRequest>(true)
+                .accepted::<crate::api::operations::OperationBody>("Accepted; poll Operation-Location")
+                .callbacks(submission_callbacks())
+                .answer(503, busy()),
         ),
         Route::new(
             Get,
             "/v1.0/submissions/{id}",
             &[200, 401, 404, 429, 503],
             submission,
+        )
+        .doc(
+            Doc::new("The submission's state and score")
+                .json::<crate::api::types::SubmissionBody>(200, "The submission"),
         ),
         Route::new(
             Get,
             "/v1.0/submissions/{id}/judge-results",
             &[200, 401, 404, 429, 503],
             judge_results,
+        )
+        .doc(
+            Doc::new("The submission's messages, in order")
+                .list::<crate::api::types::RecordedBody<'static>>(200, "Messages"),
         ),
         Route::new(
             Get,
             "/v1.0/submissions/{id}/events",
             &[200, 401, 404, 429, 503],
             events,
+        )
+        .doc(
+            Doc::new("Server-Sent Events: the messages so far, then live ones, ending after the terminal message")
+                .param(doc::header("Last-Event-ID", doc::of_type(Type::Integer), None))
+                .text(200, "event = message state, id = message index, data = message JSON", "text/event-stream"),
         ),
     ]
 }
@@ -60,20 +82,97 @@ pub(in crate::api) fn routes() -> Vec<Route> {
 /// notification may be lost while the store reconnects).
 const EVENTS_RECHECK: Duration = Duration::from_secs(2);
 
-#[derive(Deserialize)]
+/// What the service POSTs to a submission's `callbackUrl` ([`crate::api::callbacks`]).
+fn submission_callbacks() -> serde_json::Value {
+    serde_json::json!({
+        "submissionFinished": {
+            "{$request.body#/callbackUrl}": {
+                "post": {
+                    "summary": "The submission's operation has ended",
+                    "parameters": [
+                        {
+                            "name": "Executioner-Timestamp",
+                            "in": "header",
+                            "required": true,
+                            "schema": {
+                                "type": "integer"
+                            },
+                            "description": "When this attempt was made, unix seconds (each retry is signed afresh)"
+                        },
+                        {
+                            "name": "Executioner-Signature",
+                            "in": "header",
+                            "required": true,
+                            "schema": {
+                                "type": "string",
+                                "pattern": "^sha256=[0-9a-f]{64}$"
+                            },
+                            "description": "sha256= followed by the lower-case hex HMAC-SHA256, keyed with the operator's callback secret, of the Executioner-Timestamp value, a '.', and the raw request body. Receivers recompute it over the body as received, compare in constant time, and refuse a timestamp too far from now (a replay)."
+                        }
+                    ],
+                    "requestBody": {
+                        "required": true,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "$ref": "#/components/schemas/Submission"
+                                }
+                            }
+                        }
+                    },
+                    "responses": {
+                        "2XX": {
+                            "description": "Received; not sent again"
+                        },
+                        "default": {
+                            "description": "429 and 5xx (and no answer) are retried with backoff; any other status is a refusal and is not retried"
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// 503 when too many submissions are queued.
+fn busy() -> utoipa::openapi::Response {
+    utoipa::openapi::Response::builder()
+        .description("Too many queued submissions; retry after Retry-After seconds")
+        .header("Retry-After", doc::integer_header(None))
+        .content(
+            "application/json",
+            utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name("Error"))),
+        )
+        .build()
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = SubmissionRequest)]
 struct SubmitRequest {
+    #[schema(pattern = "^[a-z0-9-]+$")]
     problem: String,
     language: String,
     #[serde(rename = "sourceCode")]
     source_code: String,
-    /// Further source files (SPEC §1), judged with the source.
+    /// Further source files of a multi-file submission (SPEC section 1): plain names (no '/',
+    /// no '..', not starting with '-' or '@', unique, not the language's own source name), at
+    /// most 64; sourceCode and files together at most the source size limit
     #[serde(default)]
+    #[schema(max_items = 64)]
     files: Vec<SourceFile>,
-    /// Where the finished submission is POSTed (see `callbacks`).
+    /// Where to POST the finished submission (the Submission JSON of GET
+    /// /v1.0/submissions/{id}) once its operation is succeeded, failed or cancelled: an http://
+    /// URL whose host (or host:port) the operator allowed (serve --webhook-allow). Refused with
+    /// 400 (callbackNotAllowed) for another host or when the service has no --callback-secret
+    /// to sign callbacks with, and 400 (badRequest) when malformed; nothing is queued then.
+    /// Sent once per outcome (a rejudge's new outcome is sent again), retried with backoff on
+    /// network errors, 5xx and 429. See the callbacks of this operation for the headers.
     #[serde(default, rename = "callbackUrl")]
     callback_url: Option<String>,
-    /// Seconds after which the operation, unfinished, ends as `timeout`.
+    /// Seconds after which the operation, unfinished, is ended with status timeout (default:
+    /// serve --deadline-seconds, else none)
     #[serde(rename = "deadlineSeconds", default)]
+    #[schema(exclusive_minimum = 0, maximum = 604800)]
     deadline_seconds: Option<f64>,
 }
 

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use crate::api::doc::{self, Doc};
 use crate::api::error::ApiError;
 use crate::api::respond::{created, list, optional_body};
 use crate::api::route::{Access, Route, Verb};
@@ -21,26 +22,44 @@ use crate::api::types::{Page, WorkerBody, WorkerSummary};
 use crate::api::workers::{DispatchError, Holdings, RegisteredWorker, Report, Taken};
 use crate::api::AppState;
 use crate::protocol::Message;
+use utoipa::openapi::schema::Type;
 
 /// Listing and reading workers (the client token), registering and deregistering one (the
 /// worker token).
 pub(in crate::api) fn routes() -> Vec<Route> {
     use Verb::{Delete, Get, Post};
     vec![
-        Route::new(Get, "/v1.0/workers", &[200, 401, 429], list_workers),
+        Route::new(Get, "/v1.0/workers", &[200, 401, 429], list_workers)
+            .doc(
+                Doc::new("Registered workers; unresponsive after missed heartbeats")
+                    .list::<crate::api::types::WorkerBody>(200, "Workers"),
+            ),
         Route::new(
             Post,
             "/v1.0/workers",
             &[201, 400, 401, 413, 415, 429],
             register_worker,
         )
+        .doc(
+            Doc::new("Register a worker")
+                .json::<crate::api::types::WorkerBody>(201, "Registered")
+                .body::<RegisterRequest>(true),
+        )
         .access(Access::Worker),
-        Route::new(Get, "/v1.0/workers/{id}", &[200, 401, 404, 429], one_worker),
+        Route::new(Get, "/v1.0/workers/{id}", &[200, 401, 404, 429], one_worker)
+            .doc(
+                Doc::new("One registered worker: its status, last heartbeat, last error and the operations it runs")
+                    .json::<crate::api::types::WorkerBody>(200, "The worker"),
+            ),
         Route::new(
             Delete,
             "/v1.0/workers/{id}",
             &[204, 401, 404, 429],
             deregister_worker,
+        )
+        .doc(
+            Doc::new("Deregister a worker that stops; the submissions it holds are queued again")
+                .empty(204, "Deregistered"),
         )
         .access(Access::Worker),
     ]
@@ -51,13 +70,36 @@ pub(in crate::api) fn routes() -> Vec<Route> {
 pub(in crate::api) fn own_worker_routes() -> Vec<Route> {
     use Verb::Post;
     vec![
-        Route::new(Post, "/heartbeat", &[200, 400, 401, 404, 413], heartbeat),
-        Route::new(Post, "/take", &[200, 204, 400, 401, 404, 503], take),
+        Route::new(Post, "/heartbeat", &[200, 400, 401, 404, 413], heartbeat)
+            .doc(
+                Doc::new("Record a heartbeat, with the worker's status, last error and what it holds (body optional)")
+                    .describe("running and lastTake go together (400 otherwise). Every submission given to the worker under take lastTake or an earlier one that is not in running is queued again: the answer of its take never reached the worker. One given under a later take may still be on its way and is left until a heartbeat that heard of it. A worker taking one submission at a time (as executioner worker does) knows every answer before the next; one taking several at once may have a submission taken back whose answer comes late, and its messages are then refused (409). A heartbeat without running and lastTake only says the worker is alive.")
+                    .json::<crate::api::types::WorkerBody>(200, "The worker")
+                    .body::<HeartbeatRequest>(false),
+            ),
+        Route::new(Post, "/take", &[200, 204, 400, 401, 404, 503], take)
+            .doc(
+                Doc::new("Take the next submission, already claimed (executing) for this worker under a new take number")
+                    .describe("The submission is held by this worker under this take until its terminal message, until the worker deregisters or misses its heartbeats, or until a heartbeat shows the worker never received it. When the request goes away while the claim is under way, the claim ends all the same and the submission is queued again.")
+                    .param(doc::query("wait", doc::of_type(Type::Number).minimum(Some(0)), Some("Seconds to wait for a submission (at most the service's limit)")))
+                    .json::<crate::protocol::Submission>(200, "The submission to judge")
+                    .empty(204, "None came")
+                    .header(200, "Take", take_header())
+                    .header(204, "Take", take_header()),
+            ),
         Route::new(
             Post,
             "/messages",
             &[204, 400, 401, 404, 409, 413, 415, 503],
             report,
+        )
+        .doc(
+            Doc::new("Report one message (SPEC section 2) about a submission this worker holds under the take named")
+                .describe("The same message sent twice in a row under a take (a retry after a lost answer) is recorded once; so is a terminal message (done, error, invalid) sent again after it was recorded, answered 204. Any other message about a submission no longer held under that take is refused with 409.")
+                .param(doc::required(doc::query("take", doc::of_type(Type::Integer).minimum(Some(1)), Some("The number of the take that gave the submission (its Take header). Required: a message without it is refused with 400."))))
+                .body::<crate::api::types::RecordedBody<'static>>(true)
+                .empty(204, "Recorded")
+                .json::<crate::api::error::ErrorBody<'static>>(409, "The submission is not this worker's under that take: it was queued again (the worker missed its heartbeats, or its heartbeat showed it did not run it), given under another take, or already ended with another message"),
         ),
     ]
     .into_iter()
@@ -65,7 +107,7 @@ pub(in crate::api) fn own_worker_routes() -> Vec<Route> {
     .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RegisterRequest {
     name: String,
     #[serde(default)]
@@ -101,15 +143,18 @@ async fn register_worker(
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct HeartbeatRequest {
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    /// Ids of the submissions the worker runs, or has taken and will run.
     #[serde(default)]
     running: Option<BTreeSet<String>>,
+    /// The number of the last take whose answer the worker received (the Take header of a 200
+    /// or 204; 0: none).
     #[serde(default)]
     last_take: Option<u64>,
 }
@@ -179,6 +224,11 @@ impl From<DispatchError> for ApiError {
             DispatchError::Store(e) => e.into(),
         }
     }
+}
+
+/// [`TAKE_HEADER`] in the OpenAPI document.
+fn take_header() -> utoipa::openapi::header::Header {
+    doc::integer_header(Some("On 200 the number of this take, which every message about the submission names (?take=); on 204 the number of the last take that gave this worker a submission (0: none). Numbers are per worker and only grow."))
 }
 
 /// The header numbering a take: on 200 the number of this take, on 204 that of the last take
