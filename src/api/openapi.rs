@@ -1,14 +1,12 @@
 //! `GET /v1.0/openapi.json`: the OpenAPI document of the API, open without a token, built from
-//! the route table ([`super::router::all`]: each route's method, path, statuses and access, and
-//! its [`Doc`]) and the schemas of the types the API answers and accepts (`utoipa::ToSchema`).
+//! the route table (which the router hands to [`document`]: each route's method, path, statuses
+//! and access, and its [`Doc`]) and the schemas of the types the API answers and accepts (`utoipa::ToSchema`).
 //! A test of [`super::router`](mod@super::router) checks it against the route table; a test
 //! here, that it keeps the surface it had (the document may only grow: a path, method, status,
 //! schema or property it has stays, with its meaning).
 
-use std::sync::OnceLock;
-
 use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterIn};
 use utoipa::openapi::schema::{ComponentsBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
@@ -19,29 +17,20 @@ use utoipa::openapi::{
 use super::doc::{self, Doc};
 use super::error::ErrorBody;
 use super::judge0::Judge0Error;
+use super::route::JUDGE0_PREFIX;
 use super::route::{Access, Route, Verb};
-use super::router::JUDGE0_PREFIX;
 
-/// The document, open to anyone.
-pub(super) fn routes() -> Vec<Route> {
+/// The document, open to anyone: `served` gives it as JSON (the router builds it once, from its
+/// route table, with [`document`]).
+pub(super) fn routes(served: fn() -> &'static str) -> Vec<Route> {
+    let openapi = move || async move {
+        ([(header::CONTENT_TYPE, "application/json")], served()).into_response()
+    };
     vec![
         Route::new(Verb::Get, "/v1.0/openapi.json", &[200, 429], openapi)
             .access(Access::Open)
             .doc(Doc::new("This document").empty(200, "OpenAPI 3 document")),
     ]
-}
-
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], served()).into_response()
-}
-
-/// The document as JSON, built once.
-fn served() -> &'static str {
-    static SERVED: OnceLock<String> = OnceLock::new();
-    SERVED.get_or_init(|| {
-        // Plain data: it always serialises.
-        serde_json::to_string(&document()).unwrap_or_default()
-    })
 }
 
 const DESCRIPTION: &str = "Submissions, rejudges and problem validations are long-running operations: POST returns 202 with Operation-Location and Retry-After; poll the operation until it is succeeded, failed or cancelled. Remote workers register, take submissions and report their messages; one that misses its heartbeats has its submissions queued again. When the service is started with a rate limit, a client over it gets 429 with Retry-After (registered workers' heartbeats, takes and reports are not counted).";
@@ -193,8 +182,7 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
 }
 
 /// The document: every route of the table with its schemas.
-fn document() -> serde_json::Value {
-    let routes = super::router::all();
+pub(super) fn document(routes: &[Route]) -> serde_json::Value {
     let mut paths = Paths::new();
     let mut components = security_schemes(shared_responses(ComponentsBuilder::new()));
     // The schemas the shared answers name.
@@ -202,7 +190,7 @@ fn document() -> serde_json::Value {
         .schema::<ErrorBody>()
         .schema::<Judge0Error>()
         .schemas;
-    for route in &routes {
+    for route in routes {
         paths.add_path_operation(&route.path, vec![method(route.verb)], operation(route));
         schemas.extend(route.doc.schemas.iter().cloned());
     }
@@ -222,7 +210,7 @@ fn document() -> serde_json::Value {
         .build();
     let mut document = serde_json::to_value(&openapi).unwrap_or_default();
     // utoipa 5 has no callbacks: they go in as JSON.
-    for route in &routes {
+    for route in routes {
         if let Some(callbacks) = &route.doc.callbacks {
             document["paths"][&route.path][route.verb.openapi()]["callbacks"] = callbacks.clone();
         }

@@ -8,6 +8,12 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use super::doc::Doc;
 use super::AppState;
 
+/// Where the main router serves the Judge0-compatible API.
+pub const JUDGE0_PREFIX: &str = "/judge0";
+
+/// Where the main router serves a registered worker's own calls (heartbeats, takes, reports).
+pub const OWN_WORKER_PREFIX: &str = "/v1.0/workers/{id}";
+
 /// The methods the API serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {

@@ -16,13 +16,8 @@ use axum::Router;
 
 use super::error::ApiError;
 use super::route::{Access, Route};
+pub use super::route::{JUDGE0_PREFIX, OWN_WORKER_PREFIX};
 use super::{auth, limit, AppState};
-
-/// Where the main router serves the Judge0-compatible API.
-pub const JUDGE0_PREFIX: &str = "/judge0";
-
-/// Where the main router serves a registered worker's own calls (heartbeats, takes, reports).
-pub const OWN_WORKER_PREFIX: &str = "/v1.0/workers/{id}";
 
 /// Every route of the main router ([`router`]), at its full path (what the OpenAPI document is
 /// built from).
@@ -44,12 +39,21 @@ pub fn all() -> Vec<Route> {
 /// The routes of the main router but the nested ones.
 fn main_routes() -> Vec<Route> {
     let mut routes = super::routes::routes();
-    routes.extend(super::openapi::routes());
+    routes.extend(super::openapi::routes(openapi_json));
     routes.extend(super::metrics::routes());
     routes.extend(super::workflows::routes());
     routes.extend(super::status::routes());
     routes.extend(super::runs::routes());
     routes
+}
+
+/// The OpenAPI document of [`all`] as JSON, built once.
+fn openapi_json() -> &'static str {
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| {
+        // Plain data: it always serialises.
+        serde_json::to_string(&super::openapi::document(&all())).unwrap_or_default()
+    })
 }
 
 /// `routes` as an axum router (one path's methods merged into one route).
